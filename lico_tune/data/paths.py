@@ -1,0 +1,41 @@
+"""Where datasets live by default, and the lock that serialises downloads into one root."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+DATA_HOME = Path("~/.cache/lico-tune/data")
+
+
+def default_root(name: Optional[str] = None) -> Path:
+    """~/.cache/lico-tune/data[/name]."""
+    home = DATA_HOME.expanduser()
+    return home / name if name else home
+
+
+def user_root(root: Optional[str], name: Optional[str] = None) -> Path:
+    return Path(root).expanduser() if root else default_root(name)
+
+
+@contextmanager
+def download_lock(root: Path) -> Iterator[None]:
+    """Hold a FileLock in `root`, so that trials sharing a root download a dataset once."""
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".lico-tune-download.lock")):
+        yield
+
+
+@dataclass
+class RawSplits:
+    """A dataset as loaded from disk: uint8 (N, C, H, W) images and int64 labels per split."""
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    source: str                                                               # where it was read from

@@ -1,0 +1,91 @@
+"""Dataset name -> how to load it, its normalisation and augmentation; and build_data."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from . import digits, fashion_mnist, imagefolder, names, torchvision_sets
+from .imageset import ImageSet, crop_pad_for, resize_uint8
+from .paths import RawSplits
+from .subsets import per_class_subset, stratified_subset
+
+TEST_SUBSET_SEED = 0    # every trial evaluates on the same test images
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    load: Callable[..., RawSplits]                 # cfg -> RawSplits (in-memory sets)
+    mean: Optional[tuple[float, ...]]              # None: computed from the training split
+    std: Optional[tuple[float, ...]]
+    flip: bool                                     # horizontal flip is label-preserving
+    native_size: int
+
+
+REGISTRY: dict[str, DatasetInfo] = {
+    "fashion_mnist": DatasetInfo(fashion_mnist.load, (0.2860,), (0.3530,), True, 28),
+    # digits: stats of the (fixed) full training split at the chosen size; no flip (a flipped 2 is no digit).
+    "digits": DatasetInfo(digits.load, None, None, False, 8),
+    "cifar10": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "cifar10"),
+                           (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True, 32),
+    "cifar100": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "cifar100"),
+                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True, 32),
+    "svhn": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "svhn"),
+                        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False, 32),
+}
+assert set(REGISTRY) | {"imagefolder"} == set(names.DATASETS)
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images scaled to [0, 1]."""
+    C = images.shape[1]
+    s = torch.zeros(C, dtype=torch.float64)
+    s2 = torch.zeros(C, dtype=torch.float64)
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk].double().div_(255).transpose(0, 1).reshape(C, -1)   # (C, n*H*W)
+        s += x.sum(1)
+        s2 += (x * x).sum(1)
+    n = images.numel() / C
+    mean = s / n
+    std = (s2 / n - mean ** 2).clamp_min(1e-12).sqrt()
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def _in_memory(cfg) -> tuple[ImageSet, ImageSet, list[str], int, str]:
+    info = REGISTRY[cfg.name]
+    raw = info.load(cfg)
+    size = cfg.image_size or info.native_size
+    x_train, x_test = resize_uint8(raw.x_train, size), resize_uint8(raw.x_test, size)
+    mean, std = (info.mean, info.std) if info.mean is not None else channel_stats(x_train)
+    pad = crop_pad_for(size)
+    train = ImageSet(x_train, raw.y_train, mean, std, augment=cfg.augment, pad=pad, flip=info.flip)
+    test = ImageSet(x_test, raw.y_test, mean, std, augment=False, pad=pad, flip=info.flip)
+    return train, test, list(names.FIXED[cfg.name]), size, raw.source
+
+
+def build_data(cfg, seed: int = 0):
+    """Load `cfg.name`, resize, and select the training labels and test images the spec asks for."""
+    from . import DataBundle
+
+    if cfg.name == "imagefolder":
+        train, test, class_names, size, source = imagefolder.build(cfg)
+    else:
+        train, test, class_names, size, source = _in_memory(cfg)
+    for split, ds in (("train", train), ("test", test)):
+        if len(ds) and (int(ds.labels.min()) < 0 or int(ds.labels.max()) >= len(class_names)):
+            raise ValueError(f"{cfg.name} {split}: labels span {int(ds.labels.min())}..{int(ds.labels.max())} "
+                             f"but there are {len(class_names)} class names")
+
+    g = torch.Generator().manual_seed(int(seed))
+    if cfg.labels_per_class is not None:
+        train = train.subset(per_class_subset(train.labels, cfg.labels_per_class, g, class_names))
+    if cfg.train_subset is not None:
+        train = train.subset(stratified_subset(train.labels, cfg.train_subset, g))
+    if cfg.test_subset is not None:
+        g_test = torch.Generator().manual_seed(TEST_SUBSET_SEED)
+        test = test.subset(stratified_subset(test.labels, cfg.test_subset, g_test))
+    return DataBundle(name=cfg.name, train=train, test=test, class_names=class_names,
+                      in_channels=train.in_channels, image_size=size, mean=train.mean, std=train.std,
+                      source=source)
+
