@@ -302,7 +302,7 @@ def test_no_flip_for_digits_and_test_split_never_augmented():
 @needs_fmnist
 def test_fashion_mnist_normalisation_near_zero_mean():
     b = D.build_data(cfg(name="fashion_mnist", test_subset=2000))
-    x, _ = next(D.iterate_batches(b.test, 2000, shuffle=False, seed_or_generator=0))
+    x, _ = next(D.iterate_batches(b.test, 2000, shuffle=False, seed=0))
     assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05
 
 

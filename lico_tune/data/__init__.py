@@ -1,7 +1,7 @@
 """Datasets for lico-tune: a registry of names -> train/test splits with class names in label order.
 
     bundle = build_data(DataConfig(name="fashion_mnist"), seed=0)
-    for x, y in iterate_batches(bundle.train, 128, shuffle=True, seed_or_generator=0, epoch=0): ...
+    for x, y in iterate_batches(bundle.train, 128, shuffle=True, seed=0, epoch=0): ...
 
 Importing this package is cheap (no torch, torchvision or sklearn until a dataset is built).
 """

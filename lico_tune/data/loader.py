@@ -23,25 +23,16 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-def iterate_batches(ds, batch_size: int, shuffle: bool,
-                    seed_or_generator: Union[int, torch.Generator, None] = None, drop_last: bool = False,
-                    *, epoch: int = 0, device: Optional[Union[str, torch.device]] = None,
-                    seed: Optional[int] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iterate_batches(ds, batch_size: int, shuffle: bool, seed: Union[int, torch.Generator],
+                    drop_last: bool = False, *, epoch: int = 0,
+                    device: Optional[Union[str, torch.device]] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x float32 normalised (B, C, H, W), y int64 (B,)) over `ds` once.
 
-    seed_or_generator: an int seed (the epoch's stream is then epoch_generator(seed, epoch)) or a
-    torch.Generator used as is (epoch ignored). The same generator draws the order and the
-    augmentation. `seed=` is accepted as a keyword alias of an int seed_or_generator.
+    seed: an int (the epoch's stream is then epoch_generator(seed, epoch)) or a torch.Generator
+    used as is (epoch ignored). The same generator draws the order and the augmentation.
     `device`: where batches go (pinned, non-blocking copies for file-backed sets).
     """
-    if seed_or_generator is None:
-        if seed is None:
-            raise TypeError("iterate_batches needs seed_or_generator (an int seed or a torch.Generator)")
-        seed_or_generator = seed
-    elif seed is not None:
-        raise TypeError("pass either seed_or_generator or seed=, not both")
-    g = seed_or_generator if isinstance(seed_or_generator, torch.Generator) \
-        else epoch_generator(seed_or_generator, epoch)
+    g = seed if isinstance(seed, torch.Generator) else epoch_generator(seed, epoch)
     n = len(ds)
     order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)  # (N,)
     if getattr(ds, "file_backed", False):

@@ -1,0 +1,105 @@
+"""evaluate_saliency: every saliency metric of a trial, for each method, as flat metrics.
+
+    saliency/<method>/insertion, deletion, overall   faithfulness (mean AUC over the images)
+    saliency/<method>/pointing, energy               2x2 grid pointing game (chance 0.25)
+    saliency/<method>/pointing_mask, energy_mask     on real masks, when `masks` is given
+    saliency/<method>/ses                            salience equivariance score
+    saliency/<method>/sanity_top, sanity_full        cascading randomisation (when sanity=True):
+                                                     mean Spearman after the top layer, after all
+    saliency/<method>/seconds                        wall time of this method's evaluation
+No single number decides: deletion AUC, for one, rewards a shortcut-learning model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ._util import SaliencyFn, as_targets, predict
+from .equivariance import salience_equivariance
+from .faithfulness import insertion_deletion
+from .localisation import energy_masks, grid_localisation, pointing_game_masks
+from .methods import make_saliency_fn
+from .sanity import cascading_randomisation
+
+
+@dataclasses.dataclass
+class SaliencyEvaluation:
+    metrics: dict[str, float]  # flat, floats only: ready for a Tune report
+    curves: dict[str, dict]  # method -> insertion_deletion result (+ "ses" per image), CPU tensors
+    targets: Tensor  # (N,) the classes explained
+    predictions: Tensor  # (N,) the model's predictions on the clean images
+    maps: dict[str, Tensor]  # method -> (N, H, W), only with return_maps=True
+
+
+def compute_maps(fn: SaliencyFn, images: Tensor, targets: Tensor, batch_size: int) -> Tensor:
+    return torch.cat([fn(images[i:i + batch_size], targets[i:i + batch_size])
+                      for i in range(0, len(images), batch_size)])
+
+
+def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequence[str] = ("gradcam",), *,
+                      target_layer: nn.Module | str | None = None, target: str = "label",
+                      batch_size: int = 256, pixels_per_step: int | None = None,
+                      blur_sigma: float = 5.0, blur_kernel_size: int | None = None,
+                      insertion_substrate: str = "blur", deletion_substrate: str = "zeros",
+                      n_grids: int | None = None, grid_seed: int = 0, ses: bool = True,
+                      ses_seed: int = 0, ses_scale=(0.5, 1.0), ses_flip_p: float = 0.5,
+                      masks: Tensor | None = None, sanity: bool = False,
+                      sanity_max_layers: int | None = None, rise_n_masks: int = 250,
+                      rise_cells: int = 8, rise_p: float = 0.5, rise_seed: int = 0,
+                      return_maps: bool = False) -> SaliencyEvaluation:
+    """All saliency metrics for images (N, C, H, W) (normalised), labels (N,).
+
+    target: "label" explains the ground-truth class, "pred" the prediction on the clean image
+    (faithfulness, SES, masks, sanity). The grid game always targets each tile's true class;
+    it is skipped when the images hold fewer than 4 classes; n_grids defaults to N // 4 (>= 1).
+    batch_size bounds the images per forward everywhere. The model's mode, requires_grad flags
+    and .grad are left as they were.
+    """
+    if target not in ("label", "pred"):
+        raise ValueError(f"target must be 'label' or 'pred', got '{target}'")
+    labels = as_targets(labels, len(images))
+    preds = predict(model, images, batch_size)
+    targets = labels if target == "label" else preds
+    opts = dict(target_layer=target_layer, batch_size=batch_size, rise_n_masks=rise_n_masks,
+                rise_cells=rise_cells, rise_p=rise_p, rise_seed=rise_seed)
+    n_classes = len(torch.unique(labels))
+    metrics: dict[str, float] = {}
+    curves: dict[str, dict] = {}
+    all_maps: dict[str, Tensor] = {}
+    for method in methods:
+        t0 = time.perf_counter()
+        key = f"saliency/{method}"
+        fn = make_saliency_fn(model, method, **opts)
+        maps = compute_maps(fn, images, targets, batch_size)  # (N, H, W)
+        faith = insertion_deletion(model, images, maps, targets, pixels_per_step, batch_size,
+                                   blur_sigma, blur_kernel_size, insertion_substrate=insertion_substrate,
+                                   deletion_substrate=deletion_substrate)
+        for m in ("insertion", "deletion", "overall"):
+            metrics[f"{key}/{m}"] = faith[m].mean().item()
+        if n_classes >= 4:
+            loc = grid_localisation(fn, images, labels, n_grids or max(1, len(images) // 4), grid_seed,
+                                    batch_size)
+            metrics[f"{key}/pointing"] = loc["pointing"].mean().item()
+            metrics[f"{key}/energy"] = loc["energy"].mean().item()
+        if masks is not None:
+            metrics[f"{key}/pointing_mask"] = pointing_game_masks(maps, masks).mean().item()
+            metrics[f"{key}/energy_mask"] = energy_masks(maps, masks).mean().item()
+        if ses:
+            faith["ses"] = salience_equivariance(fn, images, targets, ses_seed, ses_scale,
+                                                 flip_p=ses_flip_p, batch_size=batch_size, maps=maps)
+            metrics[f"{key}/ses"] = faith["ses"].mean().item()
+        if sanity:
+            rand = cascading_randomisation(model, images, targets, method, max_layers=sanity_max_layers,
+                                           **opts)
+            faith["sanity"] = rand
+            metrics[f"{key}/sanity_top"] = rand["mean"][min(1, len(rand["mean"]) - 1)].item()
+            metrics[f"{key}/sanity_full"] = rand["mean"][-1].item()
+        metrics[f"{key}/seconds"] = time.perf_counter() - t0
+        curves[method] = faith
+        if return_maps:
+            all_maps[method] = maps
+    return SaliencyEvaluation(metrics, curves, targets, preds, all_maps)
