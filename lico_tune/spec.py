@@ -134,11 +134,23 @@ CamMethod = Literal["gradcam", "gradcampp", "scorecam", "layercam", "rise"]
 
 
 class EvalConfig(_Strict):
-    cams: list[CamMethod] = Field(default_factory=lambda: ["gradcam"])
-    n_images: int = Field(200, ge=0, description="Test images used for saliency metrics.")
+    cams: list[CamMethod] = Field(default_factory=lambda: ["gradcam"],
+                                  description="Saliency methods evaluated at the end of the trial.")
+    n_images: int = Field(200, ge=0, description="Test images used for saliency metrics (0: none).")
     seed: int = Field(0, description="Picks the saliency test images; the same for every trial.")
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, description="Images per forward pass in evaluation (bounds memory).")
     every: int = Field(1, ge=1, description="Evaluate accuracy every this many epochs (and at the end).")
+    model: Literal["ema", "raw"] = Field("ema", description="Explain the EMA weights (when train.ema is on) or the raw ones.")
+    target: Literal["label", "pred"] = Field("label", description="Explain the ground-truth class or the prediction.")
+    pixels_per_step: Optional[int] = Field(
+        None, ge=1, description="Insertion/deletion step (default: 10 up to 64 px, 8 rows above, e.g. 224*8).")
+    blur_sigma: float = Field(5.0, gt=0.0, description="Gaussian blur of the insertion substrate.")
+    n_grids: Optional[int] = Field(None, ge=1, description="2x2 grids for the pointing game (default n_images // 4).")
+    ses: bool = Field(True, description="Salience equivariance score under random resized crop + flip.")
+    sanity: bool = Field(False, description="Cascading randomisation sanity check (slow: maps per layer).")
+    sanity_max_layers: Optional[int] = Field(None, ge=1)
+    rise_n_masks: int = Field(250, ge=1, description="RISE masks (250 at 32 px in a LICO reproduction).")
+    gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
 
 
 class TrialConfig(_Strict):

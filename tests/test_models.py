@@ -29,7 +29,7 @@ def _one_thread():
 
 @pytest.mark.parametrize("in_channels", [1, 3])
 @pytest.mark.parametrize("backbone,size,hw", [
-    ("tiny_cnn", 28, 14), ("wrn28_2", 32, 8), ("wrn28_2", 28, 7), ("wrn28_8", 32, 8),
+    ("tiny_cnn", 28, 7), ("tiny_cnn", 8, 2), ("wrn28_2", 32, 8), ("wrn28_2", 28, 7), ("wrn28_8", 32, 8),
     ("resnet18_cifar", 32, 4), ("resnet18_cifar", 28, 4), ("resnet50", 64, 2)])
 def test_backbone(backbone, size, hw, in_channels):
     torch.manual_seed(0)

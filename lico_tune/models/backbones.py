@@ -8,7 +8,8 @@ aligns with the text. Every backbone takes 1- or 3-channel images.
                      strides 1/2/2, then BN + LeakyReLU(0.1). 32 px -> F 8x8.
   resnet18_cifar     ResNet-18 with a 3x3 stride-1 stem and no max-pool. 32 px -> F 4x4.
   resnet50           torchvision resnet50(weights=None) (ImageNet stem). 224 px -> F 7x7.
-  tiny_cnn           3 conv blocks (32, 64, 64 channels, one stride 2), for tests. 28 px -> F 14x14.
+  tiny_cnn           3 conv blocks (32, 64, 64 channels, two stride 2): fast, for tests and the
+                     CPU quick start. 28 px -> F 7x7, 32 px -> 8x8, 8 px -> 2x2.
 """
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ def _tiny_cnn(in_channels: int) -> tuple[nn.Module, int]:
         return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
                              nn.ReLU(inplace=True))
     body = nn.Sequential()
-    body.add_module("block1", block(in_channels, 32, 1))
+    body.add_module("block1", block(in_channels, 32, 2))
     body.add_module("block2", block(32, 64, 2))
     body.add_module("block3", block(64, 64, 1))
     for m in body.modules():

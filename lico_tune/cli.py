@@ -1,0 +1,194 @@
+"""The `lico-tune` command line. `main(argv)` is callable from tests.
+
+Exit codes: 0 success, 1 a trial failed (e.g. diverged), 2 bad input (spec, data, checkpoint).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable, Optional
+
+from .spec import SpecError, dump_yaml, json_schema, load_spec
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _error(msg: str) -> None:
+    print("error: " + msg, file=sys.stderr, flush=True)
+
+
+def cmd_validate(args) -> int:
+    status = EXIT_OK
+    for path in args.specs:
+        try:
+            spec = load_spec(path, args.set)
+        except SpecError as exc:
+            _error(str(exc))
+            status = EXIT_BAD_INPUT
+            continue
+        arms = ", ".join(spec.ablation) if spec.ablation else "none"
+        _say(f"{path}: ok (name {spec.name}; {len(spec.search.space)} searched fields; arms: {arms})")
+        if args.print:
+            _say(dump_yaml(spec))
+    return status
+
+
+def cmd_schema(args) -> int:
+    text = json.dumps(json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        _say(f"wrote {args.output}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    # Imported here so `validate` and `schema` stay fast and need no torch import.
+    from .checkpoint import CheckpointError
+    from .data import DatasetMissing
+    from .models import TextEncoderMissing
+    from .train import ResumeMismatch, TrialConfigError, TrialDiverged, train_trial
+
+    try:
+        spec = load_spec(args.spec, args.set)
+    except SpecError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    out = Path(args.out) if args.out else Path("runs") / spec.name
+    log: Callable[[str], None] = (lambda _m: None) if args.quiet else _say
+    try:
+        final = train_trial(spec.base, out, log=log, resume=args.resume)
+    except (DatasetMissing, TextEncoderMissing, CheckpointError, ResumeMismatch, TrialConfigError,
+            FileExistsError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except TrialDiverged as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    accs = ", ".join(f"{k} {final[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in final)
+    _say(f"done: {accs}; metrics in {out / 'metrics.json'}, checkpoint in {out / 'checkpoint.pt'}")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
+    try:
+        spec = load_spec(args.spec, args.set)
+        from .search import plan_search
+        plan = plan_search(spec, name=args.name, storage=args.storage, smoke=args.smoke_test)
+    except SpecError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    from .search import run
+    summary = run(plan, address=args.address)
+    return EXIT_FAILED if summary.n_errors or summary.n_unfinished else EXIT_OK
+
+
+def cmd_resume(args) -> int:
+    """Finish an interrupted experiment; finished trials are not run again."""
+    from .search import resume
+    try:
+        summary = resume(args.experiment_dir, address=args.address)
+    except SpecError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED if summary.n_errors or summary.n_unfinished else EXIT_OK
+
+
+def cmd_explain(args) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DatasetMissing
+    from .explain import explain
+
+    try:
+        out = explain(args.checkpoint, args.images, args.method or ["gradcam"], args.output, args.n, args.weights)
+    except (CheckpointError, DatasetMissing, FileNotFoundError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    _say(f"wrote {out} (overlays and curve data in {out.with_name(out.stem + '_files')})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lico-tune",
+        description="Hyperparameter search and ablations for LICO (language-image consistency) classifiers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              lico-tune validate search_spaces/quickstart.yaml
+              lico-tune train search_spaces/quickstart.yaml --set train.epochs=1
+              lico-tune schema -o lico-tune.schema.json"""))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_set(p):
+        p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                       help="override a field, e.g. --set lico.ot.epsilon=0.05 (trial fields may omit 'base.'); "
+                            "repeatable; VALUE is parsed as YAML")
+
+    p = sub.add_parser("validate", help="check specs; exit 0 if all are valid, 2 otherwise")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    add_set(p)
+    p.add_argument("--print", action="store_true", help="print the resolved spec with every default")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of a spec (for editor completion of YAML)")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("train", help="train the spec's base trial once, without Ray")
+    p.add_argument("spec", metavar="SPEC")
+    add_set(p)
+    p.add_argument("--out", help="run directory (default: runs/<spec name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="run the spec's sweep or ablation with Ray Tune (exit 1 if a trial failed)")
+    p.add_argument("spec", metavar="SPEC")
+    add_set(p)
+    p.add_argument("--smoke-test", action="store_true",
+                   help="shrink to 2 trials of 1 short epoch on a data subset (for CI)")
+    p.add_argument("--address", metavar="HOST:PORT|auto",
+                   help="Ray cluster to join ('auto': the cluster on this node); default: start Ray here")
+    p.add_argument("--storage", metavar="URI", help="results root, a path or s3://, gs://... (default: spec's storage)")
+    p.add_argument("--name", help="experiment name (default: <spec name>_<date>_<time>)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="finish an interrupted experiment (finished trials are not rerun)")
+    p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR", help="<storage>/<experiment name>, as `run` printed")
+    p.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join; default: start Ray here")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("explain", help="draw saliency maps and insertion/deletion curves from a checkpoint")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt or the run directory holding it")
+    p.add_argument("images", nargs="*", metavar="IMAGES",
+                   help="image files (default: the trial's fixed test images)")
+    p.add_argument("--method", action="append", choices=["gradcam", "gradcampp", "scorecam", "layercam", "rise"],
+                   help="saliency method; repeatable (default: gradcam)")
+    p.add_argument("-o", "--output", default="explain.png", help="figure path (default: explain.png)")
+    p.add_argument("-n", type=int, default=6, help="number of fixed test images when none are given")
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA weights (if saved) or raw ones")
+    p.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _error("interrupted; the last finished epoch's checkpoint is kept (resume with --resume)")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""One LICO trial: fit, evaluate, checkpoint. Runs standalone (`lico-tune train`) or as a Ray
+Tune trainable: it never prints; progress goes to `log` and results to `report`."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_trainable_state,
+                         save_checkpoint, trainable_state)
+from .data import build_data
+from .data.loader import iterate_batches
+from .models import build_classifier, build_prompt_learner
+from .models.lico import LicoModel
+from .provenance import provenance
+from .saliency.trial import trial_saliency
+from .spec import TrialConfig
+
+Report = Callable[[dict, Path], None]  # (metrics of one epoch, checkpoint file)
+Log = Callable[[str], None]
+
+
+class TrialDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class TrialConfigError(ValueError):
+    """A trial setting this machine cannot run (no CUDA, fp16 on the CPU)."""
+
+
+class ResumeMismatch(ValueError):
+    """--resume with a spec that differs from the one the checkpoint was trained with."""
+
+
+@dataclass
+class TrialParts:
+    model: LicoModel
+    data: object
+    device: torch.device
+    class_names: list[str] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrialConfigError(f"train.device is '{name}' but no CUDA device is available; use 'auto' or 'cpu'.")
+    return device
+
+
+def build_trial(cfg: TrialConfig, device: Optional[torch.device] = None) -> TrialParts:
+    """Data and the LICO model for a trial config (seeded, on `device`)."""
+    torch.manual_seed(cfg.train.seed)
+    device = device or pick_device(cfg.train.device)
+    data = build_data(cfg.data, seed=cfg.train.seed)
+    classifier = build_classifier(cfg.model, data.num_classes, data.in_channels)
+    prompts = build_prompt_learner(cfg.text, data.class_names) if cfg.lico.enabled else None
+    shape = classifier.feature_shape(data.in_channels, data.image_size)
+    model = LicoModel(classifier, prompts, cfg.lico, shape, cfg.text.proj_hidden, cfg.text.proj_dropout)
+    return TrialParts(model.to(device), data, device, list(data.class_names))
+
+
+def make_optimizer(model: LicoModel, cfg: TrialConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    text_params = [p for n, p in model.named_parameters()
+                   if p.requires_grad and not n.startswith("classifier.") and n != "log_tau"]
+    groups = [{"params": [p for p in model.classifier.parameters() if p.requires_grad]},
+              {"params": text_params, "lr": t.text_lr or t.lr}]
+    if isinstance(model.log_tau, nn.Parameter):
+        groups.append({"params": [model.log_tau], "lr": t.text_lr or t.lr, "weight_decay": 0.0})
+    groups = [g for g in groups if g["params"]]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0,
+                               weight_decay=t.weight_decay)
+    return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+
+
+class WarmupCosine:
+    """Learning-rate factor per optimiser step: linear warm-up, then cosine (or constant) decay.
+    A class rather than a lambda so the scheduler's state dict stays weights_only-loadable."""
+
+    def __init__(self, total_steps: int, warmup_steps: int, cosine: bool):
+        self.total, self.warmup, self.cosine = total_steps, warmup_steps, cosine
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if not self.cosine:
+            return 1.0
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def evaluate(classifier: nn.Module, dataset, device: torch.device, batch_size: int) -> float:
+    """Top-1 accuracy in percent."""
+    was_training = classifier.training
+    classifier.eval()
+    correct = total = 0
+    for x, y in iterate_batches(dataset, batch_size, shuffle=False, seed=0):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        correct += (classifier(x).argmax(1) == y).sum().item()
+        total += y.numel()
+    classifier.train(was_training)
+    return 100.0 * correct / max(1, total)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if precision == "fp16" and device.type != "cuda":
+        raise TrialConfigError("train.precision 'fp16' needs CUDA; use 'bf16' or 'fp32' on the CPU.")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _check_resume(saved: dict, cfg: TrialConfig) -> None:
+    old = TrialConfig.model_validate(saved).model_dump()
+    new = cfg.model_dump()
+    for key in ("epochs", "fail_at_step", "log_every", "threads"):  # may change between runs
+        old["train"].pop(key), new["train"].pop(key)
+    if old != new:
+        diffs = [f"{sec}.{k}: {old[sec][k]!r} -> {new[sec][k]!r}" for sec in old
+                 for k in old[sec] if old[sec][k] != new[sec].get(k)]
+        raise ResumeMismatch(
+            "The spec differs from the one the checkpoint was trained with (" + "; ".join(diffs[:6]) +
+            "). Resume with the same spec (only train.epochs may change) or train into a new --out directory.")
+
+
+def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] = None,
+                log: Optional[Log] = None, resume: bool = False) -> dict:
+    """Train one trial into `out_dir` and return its final metrics (also written to metrics.json).
+
+    Each epoch: evaluate, save `out_dir/checkpoint.pt`, then call `report(metrics, checkpoint)`.
+    With `resume`, continue from the checkpoint in `out_dir`.
+    """
+    log = log or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+
+    saved = None
+    if resume:
+        saved = load_checkpoint(ckpt_path)
+        _check_resume(saved["config"], cfg)
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{out_dir} already holds a checkpoint. Pass --resume to continue it, "
+                              f"or choose another output directory.")
+
+    parts = build_trial(cfg)
+    model, data, device = parts.model, parts.data, parts.device
+    optimizer = make_optimizer(model, cfg)
+    n_train = len(data.train)
+    steps_per_epoch = math.ceil(n_train / t.batch_size)
+    if t.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, t.steps_per_epoch)
+    total_steps = steps_per_epoch * t.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(total_steps, round(t.warmup_epochs * steps_per_epoch), t.schedule == "cosine"))
+    ema = (AveragedModel(model.classifier, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+           if t.ema else None)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+
+    start_epoch, global_step, history = 0, 0, []
+    if saved is not None:
+        load_trainable_state(model, saved["model"], str(ckpt_path))
+        try:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            if ema is not None and saved.get("ema") is not None:
+                ema.load_state_dict(saved["ema"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{ckpt_path}: optimizer/scheduler state does not fit ({exc}).") from None
+        start_epoch, global_step, history = saved["epoch"], saved["global_step"], saved["history"]
+        torch.set_rng_state(saved["torch_rng"])
+        log(f"resumed from {ckpt_path} after epoch {start_epoch}")
+
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"{cfg.data.name}: {n_train} train / {len(data.test)} test images, {data.num_classes} classes; "
+        f"{cfg.model.backbone} + {cfg.text.encoder}:{cfg.text.model} ({n_params / 1e6:.2f}M trainable) "
+        f"on {device}; {t.epochs} epochs x {steps_per_epoch} steps")
+
+    metrics: dict = history[-1] if history else {}
+    for epoch in range(start_epoch, t.epochs):
+        model.train()
+        sums = {"loss": 0.0, "ce": 0.0, "mm": 0.0, "ot": 0.0}
+        seen, n_steps, t0 = 0, 0, time.perf_counter()
+        batches = iterate_batches(data.train, t.batch_size, shuffle=True, seed=t.seed, epoch=epoch,
+                                  drop_last=n_train >= t.batch_size)
+        for step, (x, y) in enumerate(batches):
+            if step >= steps_per_epoch:
+                break
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            with _autocast(device, t.precision):
+                logits, terms = model(x, y)
+            loss, loss_parts = model.loss(logits, y, terms)
+            if t.fail_at_step is not None and global_step == t.fail_at_step:
+                loss = loss * float("nan")
+            if not torch.isfinite(loss):
+                shown = ", ".join(f"{k} {v.item():.4g}" for k, v in loss_parts.items())
+                kept = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else \
+                    "no checkpoint was written yet"
+                raise TrialDiverged(
+                    f"Loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} ({shown}); "
+                    f"the trial stopped and {kept}. Try a lower train.lr, train.precision fp32, a "
+                    f"larger lico.ot.epsilon or more lico.ot.max_iter.")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model.classifier)
+            global_step += 1
+            n_steps += 1
+            seen += y.numel()
+            sums["loss"] += loss.item()
+            for k, v in loss_parts.items():
+                sums[k] += v.item()
+            if n_steps % t.log_every == 0:
+                rate = seen / (time.perf_counter() - t0)
+                log(f"epoch {epoch + 1}/{t.epochs} step {n_steps}/{steps_per_epoch} " +
+                    " ".join(f"{k} {sums[k] / n_steps:.4f}" for k in ("ce", "mm", "ot")) +
+                    f" {rate:.0f} img/s")
+        n_steps = max(1, n_steps)
+        train_time = time.perf_counter() - t0
+
+        last = epoch + 1 == t.epochs
+        metrics = {"epoch": epoch + 1, "step": global_step,
+                   **{f"train/{k}": v / n_steps for k, v in sums.items()},
+                   "train/images_per_s": seen / train_time, "lr": scheduler.get_last_lr()[0]}
+        if last or (epoch + 1) % cfg.eval.every == 0:
+            metrics["test/acc"] = evaluate(model.classifier, data.test, device, cfg.eval.batch_size)
+            if ema is not None:
+                metrics["test/acc_ema"] = evaluate(ema.module, data.test, device, cfg.eval.batch_size)
+        if isinstance(model.log_tau, nn.Parameter):
+            metrics["mm/temperature"] = model.log_tau.exp().item()
+        if last:
+            explained = ema.module if ema is not None and cfg.eval.model == "ema" else model.classifier
+            log(f"saliency: {', '.join(cfg.eval.cams)} on {cfg.eval.n_images} test images")
+            metrics.update(trial_saliency(explained, data, cfg.eval, out_dir))
+        history.append(metrics)
+        save_checkpoint({
+            "model": trainable_state(model), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+            "epoch": epoch + 1, "global_step": global_step, "history": history,
+            "torch_rng": torch.get_rng_state(),
+            "config": cfg.model_dump(mode="json"), "class_names": parts.class_names, **provenance(),
+        }, ckpt_path)
+        accs = " ".join(f"{k.split('/')[1]} {metrics[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in metrics)
+        log(f"epoch {epoch + 1}/{t.epochs} done: ce {metrics['train/ce']:.4f} mm {metrics['train/mm']:.4f} "
+            f"ot {metrics['train/ot']:.4f} {accs} {metrics['train/images_per_s']:.0f} img/s ({train_time:.1f}s)")
+        if report is not None:
+            report(metrics, ckpt_path)
+
+    final = {**metrics, "history": history, "config": cfg.model_dump(mode="json"), **provenance()}
+    (out_dir / "metrics.json").write_text(json.dumps(final, indent=2))
+    return final
