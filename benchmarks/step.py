@@ -1,0 +1,119 @@
+"""Cost of a LICO training step relative to a plain cross-entropy step.
+
+For WRN-28-2 at batch 128 on 32 px input (CIFAR-10 class names), it times, side by side in one run
+(rounds interleave the configurations, so machine noise hits them alike):
+  - a plain CE step (forward, backward, SGD step),
+  - a LICO step for each text encoder (MiniLM; a CLIP ViT-B/32-sized open_clip text tower with
+    random weights) and each text-feature variant (eot and per_token: one prompt per class;
+    rolled: M prompts per class),
+  - the OT loss alone (forward + backward) at the step's shapes, as a share of the LICO step.
+It prints the median times and the ratios. `--smoke-test` runs a tiny version in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from lico_tune.losses import ot_loss  # noqa: E402
+from lico_tune.models import build_classifier, build_prompt_learner  # noqa: E402
+from lico_tune.models.lico import LicoModel  # noqa: E402
+from lico_tune.spec import LicoConfig, ModelConfig, TextConfig  # noqa: E402
+
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+ENCODERS = {"minilm": dict(encoder="hf", model="minilm"),
+            "clip-b32": dict(encoder="open_clip", model="ViT-B-32", pretrained=None)}
+FEATURES = ["eot", "per_token", "rolled"]
+
+
+def build(backbone: str, size: int, text: dict | None, n_ctx: int) -> LicoModel:
+    torch.manual_seed(0)
+    classifier = build_classifier(ModelConfig(backbone=backbone), len(CIFAR10), 3)
+    lico = LicoConfig() if text else LicoConfig(alpha=0, beta=0)
+    prompts = build_prompt_learner(TextConfig(n_ctx=n_ctx, **text), CIFAR10) if text else None
+    return LicoModel(classifier, prompts, lico, classifier.feature_shape(3, size)).train()
+
+
+def stepper(model: LicoModel, x, y):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+
+    def step():
+        logits, terms = model(x, y)
+        loss, _ = model.loss(logits, y, terms)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def ot_stepper(model: LicoModel, batch: int, size: int):
+    c, h, w = model.classifier.feature_shape(3, size)
+    n_points = model.prompts.n_points
+    img = torch.randn(batch, c, h * w, requires_grad=True)  # (B, C, H*W): channels as points
+    txt = torch.randn(batch, n_points, h * w, requires_grad=True)  # (B, N, H*W)
+
+    def step():
+        ot_loss(img, txt, epsilon=0.1, max_iter=100).backward()
+    return step
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (median reported)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--n-ctx", type=int, default=12)
+    parser.add_argument("--backbone", default="wrn28_2")
+    parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
+    parser.add_argument("--smoke-test", action="store_true", help="tiny sizes, 1 round: checks it runs")
+    args = parser.parse_args(argv)
+    if args.smoke_test:
+        args.rounds, args.batch, args.backbone, args.n_ctx, args.encoders = 1, 8, "tiny_cnn", 2, ["minilm"]
+
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.arange(args.batch) % len(CIFAR10)
+    steps = {"ce": stepper(build(args.backbone, args.size, None, args.n_ctx), x, y)}
+    models = {}
+    for enc in args.encoders:
+        for feat in FEATURES:
+            model = build(args.backbone, args.size, {**ENCODERS[enc], "features": feat}, args.n_ctx)
+            models[f"{enc}/{feat}"] = model
+            steps[f"{enc}/{feat}"] = stepper(model, x, y)
+            steps[f"ot:{enc}/{feat}"] = ot_stepper(model, args.batch, args.size)
+
+    for fn in steps.values():  # warm-up, excluded
+        fn()
+    times = {k: [] for k in steps}
+    for _ in range(args.rounds):
+        for name, fn in steps.items():
+            times[name].append(timed(fn))
+    med = {k: statistics.median(v) for k, v in times.items()}
+
+    print(f"# {args.backbone}, batch {args.batch}, {args.size} px, M={args.n_ctx}, K={len(CIFAR10)}; "
+          f"median of {args.rounds} interleaved rounds; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"CE step: {med['ce'] * 1000:.0f} ms")
+    print(f"{'variant':<22}{'sequences':>10}{'LICO ms':>10}{'LICO/CE':>9}{'OT ms':>8}{'OT share':>10}")
+    for name, model in models.items():
+        feat = name.split("/")[1]
+        seqs = len(CIFAR10) * (args.n_ctx if feat == "rolled" else 1)
+        lico, ot = med[name], med[f"ot:{name}"]
+        print(f"{name:<22}{seqs:>10}{lico * 1000:>10.0f}{lico / med['ce']:>9.2f}{ot * 1000:>8.1f}"
+              f"{100 * ot / lico:>9.1f}%")
+
+
+if __name__ == "__main__":
+    main()
