@@ -6,7 +6,7 @@ DEPS_KEY := $(shell sha256sum pyproject.toml | cut -c1-16)
 DEPS_STAMP := $(VENV)/.deps-$(DEPS_KEY)
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install demo test data bench
+.PHONY: install demo test data browser bench
 
 $(DEPS_STAMP):
 	python3 -m venv $(VENV)
@@ -24,10 +24,16 @@ data:
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || \
 	  { echo "Could not install dataset-fashion-mnist; run 'sudo apt-get install dataset-fashion-mnist' or set data.root"; exit 1; }; }
 
+# Chromium drives the dashboard's end-to-end test.
+browser:
+	@command -v chromium >/dev/null || { echo "chromium missing: installing the Debian package"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) || \
+	  { echo "Could not install chromium; run 'sudo apt-get install chromium'"; exit 1; }; }
+
 demo: install data
 	$(VENV)/bin/lico-tune train search_spaces/quickstart.yaml
 
-test: install data
+test: install data browser
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: install data

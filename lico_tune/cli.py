@@ -80,15 +80,14 @@ def cmd_train(args) -> int:
 
 def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
+    from .search import plan_search, run
     try:
-        spec = load_spec(args.spec, args.set)
-        from .search import plan_search
-        plan = plan_search(spec, name=args.name, storage=args.storage, smoke=args.smoke_test)
+        plan = plan_search(load_spec(args.spec, args.set), name=args.name, storage=args.storage,
+                           smoke=args.smoke_test)
+        summary = run(plan, address=args.address)
     except SpecError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
-    from .search import run
-    summary = run(plan, address=args.address)
     return EXIT_FAILED if summary.n_errors or summary.n_unfinished else EXIT_OK
 
 
@@ -115,6 +114,84 @@ def cmd_explain(args) -> int:
         return EXIT_BAD_INPUT
     _say(f"wrote {out} (overlays and curve data in {out.with_name(out.stem + '_files')})")
     return EXIT_OK
+
+
+def _results_root(storage: str) -> Optional[str]:
+    """The normalised root, or None (after an error message) when it does not exist."""
+    from .results.storage import Storage
+    st = Storage(storage)
+    if not st.exists():
+        _error(f"{storage}: no such results root. Pass the storage directory (or s3://, gs:// URI) "
+               f"that `lico-tune run` wrote to (the spec's `storage`, default ~/lico-tune-results).")
+        return None
+    return st.root
+
+
+def cmd_index(args) -> int:
+    """Rebuild the results catalog of a storage root from its files."""
+    from .results import index
+    root = _results_root(args.storage)
+    if root is None:
+        return EXIT_BAD_INPUT
+    res = index(root, db=args.db, experiment=args.experiment)
+    from .results.table import status_counts
+    counts = ", ".join(f"{n} {s}" for s, n in status_counts(res.trials).items()) or "no trials"
+    _say(f"indexed {len(res.experiments)} experiment(s), {len(res.trials)} trial(s) ({counts}) "
+         f"from {root} into {res.source}")
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    """Print the ablation table, paired differences and best configurations."""
+    from .results import build_report, load_results, render
+    if not 0 < args.level < 1:
+        _error(f"--level {args.level}: a confidence level lies between 0 and 1, e.g. 0.95")
+        return EXIT_BAD_INPUT
+    root = _results_root(args.storage)
+    if root is None:
+        return EXIT_BAD_INPUT
+    res = load_results(root, db=args.db, use_catalog=not args.no_catalog)
+    if res.experiments.empty:
+        _error(f"{root} holds no Ray Tune experiment yet (no <experiment>/experiment_state-*.json); "
+               f"run `lico-tune run SPEC --storage {root}` first.")
+        return EXIT_BAD_INPUT
+    try:
+        reports = build_report(res, args.experiment, metrics=args.metric or None, baseline=args.baseline,
+                               level=args.level, method=args.ci)
+    except KeyError as exc:
+        _error(str(exc.args[0]))
+        return EXIT_BAD_INPUT
+    sys.stdout.write(render(reports, args.format, root, res.warnings))
+    sys.stdout.flush()
+    shown = {r.experiment for r in reports}
+    for w in res.warnings:
+        if w.split("/")[0].split(":")[0] in shown:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def cmd_dashboard(args) -> int:
+    """Start the Streamlit dashboard (dashboards/app.py) on HOST:PORT."""
+    import importlib.util
+    import subprocess
+    app = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+    if not app.is_file():
+        _error(f"{app} not found: the dashboard ships with the source tree; run lico-tune from a checkout "
+               f"(pip install -e .).")
+        return EXIT_BAD_INPUT
+    if importlib.util.find_spec("streamlit") is None:
+        _error("the dashboard needs Streamlit: pip install 'lico-tune[dashboard]'")
+        return EXIT_BAD_INPUT
+    from .results.storage import normalise_root
+    storage = normalise_root(args.storage)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+           "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal",
+           "--", "--storage", storage] + (["--db", args.db] if args.db else [])
+    _say(f"lico-tune dashboard of {storage} at http://{args.host}:{args.port} (Ctrl-C stops it)")
+    return subprocess.call(cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +255,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=6, help="number of fixed test images when none are given")
     p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA weights (if saved) or raw ones")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("index", help="rebuild the results catalog of a storage root from its files")
+    p.add_argument("storage", metavar="STORAGE", help="results root (a path or s3://, gs://...)")
+    p.add_argument("--experiment", metavar="NAME", help="only this experiment")
+    p.add_argument("--db", metavar="URL", help="catalog database, any SQLAlchemy URL "
+                   "(default: $LICO_TUNE_CATALOG or sqlite:///STORAGE/lico-tune.db)")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("report", help="ablation table (mean ± CI over seeds), paired tests, best configurations")
+    p.add_argument("storage", metavar="STORAGE", help="results root (a path or s3://, gs://...)")
+    p.add_argument("--experiment", metavar="NAME", help="only this experiment (default: every one)")
+    p.add_argument("--format", choices=["md", "csv", "latex", "json"], default="md")
+    p.add_argument("--metric", action="append", default=[], metavar="NAME",
+                   help="a metric to tabulate, e.g. saliency/gradcam/insertion (repeatable; default: the spec's "
+                        "search metrics, test/acc, test/acc_ema and each saliency method's overall score)")
+    p.add_argument("--baseline", metavar="ARM", help="arm the others are compared with (default: ce)")
+    p.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="confidence interval (default: t)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default: 0.95)")
+    p.add_argument("--db", metavar="URL", help="catalog database (default: sqlite:///STORAGE/lico-tune.db)")
+    p.add_argument("--no-catalog", action="store_true", help="read the files only; do not write a catalog")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dashboard", help="start the Streamlit dashboard of a storage root")
+    p.add_argument("storage", metavar="STORAGE", nargs="?", default="~/lico-tune-results",
+                   help="results root (default: ~/lico-tune-results)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--db", metavar="URL", help="catalog database (default: sqlite:///STORAGE/lico-tune.db)")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from .checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_trainable_state,
                          save_checkpoint, trainable_state)
@@ -99,6 +99,24 @@ class WarmupCosine:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def warmup_ema(decay: float):
+    """EMA update with the decay warmed up as min(decay, (1 + n) / (10 + n)) after n updates (as
+    TensorFlow's ExponentialMovingAverage with num_updates): a fixed 0.999 would leave a short
+    run's EMA weights mostly at their random initialisation."""
+
+    @torch.no_grad()
+    def update(ema_params: list, params: list, num_averaged) -> None:
+        n = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        floats = [(e, p) for e, p in zip(ema_params, params) if torch.is_floating_point(e)]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], weight)
+        for e, p in zip(ema_params, params):
+            if not torch.is_floating_point(e):
+                e.copy_(p)  # integer buffers (BN's num_batches_tracked)
+    return update
+
+
 @torch.no_grad()
 def evaluate(classifier: nn.Module, dataset, device: torch.device, batch_size: int) -> float:
     """Top-1 accuracy in percent."""
@@ -167,7 +185,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
     total_steps = steps_per_epoch * t.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, WarmupCosine(total_steps, round(t.warmup_epochs * steps_per_epoch), t.schedule == "cosine"))
-    ema = (AveragedModel(model.classifier, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+    ema = (AveragedModel(model.classifier, multi_avg_fn=warmup_ema(t.ema), use_buffers=True)
            if t.ema else None)
     scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
 

@@ -119,3 +119,17 @@ def test_cli_validate_schema_and_train(tmp_path, capsys, tiny_trial_tree):
     assert "--resume" in capsys.readouterr().err
     assert main(["train", str(spec), "--out", str(tmp_path / "nan"), "--set", "train.fail_at_step=0"]) == 1
     assert "Loss became nan" in capsys.readouterr().err
+
+
+def test_ema_decay_warms_up():
+    from lico_tune.train import warmup_ema
+    update = warmup_ema(0.999)
+    ema, cur = [torch.zeros(3)], [torch.ones(3)]
+    update(ema, cur, torch.tensor(1))  # decay min(0.999, 2/11): mostly the current weights
+    assert torch.allclose(ema[0], torch.full((3,), 1 - 2 / 11))
+    ema = [torch.zeros(3)]
+    update(ema, cur, torch.tensor(100000))  # long run: the full decay
+    assert torch.allclose(ema[0], torch.full((3,), 0.001))
+    counts = [torch.tensor(3)]
+    update(counts, [torch.tensor(7)], torch.tensor(5))
+    assert counts[0].item() == 7

@@ -1,0 +1,74 @@
+"""Experiments: every experiment of the results root with its spec, status counts, best metrics,
+trials and errors."""
+import pandas as pd
+import streamlit as st
+import yaml
+
+import common
+from lico_tune.results import status_counts
+from lico_tune.results.report import default_metrics
+
+res, root, db, stamp = common.page("Experiments", "Every Ray Tune experiment under the results root.")
+
+rows = []
+for _, e in res.experiments.iterrows():
+    t = res.trials[res.trials["experiment"] == e["experiment"]]
+    c = status_counts(t)
+    acc = pd.to_numeric(t.loc[t["usable"], "test/acc"], errors="coerce") if "test/acc" in t.columns else pd.Series()
+    rows.append({"experiment": e["experiment"], "created": e["created"] or "", "trials": len(t),
+                 "finished": c.get("finished", 0), "running": c.get("running", 0) + c.get("pending", 0),
+                 "errored": c.get("errored", 0), "damaged": int(t["damaged"].sum()),
+                 "best test/acc": acc.max() if not acc.empty else None})
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+name = common.pick_experiment(res, "experiments")
+r = res.experiment(name)
+t = r.trials
+e = r.experiments.iloc[0]
+counts = status_counts(t)
+
+st.header(name)
+cols = st.columns(5)
+for col, status in zip(cols, ("finished", "running", "pending", "errored", "interrupted")):
+    col.metric(status.capitalize(), counts.get(status, 0))
+
+metrics = default_metrics(r, name)
+if metrics and not r.usable.empty:
+    st.subheader("Best metrics")
+    cols = st.columns(min(4, len(metrics)))
+    for i, m in enumerate(metrics):
+        mode = r.mode(m, name)
+        vals = pd.to_numeric(r.usable[m], errors="coerce").dropna()
+        if vals.empty:
+            continue
+        best = r.usable.loc[vals.idxmax() if mode == "max" else vals.idxmin()]
+        cols[i % len(cols)].metric(f"{m} ({mode})", f"{best[m]:.4g}",
+                                   help=f"trial {best['trial_id']}, arm {best['arm']}, dataset {best['dataset']}")
+
+common.warn_damaged(r)
+
+errored = t[t["status"] == "errored"]
+if not errored.empty:
+    st.subheader(f"Errors ({len(errored)})")
+    for _, x in errored.iterrows():
+        st.error(f"**{x['trial_id']}** (arm {x['arm']}, dataset {x['dataset']}, seed {x['seed']}): "
+                 f"{x['error'] or 'no reason recorded'}")
+        with st.expander(f"Traceback of {x['trial_id']}"):
+            rec = common.trial_record(root, db, stamp, name, x["trial_id"])
+            st.code((rec or {}).get("error_detail") or "(no error.txt)", language="text")
+
+st.subheader("Trials")
+show = ["trial_id", "arm", "dataset", "seed", "status", "n_epochs", *r.params.get(name, []),
+        *[m for m in metrics if m in t.columns], "error", "warnings"]
+st.dataframe(t[[c for c in dict.fromkeys(show) if c in t.columns]], hide_index=True, width="stretch")
+
+st.subheader("Spec")
+if isinstance(e["spec"], dict):
+    st.caption("The fields that differ from the defaults:")
+    st.code(yaml.safe_dump(common.compact_spec(e["spec"]), sort_keys=False), language="yaml")
+    with st.expander("The resolved spec, every field"):
+        st.code(yaml.safe_dump(e["spec"], sort_keys=False), language="yaml")
+    st.caption(f"lico-tune {e['lico_tune_version'] or '?'}, git {e['git_sha'] or '?'}; "
+               f"experiment directory `{e['path']}`")
+else:
+    st.info("This experiment has no lico_run.yaml (it was not started by `lico-tune run`): no spec to show.")

@@ -1,0 +1,134 @@
+"""Hyperparameters: each metric against each searched parameter (points, mean line, 95% CI band),
+parallel coordinates, parameter importance, and the accuracy-vs-explanation Pareto front."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import common
+from lico_tune.results import aggregate, param_importance, pareto_mask
+
+res, root, db, stamp = common.page("Hyperparameters", "How each searched parameter moves each metric.")
+name = common.pick_experiment(res, "hyper")
+r = res.experiment(name)
+t = r.usable
+if t.empty:
+    st.info("No trial of this experiment has finished with intact results yet.")
+    st.stop()
+
+metrics = [m for m in r.metrics if t[m].notna().any()]
+c1, c2, c3 = st.columns([2, 2, 2])
+default = "test/acc" if "test/acc" in metrics else metrics[0]
+metric = c1.selectbox("Metric", metrics, index=metrics.index(default), key="hp_metric")
+datasets = sorted(set(t["dataset"].dropna()))
+dataset = c2.selectbox("Dataset", ["All datasets", *datasets], key="hp_dataset")
+arms = sorted(set(t["arm"]))
+chosen = c3.multiselect("Arms", arms, default=arms, key="hp_arms")
+t = t[t["arm"].isin(chosen)]
+if dataset != "All datasets":
+    t = t[t["dataset"] == dataset]
+t = t.dropna(subset=[metric])
+varied = [p for p in r.params.get(name, []) if p in t.columns and t[p].nunique(dropna=True) > 1]
+seeds = [p for p in varied if p.endswith(".seed")]
+with_seed = st.checkbox("Include the seed as a parameter", value=False, key="hp_seed",
+                        help="Seeds are noise, not a choice; include them to see how much they move a metric.") \
+    if seeds else False
+params = [p for p in varied if with_seed or p not in seeds]
+mode = r.mode(metric, name)
+st.caption(f"{len(t)} finished trial(s); {metric} is better {'higher' if mode == 'max' else 'lower'}.")
+if t.empty:
+    st.info("No trial matches the selection.")
+    st.stop()
+
+st.subheader(f"{metric} against each searched parameter")
+if not params:
+    st.info("This selection varies no searched parameter (one value each): nothing to plot.")
+for i, p in enumerate(params):
+    if i % 2 == 0:
+        cols = st.columns(2)
+    numeric = pd.api.types.is_numeric_dtype(t[p]) and t[p].nunique() > 2
+    d = t[["trial_id", "arm", "dataset", p, metric]].rename(columns={p: "x", metric: "y"})
+    s = aggregate(d.assign(experiment=name), ["y"], by=("arm", "x"))
+    if numeric:
+        log = bool((d["x"] > 0).all() and d["x"].max() / d["x"].min() > 20)
+        x = alt.X("x:Q", title=p, scale=alt.Scale(zero=False, type="log" if log else "linear"))
+    else:
+        x = alt.X("x:N", title=p, axis=alt.Axis(labelAngle=0))
+    off = {} if numeric else {"xOffset": "arm:N"}      # arms side by side at each category
+    pts = alt.Chart(d).mark_circle(size=50, opacity=0.7).encode(
+        x=x, y=alt.Y("y:Q", title=metric, scale=alt.Scale(zero=False)), color="arm:N",
+        tooltip=["trial_id", "arm", "dataset", "x", "y"], **off)
+    line = (alt.Chart(s).mark_line(point=True) if numeric else alt.Chart(s).mark_point(filled=True, size=90,
+                                                                                          shape="diamond")).encode(
+        x=x, y=alt.Y("mean:Q", title=metric), color="arm:N", **off)
+    band = (alt.Chart(s).mark_area(opacity=0.15).encode(x=x, y=alt.Y("ci_low:Q", title=metric), y2="ci_high:Q",
+                                                        color="arm:N")
+            if numeric else alt.Chart(s).mark_rule(strokeWidth=2, opacity=0.6).encode(
+                x=x, y=alt.Y("ci_low:Q", title=metric), y2="ci_high:Q", color="arm:N", **off))
+    cols[i % 2].altair_chart(alt.layer(band, line, pts).properties(title=f"{metric} vs {p}", height=320),
+                             width="stretch")
+st.caption("Points: trials; line (numeric) or diamond (categorical): mean per value; band or bar: 95% t "
+           "interval over the trials at that value, per arm.")
+
+st.subheader("Parallel coordinates")
+axes = params + [metric]
+if len(axes) >= 2:
+    pc = t[["trial_id", "arm", *axes]].copy()
+    long = []
+    for a in axes:
+        col = pc[a]
+        if not pd.api.types.is_numeric_dtype(col):
+            codes = {v: k for k, v in enumerate(sorted(col.astype(str).unique()))}
+            num = col.astype(str).map(codes).astype(float)
+        else:
+            num = col.astype(float)
+        span = num.max() - num.min()
+        norm = (num - num.min()) / span if span > 0 else num * 0 + 0.5
+        long.append(pd.DataFrame({"trial_id": pc["trial_id"], "arm": pc["arm"], "axis": a, "position": norm,
+                                  "value": col.astype(str), metric: pc[metric]}))
+    long = pd.concat(long, ignore_index=True)
+    chart = alt.Chart(long).mark_line(opacity=0.7).encode(
+        x=alt.X("axis:N", sort=axes, title=None), y=alt.Y("position:Q", title="scaled to [0, 1]"),
+        detail="trial_id:N", color=alt.Color(f"{metric}:Q", scale=alt.Scale(scheme="viridis"), title=metric),
+        tooltip=["trial_id", "arm", "axis", "value"]).properties(height=320)
+    st.altair_chart(chart, width="stretch")
+else:
+    st.info("Parallel coordinates need at least one searched parameter with two or more values.")
+
+st.subheader("Parameter importance")
+imp = param_importance(t, params, metric, mode)
+if imp.empty:
+    st.info("No searched parameter varies in this selection: no importance to estimate.")
+else:
+    st.altair_chart(alt.Chart(imp).mark_bar().encode(
+        x=alt.X("importance:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("param:N", sort="-x", title=None),
+        tooltip=["param", "importance"]).properties(height=70 + 36 * len(imp)), width="stretch")
+    st.caption(f"{imp['method'].iloc[0]} over {len(t)} trials, normalised to sum to 1. With few trials it is "
+               f"a rough guide, not a test.")
+
+st.subheader("Accuracy vs explanation: the Pareto front")
+acc = [m for m in ("test/acc", "test/acc_ema") if m in r.metrics and r.usable[m].notna().any()]
+sal = [m for m in r.metrics if m.startswith("saliency/") and m.endswith(("/overall", "/insertion", "/pointing",
+                                                                           "/ses", "/energy"))
+       and r.usable[m].notna().any()]
+if not acc or not sal:
+    st.info("The Pareto front needs trials that report both test accuracy and a saliency score "
+            "(eval.cams with eval.n_images > 0).")
+else:
+    c1, c2 = st.columns(2)
+    xa = c1.selectbox("Accuracy", acc, key="hp_pareto_acc")
+    overall = [m for m in sal if m.endswith("/overall")]
+    ya = c2.selectbox("Explanation score", sal, index=sal.index(overall[0]) if overall else 0, key="hp_pareto_sal")
+    d = t.dropna(subset=[xa, ya])[["trial_id", "arm", "dataset", xa, ya]].copy()
+    d["front"] = pareto_mask(d, {xa: "max", ya: r.mode(ya, name)})
+    front = d[d["front"]].sort_values(xa)
+    chart = alt.layer(
+        alt.Chart(d).mark_point(size=80, filled=True).encode(
+            x=alt.X(f"{xa}:Q", scale=alt.Scale(zero=False)), y=alt.Y(f"{ya}:Q", scale=alt.Scale(zero=False)),
+            color="arm:N", shape=alt.Shape("front:N", title="on the front"),
+            tooltip=["trial_id", "arm", "dataset", xa, ya]),
+        alt.Chart(front).mark_line(strokeDash=[5, 3], color="black").encode(x=f"{xa}:Q", y=f"{ya}:Q"),
+    ).properties(height=340)
+    st.altair_chart(chart, width="stretch")
+    st.dataframe(front.drop(columns=["front"]), hide_index=True, width="stretch")
+    st.caption(f"{int(d['front'].sum())} of {len(d)} trials are on the front: no other trial is at least as good "
+               f"on both and better on one.")

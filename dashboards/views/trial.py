@@ -1,0 +1,79 @@
+"""Trial: learning curves (CE, MM, OT, accuracy), the resolved spec, the checkpoint, provenance
+and, for a failed trial, its error."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import common
+
+res, root, db, stamp = common.page("Trial", "One trial in detail.")
+name = common.pick_experiment(res, "trial")
+r = res.experiment(name)
+t = r.trials
+labels = {common.trial_label(x): x["trial_id"] for _, x in t.iterrows()}
+ids = list(labels.values())
+wanted = st.query_params.get("trial") or st.session_state.get("_trial")
+index = ids.index(wanted) if wanted in ids else 0
+label = st.selectbox("Trial", list(labels), index=index, key="trial_pick")
+trial_id = labels[label]
+st.session_state["_trial"] = trial_id
+row = t[t["trial_id"] == trial_id].iloc[0]
+rec = common.trial_record(root, db, stamp, name, trial_id) or {}
+
+c = st.columns(5)
+c[0].metric("Status", row["status"])
+c[1].metric("Epochs", int(row["n_epochs"] or 0))
+for col, m in zip(c[2:], ("test/acc", "test/acc_ema", "train/loss")):
+    if m in t.columns and pd.notna(row.get(m)):
+        col.metric(m, f"{row[m]:.4g}")
+
+if row["status"] == "errored":
+    st.error(f"**Failed:** {row['error'] or 'no reason recorded'}")
+    if rec.get("error_detail"):
+        with st.expander("Traceback (error.txt)"):
+            st.code(rec["error_detail"], language="text")
+if row["damaged"]:
+    st.warning(f"**Damaged trial:** {row['warnings']}")
+
+st.subheader("Learning curves")
+hist = pd.DataFrame(rec.get("history") or [])
+if hist.empty or "epoch" not in hist.columns:
+    st.info("This trial has reported no epoch yet.")
+else:
+    groups = {"Losses": ["train/ce", "train/mm", "train/ot", "train/loss"],
+              "Accuracy (%)": ["test/acc", "test/acc_ema"]}
+    cols = st.columns(2)
+    for col, (title, ms) in zip(cols, groups.items()):
+        have = [m for m in ms if m in hist.columns and hist[m].notna().any()]
+        if not have:
+            col.caption(f"No {title.lower()} reported.")
+            continue
+        d = hist[["epoch", *have]].melt("epoch", var_name="metric", value_name="value").dropna()
+        col.altair_chart(alt.Chart(d).mark_line(point=True).encode(
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+            color="metric:N", tooltip=["epoch", "metric", "value"]).properties(title=title, height=280),
+            width="stretch")
+    with st.expander("Every reported metric per epoch"):
+        st.dataframe(hist, hide_index=True, width="stretch")
+
+left, right = st.columns([3, 2])
+with right:
+    st.subheader("Checkpoint")
+    if isinstance(row["checkpoint"], str) and row["checkpoint"]:
+        st.code(row["checkpoint"], language="text", wrap_lines=True)
+        st.caption("Reload it with `lico-tune explain` or `lico_tune.checkpoint.load_checkpoint(<dir>/checkpoint.pt)`.")
+    else:
+        st.info("No checkpoint: the trial failed before its first epoch ended, or its checkpoint directories "
+                "are missing.")
+    st.caption(f"Trial directory: `{row['path']}`")
+    params = {k: row[k] for k in r.params.get(name, []) if k in row.index}
+    st.subheader("Searched values and provenance")
+    st.json({"arm": row["arm"], "params": {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()},
+             "provenance": rec.get("provenance")}, expanded=2)
+with left:
+    st.subheader("Resolved spec")
+    if rec.get("spec"):
+        st.code(rec["spec"], language="yaml")
+    else:
+        st.info("No trial_spec.yaml in the trial directory.")

@@ -1,0 +1,231 @@
+"""The catalog: one database row per experiment and per trial, so a dashboard opens a thousand
+trials with one query instead of a thousand JSON files.
+
+Any SQLAlchemy URL works (PostgreSQL for a team); the default is the SQLite file
+`<root>/lico-tune.db` for a local root and `~/.cache/lico-tune/catalog/<root hash>.db` for a cloud
+root (SQLite cannot live in a bucket). Tables are prefixed `lico_`, so the catalog can share its
+database with Optuna's studies (`search.optuna_storage: sqlite:///<root>/lico-tune.db`).
+
+Kept current three ways: the Tune callback (`lico_tune.results.callback`) writes trials as they
+report and finish; `sync` re-reads experiments whose files changed since they were indexed (a
+fingerprint per experiment); `lico-tune index ROOT` rebuilds everything from storage.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+from sqlalchemy import (JSON, Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine,
+                        delete, event, func, insert, select)
+
+from .scan import find_experiments, fingerprint, scan_experiment
+from .storage import Storage, basename, is_uri, normalise_root
+
+CATALOG_FILE = "lico-tune.db"
+ENV_URL = "LICO_TUNE_CATALOG"
+
+metadata = MetaData()
+experiments_table = Table(
+    "lico_experiments", metadata,
+    Column("root", String(1024), primary_key=True),
+    Column("experiment", String(512), primary_key=True),
+    Column("path", Text), Column("spec", JSON), Column("metrics", JSON), Column("arms", JSON),
+    Column("created", String(64)), Column("smoke", Boolean), Column("optuna_storage", Text),
+    Column("lico_tune_version", String(64)), Column("git_sha", String(64)),
+    Column("state_file", String(256)), Column("n_trials", Integer), Column("status_counts", JSON),
+    Column("fingerprint", String(64)), Column("warnings", JSON), Column("updated", Float),
+    Column("live", Float),   # heartbeat of a running sweep's callback; None once it ended
+)
+trials_table = Table(
+    "lico_trials", metadata,
+    Column("root", String(1024), primary_key=True),
+    Column("experiment", String(512), primary_key=True),
+    Column("trial_id", String(256), primary_key=True),
+    Column("trial_dir", String(512)), Column("path", Text), Column("arm", String(256)),
+    Column("dataset", String(256)), Column("seed", JSON), Column("status", String(32)),
+    Column("error", Text), Column("error_detail", Text), Column("params", JSON), Column("final", JSON),
+    Column("best", JSON), Column("n_epochs", Integer), Column("checkpoint", Text), Column("gallery", Text),
+    Column("spec", Text), Column("provenance", JSON), Column("warnings", JSON), Column("damaged", Boolean),
+    Column("usable", Boolean), Column("history", JSON), Column("updated", Float),
+)
+EXPERIMENT_COLUMNS = [c.name for c in experiments_table.columns if c.name not in ("root", "updated")]
+LIVE_S = 600   # a sweep whose callback wrote within this many seconds is live: `sync` leaves it alone
+TRIAL_COLUMNS = [c.name for c in trials_table.columns if c.name not in ("root", "updated")]
+LIGHT_TRIAL_COLUMNS = [c for c in TRIAL_COLUMNS if c not in ("history", "error_detail", "spec")]
+
+
+def default_url(root: str) -> str:
+    """$LICO_TUNE_CATALOG, else SQLite at the root (local) or in ~/.cache (cloud root)."""
+    if os.environ.get(ENV_URL):
+        return os.environ[ENV_URL]
+    root = normalise_root(root)
+    if is_uri(root):
+        key = hashlib.sha1(root.encode()).hexdigest()[:16]
+        path = Path("~/.cache/lico-tune/catalog").expanduser() / f"{key}.db"
+    else:
+        path = Path(root) / CATALOG_FILE
+    return f"sqlite:///{path}"
+
+
+class Catalog:
+    """The catalog of one results root inside a database (which may hold several roots)."""
+
+    def __init__(self, root: str, url: Optional[str] = None, create: bool = True):
+        self.root = normalise_root(root)
+        self.url = url or default_url(self.root)
+        if self.url.startswith("sqlite:///") and create:
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"connect_args": {"timeout": 30}} if self.url.startswith("sqlite") else {}
+        self.engine = create_engine(self.url, **kwargs)
+        if self.url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _wal(dbapi_conn, _record):  # readers (the dashboard) never block the writer (a sweep)
+                try:
+                    dbapi_conn.execute("PRAGMA journal_mode=WAL")
+                except Exception:  # a read-only file: reading still works
+                    pass
+        if create:
+            self._migrate()
+            metadata.create_all(self.engine)
+
+    def _migrate(self) -> None:
+        """The catalog is a cache of the files: tables from an older lico-tune (other columns) are
+        dropped and rebuilt (the next sync re-reads every experiment)."""
+        from sqlalchemy import inspect
+        insp = inspect(self.engine)
+        for table in (trials_table, experiments_table):
+            if insp.has_table(table.name):
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                if have != {c.name for c in table.columns}:
+                    metadata.drop_all(self.engine, tables=[trials_table, experiments_table])
+                    return
+
+    @property
+    def sqlite_file(self) -> Optional[Path]:
+        return Path(self.url.removeprefix("sqlite:///")) if self.url.startswith("sqlite:///") else None
+
+    def exists(self) -> bool:
+        f = self.sqlite_file
+        return f is None or f.exists()
+
+    # ------------------------------------------------------------------------- writing
+
+    def put_experiment(self, exp: dict) -> None:
+        row = {k: exp.get(k) for k in EXPERIMENT_COLUMNS}
+        with self.engine.begin() as conn:
+            conn.execute(delete(experiments_table).where(experiments_table.c.root == self.root,
+                                                         experiments_table.c.experiment == exp["experiment"]))
+            conn.execute(insert(experiments_table), [{**row, "root": self.root, "updated": time.time()}])
+
+    def put_trials(self, trials: Iterable[dict], replace_experiment: Optional[str] = None) -> None:
+        """Upsert trials; with replace_experiment, that experiment's other trials are removed."""
+        rows = [{**{k: t.get(k) for k in TRIAL_COLUMNS}, "root": self.root, "updated": time.time()} for t in trials]
+        with self.engine.begin() as conn:
+            if replace_experiment is not None:
+                conn.execute(delete(trials_table).where(trials_table.c.root == self.root,
+                                                        trials_table.c.experiment == replace_experiment))
+            else:
+                for r in rows:
+                    conn.execute(delete(trials_table).where(
+                        trials_table.c.root == self.root, trials_table.c.experiment == r["experiment"],
+                        trials_table.c.trial_id == r["trial_id"]))
+            if rows:
+                conn.execute(insert(trials_table), rows)
+
+    def heartbeat(self, name: str, live: Optional[float]) -> None:
+        from sqlalchemy import update
+        with self.engine.begin() as conn:
+            conn.execute(update(experiments_table).where(experiments_table.c.root == self.root,
+                                                         experiments_table.c.experiment == name)
+                         .values(live=live, updated=time.time()))
+
+    def remove_experiment(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            for table in (trials_table, experiments_table):
+                conn.execute(delete(table).where(table.c.root == self.root, table.c.experiment == name))
+
+    def index_experiment(self, storage: Storage, path: str) -> tuple[dict, list[dict]]:
+        exp, trials = scan_experiment(storage, path)
+        self.put_trials(trials, replace_experiment=exp["experiment"])
+        self.put_experiment(exp)
+        return exp, trials
+
+    def index(self, experiment: Optional[str] = None) -> tuple[list[dict], list[dict]]:
+        """Rebuild the catalog of this root (or of one experiment) from storage."""
+        storage = Storage(self.root)
+        paths = find_experiments(storage)
+        if experiment is not None:
+            paths = [p for p in paths if basename(p) == experiment]
+        exps, trials = [], []
+        for path in paths:
+            e, ts = self.index_experiment(storage, path)
+            exps.append(e)
+            trials += ts
+        if experiment is None:  # experiments deleted from storage leave the catalog too
+            on_disk = {basename(p) for p in paths}
+            for name in self.experiment_names():
+                if name not in on_disk:
+                    self.remove_experiment(name)
+        return exps, trials
+
+    def sync(self) -> list[str]:
+        """Re-index the experiments whose files changed since they were indexed; returns their names."""
+        storage = Storage(self.root)
+        known = {e["experiment"]: e.get("fingerprint") for e in self.experiments()}
+        changed, on_disk = [], set()
+        live = {e["experiment"] for e in self.experiments() if e.get("live") and time.time() - e["live"] < LIVE_S}
+        for path in find_experiments(storage):
+            name = basename(path)
+            on_disk.add(name)
+            if name in live:   # the sweep's callback writes fresher rows than storage holds yet
+                continue
+            if known.get(name) != fingerprint(storage, path):
+                self.index_experiment(storage, path)
+                changed.append(name)
+        for name in set(known) - on_disk - live:
+            self.remove_experiment(name)
+            changed.append(name)
+        return changed
+
+    # ------------------------------------------------------------------------- reading
+
+    def experiment_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(experiments_table.c.experiment)
+                                               .where(experiments_table.c.root == self.root))]
+
+    def experiments(self) -> list[dict]:
+        cols = [experiments_table.c[k] for k in EXPERIMENT_COLUMNS]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*cols).where(experiments_table.c.root == self.root)
+                                .order_by(experiments_table.c.experiment))
+            return [dict(r._mapping) for r in rows]
+
+    def trials(self, experiment: Optional[str] = None, full: bool = False) -> list[dict]:
+        """Trial records; `full` adds history, spec text and the full error (heavier)."""
+        names = TRIAL_COLUMNS if full else LIGHT_TRIAL_COLUMNS
+        q = select(*[trials_table.c[k] for k in names]).where(trials_table.c.root == self.root)
+        if experiment is not None:
+            q = q.where(trials_table.c.experiment == experiment)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(trials_table.c.experiment, trials_table.c.trial_id))
+            return [dict(r._mapping) for r in rows]
+
+    def trial(self, experiment: str, trial_id: str) -> Optional[dict]:
+        q = select(*[trials_table.c[k] for k in TRIAL_COLUMNS]).where(
+            trials_table.c.root == self.root, trials_table.c.experiment == experiment,
+            trials_table.c.trial_id == trial_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return dict(row._mapping) if row else None
+
+    def stamp(self) -> float:
+        """When this root's catalog last changed (the dashboard's cache key)."""
+        with self.engine.connect() as conn:
+            a = conn.execute(select(func.max(trials_table.c.updated)).where(trials_table.c.root == self.root)).scalar()
+            b = conn.execute(select(func.max(experiments_table.c.updated))
+                             .where(experiments_table.c.root == self.root)).scalar()
+        return max(a or 0.0, b or 0.0)

@@ -1,0 +1,331 @@
+"""Ray Tune's on-disk layout -> plain records (dicts), tolerant of damage.
+
+    <root>/<experiment>/experiment_state-<time>.json   trial statuses, errors, last results
+    <root>/<experiment>/lico_run.yaml                  lico-tune's plan: the spec, arms, metrics
+    <root>/<experiment>/<trial dir>/result.json        one JSON object per reported epoch
+                                   params.json         the trial's sampled config
+                                   error.txt           why it failed (failed trials)
+                                   checkpoint_*/       Tune checkpoints (the newest is the model)
+                                   trial_spec.yaml     the resolved trial config (lico-tune)
+                                   provenance.json     package version, git SHA, arm (lico-tune)
+                                   gallery/            saliency overlays and curves (lico-tune)
+
+A damaged trial (a result.json cut off mid-write, a finished trial without a checkpoint) is kept
+with a warning; only trials that finished with intact results enter the statistics (`usable`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from typing import Any, Optional
+
+import yaml
+
+from .storage import Storage, basename, join
+
+RUN_FILE = "lico_run.yaml"
+STATE_PREFIX = "experiment_state-"
+TRIAL_SPEC = "trial_spec.yaml"
+PROVENANCE = "provenance.json"
+GALLERY = "gallery"
+TRIAL_FILES = {"result.json", "params.json", "progress.csv", "error.txt", "params.pkl"}
+TUNE_STATUS = {"TERMINATED": "finished", "ERROR": "errored", "RUNNING": "running", "PENDING": "pending",
+               "PAUSED": "paused"}
+STATUSES = ("finished", "running", "pending", "paused", "errored", "interrupted")
+_TRIAL_ID = re.compile(r"([0-9a-f]{5}_\d{5})")
+_MIN_PATTERNS = re.compile(r"(loss|^train/(ce|mm|ot)$|deletion|seconds|time)")
+
+
+def metric_mode(name: str, declared: Optional[dict] = None) -> str:
+    """'max' or 'min': the spec's search.metrics when it names the metric, else by name
+    (losses, deletion AUC and times are minimised; accuracy and the other saliency scores maximised)."""
+    if declared and name in declared:
+        return declared[name]
+    return "min" if _MIN_PATTERNS.search(name) else "max"
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v   # not NaN
+
+
+def epoch_metrics(row: dict) -> dict:
+    """The numeric metrics of one reported result ('test/acc', 'train/ce', ...) and its epoch."""
+    out = {k: v for k, v in row.items() if "/" in k and _number(v)}
+    epoch = row.get("epoch", row.get("training_iteration"))
+    if _number(epoch):
+        out["epoch"] = epoch
+    return out
+
+
+def read_results(text: str) -> tuple[list[dict], Optional[str]]:
+    """Rows of result.json and a warning when a line cannot be parsed (a cut-off write)."""
+    rows, problem = [], None
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not an object")
+            rows.append(row)
+        except ValueError:
+            where = "its last line" if i == len(lines) - 1 else f"line {i + 1}"
+            problem = (f"result.json is truncated or corrupt ({where} is not valid JSON; "
+                       f"{len(rows)} epoch(s) read)")
+            break
+    return rows, problem
+
+
+def _load_json(storage: Storage, path: str) -> Optional[Any]:
+    text = storage.read_text(path)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _load_yaml(text: Optional[str]) -> Optional[Any]:
+    if text is None:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def is_experiment(entries) -> bool:
+    names = {e.name for e in entries}
+    return (RUN_FILE in names or "tuner.pkl" in names or any(n.startswith(STATE_PREFIX) for n in names))
+
+
+def find_experiments(storage: Storage) -> list[str]:
+    """Experiment directories under the root (or the root itself when it is one)."""
+    top = storage.list(storage.root)
+    if is_experiment(top):
+        return [storage.root]
+    found = []
+    for e in top:
+        if e.is_dir and not e.name.startswith("."):
+            path = join(storage.root, e.name)
+            if is_experiment(storage.list(path)):
+                found.append(path)
+    return found
+
+
+def _latest_state(storage: Storage, entries) -> Optional[str]:
+    states = [e for e in entries if e.name.startswith(STATE_PREFIX) and e.name.endswith(".json")]
+    return max(states, key=lambda e: (e.mtime, e.name)).name if states else None
+
+
+def read_state(storage: Storage, path: str, state_name: Optional[str]) -> dict[str, dict]:
+    """trial_id -> {status, dir, config, error_file, last_epoch, num_failures} from Tune's
+    experiment state ({} when there is none yet or it cannot be read)."""
+    if not state_name:
+        return {}
+    data = _load_json(storage, join(path, state_name))
+    out: dict[str, dict] = {}
+    if not isinstance(data, dict):
+        return out
+    for item in data.get("trial_data") or []:
+        try:
+            state = json.loads(item[0]) if isinstance(item[0], str) else item[0]
+            meta = json.loads(item[1]) if isinstance(item[1], str) else item[1]
+            last = meta.get("last_result") or {}
+            out[state["trial_id"]] = {
+                "status": state.get("status"), "dir": state.get("relative_logdir") or state.get("custom_dirname"),
+                "config": state.get("config") if isinstance(state.get("config"), dict) else None,
+                "error_file": meta.get("error_filename"), "num_failures": meta.get("num_failures", 0),
+                "last_epoch": last.get("epoch", last.get("training_iteration"))}
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
+def fingerprint(storage: Storage, path: str) -> str:
+    """Changes whenever the experiment's files change (what `sync` compares with the catalog).
+    Local: the experiment's entries and each trial's result/error/checkpoint entries.
+    Cloud: the experiment's entries only (the state file is rewritten as trials progress)."""
+    h = hashlib.sha1()
+    for e in storage.list(path):
+        h.update(f"{e.name}|{e.mtime}|{e.size}\n".encode())
+        if storage.is_local and e.is_dir:
+            for f in storage.list(join(path, e.name)):
+                if f.name in ("result.json", "error.txt", GALLERY, TRIAL_SPEC) or f.name.startswith("checkpoint_"):
+                    h.update(f"  {f.name}|{f.mtime}|{f.size}\n".encode())
+    return h.hexdigest()
+
+
+def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
+    """(experiment record, trial records) of one experiment directory."""
+    entries = storage.list(path)
+    name = basename(path)
+    run = _load_yaml(storage.read_text(join(path, RUN_FILE))) or {}
+    spec = run.get("spec") if isinstance(run, dict) else None
+    declared = dict((spec or {}).get("search", {}).get("metrics") or {})
+    state_name = _latest_state(storage, entries)
+    state = read_state(storage, path, state_name)
+    warnings = []
+    if state_name and not state:
+        warnings.append(f"{name}: {state_name} cannot be read; trial statuses are inferred from their files")
+    by_dir = {s["dir"]: tid for tid, s in state.items() if s.get("dir")}
+    newest = max((e.mtime for e in entries), default=0.0)
+    trials = []
+    for e in entries:
+        if not e.is_dir or e.name.startswith((".", "checkpoint_")) or e.name == "driver_artifacts":
+            continue
+        tdir = join(path, e.name)
+        inner = storage.list(tdir)
+        if not ({f.name for f in inner} & TRIAL_FILES) and e.name not in by_dir:
+            continue
+        tid = by_dir.get(e.name)
+        trials.append(scan_trial(storage, tdir, inner, name, declared, state.get(tid) if tid else None,
+                                 tid, recent=time.time() - newest < 900))
+    # Trials Tune knows but whose directory was never written (pending ones).
+    seen = {t["trial_id"] for t in trials}
+    for tid, s in state.items():
+        if tid not in seen:
+            trials.append(_empty_trial(name, tid, join(path, s.get("dir") or tid), s))
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t["status"]] = counts.get(t["status"], 0) + 1
+    exp = {"experiment": name, "path": path, "spec": spec, "metrics": declared,
+           "arms": (run.get("arms") if isinstance(run, dict) else None) or {},
+           "created": str(run.get("created")) if isinstance(run, dict) and run.get("created") else None,
+           "smoke": bool(run.get("smoke")) if isinstance(run, dict) else False,
+           "optuna_storage": run.get("optuna_storage") if isinstance(run, dict) else None,
+           "lico_tune_version": run.get("lico_tune_version") if isinstance(run, dict) else None,
+           "git_sha": run.get("git_sha") if isinstance(run, dict) else None,
+           "state_file": state_name, "n_trials": len(trials), "status_counts": counts,
+           "fingerprint": fingerprint(storage, path), "warnings": warnings}
+    return exp, trials
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+def _empty_trial(experiment: str, tid: str, path: str, s: dict) -> dict:
+    return {"experiment": experiment, "trial_id": tid, "trial_dir": basename(path), "path": path,
+            "arm": (s.get("config") or {}).get("arm") or "-",
+            "dataset": (s.get("config") or {}).get("data.name"), "seed": (s.get("config") or {}).get("train.seed"),
+            "status": TUNE_STATUS.get(s.get("status"), "pending"), "error": None, "error_detail": None,
+            "params": {k: v for k, v in (s.get("config") or {}).items() if k != "arm"},
+            "final": {}, "best": {}, "n_epochs": 0, "history": [], "checkpoint": None, "gallery": None,
+            "spec": None, "provenance": None, "warnings": [], "damaged": False, "usable": False}
+
+
+def error_reason(text: Optional[str]) -> Optional[str]:
+    if not text:
+        return None
+    try:  # one definition of "the exception line", shared with the sweep's summary
+        from ..search import error_reason as reason
+        return reason(text)
+    except ImportError:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        return lines[-1][:400] if lines else None
+
+
+def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: dict,
+               state: Optional[dict], tid: Optional[str], recent: bool = False,
+               status: Optional[str] = None) -> dict:
+    """One trial directory -> a record. `status` (from a live Tune callback) wins over the
+    experiment state and over what the files suggest."""
+    names = {f.name: f for f in inner}
+    warnings: list[str] = []
+    params = _load_json(storage, join(tdir, "params.json")) if "params.json" in names else None
+    if "params.json" in names and not isinstance(params, dict):
+        warnings.append("params.json cannot be read")
+    if not isinstance(params, dict):
+        params = dict((state or {}).get("config") or {})
+
+    rows, problem = [], None
+    if "result.json" in names:
+        rows, problem = read_results(storage.read_text(join(tdir, "result.json")) or "")
+        if problem:
+            warnings.append(problem + "; its final metrics are unknown, so it is left out of the statistics")
+    history = [m for m in (epoch_metrics(r) for r in rows) if m]
+    if state and state.get("last_epoch") and history and not problem:
+        if history[-1].get("epoch", 0) < state["last_epoch"]:
+            problem = (f"result.json holds {history[-1].get('epoch')} epoch(s) but Tune recorded "
+                       f"{state['last_epoch']}")
+            warnings.append(problem + "; left out of the statistics")
+
+    error_text = storage.read_text(join(tdir, "error.txt")) if "error.txt" in names else None
+    spec_text = storage.read_text(join(tdir, TRIAL_SPEC)) if TRIAL_SPEC in names else None
+    spec = _load_yaml(spec_text) if spec_text else None
+    spec = spec if isinstance(spec, dict) else {}
+    prov = _load_json(storage, join(tdir, PROVENANCE)) if PROVENANCE in names else None
+    last_row = rows[-1] if rows else {}
+
+    if tid is None:
+        tid = last_row.get("trial_id") or (prov or {}).get("trial_id")
+        if not tid:
+            m = _TRIAL_ID.search(basename(tdir))
+            tid = m.group(1) if m else basename(tdir)
+
+    if status is not None:
+        pass
+    elif state and state.get("status") in TUNE_STATUS:
+        status = TUNE_STATUS[state["status"]]
+    elif error_text:
+        status = "errored"
+    elif history and spec.get("train", {}).get("epochs") and history[-1].get("epoch", 0) >= spec["train"]["epochs"]:
+        status = "finished"
+    else:
+        status = "running" if recent else "interrupted"
+
+    ckpts = sorted(n for n, f in names.items() if f.is_dir and n.startswith("checkpoint_"))
+    checkpoint = join(tdir, ckpts[-1]) if ckpts else None
+    if status == "finished" and not ckpts:
+        warnings.append("no checkpoint_* directory: the model cannot be reloaded (its metrics are kept)")
+    if status == "finished" and "result.json" not in names:
+        warnings.append("no result.json: no metrics")
+    gallery = None
+    if GALLERY in names and names[GALLERY].is_dir:
+        gallery = join(tdir, GALLERY)
+    elif checkpoint and any(f.name == GALLERY for f in storage.list(checkpoint)):
+        gallery = join(checkpoint, GALLERY)
+
+    final: dict[str, float] = {}
+    for m in history:
+        final.update(m)             # the last reported value of each metric
+    best: dict[str, float] = {}
+    for m in history:
+        for k, v in m.items():
+            if k == "epoch":
+                continue
+            if k not in best or (v > best[k] if metric_mode(k, declared) == "max" else v < best[k]):
+                best[k] = v
+    n_epochs = int(final.pop("epoch", len(history)) or 0)
+
+    arm = last_row.get("arm") or params.get("arm") or (prov or {}).get("arm") or "-"
+    dataset = last_row.get("dataset") or params.get("data.name") or spec.get("data", {}).get("name")
+    seed = params.get("train.seed", spec.get("train", {}).get("seed"))
+    return {
+        "experiment": experiment, "trial_id": tid, "trial_dir": basename(tdir), "path": tdir,
+        "arm": arm, "dataset": dataset, "seed": seed, "status": status,
+        "error": error_reason(error_text), "error_detail": error_text[-4000:] if error_text else None,
+        "params": {k: v for k, v in params.items() if k != "arm"},
+        "final": final, "best": best, "n_epochs": n_epochs, "history": history,
+        "checkpoint": checkpoint, "gallery": gallery, "spec": spec_text,
+        "provenance": prov if isinstance(prov, dict) else None,
+        "warnings": warnings, "damaged": bool(warnings),
+        "usable": status == "finished" and problem is None and bool(final)}
+
+
+def scan_root(root: str) -> tuple[list[dict], list[dict]]:
+    """(experiment records, trial records) of every experiment under root."""
+    storage = Storage(root)
+    exps, trials = [], []
+    for path in find_experiments(storage):
+        exp, ts = scan_experiment(storage, path)
+        exps.append(exp)
+        trials += ts
+    return exps, trials

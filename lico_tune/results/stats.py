@@ -1,0 +1,281 @@
+"""Statistics over seeds: summaries with confidence intervals, paired comparisons against a
+baseline arm, Holm's correction, the Pareto front, and parameter importance.
+
+Conventions (stated in every report):
+* CI: Student t interval, mean +- t(1 - (1 - level)/2, n - 1) * sd / sqrt(n), sd with ddof=1;
+  or a percentile bootstrap (10,000 resamples, seeded). n = 1 has no interval (NaN).
+* Paired comparison: trials of an arm and of the baseline are matched on (dataset, seed) (trials
+  that share a key are averaged first); the differences d = arm - baseline get a t interval and a
+  paired t-test (= one-sample t-test of d); the Wilcoxon signed-rank test is run only when
+  n >= 6: below that its exact two-sided p-value cannot fall below 0.05 (n = 5: 2/32 = 0.0625).
+  p-values are also given Holm-adjusted over the arms compared in one table.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+WILCOXON_MIN_N = 6
+
+
+def t_interval(values: Iterable[float], level: float = 0.95) -> dict:
+    """mean, sd, n, ci_low, ci_high, half_width of a t interval."""
+    x = np.asarray([v for v in values if v is not None and not _nan(v)], dtype=float)
+    n = len(x)
+    mean = float(x.mean()) if n else math.nan
+    sd = float(x.std(ddof=1)) if n > 1 else math.nan
+    if n > 1:
+        half = float(sps.t.ppf(1 - (1 - level) / 2, n - 1) * sd / math.sqrt(n))
+    else:
+        half = math.nan
+    return {"mean": mean, "sd": sd, "n": n, "ci_low": mean - half, "ci_high": mean + half, "half_width": half,
+            "method": "t"}
+
+
+def bootstrap_interval(values: Iterable[float], level: float = 0.95, n_resamples: int = 10_000,
+                       seed: int = 0) -> dict:
+    """Percentile bootstrap interval of the mean (seeded, so reports are reproducible)."""
+    x = np.asarray([v for v in values if v is not None and not _nan(v)], dtype=float)
+    n = len(x)
+    out = t_interval(x, level)
+    out["method"] = "bootstrap"
+    if n < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    out.update(ci_low=float(lo), ci_high=float(hi), half_width=float((hi - lo) / 2))
+    return out
+
+
+def interval(values, level: float = 0.95, method: str = "t") -> dict:
+    if method == "t":
+        return t_interval(values, level)
+    if method == "bootstrap":
+        return bootstrap_interval(values, level)
+    raise ValueError(f"CI method '{method}': use 't' or 'bootstrap'")
+
+
+def _nan(v) -> bool:
+    try:
+        return math.isnan(v)
+    except TypeError:
+        return False
+
+
+def aggregate(trials: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = ("experiment", "arm", "dataset"),
+              level: float = 0.95, method: str = "t") -> pd.DataFrame:
+    """One row per group and metric: [*by, metric, mean, sd, n, ci_low, ci_high, half_width, method]."""
+    cols = [*by, "metric", "mean", "sd", "n", "ci_low", "ci_high", "half_width", "method"]
+    rows = []
+    if trials.empty:
+        return pd.DataFrame(columns=cols)
+    for key, g in trials.groupby(list(by), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for m in metrics:
+            if m not in g.columns:
+                continue
+            vals = pd.to_numeric(g[m], errors="coerce").dropna()
+            if vals.empty:
+                continue
+            rows.append({**dict(zip(by, key)), "metric": m, **interval(vals.tolist(), level, method)})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN)."""
+    p = np.asarray(pvalues, dtype=float)
+    ok = np.where(~np.isnan(p))[0]
+    out = np.full(len(p), np.nan)
+    m = len(ok)
+    running = 0.0
+    for rank, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def paired_test(arm_values: Sequence[float], base_values: Sequence[float], level: float = 0.95) -> dict:
+    """Paired comparison of matched samples (same order): difference arm - baseline."""
+    a = np.asarray(arm_values, dtype=float)
+    b = np.asarray(base_values, dtype=float)
+    d = a - b
+    n = len(d)
+    ci = t_interval(d, level)
+    out = {"n": n, "mean_diff": ci["mean"], "sd_diff": ci["sd"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
+           "t": math.nan, "p_t": math.nan, "test": f"paired t-test (n={n})", "wilcoxon": math.nan,
+           "p_wilcoxon": math.nan, "note": ""}
+    notes = []
+    if n < 2:
+        notes.append("n < 2: no test")
+    elif np.allclose(d, d[0]):
+        notes.append("identical differences: the t-test is undefined")
+    else:
+        res = sps.ttest_rel(a, b)
+        out["t"], out["p_t"] = float(res.statistic), float(res.pvalue)
+    if n >= WILCOXON_MIN_N:
+        if np.any(d != 0):
+            w = sps.wilcoxon(a, b)
+            out["wilcoxon"], out["p_wilcoxon"] = float(w.statistic), float(w.pvalue)
+            out["test"] += f"; Wilcoxon signed-rank (n={n})"
+        else:
+            notes.append("all differences are zero: no Wilcoxon test")
+    elif n >= 2:
+        notes.append(f"Wilcoxon not run: n={n} < {WILCOXON_MIN_N} (its exact p cannot reach 0.05)")
+    out["note"] = "; ".join(notes)
+    return out
+
+
+def paired_vs_baseline(trials: pd.DataFrame, metrics: Sequence[str], baseline: str = "ce",
+                       pair_on: Sequence[str] = ("seed",), level: float = 0.95) -> pd.DataFrame:
+    """Every arm against the baseline arm, per experiment, dataset and metric, matched on
+    `pair_on` (the seed) within each dataset.
+    Columns: experiment, dataset, metric, arm, baseline, n, mean_diff, sd_diff, ci_low, ci_high, t, p_t,
+    p_holm, test, wilcoxon, p_wilcoxon, note, seeds."""
+    cols = ["experiment", "dataset", "metric", "arm", "baseline", "n", "mean_diff", "sd_diff", "ci_low", "ci_high",
+            "t", "p_t", "p_holm", "test", "wilcoxon", "p_wilcoxon", "note", "seeds"]
+    rows = []
+    if trials.empty or baseline not in set(trials["arm"]):
+        return pd.DataFrame(columns=cols)
+    for (exp, dataset), g in trials.groupby(["experiment", "dataset"], sort=True):
+        for m in metrics:
+            if m not in g.columns:
+                continue
+            per = g.dropna(subset=[m]).groupby(["arm", *pair_on])[m].mean()
+            if baseline not in per.index.get_level_values(0):
+                continue
+            base = per.xs(baseline, level=0)
+            block = []
+            for arm in sorted(set(per.index.get_level_values(0)) - {baseline}):
+                cur = per.xs(arm, level=0)
+                common = base.index.intersection(cur.index)
+                res = paired_test(cur.loc[common].to_numpy(), base.loc[common].to_numpy(), level)
+                block.append({"experiment": exp, "dataset": dataset, "metric": m, "arm": arm, "baseline": baseline,
+                              **res, "seeds": [_plain(s) for s in common]})
+            for r, adj in zip(block, holm([r["p_t"] for r in block])):
+                r["p_holm"] = adj
+            rows += block
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _plain(v):
+    if isinstance(v, tuple):
+        return tuple(_plain(x) for x in v)
+    return v.item() if hasattr(v, "item") else v
+
+
+def pareto_mask(df: pd.DataFrame, objectives: dict[str, str]) -> pd.Series:
+    """True for the rows no other row dominates (at least as good on every objective, better on
+    one); rows missing an objective are False. objectives: column -> 'max' | 'min'."""
+    cols = list(objectives)
+    ok = df[cols].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
+    x = df.loc[ok, cols].apply(pd.to_numeric).to_numpy(dtype=float)
+    x = x * np.array([1.0 if objectives[c] == "max" else -1.0 for c in cols])
+    keep = np.ones(len(x), dtype=bool)
+    for i in range(len(x)):
+        dominated = np.all(x >= x[i], axis=1) & np.any(x > x[i], axis=1)
+        keep[i] = not dominated.any()
+    mask = pd.Series(False, index=df.index)
+    mask.loc[ok[ok].index] = keep
+    return mask
+
+
+def param_importance(trials: pd.DataFrame, params: Sequence[str], metric: str, mode: str = "max",
+                     seed: int = 0) -> pd.DataFrame:
+    """Importance of each searched parameter for `metric` (normalised to sum 1).
+
+    Optuna's fANOVA (a random-forest functional ANOVA) when optuna is installed and there are at
+    least 4 trials; otherwise the share of the metric's variance that each parameter's groups
+    explain (eta squared, one-way ANOVA). Parameters with one value are left out.
+    Columns: param, importance, method."""
+    cols = ["param", "importance", "method"]
+    df = trials.dropna(subset=[metric]) if metric in trials.columns else trials.iloc[0:0]
+    params = [p for p in params if p in df.columns and df[p].nunique(dropna=True) > 1]
+    if df.empty or not params:
+        return pd.DataFrame(columns=cols)
+    try:
+        out = _fanova(df, params, metric, mode, seed)
+        method = "fANOVA (optuna)"
+    except Exception:  # optuna missing, too few trials, or a failure inside the forest
+        out = _eta_squared(df, params, metric)
+        method = "eta squared (one-way ANOVA)"
+    total = sum(out.values())
+    rows = [{"param": p, "importance": (v / total if total > 0 else 0.0), "method": method} for p, v in out.items()]
+    return pd.DataFrame(rows, columns=cols).sort_values("importance", ascending=False, ignore_index=True)
+
+
+def _fanova(df: pd.DataFrame, params: list[str], metric: str, mode: str, seed: int) -> dict[str, float]:
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    if len(df) < 4:
+        raise ValueError("fANOVA needs at least 4 trials")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = {}
+    for p in params:
+        col = df[p]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            lo, hi = float(col.min()), float(col.max())
+            dists[p] = FloatDistribution(lo, hi)
+        else:
+            dists[p] = CategoricalDistribution(sorted({str(v) for v in col.dropna()}))
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for _, r in df.iterrows():
+        values = {p: (float(r[p]) if isinstance(dists[p], FloatDistribution) else str(r[p])) for p in params
+                  if not _nan(r[p])}
+        study.add_trial(optuna.trial.create_trial(params=values, distributions={p: dists[p] for p in values},
+                                                  value=float(r[metric])))
+    ev = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    with warnings.catch_warnings():   # `normalize` is "experimental" in optuna; we normalise ourselves anyway
+        warnings.simplefilter("ignore")
+        return dict(optuna.importance.get_param_importances(study, evaluator=ev, params=params, normalize=False))
+
+
+def _eta_squared(df: pd.DataFrame, params: list[str], metric: str) -> dict[str, float]:
+    y = df[metric].astype(float)
+    total = float(((y - y.mean()) ** 2).sum())
+    out = {}
+    for p in params:
+        col = df[p]
+        if pd.api.types.is_numeric_dtype(col) and col.nunique() > 6:
+            col = pd.qcut(col, 4, duplicates="drop")
+        groups = y.groupby(col.astype(str))
+        between = float((groups.count() * (groups.mean() - y.mean()) ** 2).sum())
+        out[p] = between / total if total > 0 else 0.0
+    return out
+
+
+def best_configs(trials: pd.DataFrame, metrics: dict[str, str], params: Sequence[str],
+                 seed_columns: Sequence[str] = ("seed", "train.seed"), level: float = 0.95,
+                 method: str = "t") -> pd.DataFrame:
+    """For each metric, the configuration (arm, dataset and the searched parameters that vary,
+    except the seed) with the best mean over its seeds. Columns: experiment, dataset, metric, mode, arm, config,
+    mean, half_width, n, trials."""
+    cols = ["experiment", "dataset", "metric", "mode", "arm", "config", "mean", "half_width", "n", "trials"]
+    rows = []
+    if trials.empty:
+        return pd.DataFrame(columns=cols)
+    # The configuration: searched values that vary (fixed ones and the seed say nothing).
+    cfg_cols = [p for p in params if p in trials.columns and p not in seed_columns and p != "data.name"
+                and trials[p].nunique(dropna=False) > 1]
+    for (exp, dataset), g in trials.groupby(["experiment", "dataset"], sort=True):
+        for m, mode in metrics.items():
+            if m not in g.columns or g[m].notna().sum() == 0:
+                continue
+            keyed = g.dropna(subset=[m]).copy()
+            keyed["_cfg"] = [repr(tuple(_plain(r[c]) for c in cfg_cols)) for _, r in keyed.iterrows()]
+            best = None
+            for (arm, cfg), h in keyed.groupby(["arm", "_cfg"], sort=True):
+                ci = interval(h[m].tolist(), level, method)
+                better = best is None or (ci["mean"] > best["mean"] if mode == "max" else ci["mean"] < best["mean"])
+                if better:
+                    first = h.iloc[0]
+                    best = {"experiment": exp, "dataset": dataset, "metric": m, "mode": mode, "arm": arm,
+                            "config": {c: _plain(first[c]) for c in cfg_cols}, "mean": ci["mean"],
+                            "half_width": ci["half_width"], "n": ci["n"], "trials": list(h["trial_id"])}
+            rows.append(best)
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,114 @@
+"""Read-only access to a results root: a local directory or a cloud URI (s3://, gs://, file://...).
+
+Local paths go through os (fast: a thousand trials are a few thousand stat calls); URIs through
+pyarrow.fs, which Ray Tune itself uses for cloud storage. Nothing here imports ray.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_uri(path: str) -> bool:
+    return bool(_URI.match(str(path)))
+
+
+def normalise_root(root: str | os.PathLike) -> str:
+    """An absolute local path (with ~ expanded) or the URI as given (without a trailing slash)."""
+    root = str(root)
+    if is_uri(root):
+        return root.rstrip("/")
+    return str(Path(root).expanduser().resolve())
+
+
+def join(*parts: str) -> str:
+    head, *rest = parts
+    if is_uri(head):
+        return "/".join([head.rstrip("/"), *(p.strip("/") for p in rest)])
+    return str(Path(head, *rest))
+
+
+def basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_dir: bool
+    mtime: float      # seconds since the epoch (0 when the filesystem does not say)
+    size: int
+
+
+class Storage:
+    """A root and the filesystem it lies on; every path passed in is absolute (local) or a URI."""
+
+    def __init__(self, root: str):
+        self.root = normalise_root(root)
+        self._fs = None
+        if is_uri(self.root):
+            import pyarrow.fs
+            self._fs, _ = pyarrow.fs.FileSystem.from_uri(self.root)
+
+    @property
+    def is_local(self) -> bool:
+        return self._fs is None
+
+    def _fs_path(self, path: str) -> str:
+        import pyarrow.fs
+        return pyarrow.fs.FileSystem.from_uri(path)[1]
+
+    def exists(self) -> bool:
+        return self.is_dir(self.root)
+
+    def is_dir(self, path: str) -> bool:
+        if self.is_local:
+            return os.path.isdir(path)
+        import pyarrow.fs
+        return self._fs.get_file_info(self._fs_path(path)).type == pyarrow.fs.FileType.Directory
+
+    def list(self, path: str) -> list[Entry]:
+        """The entries directly under path, sorted by name; [] when path is missing."""
+        if self.is_local:
+            try:
+                with os.scandir(path) as it:
+                    out = []
+                    for e in it:
+                        try:
+                            st = e.stat()
+                        except OSError:      # removed while we looked
+                            continue
+                        out.append(Entry(e.name, e.is_dir(), st.st_mtime, st.st_size))
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                return []
+            return sorted(out, key=lambda e: e.name)
+        import pyarrow.fs
+        try:
+            infos = self._fs.get_file_info(pyarrow.fs.FileSelector(self._fs_path(path), recursive=False))
+        except (FileNotFoundError, OSError):
+            return []
+        out = [Entry(i.base_name, i.type == pyarrow.fs.FileType.Directory,
+                     i.mtime.timestamp() if i.mtime else 0.0, i.size or 0) for i in infos]
+        return sorted(out, key=lambda e: e.name)
+
+    def read_bytes(self, path: str) -> Optional[bytes]:
+        """The file's bytes, or None when it is missing or unreadable."""
+        if self.is_local:
+            try:
+                return Path(path).read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+                return None
+        try:
+            with self._fs.open_input_stream(self._fs_path(path)) as f:
+                return f.read()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def read_text(self, path: str) -> Optional[str]:
+        data = self.read_bytes(path)
+        return None if data is None else data.decode("utf-8", errors="replace")

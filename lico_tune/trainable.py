@@ -1,0 +1,107 @@
+"""The Ray Tune function trainable: one trial of an experiment, wrapping `train.train_trial`.
+
+Per trial it resolves the config (base + sampled values + arm, see `search.resolve_trial`),
+writes the resolved trial spec and provenance into the trial directory, trains, and reports each
+epoch through `tune.report` with a checkpoint. When Tune retries a failed trial
+(`FailureConfig(max_failures)`) or resumes an experiment, `tune.get_checkpoint()` gives the last
+checkpoint and training continues from it.
+
+`train.fail_at_step` (the NaN-injection testing aid) is a *transient* fault here: it fires in a
+trial's first attempt only, and a retry from a checkpoint runs without it. With fail_at_step 0 no
+checkpoint exists yet, so every attempt fails (a permanent fault).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from .checkpoint import CHECKPOINT_NAME
+from .provenance import provenance
+from .search import resolve_trial
+
+TRIAL_SPEC = "trial_spec.yaml"
+PROVENANCE = "provenance.json"
+TRAIN_LOG = "train.log"
+GALLERY = "gallery"
+
+
+def _scalar_metrics(metrics: dict) -> dict:
+    """Only numbers and strings go to Tune (no history, no config)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
+
+
+def run_trial(config: dict, runtime: dict) -> None:
+    import ray
+    from ray import tune
+
+    from .train import train_trial
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)   # no "Checkpoint created" line per epoch
+    cfg = resolve_trial(runtime, config)
+    arm = config.get("arm")
+    trial_dir = Path.cwd()            # Tune's trial working directory; synced as artifacts
+    ctx = tune.get_context()
+    info = {"trial_id": ctx.get_trial_id(), "trial_name": ctx.get_trial_name(), "arm": arm,
+            "params": {k: v for k, v in config.items() if k != "arm"},
+            "node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+            **provenance()}
+    spec_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    (trial_dir / TRIAL_SPEC).write_text(spec_text)
+    (trial_dir / PROVENANCE).write_text(json.dumps(info, indent=2))
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"lico-{ctx.get_trial_id()}-"))
+    log_file = open(trial_dir / TRAIN_LOG, "a", buffering=1)
+
+    def log(msg: str) -> None:
+        log_file.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+
+    resume = False
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            shutil.copy2(Path(d) / CHECKPOINT_NAME, scratch / CHECKPOINT_NAME)
+            if not (trial_dir / TRAIN_LOG).stat().st_size and (Path(d) / TRAIN_LOG).exists():
+                # A restored experiment starts in a fresh working directory: keep the log so far.
+                log_file.write((Path(d) / TRAIN_LOG).read_text())
+        resume = True
+        if cfg.train.fail_at_step is not None:
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"fail_at_step": None})})
+        log(f"restored from Tune checkpoint {checkpoint.path}")
+    extra = {"arm": arm or "-", "dataset": cfg.data.name}
+
+    def report(metrics: dict, checkpoint_file: Path) -> None:
+        ckpt_dir = Path(tempfile.mkdtemp(prefix="ckpt-", dir=scratch))
+        try:
+            try:   # same filesystem: a hard link (save_checkpoint replaces the file, never rewrites it)
+                os.link(checkpoint_file, ckpt_dir / CHECKPOINT_NAME)
+            except OSError:
+                shutil.copy2(checkpoint_file, ckpt_dir / CHECKPOINT_NAME)
+            (ckpt_dir / TRIAL_SPEC).write_text(spec_text)
+            (ckpt_dir / PROVENANCE).write_text(json.dumps(info, indent=2))
+            log_file.flush()
+            shutil.copy2(trial_dir / TRAIN_LOG, ckpt_dir / TRAIN_LOG)
+            if (scratch / GALLERY).is_dir():   # saliency overlays of the last epoch: a trial artifact
+                shutil.copytree(scratch / GALLERY, trial_dir / GALLERY, dirs_exist_ok=True)
+            tune.report({**_scalar_metrics(metrics), **extra},
+                        checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+        finally:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+    try:
+        train_trial(cfg, scratch, report=report, log=log, resume=resume)
+        if (scratch / "metrics.json").exists():
+            shutil.copy2(scratch / "metrics.json", trial_dir / "metrics.json")
+    except Exception as exc:
+        log(f"failed: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        log_file.close()
+        shutil.rmtree(scratch, ignore_errors=True)

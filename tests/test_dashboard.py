@@ -1,0 +1,196 @@
+"""The Streamlit dashboard: every page through streamlit.testing.v1.AppTest against the results of
+a real smoke sweep (tables equal the report's, charts present, selectors change the view; empty,
+partly written and damaged roots give friendly pages), and `lico-tune dashboard` end to end in a
+headless Chromium."""
+import io
+import json
+import shutil
+import sys
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lico_tune.results import experiment_report, load_results, pareto_mask
+from lico_tune.results.report import SEP, default_metrics
+from ray_helpers import REPO
+
+APP = REPO / "dashboards" / "app.py"
+# One definition of the session fixtures for every module (an import would make one per module).
+pytest_plugins = ["results_fixtures"]
+
+EXP = "ablation-smoke"
+sys.path.insert(0, str(REPO / "dashboards"))
+
+
+def open_page(root, monkeypatch, page: str = "experiments") -> AppTest:
+    monkeypatch.setenv("LICO_TUNE_STORAGE", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    if page != "experiments":
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == page.capitalize()
+    return at
+
+
+def charts(at: AppTest) -> list:
+    return list(at.get("vega_lite_chart"))
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_experiments_page(results_root, monkeypatch):
+    at = open_page(results_root, monkeypatch)
+    overview = at.dataframe[0].value
+    assert overview.iloc[0][["experiment", "trials", "finished", "errored"]].tolist() == [EXP, 12, 8, 4]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Finished"] == "8" and metrics["Errored"] == "4" and metrics["Running"] == "0"
+    res = load_results(results_root)
+    assert metrics["test/acc (max)"] == f"{res.usable['test/acc'].max():.4g}"
+    assert len(at.error) == 4 and all("TrialDiverged: Loss became nan" in e.value for e in at.error)
+    trials = at.dataframe[1].value
+    assert len(trials) == 12 and set(trials["status"]) == {"finished", "errored"}
+    spec = texts(at.code)
+    assert "name: ablation-smoke" in spec and "lico.ot.epsilon" in spec and "broken" in spec
+
+
+def test_ablations_page_shows_the_reports_numbers(results_root, monkeypatch):
+    at = open_page(results_root, monkeypatch, "ablations")
+    assert [s.value for s in at.subheader][:1] == ["Ablation table"]
+    res = load_results(results_root)
+    rep = experiment_report(res, EXP, metrics=default_metrics(res.experiment(EXP), EXP), baseline="ce")
+    shown = at.dataframe[0].value
+    expected = rep.ablation_table()
+    assert list(shown.columns) == list(expected.columns)
+    assert shown.to_numpy().tolist() == expected.to_numpy().tolist()
+    assert len(charts(at)) >= 2 * len(rep.metrics), "a bar chart per dataset and metric"
+    paired = at.dataframe[1].value
+    assert paired.to_numpy().tolist() == rep.paired_table().to_numpy().tolist()
+
+    at.selectbox(key="abl_dataset").set_value("digits").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns) == [c for c in expected.columns if c.startswith(f"digits{SEP}")]
+    assert set(at.dataframe[1].value["dataset"]) == {"digits"}
+    at.multiselect(key="abl_metrics").set_value(["test/acc"]).run()
+    assert list(at.dataframe[0].value.columns) == [f"digits{SEP}test/acc"]
+
+
+def test_hyperparameters_page(results_root, monkeypatch):
+    at = open_page(results_root, monkeypatch, "hyperparameters")
+    heads = [s.value for s in at.subheader]
+    assert heads[0] == "test/acc against each searched parameter" and "Parameter importance" in heads
+    n = len(charts(at))
+    assert n >= 5, "parameter plots, parallel coordinates, importance and the Pareto front"
+    at.checkbox(key="hp_seed").check().run()
+    assert len(charts(at)) == n + 1, "the seed becomes one more parameter plot"
+    at.selectbox(key="hp_metric").set_value("saliency/gradcam/overall").run()
+    assert at.subheader[0].value == "saliency/gradcam/overall against each searched parameter"
+
+    usable = load_results(results_root).usable
+    front = usable[pareto_mask(usable, {"test/acc": "max", "saliency/gradcam/overall": "max"})]
+    assert sorted(at.dataframe[-1].value["trial_id"]) == sorted(front["trial_id"])
+
+
+def test_saliency_page_compares_the_same_images(results_root, monkeypatch):
+    at = open_page(results_root, monkeypatch, "saliency")
+    res = load_results(results_root).experiment(EXP)
+    finished = res.trials[res.trials["status"] == "finished"]
+    scores = at.dataframe[0].value
+    digits0 = finished[(finished["dataset"] == "digits") & (finished["seed"] == 0)].set_index("arm")
+    assert sorted(scores["arm"]) == ["ce", "lico"]
+    for _, row in scores.iterrows():
+        assert row["overall"] == pytest.approx(digits0.loc[row["arm"], "saliency/gradcam/overall"])
+        assert row["pointing"] == pytest.approx(digits0.loc[row["arm"], "saliency/gradcam/pointing"])
+    at.selectbox(key="sal_seed").set_value(1).run()
+    assert not at.exception and set(at.dataframe[0].value["seed"]) == {1}
+    at.radio(key="sal_by").set_value("Trials").run()
+    one = at.multiselect(key="sal_trials").options[0]
+    at.multiselect(key="sal_trials").set_value([one]).run()
+    assert len(at.dataframe[0].value) == 1
+
+    # The overlays: the same 3 gallery images for each chosen trial, and their curves.
+    assert finished["gallery"].notna().all(), (
+        "finished trials have no gallery/ in their Tune trial directory: the trainable must copy the "
+        "gallery that train_trial writes (out_dir/gallery) into the trial directory")
+    assert len(at.image) == 3 and charts(at)
+    at.radio(key="sal_by").set_value("Arms").run()
+    assert len(at.image) == 2 * 3, "arms ce and lico, 3 gallery images each"
+    assert any("Insertion and deletion curves" == s.value for s in at.subheader) and charts(at)
+
+
+def test_trial_page(results_root, monkeypatch):
+    at = open_page(results_root, monkeypatch, "trial")
+    res = load_results(results_root).experiment(EXP)
+    lico = res.trials[(res.trials["arm"] == "lico") & (res.trials["status"] == "finished")].iloc[0]
+    label = next(o for o in at.selectbox(key="trial_pick").options if o.startswith(lico["trial_id"]))
+    at.selectbox(key="trial_pick").set_value(label).run()
+    assert not at.exception
+    assert [s.value for s in at.subheader][:1] == ["Learning curves"] and len(charts(at)) == 2
+    spec = (results_root / EXP / lico["trial_dir"] / "trial_spec.yaml").read_text()
+    code = [c.value for c in at.code]
+    assert spec.strip() in [c.strip() for c in code] and lico["checkpoint"] in code
+    assert {m.label: m.value for m in at.metric}["test/acc"] == f"{lico['test/acc']:.4g}"
+
+    broken = res.trials[res.trials["status"] == "errored"].iloc[0]
+    label = next(o for o in at.selectbox(key="trial_pick").options if o.startswith(broken["trial_id"]))
+    at.selectbox(key="trial_pick").set_value(label).run()
+    assert "TrialDiverged" in at.error[0].value and any("No checkpoint" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("page", ["experiments", "ablations", "hyperparameters", "saliency", "trial"])
+def test_missing_empty_and_partly_written_roots_give_friendly_pages(page, tmp_path, monkeypatch, results_root):
+    at = open_page(tmp_path / "nowhere", monkeypatch, page)
+    assert "No results at" in at.info[0].value
+    at = open_page(tmp_path, monkeypatch, page)
+    assert "holds no experiment yet" in at.info[0].value
+
+    # An experiment still starting: lico_run.yaml, one trial with half an epoch line, no Tune state.
+    part = tmp_path / "part" / "starting"
+    part.mkdir(parents=True)
+    shutil.copy2(results_root / EXP / "lico_run.yaml", part / "lico_run.yaml")
+    src = sorted((results_root / EXP).glob("trial_*_lico"))[0]
+    (part / src.name).mkdir()
+    shutil.copy2(src / "params.json", part / src.name / "params.json")
+    (part / src.name / "result.json").write_text((src / "result.json").read_text()[:50])
+    at = open_page(tmp_path / "part", monkeypatch, page)
+    assert not at.error or page == "experiments"
+
+
+def test_damaged_root_lists_the_damaged_trials_and_shows_the_rest(damaged_root, monkeypatch):
+    root, cut, bare = damaged_root
+    at = open_page(root, monkeypatch)
+    warning = texts(at.warning)
+    assert "2 damaged trial(s)" in warning and cut in warning and bare in warning
+    assert "result.json is truncated" in warning and "no checkpoint" in warning
+    at = open_page(root, monkeypatch, "ablations")
+    assert at.dataframe[0].value.shape[0] == 2 and cut in texts(at.warning)
+    assert "(n=1)" in at.dataframe[0].value.to_string()
+
+
+def test_dashboard_binds_to_loopback_by_default():
+    from lico_tune.cli import build_parser
+    args = build_parser().parse_args(["dashboard"])
+    assert (args.host, args.port, args.storage) == ("127.0.0.1", 8501, "~/lico-tune-results")
+
+
+def test_lico_tune_dashboard_renders_in_headless_chromium(results_root):
+    from screenshot import Browser, serve
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: `apt-get install -y chromium` (CI's .ci/run installs it); this "
+                    "end-to-end test needs a real browser")
+    from PIL import Image
+    with serve(str(results_root)) as url, Browser(chromium, width=1280, height=900) as b:
+        b.open(url, "Experiments")                       # warm-up: the first load compiles the app
+        b.open(f"{url}/ablations", "Ablation table")
+        dom = b.dom()
+        png = b.screenshot(full=False)
+    assert "Ablation table" in dom and "Paired differences against ce" in dom and "lico − ce" in dom
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    assert img.size == (1280, 900)
+    colours = img.getcolors(maxcolors=1 << 20) or []
+    dark = sum(n for n, (r, g, b_) in colours if r + g + b_ < 200)
+    assert len(colours) > 100 and dark > 500, "the screenshot is blank (a skeleton or an empty page)"

@@ -1,0 +1,79 @@
+"""`lico-tune resume`: SIGKILL the driver's process group once the first trial has finished, then
+resume. Every trial completes once, finished trials are not run again, and no result is lost."""
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ray_helpers import REPO, kill_started, lico_tune, ray_env, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
+
+EPOCHS = 3
+
+
+def trial_statuses(experiment: Path) -> dict[str, str]:
+    """Trial id -> status in the newest experiment-state snapshot Tune has written to storage."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+    except (json.JSONDecodeError, OSError):  # being rewritten
+        return {}
+    return {json.loads(t)["trial_id"]: json.loads(t)["status"] for t, _ in data["trial_data"]}
+
+
+def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
+    tree = copy.deepcopy(tiny_trial_tree)
+    tree["train"].update(epochs=EPOCHS, steps_per_epoch=4)
+    spec = write_spec(tmp_path / "r.yaml", tree, search={"space": {"train.seed": {"grid": [0, 1, 2]}},
+                                                          "max_concurrent": 2})
+    storage = tmp_path / "res"
+    experiment = storage / "r"
+    driver = subprocess.Popen([sys.executable, "-m", "lico_tune.cli", "run", str(spec), "--storage", str(storage),
+                               "--name", "r"], cwd=REPO, env=ray_env(ray_tmp), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            status = trial_statuses(experiment) if experiment.exists() else {}
+            if "TERMINATED" in status.values():
+                break
+            assert driver.poll() is None, "the driver ended before any trial finished"
+            time.sleep(0.3)
+        else:
+            raise AssertionError("no trial finished within 240 s")
+        os.killpg(driver.pid, signal.SIGKILL)      # the driver and everything in its process group
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert list(status.values()).count("TERMINATED") < 3, "killed too late: every trial had finished"
+    # Ray daemons the driver started outside its process group (DashboardAgent, RuntimeEnvAgent...)
+    # are ours too: stop them by PID before resuming.
+    assert not kill_started([ray_tmp])
+
+    finished = {tid for tid, s in status.items() if s == "TERMINATED"}
+    before = {d.name: (d / "result.json").read_bytes() for d in trial_dirs(experiment)
+              if any(tid in d.name for tid in finished)}
+    assert len(before) == len(finished) >= 1
+
+    out = lico_tune(["resume", str(experiment)], ray_tmp, timeout=240)
+    assert out.returncode == 0, out.stdout[-5000:]
+    assert "== Summary of r: 3 trials, 3 finished, 0 errored ==" in out.stdout
+
+    dirs = trial_dirs(experiment)
+    assert len(dirs) == 3
+    assert set(trial_statuses(experiment).values()) == {"TERMINATED"}
+    for d in dirs:
+        rows = result_rows(d)
+        assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1)), f"{d.name}: {[r['epoch'] for r in rows]}"
+        if d.name in before:   # finished before the kill: not run again, its results untouched
+            assert (d / "result.json").read_bytes() == before[d.name]
+            assert "restored" not in (d / "train.log").read_text()
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert sorted(t["params"]["train.seed"] for t in summary["trials"]) == [0, 1, 2]
+    assert all(t["epoch"] == EPOCHS and t["error"] is None for t in summary["trials"])

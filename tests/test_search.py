@@ -1,0 +1,195 @@
+"""Spec -> Ray Tune: the translation and its errors, and real sweeps with Ray Tune and Optuna
+(a smoke sweep of the quick start, an Optuna study in SQLite, a failing trial with retries)."""
+import copy
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from ray_helpers import REPO, lico_tune, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
+
+from lico_tune.search import _OptunaCells, build_tuner, error_reason, plan_search, resolve_trial, search_algorithm
+from lico_tune.spec import SpecError, load_spec, validate_spec
+
+SPECS = sorted((REPO / "search_spaces").glob("*.yaml"))
+
+
+def spec_of(trial_tree, **sections):
+    return validate_spec({"name": "t", "base": copy.deepcopy(trial_tree), **sections})
+
+
+# ----------------------------------------------------------------------------- translation (no Ray)
+
+
+def test_arms_cross_the_grid_and_seeds_and_sampled_fields_are_drawn(tiny_trial_tree, tmp_path):
+    import ray
+    from ray.tune.search.sample import Float, LogUniform
+    spec = spec_of(tiny_trial_tree, ablation={"ce": {"lico.alpha": 0, "lico.beta": 0}, "lico": {}},
+                   search={"space": {"data.name": {"grid": ["digits", "fashion_mnist"]},
+                                     "train.seed": {"grid": [0, 1, 2]},
+                                     "lico.alpha": {"loguniform": [0.1, 10.0]}},
+                           "algorithm": "random", "num_samples": 2, "max_concurrent": 3},
+                   resources={"cpu": 2, "gpu": 0.5})
+    plan = plan_search(spec, name="x", storage=str(tmp_path))
+    assert len(plan.cells) == 2 * 2 * 3 and plan.n_trials == 24
+    alg, space, num_samples = search_algorithm(plan)
+    assert space["arm"] == {"grid_search": ["ce", "lico"]}
+    assert space["data.name"] == {"grid_search": ["digits", "fashion_mnist"]}
+    assert isinstance(space["lico.alpha"], Float) and isinstance(space["lico.alpha"].sampler, LogUniform)
+    assert num_samples == 2 and alg.max_concurrent == 3
+    tuner = build_tuner(plan)
+    assert not ray.is_initialized(), "building the Tuner must not start Ray"
+    assert tuner._local_tuner.get_run_config().storage_path == str(tmp_path)
+
+    # The arm wins over the space; the dataset axis changes the trial's dataset.
+    cfg = resolve_trial(plan.runtime(), {"arm": "ce", "data.name": "fashion_mnist", "train.seed": 2,
+                                         "lico.alpha": 3.0})
+    assert (cfg.lico.alpha, cfg.lico.beta, cfg.data.name, cfg.train.seed) == (0, 0, "fashion_mnist", 2)
+    cfg = resolve_trial(plan.runtime(), {"arm": "lico", "data.name": "digits", "train.seed": 0, "lico.alpha": 3.0})
+    assert cfg.lico.alpha == 3.0 and cfg.data.name == "digits"
+
+
+@pytest.mark.parametrize("search, message", [
+    ({"space": {"lico.ot.epsilonn": {"grid": [0.1]}}}, "did you mean 'lico.ot.epsilon'"),
+    ({"space": {"lico.ot.epsilon": {"loguniform": [0.01, 1.0]}}}, "needs a sampling algorithm"),
+    ({"space": {"train.seed": {"grid": [0, 1]}}, "algorithm": "optuna"}, "needs at least one sampled"),
+    ({"metrics": {"test/acc": "max", "train/loss": "min"}, "scheduler": {"name": "asha"}},
+     "Ray's ASHA stops trials on one metric"),
+    ({"space": {"lico.ot.epsilon": {"loguniform": [0.0, 1.0]}}, "algorithm": "random"}, "loguniform needs low > 0"),
+    ({"space": {"lico.ot.max_iter": {"randint": [0, 10]}}, "algorithm": "random"}, "lico.ot.max_iter"),
+    ({"space": {"data.name": {"grid": ["digits", "mnist"]}}}, "data.name"),
+    ({"space": {"eval.cams": {"choice": [["gradcam"], ["rise"]]}, "lico.alpha": {"uniform": [0, 1]}},
+      "algorithm": "optuna"}, "must be scalars"),
+])
+def test_unsupported_or_invalid_searches_are_refused_before_anything_starts(tiny_trial_tree, tmp_path, search,
+                                                                             message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plan_search(spec_of(tiny_trial_tree, search=search), storage=str(tmp_path))
+
+
+def test_cli_run_refuses_a_bad_search_with_exit_2(tiny_trial_tree, tmp_path, capsys):
+    from lico_tune.cli import main
+    spec = write_spec(tmp_path / "s.yaml", copy.deepcopy(tiny_trial_tree),
+                      search={"scheduler": {"name": "asha"}, "metrics": {"test/acc": "max", "train/loss": "min"}})
+    assert main(["run", str(spec), "--storage", str(tmp_path)]) == 2
+    assert "asha" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+def test_smoke_test_shrinks_every_shipped_spec_to_two_short_trials(path, tmp_path):
+    plan = plan_search(load_spec(path), storage=str(tmp_path), smoke=True)
+    assert plan.n_trials == 2
+    runtime = plan.runtime()
+    for cell in plan.cells:
+        extra = {p: args[0] for p, (kind, args) in plan.sampled.items()}
+        cfg = resolve_trial(runtime, {**cell, **extra})
+        assert cfg.train.epochs == 1 and cfg.train.steps_per_epoch <= 5
+        assert cfg.data.train_subset <= 512 and cfg.data.test_subset <= 256 and cfg.eval.n_images <= 8
+
+
+def test_optuna_space_assigns_cells_round_robin_and_samples_the_rest():
+    cells = [{"arm": a, "train.seed": s} for a in ("ce", "lico") for s in (0, 1)]
+    space = _OptunaCells({"lico.ot.epsilon": ("loguniform", [0.01, 1.0]), "text.n_ctx": ("randint", [4, 9])}, cells)
+    study = optuna.create_study()
+    got = []
+    for _ in range(6):
+        trial = study.ask()
+        params = space(trial)
+        assert 0.01 <= trial.params["lico.ot.epsilon"] <= 1.0 and 4 <= trial.params["text.n_ctx"] <= 8
+        assert trial.user_attrs == params
+        got.append(params)
+    assert got == cells + cells[:2]
+
+
+def test_error_reason_is_the_exception_line():
+    text = ("Failure # 1\nray::ImplicitFunc.train() (pid=1)\n  File \"x.py\", line 3\n"
+            "lico_tune.train.TrialDiverged: Loss became nan at epoch 2, step 1 (ce 2.3); the trial stopped")
+    assert error_reason(text).startswith("lico_tune.train.TrialDiverged: Loss became nan at epoch 2")
+
+
+def test_ray_cluster_yaml_passes_rays_validator():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    cfg = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    prepared = prepare_config(copy.deepcopy(cfg))
+    validate_config(prepared)      # what `ray up` runs first; raises on any schema error
+    workers = [t for name, t in cfg["available_node_types"].items() if name != cfg["head_node_type"]]
+    assert workers and all(t["min_workers"] == 0 for t in workers), "GPU workers must autoscale from zero"
+    assert all(t["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot" for t in workers)
+    assert any("lico-tune" in cmd for cmd in prepared["setup_commands"])
+
+
+# ----------------------------------------------------------------------------- real sweeps
+
+
+def test_smoke_sweep_of_the_quickstart_runs_two_trials_and_summarises(ray_tmp, tmp_path):
+    # Storage given as a URI (file://), as for s3:// or gs://: Tune and our files go through pyarrow.
+    out = lico_tune(["run", "search_spaces/quickstart.yaml", "--smoke-test", "--storage", f"file://{tmp_path}",
+                     "--name", "qs", "--set", "train.threads=1"], ray_tmp, timeout=240)
+    assert out.returncode == 0, out.stdout[-5000:]
+    assert "| Trial name" in out.stdout and "TERMINATED" in out.stdout, "no progress table"
+    assert "== Summary of qs-smoke: 2 trials, 2 finished, 0 errored ==" in out.stdout
+    for arm in ("ce", "lico"):
+        assert f"arm {arm} " in out.stdout and "test/acc" in out.stdout
+    experiment = tmp_path / "qs-smoke"
+    trials = trial_dirs(experiment)
+    assert len(trials) == 2
+    for trial in trials:
+        spec = yaml.safe_load((trial / "trial_spec.yaml").read_text())
+        assert spec["train"]["epochs"] == 1 and spec["train"]["steps_per_epoch"] == 5
+        assert spec["data"]["train_subset"] == 512
+        prov = json.loads((trial / "provenance.json").read_text())
+        assert prov["lico_tune_version"] and "git_sha" in prov and prov["arm"] in ("ce", "lico")
+        rows = result_rows(trial)
+        assert [r["epoch"] for r in rows] == [1] and rows[0]["arm"] == prov["arm"]
+        assert rows[0]["dataset"] == "fashion_mnist" and "history" not in rows[0]
+        ckpts = sorted(trial.glob("checkpoint_*"))
+        assert ckpts and (ckpts[-1] / "checkpoint.pt").exists() and (ckpts[-1] / "trial_spec.yaml").exists()
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert {t["arm"] for t in summary["trials"]} == {"ce", "lico"}
+    assert (experiment / "lico_run.yaml").exists()
+
+
+def test_optuna_two_metric_study_lives_in_sqlite_and_loads(ray_tmp, tmp_path, tiny_trial_tree):
+    spec = write_spec(tmp_path / "opt.yaml", copy.deepcopy(tiny_trial_tree), search={
+        "algorithm": "optuna", "num_samples": 1,
+        "space": {"lico.ot.epsilon": {"loguniform": [0.05, 1.0]}, "train.seed": {"grid": [0, 1]}},
+        "metrics": {"test/acc": "max", "train/loss": "min"}})
+    out = lico_tune(["run", str(spec), "--storage", str(tmp_path / "res"), "--name", "opt"], ray_tmp, timeout=240)
+    assert out.returncode == 0, out.stdout[-5000:]
+    assert "Pareto front (test/acc max, train/loss min)" in out.stdout
+    db = tmp_path / "res" / "opt" / "optuna.db"
+    study = optuna.load_study(study_name="opt", storage=f"sqlite:///{db}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert len(study.trials) == 2 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert all(0.05 <= t.params["lico.ot.epsilon"] <= 1.0 for t in study.trials)
+    assert sorted(t.user_attrs["train.seed"] for t in study.trials) == [0, 1], "seeds are crossed"
+    assert study.best_trials, "no Pareto front"
+    # The trials ran the values Optuna proposed.
+    ran = sorted(yaml.safe_load((t / "trial_spec.yaml").read_text())["lico"]["ot"]["epsilon"]
+                 for t in trial_dirs(tmp_path / "res" / "opt"))
+    assert ran == pytest.approx(sorted(t.params["lico.ot.epsilon"] for t in study.trials))
+
+
+def test_failed_trial_is_reported_and_retried_from_its_last_checkpoint(ray_tmp, tmp_path, tiny_trial_tree):
+    tree = copy.deepcopy(tiny_trial_tree)
+    tree["lico"] = {"alpha": 0.0, "beta": 0.0}
+    tree["train"].update(epochs=2, steps_per_epoch=4)
+    # 'permanent' diverges at its first step (no checkpoint yet, so every attempt fails);
+    # 'transient' diverges at step 5 (epoch 2), after epoch 1's checkpoint.
+    spec = write_spec(tmp_path / "fail.yaml", tree, search={"max_failures": 1},
+                      ablation={"permanent": {"train.fail_at_step": 0}, "transient": {"train.fail_at_step": 5}})
+    out = lico_tune(["run", str(spec), "--storage", str(tmp_path / "res"), "--name", "fail"], ray_tmp, timeout=240)
+    assert out.returncode == 1, out.stdout[-5000:]   # a trial failed: exit 1, but the sweep finished
+    assert "2 trials, 1 finished, 1 errored" in out.stdout
+    assert ("(arm permanent, dataset digits): lico_tune.train.TrialDiverged: Loss became nan at epoch 1, "
+            "step 1") in out.stdout
+    (permanent,) = [t for t in trial_dirs(tmp_path / "res" / "fail") if t.name.endswith("_permanent")]
+    (transient,) = [t for t in trial_dirs(tmp_path / "res" / "fail") if t.name.endswith("_transient")]
+    assert "Failure # 2" in (permanent / "error.txt").read_text(), "max_failures=1 means one retry"
+    assert "Failure # 1" in (transient / "error.txt").read_text()
+    log = (transient / "train.log").read_text()
+    assert "restored from Tune checkpoint" in log and "checkpoint_000000" in log and "after epoch 1" in log
+    rows = result_rows(transient)
+    assert [r["epoch"] for r in rows] == [1, 2], "the retry must continue at epoch 2, not start over"
+    assert rows[-1]["step"] == 8
