@@ -341,20 +341,6 @@ class _OptunaCells:
         return dict(cell)
 
 
-def _optuna_search_class():
-    from ray.tune.search.optuna import OptunaSearch
-
-    class LicoOptunaSearch(OptunaSearch):
-        """OptunaSearch that skips intermediate results lacking the metric (eval.every > 1)."""
-
-        def on_trial_result(self, trial_id: str, result: dict):
-            if isinstance(self.metric, str) and self.metric not in result:
-                return
-            super().on_trial_result(trial_id, result)
-
-    return LicoOptunaSearch
-
-
 def _domain(kind: str, args: list):
     from ray import tune
     return {"grid": tune.grid_search, "choice": tune.choice}[kind](list(args)) if kind in ("grid", "choice") \
@@ -385,7 +371,8 @@ def search_algorithm(plan: Plan):
     storage = optuna.storages.RDBStorage(url)
     n_total = plan.n_trials
     sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=min(10, max(2, n_total // 3)))
-    alg = _optuna_search_class()(
+    from .tune_support import LicoOptunaSearch
+    alg = LicoOptunaSearch(
         space=_OptunaCells(plan.sampled, plan.cells),
         metric=metrics[0] if len(metrics) == 1 else metrics,
         mode=modes[0] if len(modes) == 1 else modes,
@@ -443,12 +430,10 @@ def build_tuner(plan: Plan):
         # and the datasets stay loaded (trivial trials: 0.7 s of overhead each instead of 3.6 s).
         reuse_actors=True,
         trial_dirname_creator=trial_dirname)
-    callbacks = []
-    try:   # keeps the results catalog (lico-tune report, the dashboard) current while trials run
-        from .results.callback import CatalogCallback
-        callbacks.append(CatalogCallback(plan.storage))
-    except ImportError:
-        pass
+    from .results.callback import CatalogCallback
+    from .tune_support import KeepResultsOnRetry
+    # The catalog callback keeps `lico-tune report` and the dashboard current while trials run.
+    callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage)]
     run_config = tune.RunConfig(
         name=plan.experiment, storage_path=plan.storage, callbacks=callbacks,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=s.num_to_keep),

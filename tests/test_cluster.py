@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from ray_helpers import (REPO, free_port, kill_started, lico_tune, private_tmpdir, ray_env, trial_dirs,
+from ray_helpers import (free_port, kill_started, lico_tune, private_tmpdir, ray_env, trial_dirs,
                          write_spec)
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]

@@ -2,7 +2,6 @@
 (a smoke sweep of the quick start, an Optuna study in SQLite, a failing trial with retries)."""
 import copy
 import json
-from pathlib import Path
 
 import optuna
 import pytest
