@@ -88,6 +88,10 @@ def cmd_run(args) -> int:
     except SpecError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
+    return _sweep_exit(summary)
+
+
+def _sweep_exit(summary) -> int:
     return EXIT_FAILED if summary.n_errors or summary.n_unfinished else EXIT_OK
 
 
@@ -99,7 +103,7 @@ def cmd_resume(args) -> int:
     except SpecError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
-    return EXIT_FAILED if summary.n_errors or summary.n_unfinished else EXIT_OK
+    return _sweep_exit(summary)
 
 
 def cmd_explain(args) -> int:

@@ -90,6 +90,15 @@ def _check(images: Tensor, saliency: Tensor, targets, modes, substrates=()) -> T
 
 
 @torch.no_grad()
+def _plan(images: Tensor, saliency: Tensor, targets, modes, pixels_per_step, insertion_substrate,
+          deletion_substrate) -> tuple[Tensor, dict[str, str], int, int]:
+    """Checked targets, the substrate per mode, pixels per step and the number of steps."""
+    targets = _check(images, saliency, targets, modes, (insertion_substrate, deletion_substrate))
+    h, w = images.shape[-2:]
+    pps = pixels_per_step or default_pixels_per_step(h, w)
+    return targets, {"insertion": insertion_substrate, "deletion": deletion_substrate}, pps, math.ceil(h * w / pps)
+
+
 def insertion_deletion(model: nn.Module, images: Tensor, saliency: Tensor, targets,
                        pixels_per_step: int | None = None, batch_size: int = 256,
                        blur_sigma: float = 5.0, blur_kernel_size: int | None = None,
@@ -101,12 +110,10 @@ def insertion_deletion(model: nn.Module, images: Tensor, saliency: Tensor, targe
     "deletion_curve": (B, S+1), "fraction": (S+1,) share of pixels changed at each point,
     "pixels_per_step": int, "n_steps": S}, tensors on the CPU (only the requested modes' keys).
     """
-    targets = _check(images, saliency, targets, modes, (insertion_substrate, deletion_substrate))
-    subs = {"insertion": insertion_substrate, "deletion": deletion_substrate}
+    targets, subs, pps, n_steps = _plan(images, saliency, targets, modes, pixels_per_step,
+                                        insertion_substrate, deletion_substrate)
     b, (h, w) = len(images), images.shape[-2:]
     hw = h * w
-    pps = pixels_per_step or default_pixels_per_step(h, w)
-    n_steps = math.ceil(hw / pps)
     n_points, n_modes = n_steps + 1, len(modes)
     device = model_device(model)
     ranks = _order_ranks(saliency.cpu())  # (B, H*W)
@@ -149,12 +156,10 @@ def insertion_deletion_reference(model: nn.Module, images: Tensor, saliency: Ten
 
     Same arguments and result as insertion_deletion (without batch_size). For tests and benchmarks.
     """
-    targets = _check(images, saliency, targets, modes, (insertion_substrate, deletion_substrate))
-    subs = {"insertion": insertion_substrate, "deletion": deletion_substrate}
+    targets, subs, pps, n_steps = _plan(images, saliency, targets, modes, pixels_per_step,
+                                        insertion_substrate, deletion_substrate)
     b, (h, w) = len(images), images.shape[-2:]
     hw = h * w
-    pps = pixels_per_step or default_pixels_per_step(h, w)
-    n_steps = math.ceil(hw / pps)
     device = model_device(model)
     curves = {mode: torch.empty(b, n_steps + 1) for mode in modes}
     with frozen_eval(model):
