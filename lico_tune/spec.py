@@ -205,12 +205,37 @@ class ResourcesConfig(_Strict):
     gpu: float = Field(0.0, ge=0)
 
 
+class MLflowConfig(_Strict):
+    tracking_uri: Optional[str] = Field(
+        None, description="MLflow tracking URI: a server (http://host:5000) or a local store "
+                          "(file:///abs/path/mlruns, sqlite:///mlflow.db); default: $MLFLOW_TRACKING_URI, else ./mlruns.")
+    experiment: Optional[str] = Field(None, description="MLflow experiment (default: the lico-tune experiment name).")
+    artifacts: bool = Field(True, description="Upload each trial's gallery, trial spec, provenance and metrics at its end.")
+
+
+class WandbConfig(_Strict):
+    project: str = Field(..., min_length=1, description="W&B project.")
+    entity: Optional[str] = Field(None, description="W&B entity (team or user; default: yours).")
+    mode: Literal["online", "offline", "disabled"] = Field(
+        "online", description="'offline' writes runs under dir for a later `wandb sync` (no account needed).")
+    dir: Optional[str] = Field(None, description="Where W&B writes its run files (default: the experiment directory "
+                                                 "when it is local, else ~/.cache/lico-tune/wandb).")
+    artifacts: bool = Field(True, description="Upload each trial's gallery as an artifact at its end.")
+
+
+class TrackingConfig(_Strict):
+    """Experiment trackers fed by the Tune driver: one tracker run per trial (optional extras)."""
+    mlflow: Optional[MLflowConfig] = Field(None, description="Log to MLflow (pip install 'lico-tune[mlflow]').")
+    wandb: Optional[WandbConfig] = Field(None, description="Log to Weights & Biases (pip install 'lico-tune[wandb]').")
+
+
 class Spec(_Strict):
     name: str = Field("lico", pattern=r"^[A-Za-z0-9_.-]+$")
     base: TrialConfig = Field(default_factory=TrialConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     ablation: Optional[dict[str, dict[str, Any]]] = None
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: str = "~/lico-tune-results"
 
     @model_validator(mode="after")

@@ -1,0 +1,165 @@
+"""Experiment trackers: one MLflow run and/or one W&B run per Tune trial, fed by the Tune driver.
+
+The spec's `tracking` section turns them on. The driver logs, for each trial:
+- parameters: the trial's fully resolved config (dotted keys, e.g. `lico.ot.epsilon`), its arm and
+  Ray trial id (also as tags, so a tracker run links back to its trial directory);
+- every reported epoch's metrics (keys with a '/': `test/acc`, `train/mm`, `health/...`,
+  `saliency/...`), at step = epoch;
+- at the end, the trial's gallery, trial spec, provenance and metrics as artifacts (when the trial
+  directory is on this machine's filesystem; for s3:// or gs:// storage the run gets an
+  `artifacts_uri` tag pointing at the trial directory instead).
+
+The libraries are used directly (MlflowClient with explicit run ids, W&B runs created with
+`reinit="create_new"`), not through Ray's logger callbacks: those log only the searched values as
+parameters and upload the whole trial directory (checkpoints included) as the artifact.
+A resumed experiment continues the same tracker runs (found by the trial id tag / the W&B run id).
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ray.tune import Callback
+
+from .. import layout
+
+MLFLOW_PARAM_LIMIT = 100          # MlflowClient.log_batch accepts at most 100 params per call
+
+
+def tracked_metrics(result: dict) -> dict[str, float]:
+    """The numeric lico-tune metrics of one Tune result (keys with a '/'), finite values only."""
+    return {k: float(v) for k, v in result.items()
+            if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def _artifact_files(trial_dir: str) -> list[Path]:
+    root = Path(trial_dir)
+    names = [layout.TRIAL_SPEC, layout.PROVENANCE, layout.METRICS_FILE]
+    return [root / n for n in names if (root / n).is_file()]
+
+
+class TrackerCallback(Callback):
+    """Tune callback that mirrors every trial into MLflow and/or W&B."""
+
+    def __init__(self, tracking, experiment: str, experiment_path: str,
+                 resolve: Callable[[dict], dict[str, Any]]):
+        self.tracking = tracking
+        self.experiment = experiment
+        self.experiment_path = experiment_path
+        self.resolve = resolve
+        self._mlflow = None                     # MlflowClient, made in setup (not pickled)
+        self._mlflow_experiment_id: Optional[str] = None
+        self._mlflow_runs: dict[str, str] = {}  # Ray trial id -> MLflow run id
+        self._wandb_runs: dict[str, Any] = {}   # Ray trial id -> wandb Run
+
+    def __getstate__(self):                    # Tune pickles the callbacks into tuner.pkl
+        state = dict(self.__dict__)
+        state.update(_mlflow=None, _mlflow_experiment_id=None, _mlflow_runs={}, _wandb_runs={})
+        return state
+
+    # ------------------------------------------------------------------ Tune hooks
+
+    def setup(self, **info):
+        if self.tracking.mlflow is not None:
+            from mlflow.tracking import MlflowClient
+            cfg = self.tracking.mlflow
+            self._mlflow = MlflowClient(tracking_uri=cfg.tracking_uri)
+            name = cfg.experiment or self.experiment
+            found = self._mlflow.get_experiment_by_name(name)
+            self._mlflow_experiment_id = found.experiment_id if found else self._mlflow.create_experiment(name)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        params = self._params(trial)
+        tags = {"lico_tune.experiment": self.experiment, "ray.trial_id": trial.trial_id,
+                "ray.trial_dir": str(trial.path), "arm": str(trial.config.get("arm", "-"))}
+        if self._mlflow is not None and trial.trial_id not in self._mlflow_runs:
+            self._mlflow_runs[trial.trial_id] = self._mlflow_run(trial, params, tags)
+        if self.tracking.wandb is not None and trial.trial_id not in self._wandb_runs:
+            self._wandb_runs[trial.trial_id] = self._wandb_run(trial, params, tags)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        metrics = tracked_metrics(result)
+        epoch = int(result.get("epoch") or result.get("training_iteration") or 0)
+        run_id = self._mlflow_runs.get(trial.trial_id)
+        if run_id and metrics:
+            from mlflow.entities import Metric
+            import time
+            now = int(time.time() * 1000)
+            self._mlflow.log_batch(run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
+        run = self._wandb_runs.get(trial.trial_id)
+        if run is not None and metrics:
+            run.log({**metrics, "epoch": epoch})
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._end(trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial, failed=True)
+
+    def on_experiment_end(self, trials, **info):
+        if self._wandb_runs or self.tracking.wandb is not None:
+            for trial_id in list(self._wandb_runs):
+                self._wandb_runs.pop(trial_id).finish()
+            import wandb
+            wandb.teardown()          # stops W&B's background service process
+
+    # ------------------------------------------------------------------ helpers
+
+    def _params(self, trial) -> dict[str, str]:
+        params = {k: str(v) for k, v in self.resolve(trial.config).items()}
+        params["arm"] = str(trial.config.get("arm", "-"))
+        return params
+
+    def _mlflow_run(self, trial, params: dict, tags: dict) -> str:
+        from mlflow.entities import Param, RunTag
+        client = self._mlflow
+        found = client.search_runs([self._mlflow_experiment_id],
+                                   filter_string=f"tags.`ray.trial_id` = '{trial.trial_id}'", max_results=1)
+        if found:                      # a resumed experiment: continue the trial's run
+            run_id = found[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = client.create_run(self._mlflow_experiment_id, run_name=str(trial), tags=tags)
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), MLFLOW_PARAM_LIMIT):
+            client.log_batch(run.info.run_id, params=items[i:i + MLFLOW_PARAM_LIMIT])
+        return run.info.run_id
+
+    def _wandb_run(self, trial, params: dict, tags: dict):
+        import wandb
+        cfg = self.tracking.wandb
+        directory = cfg.dir or (self.experiment_path if "://" not in self.experiment_path
+                                else str(layout.cache_path("wandb")))
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        run_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.experiment}-{trial.trial_id}")[:120]
+        return wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=directory,
+                          id=run_id, name=str(trial), group=self.experiment, config=params,
+                          tags=[tags["arm"]], notes=f"Ray trial {trial.trial_id}: {trial.path}",
+                          resume="allow", reinit="create_new")
+
+    def _end(self, trial, failed: bool) -> None:
+        trial_dir = str(trial.path)
+        local = "://" not in trial_dir and Path(trial_dir).is_dir()
+        gallery = Path(trial_dir) / layout.GALLERY
+        run_id = self._mlflow_runs.pop(trial.trial_id, None)
+        if run_id:
+            if self.tracking.mlflow.artifacts and local:
+                for file in _artifact_files(trial_dir):
+                    self._mlflow.log_artifact(run_id, str(file))
+                if gallery.is_dir():
+                    self._mlflow.log_artifacts(run_id, str(gallery), artifact_path=layout.GALLERY)
+            elif not local:
+                self._mlflow.set_tag(run_id, "artifacts_uri", trial_dir)
+            self._mlflow.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+        run = self._wandb_runs.pop(trial.trial_id, None)
+        if run is not None:
+            if self.tracking.wandb.artifacts and local and gallery.is_dir():
+                import wandb
+                art = wandb.Artifact(f"gallery-{run.id}", type="saliency-gallery")
+                art.add_dir(str(gallery))
+                for file in _artifact_files(trial_dir):
+                    art.add_file(str(file))
+                run.log_artifact(art)
+            run.finish(exit_code=1 if failed else 0)
