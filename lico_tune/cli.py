@@ -25,10 +25,12 @@ def _error(msg: str) -> None:
 
 
 def cmd_validate(args) -> int:
+    from .plan import plan_search
     status = EXIT_OK
     for path in args.specs:
         try:
             spec = load_spec(path, args.set)
+            plan_search(spec)     # the search checks `lico-tune run` makes: cells, ranges, scheduler
         except SpecError as exc:
             _error(str(exc))
             status = EXIT_BAD_INPUT
@@ -54,6 +56,7 @@ def cmd_train(args) -> int:
     # Imported here so `validate` and `schema` stay fast and need no torch import.
     from .checkpoint import CheckpointError
     from .data import DatasetMissing
+    from .layout import CHECKPOINT_FILE, METRICS_FILE
     from .models import TextEncoderMissing
     from .train import ResumeMismatch, TrialConfigError, TrialDiverged, train_trial
 
@@ -74,16 +77,17 @@ def cmd_train(args) -> int:
         _error(str(exc))
         return EXIT_FAILED
     accs = ", ".join(f"{k} {final[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in final)
-    _say(f"done: {accs}; metrics in {out / 'metrics.json'}, checkpoint in {out / 'checkpoint.pt'}")
+    _say(f"done: {accs}; metrics in {out / METRICS_FILE}, checkpoint in {out / CHECKPOINT_FILE}")
     return EXIT_OK
 
 
 def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
-    from .search import plan_search, run
+    from .plan import plan_search
     try:
         plan = plan_search(load_spec(args.spec, args.set), name=args.name, storage=args.storage,
                            smoke=args.smoke_test)
+        from .tune import run
         summary = run(plan, address=args.address)
     except SpecError as exc:
         _error(str(exc))
@@ -97,7 +101,7 @@ def _sweep_exit(summary) -> int:
 
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
-    from .search import resume
+    from .tune import resume
     try:
         summary = resume(args.experiment_dir, address=args.address)
     except SpecError as exc:
@@ -122,7 +126,7 @@ def cmd_explain(args) -> int:
 
 def _results_root(storage: str) -> Optional[str]:
     """The normalised root, or None (after an error message) when it does not exist."""
-    from .results.storage import Storage
+    from .storage import Storage
     st = Storage(storage)
     if not st.exists():
         _error(f"{storage}: no such results root. Pass the storage directory (or s3://, gs:// URI) "
@@ -188,7 +192,7 @@ def cmd_dashboard(args) -> int:
     if importlib.util.find_spec("streamlit") is None:
         _error("the dashboard needs Streamlit: pip install 'lico-tune[dashboard]'")
         return EXIT_BAD_INPUT
-    from .results.storage import normalise_root
+    from .storage import normalise_root
     storage = normalise_root(args.storage)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
            "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false",

@@ -8,7 +8,11 @@ import pytest
 import yaml
 from ray_helpers import REPO, lico_tune, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
 
-from lico_tune.search import _OptunaCells, build_tuner, error_reason, plan_search, resolve_trial, search_algorithm
+from lico_tune.errors import error_reason
+from lico_tune.plan import plan_search
+from lico_tune.trial_config import resolve_trial
+from lico_tune.tune import build_tuner
+from lico_tune.tune.searchers import OptunaCells, search_algorithm
 from lico_tune.spec import SpecError, load_spec, validate_spec
 
 SPECS = sorted((REPO / "search_spaces").glob("*.yaml"))
@@ -89,7 +93,7 @@ def test_smoke_test_shrinks_every_shipped_spec_to_two_short_trials(path, tmp_pat
 
 def test_optuna_space_assigns_cells_round_robin_and_samples_the_rest():
     cells = [{"arm": a, "train.seed": s} for a in ("ce", "lico") for s in (0, 1)]
-    space = _OptunaCells({"lico.ot.epsilon": ("loguniform", [0.01, 1.0]), "text.n_ctx": ("randint", [4, 9])}, cells)
+    space = OptunaCells({"lico.ot.epsilon": ("loguniform", [0.01, 1.0]), "text.n_ctx": ("randint", [4, 9])}, cells)
     study = optuna.create_study()
     got = []
     for _ in range(6):
