@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Callable, Optional
 
+from .layout import CATALOG_FILE, CHECKPOINT_FILE
 from .spec import SpecError, dump_yaml, json_schema, load_spec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -56,7 +57,7 @@ def cmd_train(args) -> int:
     # Imported here so `validate` and `schema` stay fast and need no torch import.
     from .checkpoint import CheckpointError
     from .data import DatasetMissing
-    from .layout import CHECKPOINT_FILE, METRICS_FILE
+    from .layout import METRICS_FILE
     from .models import TextEncoderMissing
     from .train import ResumeMismatch, TrialConfigError, TrialDiverged, train_trial
 
@@ -254,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("explain", help="draw saliency maps and insertion/deletion curves from a checkpoint")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt or the run directory holding it")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help=f"{CHECKPOINT_FILE} or the run directory holding it")
     p.add_argument("images", nargs="*", metavar="IMAGES",
                    help="image files (default: the trial's fixed test images)")
     p.add_argument("--method", action="append", choices=["gradcam", "gradcampp", "scorecam", "layercam", "rise"],
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("storage", metavar="STORAGE", help="results root (a path or s3://, gs://...)")
     p.add_argument("--experiment", metavar="NAME", help="only this experiment")
     p.add_argument("--db", metavar="URL", help="catalog database, any SQLAlchemy URL "
-                   "(default: $LICO_TUNE_CATALOG or sqlite:///STORAGE/lico-tune.db)")
+                   f"(default: $LICO_TUNE_CATALOG or sqlite:///STORAGE/{CATALOG_FILE})")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("report", help="ablation table (mean ± CI over seeds), paired tests, best configurations")
@@ -281,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="ARM", help="arm the others are compared with (default: ce)")
     p.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="confidence interval (default: t)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default: 0.95)")
-    p.add_argument("--db", metavar="URL", help="catalog database (default: sqlite:///STORAGE/lico-tune.db)")
+    p.add_argument("--db", metavar="URL", help=f"catalog database (default: sqlite:///STORAGE/{CATALOG_FILE})")
     p.add_argument("--no-catalog", action="store_true", help="read the files only; do not write a catalog")
     p.set_defaults(func=cmd_report)
 
@@ -290,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results root (default: ~/lico-tune-results)")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--db", metavar="URL", help="catalog database (default: sqlite:///STORAGE/lico-tune.db)")
+    p.add_argument("--db", metavar="URL", help=f"catalog database (default: sqlite:///STORAGE/{CATALOG_FILE})")
     p.set_defaults(func=cmd_dashboard)
     return parser
 

@@ -158,3 +158,18 @@ def test_the_core_imports_neither_ray_nor_streamlit():
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == {"ray": False, "streamlit": False, "lico_tune.train": True}
+
+
+def test_pickles_of_experiments_started_before_the_move_still_load():
+    """tuner.pkl and searcher state written by lico-tune before lico_tune.tune existed name the old
+    modules; `legacy.install` (run by resume) makes those names load as the current objects."""
+    import pickle
+
+    from lico_tune.tune import callbacks, legacy, searchers, tuner
+    legacy.install()
+    for old, new in [("lico_tune.search\n_OptunaCells", searchers.OptunaCells),
+                     ("lico_tune.search\ntrial_dirname", tuner.trial_dirname),
+                     ("lico_tune.tune_support\nLicoOptunaSearch", searchers.LicoOptunaSearch),
+                     ("lico_tune.tune_support\nKeepResultsOnRetry", callbacks.KeepResultsOnRetry),
+                     ("lico_tune.results.callback\nCatalogCallback", callbacks.CatalogCallback)]:
+        assert pickle.loads(f"c{old}\n.".encode()) is new     # the GLOBAL opcode: module, name

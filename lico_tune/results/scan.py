@@ -68,7 +68,7 @@ def read_results(text: str) -> tuple[list[dict], Optional[str]]:
             rows.append(row)
         except ValueError:
             where = "its last line" if i == len(lines) - 1 else f"line {i + 1}"
-            problem = (f"result.json is truncated or corrupt ({where} is not valid JSON; "
+            problem = (f"{RESULT_FILE} is truncated or corrupt ({where} is not valid JSON; "
                        f"{len(rows)} epoch(s) read)")
             break
     return rows, problem
@@ -208,7 +208,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
     history = [m for m in (epoch_metrics(r) for r in rows) if m]
     if state and state.get("last_epoch") and history and not problem:
         if history[-1].get("epoch", 0) < state["last_epoch"]:
-            problem = (f"result.json holds {history[-1].get('epoch')} epoch(s) but Tune recorded "
+            problem = (f"{RESULT_FILE} holds {history[-1].get('epoch')} epoch(s) but Tune recorded "
                        f"{state['last_epoch']}")
             warnings.append(problem + "; left out of the statistics")
 
@@ -239,9 +239,9 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
     ckpts = sorted(n for n, f in names.items() if f.is_dir and n.startswith(CHECKPOINT_DIR_PREFIX))
     checkpoint = join(tdir, ckpts[-1]) if ckpts else None
     if status == "finished" and not ckpts:
-        warnings.append("no checkpoint_* directory: the model cannot be reloaded (its metrics are kept)")
+        warnings.append(f"no {CHECKPOINT_DIR_PREFIX}* directory: the model cannot be reloaded (its metrics are kept)")
     if status == "finished" and RESULT_FILE not in names:
-        warnings.append("no result.json: no metrics")
+        warnings.append(f"no {RESULT_FILE}: no metrics")
     gallery = None
     if GALLERY in names and names[GALLERY].is_dir:
         gallery = join(tdir, GALLERY)

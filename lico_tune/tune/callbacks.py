@@ -24,7 +24,7 @@ from typing import Optional
 import pyarrow.fs
 from ray.tune import Callback
 
-from ..layout import PROGRESS_FILE, RESULT_FILE
+from ..layout import CHECKPOINT_DIR_PREFIX, PROGRESS_FILE, RESULT_FILE
 from ..results.catalog import Catalog
 from ..results.scan import scan_trial
 from ..storage import Storage, join, normalise_root
@@ -87,7 +87,7 @@ class CatalogCallback(Callback):
                        checkpoint=(join(self.root, exp, trial.storage.trial_dir_name, ckpt.path.rsplit("/", 1)[-1])
                                    if ckpt is not None else None),
                        gallery=None)
-            rec["warnings"] = [w for w in rec["warnings"] if not w.startswith("no checkpoint")]
+            rec["warnings"] = [w for w in rec["warnings"] if not w.startswith(f"no {CHECKPOINT_DIR_PREFIX}")]
             rec["damaged"] = bool(rec["warnings"])
             if rec["params"] == {} and trial.config:
                 rec["params"] = {k: v for k, v in trial.config.items() if k != "arm"}

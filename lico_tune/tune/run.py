@@ -13,6 +13,7 @@ from ..errors import SpecError
 from ..layout import RUN_FILE
 from ..plan import Plan
 from ..storage import join, normalise_root, read_text, write_text
+from . import legacy
 from .summary import Summary, summarize
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
 
@@ -77,6 +78,7 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
             raise SpecError(f"{experiment_dir}: Ray Tune finds no experiment state to restore there "
                             f"(the run was stopped before its first snapshot); start it again with `lico-tune run`.")
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
+        legacy.install()    # experiments started before lico_tune.tune existed name its old modules
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
         summary = summarize(tuner.fit(), plan, out=out)
         if not summary.n_unfinished:
