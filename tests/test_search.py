@@ -196,3 +196,20 @@ def test_failed_trial_is_reported_and_retried_from_its_last_checkpoint(ray_tmp, 
     rows = result_rows(transient)
     assert [r["epoch"] for r in rows] == [1, 2], "the retry must continue at epoch 2, not start over"
     assert rows[-1]["step"] == 8
+
+
+def test_run_summary_statistics_match_a_hand_worked_case():
+    """The end-of-run summary's mean ± sd per arm and dataset and its Pareto front (both from
+    results.stats) on rows worked out by hand."""
+    from lico_tune.tune.summary import _front, _per_group
+    rows = [{"trial_id": "a1", "arm": "lico", "dataset": "digits", "test/acc": 80.0, "train/loss": 0.5},
+            {"trial_id": "a2", "arm": "lico", "dataset": "digits", "test/acc": 90.0, "train/loss": 0.7},
+            {"trial_id": "b1", "arm": None, "dataset": "digits", "test/acc": 70.0, "train/loss": 0.4},
+            {"trial_id": "c1", "arm": "ce", "dataset": "digits", "test/acc": 75.0, "train/loss": 0.9}]
+    lines = _per_group(rows, ["test/acc", "train/loss"])
+    # lico: mean 85, sd sqrt(((80-85)^2 + (90-85)^2) / 1) = 7.07; one trial: sd 0.
+    assert lines == ["  arm -            digits         n=1  test/acc 70.00 ± 0.00, train/loss 0.4 ± 0",
+                     "  arm ce           digits         n=1  test/acc 75.00 ± 0.00, train/loss 0.9 ± 0",
+                     "  arm lico         digits         n=2  test/acc 85.00 ± 7.07, train/loss 0.6 ± 0.141"]
+    # max acc, min loss: c1 (75, 0.9) is dominated by a1 (80, 0.5); the others trade off.
+    assert [r["trial_id"] for r in _front(rows, {"test/acc": "max", "train/loss": "min"})] == ["a1", "a2", "b1"]

@@ -28,6 +28,7 @@ from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, P
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..storage import Storage, basename, join
 from .tune_state import TUNE_STATUS, is_state_file, latest_state_name, read_state
+
 STATUSES = ("finished", "running", "pending", "paused", "errored", "interrupted")
 _TRIAL_ID = re.compile(r"([0-9a-f]{5}_\d{5})")
 _MIN_PATTERNS = re.compile(r"(loss|^train/(ce|mm|ot)$|deletion|seconds|time)")

@@ -31,6 +31,7 @@ from ..storage import Storage, join, normalise_root
 
 log = logging.getLogger(__name__)
 
+
 class CatalogCallback(Callback):
     def __init__(self, root: Optional[str] = None, db: Optional[str] = None, min_interval_s: float = 2.0):
         """root: the storage root (default: the Tuner's storage_path); db: a SQLAlchemy URL

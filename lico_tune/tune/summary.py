@@ -84,6 +84,14 @@ def _per_group(done: list[dict], shown: list[str]) -> list[str]:
     return lines
 
 
+def _front(done: list[dict], metrics: dict[str, str]) -> list[dict]:
+    """The rows on the Pareto front of `metrics` (rows missing a metric are never on it)."""
+    if not done:
+        return []
+    df = pd.DataFrame(done, columns=list(dict.fromkeys(["trial_id", *metrics])))
+    return [r for r, keep in zip(done, pareto_mask(df, metrics).tolist()) if keep]
+
+
 def summarize(results, plan: Plan, out=sys.stdout) -> Summary:
     rows = _rows(results, plan)
     metrics = plan.metrics
@@ -104,9 +112,7 @@ def summarize(results, plan: Plan, out=sys.stdout) -> Summary:
         lines.append(f"best {metric} ({mode}): {_fmt(best[metric])} - trial {best['trial_id']}, "
                      f"arm {best['arm'] or '-'}, dataset {best['dataset']}" + (f", {params}" if params else ""))
     if len(metrics) >= 2:
-        df = pd.DataFrame(done, columns=list(dict.fromkeys(["trial_id", *metrics])))
-        on_front = pareto_mask(df, metrics).tolist() if done else []
-        front = [r for r, keep in zip(done, on_front) if keep]
+        front = _front(done, metrics)
         lines.append(f"Pareto front ({', '.join(f'{m} {d}' for m, d in metrics.items())}): " +
                      "; ".join(f"{r['trial_id']} (arm {r['arm'] or '-'}: " +
                                ", ".join(f"{_fmt(r[m])}" for m in metrics) + ")" for r in front))

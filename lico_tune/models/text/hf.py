@@ -9,7 +9,6 @@ the losses).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
