@@ -213,3 +213,15 @@ def test_run_summary_statistics_match_a_hand_worked_case():
                      "  arm lico         digits         n=2  test/acc 85.00 ± 7.07, train/loss 0.6 ± 0.141"]
     # max acc, min loss: c1 (75, 0.9) is dominated by a1 (80, 0.5); the others trade off.
     assert [r["trial_id"] for r in _front(rows, {"test/acc": "max", "train/loss": "min"})] == ["a1", "a2", "b1"]
+
+
+def test_validate_makes_the_search_checks_of_run(tmp_path, capsys):
+    """`lico-tune validate` plans the sweep too (lico_tune.plan, no Ray): a sampled distribution
+    under the grid algorithm is refused there, not only when `run` starts."""
+    from lico_tune.cli import main
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "base": {}, "search": {
+        "algorithm": "grid", "space": {"lico.alpha": {"uniform": [0, 1]}}}}))
+    assert main(["validate", str(bad)]) == 2
+    assert "search.space.lico.alpha: 'uniform' needs a sampling algorithm" in capsys.readouterr().err
+    assert main(["validate", str(REPO / "search_spaces" / "quickstart.yaml")]) == 0
