@@ -173,3 +173,14 @@ def test_pickles_of_experiments_started_before_the_move_still_load():
                      ("lico_tune.tune_support\nKeepResultsOnRetry", callbacks.KeepResultsOnRetry),
                      ("lico_tune.results.callback\nCatalogCallback", callbacks.CatalogCallback)]:
         assert pickle.loads(f"c{old}\n.".encode()) is new     # the GLOBAL opcode: module, name
+
+
+def test_no_private_name_is_imported_across_modules():
+    """`from x import _name` reaches into another module's internals (as text_openclip once did
+    with text_hf's _hf_cache): refused everywhere in the package, lazy imports included."""
+    bad = []
+    for name, file in all_modules().items():
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                bad += [f"{name}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not bad, bad
