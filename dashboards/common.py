@@ -20,7 +20,7 @@ if str(REPO) not in sys.path:       # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from lico_tune.results import Catalog, Results, build_results, experiment_report  # noqa: E402
-from lico_tune.results.storage import Storage, normalise_root  # noqa: E402
+from lico_tune.storage import Storage, normalise_root  # noqa: E402
 
 ENV_ROOT = "LICO_TUNE_STORAGE"
 DEFAULT_ROOT = "~/lico-tune-results"

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-CHECKPOINT_NAME = "checkpoint.pt"
+from .layout import CHECKPOINT_FILE
 
 
 class CheckpointError(RuntimeError):
@@ -29,11 +29,11 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise CheckpointError(
             f"No checkpoint at {path}. Pass the checkpoint file or the run directory that holds "
-            f"{CHECKPOINT_NAME} (written by `lico-tune train` after each epoch).")
+            f"{CHECKPOINT_FILE} (written by `lico-tune train` after each epoch).")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:

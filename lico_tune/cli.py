@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Callable, Optional
 
+from .layout import CATALOG_FILE, CHECKPOINT_FILE
 from .spec import SpecError, dump_yaml, json_schema, load_spec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -25,10 +26,12 @@ def _error(msg: str) -> None:
 
 
 def cmd_validate(args) -> int:
+    from .plan import plan_search
     status = EXIT_OK
     for path in args.specs:
         try:
             spec = load_spec(path, args.set)
+            plan_search(spec)     # the search checks `lico-tune run` makes: cells, ranges, scheduler
         except SpecError as exc:
             _error(str(exc))
             status = EXIT_BAD_INPUT
@@ -54,6 +57,7 @@ def cmd_train(args) -> int:
     # Imported here so `validate` and `schema` stay fast and need no torch import.
     from .checkpoint import CheckpointError
     from .data import DatasetMissing
+    from .layout import METRICS_FILE
     from .models import TextEncoderMissing
     from .train import ResumeMismatch, TrialConfigError, TrialDiverged, train_trial
 
@@ -74,16 +78,17 @@ def cmd_train(args) -> int:
         _error(str(exc))
         return EXIT_FAILED
     accs = ", ".join(f"{k} {final[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in final)
-    _say(f"done: {accs}; metrics in {out / 'metrics.json'}, checkpoint in {out / 'checkpoint.pt'}")
+    _say(f"done: {accs}; metrics in {out / METRICS_FILE}, checkpoint in {out / CHECKPOINT_FILE}")
     return EXIT_OK
 
 
 def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
-    from .search import plan_search, run
+    from .plan import plan_search
     try:
         plan = plan_search(load_spec(args.spec, args.set), name=args.name, storage=args.storage,
                            smoke=args.smoke_test)
+        from .tune import run
         summary = run(plan, address=args.address)
     except SpecError as exc:
         _error(str(exc))
@@ -97,7 +102,7 @@ def _sweep_exit(summary) -> int:
 
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
-    from .search import resume
+    from .tune import resume
     try:
         summary = resume(args.experiment_dir, address=args.address)
     except SpecError as exc:
@@ -122,7 +127,7 @@ def cmd_explain(args) -> int:
 
 def _results_root(storage: str) -> Optional[str]:
     """The normalised root, or None (after an error message) when it does not exist."""
-    from .results.storage import Storage
+    from .storage import Storage
     st = Storage(storage)
     if not st.exists():
         _error(f"{storage}: no such results root. Pass the storage directory (or s3://, gs:// URI) "
@@ -188,7 +193,7 @@ def cmd_dashboard(args) -> int:
     if importlib.util.find_spec("streamlit") is None:
         _error("the dashboard needs Streamlit: pip install 'lico-tune[dashboard]'")
         return EXIT_BAD_INPUT
-    from .results.storage import normalise_root
+    from .storage import normalise_root
     storage = normalise_root(args.storage)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
            "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -250,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("explain", help="draw saliency maps and insertion/deletion curves from a checkpoint")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt or the run directory holding it")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help=f"{CHECKPOINT_FILE} or the run directory holding it")
     p.add_argument("images", nargs="*", metavar="IMAGES",
                    help="image files (default: the trial's fixed test images)")
     p.add_argument("--method", action="append", choices=["gradcam", "gradcampp", "scorecam", "layercam", "rise"],
@@ -264,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("storage", metavar="STORAGE", help="results root (a path or s3://, gs://...)")
     p.add_argument("--experiment", metavar="NAME", help="only this experiment")
     p.add_argument("--db", metavar="URL", help="catalog database, any SQLAlchemy URL "
-                   "(default: $LICO_TUNE_CATALOG or sqlite:///STORAGE/lico-tune.db)")
+                   f"(default: $LICO_TUNE_CATALOG or sqlite:///STORAGE/{CATALOG_FILE})")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("report", help="ablation table (mean ± CI over seeds), paired tests, best configurations")
@@ -277,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="ARM", help="arm the others are compared with (default: ce)")
     p.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="confidence interval (default: t)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default: 0.95)")
-    p.add_argument("--db", metavar="URL", help="catalog database (default: sqlite:///STORAGE/lico-tune.db)")
+    p.add_argument("--db", metavar="URL", help=f"catalog database (default: sqlite:///STORAGE/{CATALOG_FILE})")
     p.add_argument("--no-catalog", action="store_true", help="read the files only; do not write a catalog")
     p.set_defaults(func=cmd_report)
 
@@ -286,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results root (default: ~/lico-tune-results)")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--db", metavar="URL", help="catalog database (default: sqlite:///STORAGE/lico-tune.db)")
+    p.add_argument("--db", metavar="URL", help=f"catalog database (default: sqlite:///STORAGE/{CATALOG_FILE})")
     p.set_defaults(func=cmd_dashboard)
     return parser
 

@@ -6,16 +6,13 @@ wraps a base trial with the search space, ablation arms, resources and storage.
 from __future__ import annotations
 
 import copy
-import difflib
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class SpecError(ValueError):
-    """A spec that cannot be used; the message names the field path and the fix."""
+from .errors import SpecError, first_error, format_errors, suggest
 
 
 class _Strict(BaseModel):
@@ -250,7 +247,7 @@ class Spec(_Strict):
             try:
                 TrialConfig.model_validate(trial)
             except ValidationError as exc:
-                raise ValueError(f"ablation arm '{arm}': {_first_error(exc)}") from None
+                raise ValueError(f"ablation arm '{arm}': {first_error(exc, TrialConfig)}") from None
         return self
 
 
@@ -267,11 +264,6 @@ def field_paths(model: type[BaseModel] = TrialConfig, prefix: str = "") -> list[
         else:
             out.append(f"{prefix}{name}")
     return out
-
-
-def suggest(word: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def check_field_path(path: str, where: str) -> None:
@@ -295,45 +287,6 @@ def get_path(tree: dict, path: str) -> Any:
     for key in path.split("."):
         node = node[key]
     return node
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
-
-
-def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names at the parent of `loc`, for 'did you mean'."""
-    for part in loc[:-1]:
-        if not isinstance(part, str) or part not in model.model_fields:
-            return []
-        ann = model.model_fields[part].annotation
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
-
-
-def _first_error(exc: ValidationError, model: type[BaseModel] = TrialConfig) -> str:
-    return _format_errors(exc, model).split("\n")[0].lstrip("- ")
-
-
-def _format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
-    lines = []
-    for err in exc.errors():
-        path = _loc(err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            name = str(err["loc"][-1])
-            hint = suggest(name, _known_fields(model, err["loc"]))
-            lines.append(f"- {path}: unknown field{hint}")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            got = err.get("input")
-            shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
-            lines.append(f"- {path}: {msg}{shown}")
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -386,7 +339,7 @@ def validate_spec(tree: dict, source: str = "spec") -> Spec:
     try:
         return Spec.model_validate(tree)
     except ValidationError as exc:
-        raise SpecError(f"{source} is not a valid spec:\n{_format_errors(exc, Spec)}\n"
+        raise SpecError(f"{source} is not a valid spec:\n{format_errors(exc, Spec)}\n"
                         f"Fix the fields named above (`lico-tune schema` lists every field).") from None
 
 
@@ -394,7 +347,7 @@ def validate_trial(tree: dict, source: str = "trial config") -> TrialConfig:
     try:
         return TrialConfig.model_validate(tree)
     except ValidationError as exc:
-        raise SpecError(f"{source} is not valid:\n{_format_errors(exc, TrialConfig)}") from None
+        raise SpecError(f"{source} is not valid:\n{format_errors(exc, TrialConfig)}") from None
 
 
 def json_schema() -> dict:

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from .checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_trainable_state,
+from .checkpoint import (CheckpointError, load_checkpoint, load_trainable_state,
                          save_checkpoint, trainable_state)
 from .data import build_data
 from .data.loader import iterate_batches
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
+from .layout import CHECKPOINT_FILE, METRICS_FILE
 from .provenance import provenance
 from .saliency.trial import trial_saliency
 from .spec import TrialConfig
@@ -162,7 +163,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / CHECKPOINT_NAME
+    ckpt_path = out_dir / CHECKPOINT_FILE
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -283,5 +284,5 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             report(metrics, ckpt_path)
 
     final = {**metrics, "history": history, "config": cfg.model_dump(mode="json"), **provenance()}
-    (out_dir / "metrics.json").write_text(json.dumps(final, indent=2))
+    (out_dir / METRICS_FILE).write_text(json.dumps(final, indent=2))
     return final

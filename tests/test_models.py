@@ -110,7 +110,7 @@ def test_hf_inputs_embeds_path_equals_plain_forward(position, texts):
     """Word-initialised context == the real words: our path must reproduce tokenizer + model."""
     from transformers import AutoTokenizer
 
-    from lico_tune.models.text_hf import minilm_dir
+    from lico_tune.models.text.hf import minilm_dir
     pl = _hf(names=["cat", "kitten", "airplane"], ctx_init="a photo of a", features="eot",
              class_token_position=position).eval()
     assert pl.n_ctx == 4
@@ -148,7 +148,7 @@ def _reference_clip(pl):
     """A full open_clip CLIP of the tiny config carrying the learner's text weights."""
     import open_clip
 
-    from lico_tune.models.text_openclip import TINY_CLIP
+    from lico_tune.models.text.openclip import TINY_CLIP
     ref = open_clip.CLIP(**TINY_CLIP).eval()
     missing, unexpected = ref.load_state_dict(pl.encoder.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("visual.") or k.startswith("logit") for k in missing)
@@ -196,7 +196,7 @@ def test_open_clip_shapes_and_grad(features, n_points):
 def test_open_clip_checkpoint_file(tmp_path):
     import open_clip
 
-    from lico_tune.models.text_openclip import TINY_CLIP
+    from lico_tune.models.text.openclip import TINY_CLIP
     torch.manual_seed(1)
     ref = open_clip.CLIP(**TINY_CLIP).eval()
     path = tmp_path / "tiny.pt"

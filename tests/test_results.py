@@ -280,7 +280,7 @@ def test_sync_rereads_only_experiments_whose_files_changed(results_root, tmp_pat
 
 
 def test_callback_upserts_live_trials_and_reindexes_at_the_end(results_root, tmp_path):
-    from lico_tune.results.callback import CatalogCallback
+    from lico_tune.tune.callbacks import CatalogCallback
     root = tmp_path / "root"
     shutil.copytree(results_root / EXP, root / EXP)
     finished = sorted((root / EXP).glob("trial_*_lico"))[0]

@@ -8,7 +8,11 @@ import pytest
 import yaml
 from ray_helpers import REPO, lico_tune, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
 
-from lico_tune.search import _OptunaCells, build_tuner, error_reason, plan_search, resolve_trial, search_algorithm
+from lico_tune.errors import error_reason
+from lico_tune.plan import plan_search
+from lico_tune.trial_config import resolve_trial
+from lico_tune.tune import build_tuner
+from lico_tune.tune.searchers import OptunaCells, search_algorithm
 from lico_tune.spec import SpecError, load_spec, validate_spec
 
 SPECS = sorted((REPO / "search_spaces").glob("*.yaml"))
@@ -89,7 +93,7 @@ def test_smoke_test_shrinks_every_shipped_spec_to_two_short_trials(path, tmp_pat
 
 def test_optuna_space_assigns_cells_round_robin_and_samples_the_rest():
     cells = [{"arm": a, "train.seed": s} for a in ("ce", "lico") for s in (0, 1)]
-    space = _OptunaCells({"lico.ot.epsilon": ("loguniform", [0.01, 1.0]), "text.n_ctx": ("randint", [4, 9])}, cells)
+    space = OptunaCells({"lico.ot.epsilon": ("loguniform", [0.01, 1.0]), "text.n_ctx": ("randint", [4, 9])}, cells)
     study = optuna.create_study()
     got = []
     for _ in range(6):
@@ -192,3 +196,32 @@ def test_failed_trial_is_reported_and_retried_from_its_last_checkpoint(ray_tmp, 
     rows = result_rows(transient)
     assert [r["epoch"] for r in rows] == [1, 2], "the retry must continue at epoch 2, not start over"
     assert rows[-1]["step"] == 8
+
+
+def test_run_summary_statistics_match_a_hand_worked_case():
+    """The end-of-run summary's mean ± sd per arm and dataset and its Pareto front (both from
+    results.stats) on rows worked out by hand."""
+    from lico_tune.tune.summary import _front, _per_group
+    rows = [{"trial_id": "a1", "arm": "lico", "dataset": "digits", "test/acc": 80.0, "train/loss": 0.5},
+            {"trial_id": "a2", "arm": "lico", "dataset": "digits", "test/acc": 90.0, "train/loss": 0.7},
+            {"trial_id": "b1", "arm": None, "dataset": "digits", "test/acc": 70.0, "train/loss": 0.4},
+            {"trial_id": "c1", "arm": "ce", "dataset": "digits", "test/acc": 75.0, "train/loss": 0.9}]
+    lines = _per_group(rows, ["test/acc", "train/loss"])
+    # lico: mean 85, sd sqrt(((80-85)^2 + (90-85)^2) / 1) = 7.07; one trial: sd 0.
+    assert lines == ["  arm -            digits         n=1  test/acc 70.00 ± 0.00, train/loss 0.4 ± 0",
+                     "  arm ce           digits         n=1  test/acc 75.00 ± 0.00, train/loss 0.9 ± 0",
+                     "  arm lico         digits         n=2  test/acc 85.00 ± 7.07, train/loss 0.6 ± 0.141"]
+    # max acc, min loss: c1 (75, 0.9) is dominated by a1 (80, 0.5); the others trade off.
+    assert [r["trial_id"] for r in _front(rows, {"test/acc": "max", "train/loss": "min"})] == ["a1", "a2", "b1"]
+
+
+def test_validate_makes_the_search_checks_of_run(tmp_path, capsys):
+    """`lico-tune validate` plans the sweep too (lico_tune.plan, no Ray): a sampled distribution
+    under the grid algorithm is refused there, not only when `run` starts."""
+    from lico_tune.cli import main
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "base": {}, "search": {
+        "algorithm": "grid", "space": {"lico.alpha": {"uniform": [0, 1]}}}}))
+    assert main(["validate", str(bad)]) == 2
+    assert "search.space.lico.alpha: 'uniform' needs a sampling algorithm" in capsys.readouterr().err
+    assert main(["validate", str(REPO / "search_spaces" / "quickstart.yaml")]) == 0

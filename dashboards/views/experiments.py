@@ -5,6 +5,7 @@ import streamlit as st
 import yaml
 
 import common
+from lico_tune.layout import ERROR_FILE, RUN_FILE
 from lico_tune.results import status_counts
 from lico_tune.results.report import default_metrics
 
@@ -55,7 +56,7 @@ if not errored.empty:
                  f"{x['error'] or 'no reason recorded'}")
         with st.expander(f"Traceback of {x['trial_id']}"):
             rec = common.trial_record(root, db, stamp, name, x["trial_id"])
-            st.code((rec or {}).get("error_detail") or "(no error.txt)", language="text")
+            st.code((rec or {}).get("error_detail") or f"(no {ERROR_FILE})", language="text")
 
 st.subheader("Trials")
 show = ["trial_id", "arm", "dataset", "seed", "status", "n_epochs", *r.params.get(name, []),
@@ -71,4 +72,4 @@ if isinstance(e["spec"], dict):
     st.caption(f"lico-tune {e['lico_tune_version'] or '?'}, git {e['git_sha'] or '?'}; "
                f"experiment directory `{e['path']}`")
 else:
-    st.info("This experiment has no lico_run.yaml (it was not started by `lico-tune run`): no spec to show.")
+    st.info(f"This experiment has no {RUN_FILE} (it was not started by `lico-tune run`): no spec to show.")

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import common
-from lico_tune.results.storage import join
+from lico_tune.storage import join
 
 res, root, db, stamp = common.page("Saliency", "Every trial explains the same fixed test images "
                                    "(eval.seed), so trials can be compared image by image.")

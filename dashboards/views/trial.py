@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import common
+from lico_tune.layout import ERROR_FILE, TRIAL_SPEC
 
 res, root, db, stamp = common.page("Trial", "One trial in detail.")
 name = common.pick_experiment(res, "trial")
@@ -30,7 +31,7 @@ for col, m in zip(c[2:], ("test/acc", "test/acc_ema", "train/loss")):
 if row["status"] == "errored":
     st.error(f"**Failed:** {row['error'] or 'no reason recorded'}")
     if rec.get("error_detail"):
-        with st.expander("Traceback (error.txt)"):
+        with st.expander(f"Traceback ({ERROR_FILE})"):
             st.code(rec["error_detail"], language="text")
 if row["damaged"]:
     st.warning(f"**Damaged trial:** {row['warnings']}")
@@ -76,4 +77,4 @@ with left:
     if rec.get("spec"):
         st.code(rec["spec"], language="yaml")
     else:
-        st.info("No trial_spec.yaml in the trial directory.")
+        st.info(f"No {TRIAL_SPEC} in the trial directory.")

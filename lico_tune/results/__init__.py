@@ -1,8 +1,8 @@
 """Results: Ray Tune storage -> one tidy table, a catalog database, statistics over seeds, reports.
 
 Core: pandas, scipy, sqlalchemy (optuna lazily for fANOVA importance); never ray or streamlit.
-The Tune callback that keeps the catalog current lives in `lico_tune.results.callback` (imports
-ray; import it only where a Tuner is built).
+The Tune callback that keeps the catalog current lives on the Ray side, in
+`lico_tune.tune.callbacks`; Ray's experiment state is read by `tune_state.py` without ray.
 
     res = load_results("~/lico-tune-results")          # Results: .trials (DataFrame), .warnings
     reps = build_report(res, experiment="quickstart")   # ablation table, paired tests, best configs
@@ -13,7 +13,7 @@ from .report import ExperimentReport, build_report, default_metrics, experiment_
 from .scan import metric_mode, scan_experiment, scan_root
 from .stats import (aggregate, best_configs, bootstrap_interval, holm, paired_test, paired_vs_baseline,
                     param_importance, pareto_mask, t_interval)
-from .storage import Storage, is_uri, normalise_root
+from ..storage import Storage, is_uri, normalise_root
 from .table import Results, build_results, load_results, status_counts
 
 

@@ -6,7 +6,7 @@ Any SQLAlchemy URL works (PostgreSQL for a team); the default is the SQLite file
 root (SQLite cannot live in a bucket). Tables are prefixed `lico_`, so the catalog can share its
 database with Optuna's studies (`search.optuna_storage: sqlite:///<root>/lico-tune.db`).
 
-Kept current three ways: the Tune callback (`lico_tune.results.callback`) writes trials as they
+Kept current three ways: the Tune callback (`lico_tune.tune.callbacks`) writes trials as they
 report and finish; `sync` re-reads experiments whose files changed since they were indexed (a
 fingerprint per experiment); `lico-tune index ROOT` rebuilds everything from storage.
 """
@@ -21,10 +21,10 @@ from typing import Iterable, Optional
 from sqlalchemy import (JSON, Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine,
                         delete, event, func, insert, select)
 
+from ..layout import CATALOG_FILE, cache_path
 from .scan import find_experiments, fingerprint, scan_experiment
-from .storage import Storage, basename, is_uri, normalise_root
+from ..storage import Storage, basename, is_uri, normalise_root
 
-CATALOG_FILE = "lico-tune.db"
 ENV_URL = "LICO_TUNE_CATALOG"
 
 metadata = MetaData()
@@ -64,7 +64,7 @@ def default_url(root: str) -> str:
     root = normalise_root(root)
     if is_uri(root):
         key = hashlib.sha1(root.encode()).hexdigest()[:16]
-        path = Path("~/.cache/lico-tune/catalog").expanduser() / f"{key}.db"
+        path = cache_path("catalog", f"{key}.db")
     else:
         path = Path(root) / CATALOG_FILE
     return f"sqlite:///{path}"

@@ -1,6 +1,6 @@
 """Ray Tune's on-disk layout -> plain records (dicts), tolerant of damage.
 
-    <root>/<experiment>/experiment_state-<time>.json   trial statuses, errors, last results
+    <root>/<experiment>/experiment_state-<time>.json   trial statuses, errors, last results (tune_state.py)
     <root>/<experiment>/lico_run.yaml                  lico-tune's plan: the spec, arms, metrics
     <root>/<experiment>/<trial dir>/result.json        one JSON object per reported epoch
                                    params.json         the trial's sampled config
@@ -23,16 +23,12 @@ from typing import Any, Optional
 
 import yaml
 
-from .storage import Storage, basename, join
+from ..errors import error_reason
+from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
+                      RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
+from ..storage import Storage, basename, join
+from .tune_state import TUNE_STATUS, is_state_file, latest_state_name, read_state
 
-RUN_FILE = "lico_run.yaml"
-STATE_PREFIX = "experiment_state-"
-TRIAL_SPEC = "trial_spec.yaml"
-PROVENANCE = "provenance.json"
-GALLERY = "gallery"
-TRIAL_FILES = {"result.json", "params.json", "progress.csv", "error.txt", "params.pkl"}
-TUNE_STATUS = {"TERMINATED": "finished", "ERROR": "errored", "RUNNING": "running", "PENDING": "pending",
-               "PAUSED": "paused"}
 STATUSES = ("finished", "running", "pending", "paused", "errored", "interrupted")
 _TRIAL_ID = re.compile(r"([0-9a-f]{5}_\d{5})")
 _MIN_PATTERNS = re.compile(r"(loss|^train/(ce|mm|ot)$|deletion|seconds|time)")
@@ -73,7 +69,7 @@ def read_results(text: str) -> tuple[list[dict], Optional[str]]:
             rows.append(row)
         except ValueError:
             where = "its last line" if i == len(lines) - 1 else f"line {i + 1}"
-            problem = (f"result.json is truncated or corrupt ({where} is not valid JSON; "
+            problem = (f"{RESULT_FILE} is truncated or corrupt ({where} is not valid JSON; "
                        f"{len(rows)} epoch(s) read)")
             break
     return rows, problem
@@ -103,7 +99,7 @@ def _load_yaml(text: Optional[str]) -> Optional[Any]:
 
 def is_experiment(entries) -> bool:
     names = {e.name for e in entries}
-    return (RUN_FILE in names or "tuner.pkl" in names or any(n.startswith(STATE_PREFIX) for n in names))
+    return RUN_FILE in names or TUNER_FILE in names or any(is_state_file(n) for n in names)
 
 
 def find_experiments(storage: Storage) -> list[str]:
@@ -120,35 +116,6 @@ def find_experiments(storage: Storage) -> list[str]:
     return found
 
 
-def _latest_state(storage: Storage, entries) -> Optional[str]:
-    states = [e for e in entries if e.name.startswith(STATE_PREFIX) and e.name.endswith(".json")]
-    return max(states, key=lambda e: (e.mtime, e.name)).name if states else None
-
-
-def read_state(storage: Storage, path: str, state_name: Optional[str]) -> dict[str, dict]:
-    """trial_id -> {status, dir, config, error_file, last_epoch, num_failures} from Tune's
-    experiment state ({} when there is none yet or it cannot be read)."""
-    if not state_name:
-        return {}
-    data = _load_json(storage, join(path, state_name))
-    out: dict[str, dict] = {}
-    if not isinstance(data, dict):
-        return out
-    for item in data.get("trial_data") or []:
-        try:
-            state = json.loads(item[0]) if isinstance(item[0], str) else item[0]
-            meta = json.loads(item[1]) if isinstance(item[1], str) else item[1]
-            last = meta.get("last_result") or {}
-            out[state["trial_id"]] = {
-                "status": state.get("status"), "dir": state.get("relative_logdir") or state.get("custom_dirname"),
-                "config": state.get("config") if isinstance(state.get("config"), dict) else None,
-                "error_file": meta.get("error_filename"), "num_failures": meta.get("num_failures", 0),
-                "last_epoch": last.get("epoch", last.get("training_iteration"))}
-        except (KeyError, TypeError, ValueError, IndexError):
-            continue
-    return out
-
-
 def fingerprint(storage: Storage, path: str) -> str:
     """Changes whenever the experiment's files change (what `sync` compares with the catalog).
     Local: the experiment's entries and each trial's result/error/checkpoint entries.
@@ -158,7 +125,7 @@ def fingerprint(storage: Storage, path: str) -> str:
         h.update(f"{e.name}|{e.mtime}|{e.size}\n".encode())
         if storage.is_local and e.is_dir:
             for f in storage.list(join(path, e.name)):
-                if f.name in ("result.json", "error.txt", GALLERY, TRIAL_SPEC) or f.name.startswith("checkpoint_"):
+                if f.name in (RESULT_FILE, ERROR_FILE, GALLERY, TRIAL_SPEC) or f.name.startswith(CHECKPOINT_DIR_PREFIX):
                     h.update(f"  {f.name}|{f.mtime}|{f.size}\n".encode())
     return h.hexdigest()
 
@@ -170,7 +137,7 @@ def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     run = _load_yaml(storage.read_text(join(path, RUN_FILE))) or {}
     spec = run.get("spec") if isinstance(run, dict) else None
     declared = dict((spec or {}).get("search", {}).get("metrics") or {})
-    state_name = _latest_state(storage, entries)
+    state_name = latest_state_name(e.name for e in entries)
     state = read_state(storage, path, state_name)
     warnings = []
     if state_name and not state:
@@ -179,11 +146,11 @@ def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     newest = max((e.mtime for e in entries), default=0.0)
     trials = []
     for e in entries:
-        if not e.is_dir or e.name.startswith((".", "checkpoint_")) or e.name == "driver_artifacts":
+        if not e.is_dir or e.name.startswith((".", CHECKPOINT_DIR_PREFIX)) or e.name == RAY_DRIVER_DIR:
             continue
         tdir = join(path, e.name)
         inner = storage.list(tdir)
-        if not ({f.name for f in inner} & TRIAL_FILES) and e.name not in by_dir:
+        if not ({f.name for f in inner} & RAY_TRIAL_FILES) and e.name not in by_dir:
             continue
         tid = by_dir.get(e.name)
         trials.append(scan_trial(storage, tdir, inner, name, declared, state.get(tid) if tid else None,
@@ -221,17 +188,6 @@ def _empty_trial(experiment: str, tid: str, path: str, s: dict) -> dict:
             "spec": None, "provenance": None, "warnings": [], "damaged": False, "usable": False}
 
 
-def error_reason(text: Optional[str]) -> Optional[str]:
-    if not text:
-        return None
-    try:  # one definition of "the exception line", shared with the sweep's summary
-        from ..search import error_reason as reason
-        return reason(text)
-    except ImportError:
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        return lines[-1][:400] if lines else None
-
-
 def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: dict,
                state: Optional[dict], tid: Optional[str], recent: bool = False,
                status: Optional[str] = None) -> dict:
@@ -239,25 +195,25 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
     experiment state and over what the files suggest."""
     names = {f.name: f for f in inner}
     warnings: list[str] = []
-    params = _load_json(storage, join(tdir, "params.json")) if "params.json" in names else None
-    if "params.json" in names and not isinstance(params, dict):
-        warnings.append("params.json cannot be read")
+    params = _load_json(storage, join(tdir, PARAMS_FILE)) if PARAMS_FILE in names else None
+    if PARAMS_FILE in names and not isinstance(params, dict):
+        warnings.append(f"{PARAMS_FILE} cannot be read")
     if not isinstance(params, dict):
         params = dict((state or {}).get("config") or {})
 
     rows, problem = [], None
-    if "result.json" in names:
-        rows, problem = read_results(storage.read_text(join(tdir, "result.json")) or "")
+    if RESULT_FILE in names:
+        rows, problem = read_results(storage.read_text(join(tdir, RESULT_FILE)) or "")
         if problem:
             warnings.append(problem + "; its final metrics are unknown, so it is left out of the statistics")
     history = [m for m in (epoch_metrics(r) for r in rows) if m]
     if state and state.get("last_epoch") and history and not problem:
         if history[-1].get("epoch", 0) < state["last_epoch"]:
-            problem = (f"result.json holds {history[-1].get('epoch')} epoch(s) but Tune recorded "
+            problem = (f"{RESULT_FILE} holds {history[-1].get('epoch')} epoch(s) but Tune recorded "
                        f"{state['last_epoch']}")
             warnings.append(problem + "; left out of the statistics")
 
-    error_text = storage.read_text(join(tdir, "error.txt")) if "error.txt" in names else None
+    error_text = storage.read_text(join(tdir, ERROR_FILE)) if ERROR_FILE in names else None
     spec_text = storage.read_text(join(tdir, TRIAL_SPEC)) if TRIAL_SPEC in names else None
     spec = _load_yaml(spec_text) if spec_text else None
     spec = spec if isinstance(spec, dict) else {}
@@ -281,12 +237,12 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
     else:
         status = "running" if recent else "interrupted"
 
-    ckpts = sorted(n for n, f in names.items() if f.is_dir and n.startswith("checkpoint_"))
+    ckpts = sorted(n for n, f in names.items() if f.is_dir and n.startswith(CHECKPOINT_DIR_PREFIX))
     checkpoint = join(tdir, ckpts[-1]) if ckpts else None
     if status == "finished" and not ckpts:
-        warnings.append("no checkpoint_* directory: the model cannot be reloaded (its metrics are kept)")
-    if status == "finished" and "result.json" not in names:
-        warnings.append("no result.json: no metrics")
+        warnings.append(f"no {CHECKPOINT_DIR_PREFIX}* directory: the model cannot be reloaded (its metrics are kept)")
+    if status == "finished" and RESULT_FILE not in names:
+        warnings.append(f"no {RESULT_FILE}: no metrics")
     gallery = None
     if GALLERY in names and names[GALLERY].is_dir:
         gallery = join(tdir, GALLERY)
@@ -311,7 +267,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
     return {
         "experiment": experiment, "trial_id": tid, "trial_dir": basename(tdir), "path": tdir,
         "arm": arm, "dataset": dataset, "seed": seed, "status": status,
-        "error": error_reason(error_text), "error_detail": error_text[-4000:] if error_text else None,
+        "error": error_reason(error_text) if error_text else None, "error_detail": error_text[-4000:] if error_text else None,
         "params": {k: v for k, v in params.items() if k != "arm"},
         "final": final, "best": best, "n_epochs": n_epochs, "history": history,
         "checkpoint": checkpoint, "gallery": gallery, "spec": spec_text,

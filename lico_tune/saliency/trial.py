@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..layout import GALLERY
 from .evaluate import evaluate_saliency
 from .gallery import write_gallery
 
@@ -33,7 +34,7 @@ def trial_saliency(classifier: nn.Module, data, cfg, out_dir: str | Path) -> dic
                                rise_n_masks=cfg.rise_n_masks, **options)
     if cfg.gallery_images:
         k = min(cfg.gallery_images, len(x))
-        write_gallery(classifier, x[:k], y[:k], str(Path(out_dir) / "gallery"), cfg.cams,
+        write_gallery(classifier, x[:k], y[:k], str(Path(out_dir) / GALLERY), cfg.cams,
                       class_names=data.class_names, mean=data.mean, std=data.std,
                       rise_n_masks=cfg.rise_n_masks, **options)
     return result.metrics

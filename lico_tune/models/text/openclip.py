@@ -24,8 +24,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..spec import TextConfig
-from .text import PromptLearner, TextEncoderCorrupt, TextEncoderMissing, clean_class_name
+from ...spec import TextConfig
+from .base import PromptLearner, TextEncoderCorrupt, TextEncoderMissing, clean_class_name, hf_cache_dir
 
 TINY_CLIP = {
     "embed_dim": 64,
@@ -190,10 +190,9 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[Path, bool]:
     else:
         why = "open_clip returned no file"
     if not target or not Path(target).is_file():
-        from .text_hf import _hf_cache
         raise TextEncoderMissing(
             f"The CLIP weights {arch}/{pretrained} could not be fetched ({why}); this machine may be "
-            f"offline. open_clip caches them in the Hugging Face cache {_hf_cache()} "
+            f"offline. open_clip caches them in the Hugging Face cache {hf_cache_dir()} "
             f"(repo {pcfg.get('hf_hub', '?')}) or, for URL downloads, in {os.path.expanduser('~/.cache/clip')}. "
             f"Run `python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='{pretrained}')\"` "
             f"on a machine with internet and copy that cache here, or set text.pretrained to the path "

@@ -1,6 +1,6 @@
 """The Ray Tune function trainable: one trial of an experiment, wrapping `train.train_trial`.
 
-Per trial it resolves the config (base + sampled values + arm, see `search.resolve_trial`),
+Per trial it resolves the config (base + sampled values + arm, see `trial_config.resolve_trial`),
 writes the resolved trial spec and provenance into the trial directory, trains, and reports each
 epoch through `tune.report` with a checkpoint. When Tune retries a failed trial
 (`FailureConfig(max_failures)`) or resumes an experiment, `tune.get_checkpoint()` gives the last
@@ -21,16 +21,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import ray
 import yaml
+from ray import tune
 
-from .checkpoint import CHECKPOINT_NAME
-from .provenance import provenance
-from .search import resolve_trial
+from ..layout import CHECKPOINT_FILE, GALLERY, METRICS_FILE, PROVENANCE, TRAIN_LOG, TRIAL_SPEC
+from ..provenance import provenance
+from ..trial_config import resolve_trial
 
-TRIAL_SPEC = "trial_spec.yaml"
-PROVENANCE = "provenance.json"
-TRAIN_LOG = "train.log"
-GALLERY = "gallery"
+
+def make_trainable(runtime: dict):
+    """The Tune function trainable for this experiment (the runtime is captured, not sent per trial)."""
+
+    def lico_trial(config: dict) -> None:
+        from lico_tune.tune.trainable import run_trial
+        run_trial(config, runtime)
+
+    return lico_trial
 
 
 def _scalar_metrics(metrics: dict) -> dict:
@@ -39,10 +46,7 @@ def _scalar_metrics(metrics: dict) -> dict:
 
 
 def run_trial(config: dict, runtime: dict) -> None:
-    import ray
-    from ray import tune
-
-    from .train import train_trial
+    from ..train import train_trial   # here, not at the top: the driver builds the Tuner without torch
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)   # no "Checkpoint created" line per epoch
     cfg = resolve_trial(runtime, config)
@@ -67,7 +71,7 @@ def run_trial(config: dict, runtime: dict) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            shutil.copy2(Path(d) / CHECKPOINT_NAME, scratch / CHECKPOINT_NAME)
+            shutil.copy2(Path(d) / CHECKPOINT_FILE, scratch / CHECKPOINT_FILE)
             if not (trial_dir / TRAIN_LOG).stat().st_size and (Path(d) / TRAIN_LOG).exists():
                 # A restored experiment starts in a fresh working directory: keep the log so far.
                 log_file.write((Path(d) / TRAIN_LOG).read_text())
@@ -81,9 +85,9 @@ def run_trial(config: dict, runtime: dict) -> None:
         ckpt_dir = Path(tempfile.mkdtemp(prefix="ckpt-", dir=scratch))
         try:
             try:   # same filesystem: a hard link (save_checkpoint replaces the file, never rewrites it)
-                os.link(checkpoint_file, ckpt_dir / CHECKPOINT_NAME)
+                os.link(checkpoint_file, ckpt_dir / CHECKPOINT_FILE)
             except OSError:
-                shutil.copy2(checkpoint_file, ckpt_dir / CHECKPOINT_NAME)
+                shutil.copy2(checkpoint_file, ckpt_dir / CHECKPOINT_FILE)
             (ckpt_dir / TRIAL_SPEC).write_text(spec_text)
             (ckpt_dir / PROVENANCE).write_text(json.dumps(info, indent=2))
             log_file.flush()
@@ -97,8 +101,8 @@ def run_trial(config: dict, runtime: dict) -> None:
 
     try:
         train_trial(cfg, scratch, report=report, log=log, resume=resume)
-        if (scratch / "metrics.json").exists():
-            shutil.copy2(scratch / "metrics.json", trial_dir / "metrics.json")
+        if (scratch / METRICS_FILE).exists():
+            shutil.copy2(scratch / METRICS_FILE, trial_dir / METRICS_FILE)
     except Exception as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
         raise

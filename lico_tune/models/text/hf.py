@@ -9,15 +9,14 @@ the losses).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ..spec import TextConfig
-from .text import PromptLearner, TextEncoderMissing, clean_class_name
+from ...spec import TextConfig
+from .base import PromptLearner, TextEncoderMissing, clean_class_name, hf_cache_dir
 
 
 def minilm_dir() -> Path:
@@ -40,14 +39,6 @@ def minilm_dir() -> Path:
     return path
 
 
-def _hf_cache() -> str:
-    try:
-        from huggingface_hub import constants
-        return str(constants.HF_HUB_CACHE)
-    except Exception:  # pragma: no cover - huggingface_hub always comes with transformers
-        return os.path.expanduser("~/.cache/huggingface/hub")
-
-
 def load_hf_encoder(model: str):
     """(tokenizer, model) from 'minilm', a local directory, or a Hugging Face name already cached.
     Never downloads (local_files_only=True)."""
@@ -68,7 +59,7 @@ def load_hf_encoder(model: str):
         encoder = AutoModel.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as exc:
         where = (f"the directory {source}" if Path(source).is_dir()
-                 else f"the Hugging Face cache ({_hf_cache()}) and as a local directory")
+                 else f"the Hugging Face cache ({hf_cache_dir()}) and as a local directory")
         raise TextEncoderMissing(
             f"The Hugging Face text encoder '{model}' could not be loaded: looked in {where} "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Nothing is "

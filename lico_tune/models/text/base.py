@@ -1,8 +1,8 @@
 """The prompt learner: learnable CoOp context vectors spliced into K class prompts, run through a
 text encoder (frozen by default) to give each class's text features.
 
-One interface over two encoder families (text_hf.py: Hugging Face BERT-style encoders such as
-MiniLM; text_openclip.py: open_clip CLIP text towers). A subclass supplies `embed_tokens` (token ids
+One interface over two encoder families (hf.py: Hugging Face BERT-style encoders such as
+MiniLM; openclip.py: open_clip CLIP text towers). A subclass supplies `embed_tokens` (token ids
 -> embeddings) and `encode` (embeddings -> pooled and per-token features); this base class owns the
 context vectors and the three ways of turning prompts into features (TextConfig.features):
 
@@ -16,13 +16,14 @@ context vectors and the three ways of turning prompts into features (TextConfig.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..spec import TextConfig
+from ...spec import TextConfig
 from .prompts import PromptLayout, build_layout
 
 
@@ -155,22 +156,19 @@ class PromptLearner(nn.Module):
         return TextFeatures(points=points, pooled=points.mean(dim=1))
 
 
-def build_prompt_learner(cfg: TextConfig, class_names: list[str], **options) -> PromptLearner:
-    """The prompt learner of cfg.encoder for these classes (in label order). `options` go to the
-    encoder's learner (open_clip: truncate=False pads every prompt to the full context length)."""
-    if cfg.encoder == "hf":
-        from .text_hf import HFPromptLearner
-        return HFPromptLearner(cfg, class_names, **options)
-    if cfg.encoder == "open_clip":
-        from .text_openclip import OpenClipPromptLearner
-        return OpenClipPromptLearner(cfg, class_names, **options)
-    raise ValueError(f"text.encoder: unknown encoder '{cfg.encoder}'; choose hf or open_clip")
-
-
 def clean_class_name(name: str) -> str:
     """'aquarium_fish' -> 'aquarium fish' (as CoOp does)."""
     return name.replace("_", " ").strip()
 
 
-__all__ = ["TextFeatures", "PromptLearner", "build_prompt_learner", "TextEncoderMissing",
-           "TextEncoderCorrupt", "PromptLayout", "clean_class_name"]
+def hf_cache_dir() -> str:
+    """The Hugging Face hub cache (where both encoder families look for downloaded weights)."""
+    try:
+        from huggingface_hub import constants
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # pragma: no cover - huggingface_hub always comes with transformers
+        return os.path.expanduser("~/.cache/huggingface/hub")
+
+
+__all__ = ["TextFeatures", "PromptLearner", "TextEncoderMissing", "TextEncoderCorrupt", "PromptLayout",
+           "clean_class_name", "hf_cache_dir"]

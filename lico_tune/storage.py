@@ -1,4 +1,6 @@
-"""Read-only access to a results root: a local directory or a cloud URI (s3://, gs://, file://...).
+"""The one storage layer of lico-tune: a local directory or a cloud URI (s3://, gs://, file://...),
+used by the search side (writing lico_run.yaml and summary.json, reading them on resume) and the
+results side (scanning experiments).
 
 Local paths go through os (fast: a thousand trials are a few thousand stat calls); URIs through
 pyarrow.fs, which Ray Tune itself uses for cloud storage. Nothing here imports ray.
@@ -112,3 +114,26 @@ class Storage:
     def read_text(self, path: str) -> Optional[str]:
         data = self.read_bytes(path)
         return None if data is None else data.decode("utf-8", errors="replace")
+
+    def write_text(self, path: str, text: str) -> None:
+        """Write a file (creating its parent directories); raises OSError when it cannot."""
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+            return
+        fs_path = self._fs_path(path)
+        self._fs.create_dir(fs_path.rsplit("/", 1)[0], recursive=True)
+        with self._fs.open_output_stream(fs_path) as f:
+            f.write(text.encode())
+
+
+def write_text(path: str, text: str) -> None:
+    """Write one file at a local path or URI."""
+    parent = path.rstrip("/").rsplit("/", 1)[0] if is_uri(path) else str(Path(path).parent)
+    Storage(parent).write_text(path, text)
+
+
+def read_text(path: str) -> Optional[str]:
+    """One file at a local path or URI; None when it is missing or unreadable."""
+    parent = path.rstrip("/").rsplit("/", 1)[0] if is_uri(path) else str(Path(path).parent)
+    return Storage(parent).read_text(path)

@@ -1,27 +1,33 @@
-"""A Ray Tune callback that keeps the results catalog current while a sweep runs.
+"""Ray Tune callbacks of a lico-tune sweep.
 
-    from lico_tune.results.callback import CatalogCallback
-    tune.RunConfig(..., callbacks=[CatalogCallback(storage_root)])   # optional db=URL
+- `CatalogCallback`: keeps the results catalog current while a sweep runs. Each reported epoch,
+  completion and error upserts that trial's row (read from the driver's copy of the trial
+  directory, which Tune keeps current; storage lags until Tune syncs). The experiment is marked
+  live, so the dashboard's `sync` does not overwrite those rows with older files. When the
+  experiment ends (Tune has synced every file by then), the experiment is indexed again from
+  storage. A catalog failure is logged, never fails the sweep.
 
-While trials run, each reported epoch, completion and error upserts that trial's row (read from
-the driver's copy of the trial directory, which Tune keeps current; storage lags until Tune
-syncs). The experiment is marked live, so the dashboard's `sync` does not overwrite those rows
-with older files. When the experiment ends (Tune has synced every file by then), the experiment
-is indexed again from storage. A catalog failure is logged, never fails the sweep.
+      tune.RunConfig(..., callbacks=[CatalogCallback(storage_root)])   # optional db=URL
 
-This module imports ray: import it only where a Tuner is built (lico_tune.search).
+- `KeepResultsOnRetry`: before a failed trial is retried, upload its result.json and
+  progress.csv from the driver to storage. Tune's loggers restore those files from storage when
+  the retry starts; without this, epochs reported since the last experiment snapshot (every ~10 s)
+  would vanish from them.
 """
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Optional
 
+import pyarrow.fs
 from ray.tune import Callback
 
-from .catalog import Catalog
-from .scan import read_state, scan_trial  # noqa: F401  (read_state: for callers that inspect state)
-from .storage import Storage, join, normalise_root
+from ..layout import CHECKPOINT_DIR_PREFIX, PROGRESS_FILE, RESULT_FILE
+from ..results.catalog import Catalog
+from ..results.scan import scan_trial
+from ..storage import Storage, join, normalise_root
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +88,7 @@ class CatalogCallback(Callback):
                        checkpoint=(join(self.root, exp, trial.storage.trial_dir_name, ckpt.path.rsplit("/", 1)[-1])
                                    if ckpt is not None else None),
                        gallery=None)
-            rec["warnings"] = [w for w in rec["warnings"] if not w.startswith("no checkpoint")]
+            rec["warnings"] = [w for w in rec["warnings"] if not w.startswith(f"no {CHECKPOINT_DIR_PREFIX}")]
             rec["damaged"] = bool(rec["warnings"])
             if rec["params"] == {} and trial.config:
                 rec["params"] = {k: v for k, v in trial.config.items() if k != "arm"}
@@ -113,3 +119,16 @@ class CatalogCallback(Callback):
             cat.heartbeat(exp, None)
         except Exception as exc:
             log.warning("lico-tune catalog: could not index %s at the end: %s", exp, exc)
+
+
+class KeepResultsOnRetry(Callback):
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        for name in (RESULT_FILE, PROGRESS_FILE):
+            local = Path(trial.local_path, name)
+            if not local.exists():
+                continue
+            try:
+                pyarrow.fs.copy_files(str(local), Path(trial.storage.trial_fs_path, name).as_posix(),
+                                      destination_filesystem=trial.storage.storage_filesystem)
+            except Exception as exc:  # never fail a sweep over this
+                log.warning("could not upload %s of %s before its retry: %s", name, trial, exc)

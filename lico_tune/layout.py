@@ -1,0 +1,65 @@
+"""The names of every file and folder lico-tune writes or reads, in one place.
+
+Every writer and every reader imports its names from here; the strings are the on-disk format
+(experiments written by earlier versions use the same names, so do not rename them).
+
+    <storage root>/
+      lico-tune.db                       CATALOG_FILE: the results catalog (local roots)
+      <experiment>/
+        lico_run.yaml                    RUN_FILE: the plan; what `lico-tune resume` needs
+        summary.json                     SUMMARY_FILE: the end-of-run summary's rows
+        optuna.db                        OPTUNA_FILE: the Optuna study (search.algorithm optuna)
+        experiment_state-<time>.json     written by Ray Tune (see results/tune_state.py)
+        <trial dir>/                     trial_<id>[_<arm>], named by TRIAL_DIR_PREFIX
+          result.json progress.csv params.json error.txt      written by Ray Tune (RAY_TRIAL_FILES)
+          checkpoint_<n>/                Tune checkpoints (CHECKPOINT_DIR_PREFIX) holding
+            checkpoint.pt                CHECKPOINT_FILE: model, optimiser, history
+            trial_spec.yaml provenance.json train.log
+          trial_spec.yaml                TRIAL_SPEC: the resolved trial config
+          provenance.json                PROVENANCE: package version, git SHA, arm, host
+          train.log                      TRAIN_LOG: the trial's training log
+          metrics.json                   METRICS_FILE: final metrics (also in `lico-tune train` runs)
+          gallery/                       GALLERY: saliency overlays and curves
+
+`lico-tune train --out DIR` writes checkpoint.pt, metrics.json and gallery/ into DIR.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# ----------------------------------------------------------------------------- storage root
+CATALOG_FILE = "lico-tune.db"
+
+# ----------------------------------------------------------------------------- experiment
+RUN_FILE = "lico_run.yaml"
+SUMMARY_FILE = "summary.json"
+OPTUNA_FILE = "optuna.db"
+TRIAL_DIR_PREFIX = "trial_"
+RAY_DRIVER_DIR = "driver_artifacts"         # Ray's, not a trial
+TUNER_FILE = "tuner.pkl"                    # Ray's pickled Tuner (present once Tune started)
+
+# ----------------------------------------------------------------------------- trial
+TRIAL_SPEC = "trial_spec.yaml"
+PROVENANCE = "provenance.json"
+TRAIN_LOG = "train.log"
+METRICS_FILE = "metrics.json"
+GALLERY = "gallery"
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_DIR_PREFIX = "checkpoint_"       # Ray Tune's checkpoint_<n> folders
+RESULT_FILE = "result.json"                 # Ray Tune's per-epoch results, one JSON per line
+PROGRESS_FILE = "progress.csv"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.txt"
+RAY_TRIAL_FILES = frozenset({RESULT_FILE, PARAMS_FILE, PROGRESS_FILE, ERROR_FILE, "params.pkl"})
+
+# ----------------------------------------------------------------------------- driver-side caches
+CACHE_DIR = Path("~/.cache/lico-tune")      # SQLite files of cloud roots (SQLite cannot live in a bucket)
+
+
+def cache_path(*parts: str) -> Path:
+    return CACHE_DIR.expanduser().joinpath(*parts)
+
+
+def trial_dirname(trial_id: str, arm: str | None) -> str:
+    """The directory of one trial inside its experiment: trial_<id> or trial_<id>_<arm>."""
+    return f"{TRIAL_DIR_PREFIX}{trial_id}" + (f"_{arm}" if arm else "")

@@ -1,0 +1,241 @@
+"""Spec -> plan: the cells, the checks and the smoke-test shrinking of a sweep, without Ray.
+
+`lico-tune validate` and `lico-tune run` both call `plan_search`; `lico_tune.tune` turns the plan
+into a ray.tune.Tuner. This module never imports ray.
+
+How a spec becomes trials
+-------------------------
+* **Cells.** The ablation arms and every `grid` axis of `search.space` are *crossed*: one cell per
+  (arm, grid values) combination, e.g. 2 arms x 2 datasets x 3 seeds = 12 cells. Each cell is run
+  `search.num_samples` times; the other distributions (`choice`, `uniform`, `loguniform`,
+  `randint`, `quniform`) are *sampled* for each of those trials. So `num_samples` is "samples per
+  cell" for every algorithm, and the experiment has cells x num_samples trials.
+* **grid** and **random**: Tune's BasicVariantGenerator, arms as a grid axis named `arm`. With
+  `grid`, `choice` is enumerated like `grid` and continuous distributions are refused.
+* **optuna**: TPE through Ray's OptunaSearch. Optuna cannot cross a grid, so the cells are
+  assigned round-robin by us (trial k runs cell k mod n_cells, recorded as the Optuna user
+  attributes `arm`, `train.seed`, ...) and TPE proposes the sampled fields using every finished
+  trial, cells pooled: it optimises the metric averaged over arms and seeds (seeds are noise to
+  average out; to tune each arm separately, run one experiment per arm with `--set`). With two or
+  more metrics the study is multi-objective (Optuna's TPE is MOTPE then) and the summary prints
+  the Pareto front. The study lives in a real database: SQLite `optuna.db` in the experiment
+  directory by default (or `search.optuna_storage`, any SQLAlchemy URL, e.g. PostgreSQL), so
+  `optuna.load_study(study_name=<experiment>, storage=<url>)` and `optuna-dashboard <url>` open it.
+* An arm's overrides are applied after the sampled values: an arm that sets `lico.alpha: 0`
+  wins over a searched `lico.alpha`.
+* **Schedulers**: FIFO, or ASHA on the single metric with `epoch` as time (ASHA with two metrics
+  is refused: Ray's ASHA compares trials on one metric).
+* Trials may report a metric only on some epochs (`eval.every`, saliency at the end); Tune's
+  strict metric check is off and the searchers and ASHA skip results without the metric.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import SpecError, first_error
+from .layout import OPTUNA_FILE, RUN_FILE, cache_path
+from .spec import Spec, TrialConfig, validate_spec
+from .storage import is_uri, join, normalise_root
+from .trial_config import resolve_trial
+
+MAX_CHECKED_CELLS = 2000
+
+# --smoke-test: every trial is clamped to at most these values (a min, so smaller spec values stay).
+SMOKE_LIMITS = {"train.epochs": 1, "train.steps_per_epoch": 5, "data.train_subset": 512,
+                "data.test_subset": 256, "eval.n_images": 8, "eval.gallery_images": 2,
+                "eval.rise_n_masks": 50}
+SMOKE_SET = {"eval.every": 1, "eval.sanity": False}
+
+
+@dataclass
+class Plan:
+    """Everything needed to build the Tuner, in plain data (saved as the experiment's RUN_FILE)."""
+    spec: Spec
+    experiment: str
+    storage: str                                    # absolute local path or a cloud URI
+    arms: dict[str, dict[str, Any]]                 # {} when the spec has no ablation
+    grid: dict[str, list]                           # crossed axes (path -> values)
+    sampled: dict[str, tuple[str, list]]            # path -> (kind, args)
+    limits: dict[str, Any] = field(default_factory=dict)   # min-clamps (smoke test)
+    force: dict[str, Any] = field(default_factory=dict)    # set after everything (smoke test)
+    smoke: bool = False
+
+    @property
+    def metrics(self) -> dict[str, str]:
+        return dict(self.spec.search.metrics)
+
+    @property
+    def cells(self) -> list[dict[str, Any]]:
+        """Each crossed combination as {'arm': name?, path: value, ...}, arms outermost."""
+        axes = ([("arm", list(self.arms))] if self.arms else []) + list(self.grid.items())
+        names = [a for a, _ in axes]
+        return [dict(zip(names, combo)) for combo in itertools.product(*(v for _, v in axes))]
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.cells) * self.spec.search.num_samples
+
+    @property
+    def experiment_path(self) -> str:
+        return join(self.storage, self.experiment)
+
+    @property
+    def run_file(self) -> str:
+        return join(self.experiment_path, RUN_FILE)
+
+    @property
+    def optuna_url(self) -> Optional[str]:
+        if self.spec.search.algorithm != "optuna":
+            return None
+        if self.spec.search.optuna_storage:
+            return self.spec.search.optuna_storage
+        if is_uri(self.storage):  # SQLite cannot live in a bucket: keep it on the driver
+            return f"sqlite:///{cache_path('optuna', f'{self.experiment}.db')}"
+        return f"sqlite:///{Path(self.experiment_path) / OPTUNA_FILE}"
+
+    def runtime(self) -> dict:
+        """What every trial needs to resolve its config (captured by the trainable)."""
+        return {"base": self.spec.base.model_dump(mode="json"), "arms": self.arms,
+                "limits": self.limits, "force": self.force}
+
+    def to_yaml(self) -> str:
+        from .provenance import provenance
+        return yaml.safe_dump({
+            "experiment": self.experiment, "storage": self.storage, "smoke": self.smoke,
+            "arms": self.arms, "grid": self.grid, "limits": self.limits, "force": self.force,
+            "optuna_storage": self.optuna_url,
+            "created": _dt.datetime.now().isoformat(timespec="seconds"), **provenance(),
+            "spec": self.spec.model_dump(mode="json")}, sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "Plan":
+        data = yaml.safe_load(text)
+        plan = plan_search(validate_spec(data["spec"], source=RUN_FILE), name=data["experiment"],
+                           storage=data["storage"])
+        plan.arms, plan.grid = data.get("arms") or {}, data.get("grid") or {}
+        plan.limits, plan.force, plan.smoke = data.get("limits") or {}, data.get("force") or {}, data.get("smoke", False)
+        return plan
+
+
+def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] = None,
+                smoke: bool = False) -> Plan:
+    """Check the spec's search section against what Ray Tune supports and build the plan.
+    Raises SpecError naming the field and the fix."""
+    s = spec.search
+    storage = storage or spec.storage
+    storage = normalise_root(storage)
+    name = name or f"{spec.name}_{_dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        raise SpecError(f"--name '{name}': use letters, digits and _ . + - only (it names a directory).")
+    arms = dict(spec.ablation or {})
+    for arm in arms:
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", arm):
+            raise SpecError(f"ablation: arm name '{arm}' may hold letters, digits and _ . + - only.")
+
+    grid, sampled = {}, {}
+    for path, dist in s.space.items():
+        (kind, args), = dist.items()
+        where = f"search.space.{path}"
+        if kind == "grid" or (kind == "choice" and s.algorithm == "grid"):
+            grid[path] = list(args)
+            continue
+        if s.algorithm == "grid":
+            raise SpecError(f"{where}: '{kind}' needs a sampling algorithm; with search.algorithm 'grid' "
+                            f"use {{grid: [...]}}, or set search.algorithm to 'random' or 'optuna'.")
+        _check_range(where, kind, args)
+        if kind == "choice" and s.algorithm == "optuna":
+            bad = [v for v in args if not isinstance(v, (str, int, float, bool)) and v is not None]
+            if bad:
+                raise SpecError(f"{where}: Optuna's categorical values must be scalars (got {bad[0]!r}); "
+                                f"make it a {{grid: [...]}} axis instead.")
+        sampled[path] = (kind, list(args))
+
+    if s.algorithm == "optuna" and not sampled:
+        raise SpecError("search.algorithm 'optuna' needs at least one sampled distribution "
+                        "(uniform, loguniform, randint, quniform or choice) in search.space; with only "
+                        "grid axes use search.algorithm 'grid'.")
+    if s.scheduler.name == "asha" and len(s.metrics) != 1:
+        raise SpecError(f"search.scheduler 'asha' with {len(s.metrics)} metrics ({', '.join(s.metrics)}): "
+                        f"Ray's ASHA stops trials on one metric. Keep one metric, or use scheduler 'fifo' "
+                        f"(a multi-objective search then gives a Pareto front).")
+    if not s.metrics:
+        raise SpecError("search.metrics: name at least one metric, e.g. {test/acc: max}.")
+
+    plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
+    if smoke:
+        _shrink_for_smoke(plan)
+    _check_cells(plan)
+    return plan
+
+
+def _check_range(where: str, kind: str, args: list) -> None:
+    if kind == "choice":
+        return
+    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+        raise SpecError(f"{where}: {kind} takes numbers, got {args}.")
+    low, high = args[0], args[1]
+    if not low < high:
+        raise SpecError(f"{where}: {kind} needs low < high, got [{low}, {high}].")
+    if kind == "loguniform" and low <= 0:
+        raise SpecError(f"{where}: loguniform needs low > 0, got {low}.")
+    if kind == "randint" and not (isinstance(low, int) and isinstance(high, int)):
+        raise SpecError(f"{where}: randint takes integers [low, high) (high excluded), got {args}.")
+    if kind == "quniform" and not args[2] > 0:
+        raise SpecError(f"{where}: quniform's q must be > 0, got {args[2]}.")
+
+
+def _bounds(kind: str, args: list) -> list:
+    if kind == "choice":
+        return list(args)
+    if kind == "randint":
+        return [args[0], args[1] - 1]
+    return [args[0], args[1]]
+
+
+def _check_cells(plan: Plan) -> None:
+    """Every cell, with every sampled distribution at each of its bounds, must be a valid trial."""
+    runtime = plan.runtime()
+    cells = plan.cells
+    step = max(1, len(cells) // MAX_CHECKED_CELLS)
+    for cell in cells[::step]:
+        probes = [dict(cell)] + [{**cell, path: v} for path, (kind, args) in plan.sampled.items()
+                                  for v in _bounds(kind, args)]
+        for params in probes:
+            try:
+                resolve_trial(runtime, params)
+            except Exception as exc:  # pydantic ValidationError or a bad path
+                msg = first_error(exc, TrialConfig) if isinstance(exc, ValidationError) else str(exc)
+                shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+                raise SpecError(f"search: the trial with {shown} is not valid: {msg}") from None
+
+
+def _shrink_for_smoke(plan: Plan) -> None:
+    """2 trials of 1 short epoch on a data subset, whatever the spec."""
+    if len(plan.arms) >= 2:
+        keep = list(plan.arms)[:2]
+        plan.arms = {a: plan.arms[a] for a in keep}
+        plan.grid = {p: v[:1] for p, v in plan.grid.items()}
+    else:
+        plan.grid = {p: v[:1] for p, v in plan.grid.items()}
+        wide = next((p for p, v in plan.spec.search.space.items() if p in plan.grid and
+                     len(next(iter(v.values()))) >= 2), None)
+        if wide is not None:
+            plan.grid[wide] = list(next(iter(plan.spec.search.space[wide].values())))[:2]
+    samples = 2 if len(plan.cells) == 1 else 1
+    spec = plan.spec.model_copy(deep=True)
+    spec.search.num_samples = samples
+    spec.search.scheduler.grace_period = 1
+    plan.spec, plan.smoke = spec, True
+    plan.limits, plan.force = dict(SMOKE_LIMITS), dict(SMOKE_SET)
+    plan.experiment = plan.experiment if "smoke" in plan.experiment else plan.experiment + "-smoke"
+
+
+__all__ = ["Plan", "plan_search", "resolve_trial", "SMOKE_LIMITS", "SMOKE_SET"]

@@ -1,0 +1,28 @@
+"""The Ray side of lico-tune: a plan (`lico_tune.plan`) -> a ray.tune.Tuner; run, resume, summarise.
+
+Every module of this package imports ray; nothing outside it does (the CLI imports it lazily for
+`run` and `resume`). The modules:
+
+    tuner.py       build_tuner: param space, TuneConfig, RunConfig, the progress table
+    searchers.py   search algorithm (BasicVariantGenerator or Optuna with round-robin cells), scheduler
+    trainable.py   the function trainable: one trial around `train.train_trial`
+    callbacks.py   CatalogCallback (the results catalog while trials run), KeepResultsOnRetry
+    run.py         init_ray, run, resume, closing orphaned Optuna trials
+    summary.py     the end-of-run summary (statistics from `results.stats`)
+
+How Ray runs the plan
+---------------------
+* **grid** and **random**: Tune's BasicVariantGenerator, arms as a grid axis named `arm`.
+* **optuna**: TPE through Ray's OptunaSearch; the cells are assigned round-robin
+  (`searchers.OptunaCells`) and the study lives in a real database (SQLite `optuna.db` by default).
+* **Schedulers**: FIFO, or ASHA on the single metric with `epoch` as time.
+* Trials may report a metric only on some epochs (`eval.every`, saliency at the end); Tune's
+  strict metric check is off and the searchers and ASHA skip results without the metric.
+"""
+from __future__ import annotations
+
+from .run import resume, run
+from .summary import Summary, summarize
+from .tuner import build_tuner
+
+__all__ = ["build_tuner", "run", "resume", "summarize", "Summary"]

@@ -1,0 +1,106 @@
+"""Run a planned experiment, or resume an interrupted one, on a local Ray or a cluster."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Optional
+
+import ray
+from ray import tune
+
+from ..errors import SpecError
+from ..layout import RUN_FILE
+from ..plan import Plan
+from ..storage import join, normalise_root, read_text, write_text
+from . import legacy
+from .summary import Summary, summarize
+from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
+
+
+def init_ray(address: Optional[str]) -> bool:
+    """Connect to a cluster (`auto`, HOST:PORT, or RAY_ADDRESS) or start a local Ray.
+    Returns True when this process started Ray (and so should shut it down)."""
+    if ray.is_initialized():
+        return False
+    kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
+    if address or os.environ.get("RAY_ADDRESS"):
+        try:
+            ray.init(address=address or None, **kwargs)
+        except ConnectionError as exc:
+            where = address or f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}"
+            raise SpecError(f"could not connect to a Ray cluster at {where} ({str(exc).splitlines()[0]}). "
+                            f"Start one (`ray up ray_cluster.yaml`, or `ray start --head` here), check "
+                            f"HOST:PORT, or leave out --address to run on this machine alone.") from None
+    else:
+        ray.init(include_dashboard=False, **kwargs)
+    return True
+
+
+def run(plan: Plan, address: Optional[str] = None, out=sys.stdout) -> Summary:
+    """Run a planned experiment to the end and return its summary."""
+    started = init_ray(address)
+    try:
+        write_text(plan.run_file, plan.to_yaml())
+        print(f"experiment {plan.experiment}: {plan.n_trials} trials "
+              f"({len(plan.cells)} cells x {plan.spec.search.num_samples} samples), "
+              f"algorithm {plan.spec.search.algorithm}, scheduler {plan.spec.search.scheduler.name}, "
+              f"results in {plan.experiment_path}" +
+              (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)
+        results = build_tuner(plan).fit()
+        return summarize(results, plan, out=out)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def load_plan(experiment_dir: str) -> Plan:
+    """The plan of an experiment directory, wherever it lies now (it may have been moved)."""
+    experiment_dir = normalise_root(experiment_dir)
+    text = read_text(join(experiment_dir, RUN_FILE))
+    if text is None:
+        raise SpecError(f"{experiment_dir} is not a lico-tune experiment directory: it has no {RUN_FILE}. "
+                        f"Pass the directory `lico-tune run` printed (<storage>/<experiment name>).")
+    plan = Plan.from_yaml(text)
+    plan.storage, _, plan.experiment = experiment_dir.rpartition("/")
+    return plan
+
+
+def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -> Summary:
+    """Finish an interrupted experiment: finished trials stay, unfinished and errored ones continue
+    from their last checkpoints."""
+    plan = load_plan(experiment_dir)
+    experiment_dir = plan.experiment_path
+    quiet_ray_env()
+    started = init_ray(address)
+    try:
+        if not tune.Tuner.can_restore(experiment_dir):
+            raise SpecError(f"{experiment_dir}: Ray Tune finds no experiment state to restore there "
+                            f"(the run was stopped before its first snapshot); start it again with `lico-tune run`.")
+        print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
+        legacy.install()    # experiments started before lico_tune.tune existed name its old modules
+        tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
+        summary = summarize(tuner.fit(), plan, out=out)
+        if not summary.n_unfinished:
+            close_orphan_optuna_trials(plan)
+        return summary
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def close_orphan_optuna_trials(plan: Plan) -> int:
+    """After an experiment ends, mark the Optuna trials still RUNNING as FAIL: they were asked for
+    by a driver that was killed before Tune's next state snapshot, so Tune never ran them."""
+    if not plan.optuna_url:
+        return 0
+    import optuna
+    storage = optuna.storages.RDBStorage(plan.optuna_url)
+    study_id = storage.get_study_id_from_name(plan.experiment)
+    n = 0
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "lico_tune", "never run: its driver was interrupted")
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        n += 1
+    return n

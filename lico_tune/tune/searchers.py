@@ -1,0 +1,106 @@
+"""The plan's search algorithm and scheduler as Ray Tune objects.
+
+- grid / random: Tune's BasicVariantGenerator over arms x grid axes x sampled distributions.
+- optuna: `LicoOptunaSearch` (Ray's OptunaSearch that skips results lacking the metric) over
+  `OptunaCells` (the crossed cells assigned round-robin, the sampled fields proposed by TPE), the
+  study in a real Optuna storage (`Plan.optuna_url`).
+- FIFO, or ASHA on the single metric with `epoch` as time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from ..plan import Plan
+from ..trial_config import resolve_trial
+
+
+class LicoOptunaSearch(OptunaSearch):
+    """OptunaSearch that skips intermediate results lacking the metric (with `eval.every` > 1, or
+    saliency metrics that only come at the end)."""
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if isinstance(self.metric, str) and self.metric not in result:
+            return
+        super().on_trial_result(trial_id, result)
+
+
+class OptunaCells:
+    """Optuna define-by-run space: samples the sampled fields and assigns the crossed cell
+    round-robin (trial k gets cell k mod n). The counter is part of the searcher's state, so a
+    restored experiment continues the same assignment."""
+
+    def __init__(self, sampled: dict[str, tuple[str, list]], cells: list[dict]):
+        self.sampled, self.cells = sampled, cells
+        self.assigned = 0
+
+    def __call__(self, trial) -> dict:
+        for path, (kind, args) in self.sampled.items():
+            if kind == "uniform":
+                trial.suggest_float(path, args[0], args[1])
+            elif kind == "loguniform":
+                trial.suggest_float(path, args[0], args[1], log=True)
+            elif kind == "quniform":
+                trial.suggest_float(path, args[0], args[1], step=args[2])
+            elif kind == "randint":
+                trial.suggest_int(path, args[0], args[1] - 1)
+            else:
+                trial.suggest_categorical(path, args)
+        cell = self.cells[self.assigned % len(self.cells)]
+        self.assigned += 1
+        for key, value in cell.items():
+            trial.set_user_attr(key, value)
+        return dict(cell)
+
+
+def _domain(kind: str, args: list):
+    return {"grid": tune.grid_search, "choice": tune.choice}[kind](list(args)) if kind in ("grid", "choice") \
+        else {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
+              "quniform": tune.quniform}[kind](*args)
+
+
+def search_algorithm(plan: Plan):
+    """(search_alg, param_space, num_samples) for the Tuner."""
+    s = plan.spec.search
+    if s.algorithm in ("grid", "random"):
+        space: dict[str, Any] = {}
+        if plan.arms:
+            space["arm"] = _domain("grid", list(plan.arms))
+        for path, values in plan.grid.items():
+            space[path] = _domain("grid", values)
+        for path, (kind, args) in plan.sampled.items():
+            space[path] = _domain(kind, args)
+        alg = BasicVariantGenerator(max_concurrent=s.max_concurrent or 0, random_state=0)
+        return alg, space, s.num_samples
+
+    import optuna
+    metrics, modes = list(plan.metrics), list(plan.metrics.values())
+    url = plan.optuna_url
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(url)
+    n_total = plan.n_trials
+    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=min(10, max(2, n_total // 3)))
+    alg = LicoOptunaSearch(
+        space=OptunaCells(plan.sampled, plan.cells),
+        metric=metrics[0] if len(metrics) == 1 else metrics,
+        mode=modes[0] if len(modes) == 1 else modes,
+        sampler=sampler, study_name=plan.experiment, storage=storage)
+    if s.max_concurrent:
+        alg = ConcurrencyLimiter(alg, max_concurrent=s.max_concurrent)
+    return alg, {}, n_total
+
+
+def scheduler(plan: Plan):
+    sc = plan.spec.search.scheduler
+    if sc.name == "fifo":
+        return FIFOScheduler()
+    runtime = plan.runtime()
+    max_t = max(resolve_trial(runtime, cell).train.epochs for cell in plan.cells)
+    return ASHAScheduler(time_attr="epoch", max_t=max(max_t, sc.grace_period),
+                         grace_period=sc.grace_period, reduction_factor=sc.reduction_factor)

@@ -1,0 +1,139 @@
+"""The end-of-run summary of a sweep: best trial per metric, the Pareto front (two or more
+metrics), mean ± sd per arm and dataset, and the errors; printed and written as summary.json.
+The statistics are `results.stats`' (`pareto_mask`, `aggregate`), the same as `lico-tune report`'s."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import error_reason
+from ..layout import SUMMARY_FILE
+from ..plan import Plan
+from ..results.stats import aggregate, pareto_mask
+from ..storage import join, write_text
+from ..trial_config import resolve_trial
+
+
+@dataclass
+class Summary:
+    text: str
+    rows: list[dict]
+    n_errors: int
+    experiment_path: str
+    n_unfinished: int = 0
+
+
+def _rows(results, plan: Plan) -> list[dict]:
+    """One dict per trial of a ResultGrid: id, arm, dataset, params, epoch, path, error, finished
+    and every numeric metric with a '/' in its name."""
+    try:    # Tune's own view of each trial (a result's `done` flag is not always kept)
+        trials = list(results._experiment_analysis.trials)
+    except AttributeError:
+        trials = []
+    status = {t.trial_id: t.status for t in trials}
+    by_dir = {Path(str(t.path)).name: t.trial_id for t in trials}
+    rows = []
+    for r in results:
+        m = dict(r.metrics or {})
+        trial_id = m.get("trial_id") or by_dir.get(Path(str(r.path)).name) or Path(str(r.path)).name
+        cfg = dict(r.config or {})
+        params = {k: v for k, v in cfg.items() if k != "arm"}
+        dataset = m.get("dataset")
+        if dataset is None:
+            try:
+                dataset = resolve_trial(plan.runtime(), cfg).data.name
+            except Exception:  # a config that no longer resolves: leave it unknown
+                pass
+        row = {"trial_id": trial_id, "arm": cfg.get("arm"),
+               "dataset": dataset, "params": params, "epoch": m.get("epoch"),
+               "path": str(r.path), "error": error_reason(r.error),
+               "finished": status[trial_id] == "TERMINATED" if trial_id in status else bool(m.get("done"))}
+        for key, value in m.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and "/" in key:
+                row[key] = value
+        rows.append(row)
+    return rows
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _per_group(done: list[dict], shown: list[str]) -> list[str]:
+    """'arm A dataset n=K  metric mean ± sd, ...' per (arm, dataset), ordered by dataset then arm."""
+    df = pd.DataFrame([{**r, "arm": r["arm"] or "-", "dataset": str(r["dataset"])} for r in done])
+    stats = aggregate(df, shown, by=("arm", "dataset"))
+    sizes = df.groupby(["arm", "dataset"]).size()
+    lines = []
+    for (arm, dataset), n in sorted(sizes.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        parts = []
+        for m in shown:
+            hit = stats[(stats["arm"] == arm) & (stats["dataset"] == dataset) & (stats["metric"] == m)]
+            if hit.empty:
+                continue
+            mean, sd = float(hit["mean"].iloc[0]), float(hit["sd"].iloc[0])
+            sd = 0.0 if math.isnan(sd) else sd          # one trial: no spread
+            spec = ".2f" if abs(mean) >= 1 else ".3g"
+            parts.append(f"{m} {mean:{spec}} ± {sd:{spec}}")
+        lines.append(f"  arm {arm:<12} {dataset:<14} n={n}  " + ", ".join(parts))
+    return lines
+
+
+def _front(done: list[dict], metrics: dict[str, str]) -> list[dict]:
+    """The rows on the Pareto front of `metrics` (rows missing a metric are never on it)."""
+    if not done:
+        return []
+    df = pd.DataFrame(done, columns=list(dict.fromkeys(["trial_id", *metrics])))
+    return [r for r, keep in zip(done, pareto_mask(df, metrics).tolist()) if keep]
+
+
+def summarize(results, plan: Plan, out=sys.stdout) -> Summary:
+    rows = _rows(results, plan)
+    metrics = plan.metrics
+    done = [r for r in rows if not r["error"] and r["finished"]]
+    errors = [r for r in rows if r["error"]]
+    unfinished = [r for r in rows if not r["error"] and not r["finished"]]
+    lines = [f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, "
+             f"{len(errors)} errored ==" if not unfinished else
+             f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, {len(errors)} errored, "
+             f"{len(unfinished)} unfinished (continue with: lico-tune resume {plan.experiment_path}) =="]
+    for metric, mode in metrics.items():
+        have = [r for r in done if isinstance(r.get(metric), (int, float))]
+        if not have:
+            lines.append(f"best {metric}: no trial reported it (check the metric name in search.metrics)")
+            continue
+        best = (max if mode == "max" else min)(have, key=lambda r: r[metric])
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+        lines.append(f"best {metric} ({mode}): {_fmt(best[metric])} - trial {best['trial_id']}, "
+                     f"arm {best['arm'] or '-'}, dataset {best['dataset']}" + (f", {params}" if params else ""))
+    if len(metrics) >= 2:
+        front = _front(done, metrics)
+        lines.append(f"Pareto front ({', '.join(f'{m} {d}' for m, d in metrics.items())}): " +
+                     "; ".join(f"{r['trial_id']} (arm {r['arm'] or '-'}: " +
+                               ", ".join(f"{_fmt(r[m])}" for m in metrics) + ")" for r in front))
+    overall = sorted({k for r in done for k in r if k.startswith("saliency/") and k.endswith("/overall")})
+    shown = list(dict.fromkeys([*metrics, "test/acc", "test/acc_ema", *overall]))
+    if done:
+        lines.append("per arm and dataset (mean ± sd over trials):")
+        lines += _per_group(done, shown)
+    if errors:
+        lines.append("errors:")
+        for r in errors:
+            lines.append(f"  trial {r['trial_id']} (arm {r['arm'] or '-'}, dataset {r['dataset']}): {r['error']}")
+    lines.append(f"results: {plan.experiment_path}" + (f"; Optuna study '{plan.experiment}' in {plan.optuna_url}"
+                                                        if plan.optuna_url else ""))
+    text = "\n".join(lines)
+    print(text, file=out, flush=True)
+    try:
+        write_text(join(plan.experiment_path, SUMMARY_FILE),
+                   json.dumps({"experiment": plan.experiment, "metrics": metrics, "trials": rows},
+                              indent=2, default=str))
+    except OSError:
+        pass
+    return Summary(text=text, rows=rows, n_errors=len(errors), experiment_path=plan.experiment_path,
+                   n_unfinished=len(unfinished))

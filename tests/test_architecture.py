@@ -1,0 +1,188 @@
+"""The package's shape: the core never imports ray or streamlit, modules form no import cycle, and
+imports follow the data flow spec -> plan -> tune -> train -> results -> dashboard.
+
+Which imports count (the judgement call of this test): every import, the lazy ones inside
+functions included. A cycle among module-level imports breaks or half-initialises an import; a
+cycle through a lazy import does not crash, but it is still two modules that need each other
+(the circles this project had, models/text <-> text_hf and search -> results -> search, were
+both lazy ones), so both kinds are refused, and the layering rules count lazy imports too.
+An `import x.y.z` also runs the `__init__` of `x.y`, so it counts as an edge to those packages as
+well, except to the importer's own ancestor packages (a package's `__init__` importing its
+submodules, which import their siblings, is Python's normal package pattern, not a cycle).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lico_tune
+
+PKG = Path(lico_tune.__file__).parent
+RAY_SIDE = "lico_tune.tune"
+
+
+def all_modules(pkg: Path = PKG) -> dict[str, Path]:
+    """Module name -> file of every module of lico_tune (packages as their __init__)."""
+    out = {}
+    for file in sorted(pkg.rglob("*.py")):
+        parts = ["lico_tune", *file.relative_to(pkg).with_suffix("").parts]
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = file
+    return out
+
+
+def _resolve(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    parts = module.split(".")
+    base = parts if is_pkg else parts[:-1]
+    base = base[: len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports(modules: dict[str, Path], lazy: bool) -> dict[str, set[str]]:
+    """Module -> the lico_tune modules it imports (module level only unless `lazy`)."""
+    graph: dict[str, set[str]] = {}
+    for name, file in modules.items():
+        tree = ast.parse(file.read_text(), str(file))
+        is_pkg = file.name == "__init__.py"
+        nodes = ast.walk(tree) if lazy else _module_level(tree.body)
+        targets: set[str] = set()
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(name, is_pkg, node)
+                targets.add(base)
+                targets |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules}
+        edges = set()
+        for t in targets:
+            if not t.startswith("lico_tune"):
+                continue
+            parts = t.split(".")
+            for i in range(1, len(parts) + 1):     # importing a.b.c runs a/__init__ and a/b/__init__
+                m = ".".join(parts[:i])
+                if m in modules and m != name and not name.startswith(m + "."):
+                    edges.add(m)
+        graph[name] = edges
+    return graph
+
+
+def _module_level(body):
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try)):
+            for part in (node.body, getattr(node, "orelse", []), getattr(node, "finalbody", []),
+                         *[h.body for h in getattr(node, "handlers", [])]):
+                yield from _module_level(part)
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_package_has_no_import_cycle():
+    modules = all_modules()
+    assert {"lico_tune.plan", "lico_tune.layout", "lico_tune.tune.tuner", "lico_tune.models.text.hf",
+            "lico_tune.results.tune_state"} <= set(modules)
+    eager, every = imports(modules, lazy=False), imports(modules, lazy=True)
+    assert "lico_tune.results.scan" in eager["lico_tune.results.catalog"]        # the graph is not empty
+    assert "lico_tune.models.text.hf" in every["lico_tune.models.text"]          # lazy imports are seen
+    assert "lico_tune.models.text.hf" not in eager["lico_tune.models.text"]
+    for graph in (eager, every):
+        cycle = find_cycle(graph)
+        assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_imports_follow_the_data_flow():
+    """Lazy imports included: nothing outside the Ray side imports it (the CLI starts it), the
+    results never import the planner or the trainer, and the trainer never imports the planner."""
+    graph = imports(all_modules(), lazy=True)
+    rules = {  # importer prefix -> forbidden prefixes
+        "lico_tune": [RAY_SIDE, "lico_tune.cli"],
+        "lico_tune.results": ["lico_tune.plan", "lico_tune.train", "lico_tune.trial_config"],
+        "lico_tune.train": ["lico_tune.plan", "lico_tune.results"],
+        "lico_tune.spec": ["lico_tune.plan", "lico_tune.models", "lico_tune.data", "lico_tune.results"],
+    }
+    allowed = {"lico_tune.cli": [RAY_SIDE]}      # `lico-tune run/resume` start the Ray side
+    bad = []
+    for mod, targets in graph.items():
+        for prefix, forbidden in rules.items():
+            if mod != prefix and not mod.startswith(prefix + "."):
+                continue
+            if mod == RAY_SIDE or mod.startswith(RAY_SIDE + "."):
+                continue
+            for t in targets:
+                if any(t == f or t.startswith(f + ".") for f in forbidden) and \
+                        not any(t == a or t.startswith(a + ".") for a in allowed.get(mod, [])):
+                    bad.append(f"{mod} imports {t}")
+    assert not bad, "imports against the data flow:\n" + "\n".join(sorted(set(bad)))
+
+
+def test_the_core_imports_neither_ray_nor_streamlit():
+    """Every module outside lico_tune.tune, imported in a fresh interpreter, loads neither."""
+    core = sorted(m for m in all_modules() if not (m == RAY_SIDE or m.startswith(RAY_SIDE + ".")))
+    assert {"lico_tune.spec", "lico_tune.plan", "lico_tune.data", "lico_tune.models", "lico_tune.losses",
+            "lico_tune.train", "lico_tune.saliency", "lico_tune.results.scan", "lico_tune.results.catalog",
+            "lico_tune.results.tune_state", "lico_tune.cli"} <= set(core)
+    code = ("import importlib, json, sys\n"
+            f"for m in {core!r}: importlib.import_module(m)\n"
+            "print(json.dumps({k: k in sys.modules for k in ('ray', 'streamlit', 'lico_tune.train')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=PKG.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == {"ray": False, "streamlit": False, "lico_tune.train": True}
+
+
+def test_pickles_of_experiments_started_before_the_move_still_load():
+    """tuner.pkl and searcher state written by lico-tune before lico_tune.tune existed name the old
+    modules; `legacy.install` (run by resume) makes those names load as the current objects."""
+    import pickle
+
+    from lico_tune.tune import callbacks, legacy, searchers, tuner
+    legacy.install()
+    for old, new in [("lico_tune.search\n_OptunaCells", searchers.OptunaCells),
+                     ("lico_tune.search\ntrial_dirname", tuner.trial_dirname),
+                     ("lico_tune.tune_support\nLicoOptunaSearch", searchers.LicoOptunaSearch),
+                     ("lico_tune.tune_support\nKeepResultsOnRetry", callbacks.KeepResultsOnRetry),
+                     ("lico_tune.results.callback\nCatalogCallback", callbacks.CatalogCallback)]:
+        assert pickle.loads(f"c{old}\n.".encode()) is new     # the GLOBAL opcode: module, name
+
+
+def test_no_private_name_is_imported_across_modules():
+    """`from x import _name` reaches into another module's internals (as text_openclip once did
+    with text_hf's _hf_cache): refused between lico_tune's modules, lazy imports included.
+    (Third-party internals are another matter: openclip.py builds open_clip's text tower alone with
+    open_clip.model._build_text_tower, which open_clip has no public name for.)"""
+    bad = []
+    for name, file in all_modules().items():
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("lico_tune")):
+                bad += [f"{name}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not bad, bad
