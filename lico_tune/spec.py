@@ -204,8 +204,8 @@ class ResourcesConfig(_Strict):
 
 class MLflowConfig(_Strict):
     tracking_uri: Optional[str] = Field(
-        None, description="MLflow tracking URI: a server (http://host:5000) or a local store "
-                          "(file:///abs/path/mlruns, sqlite:///mlflow.db); default: $MLFLOW_TRACKING_URI, else ./mlruns.")
+        None, description="MLflow tracking URI: a server (http://host:5000) or a local "
+                          "database (sqlite:////abs/path/mlflow.db); default: $MLFLOW_TRACKING_URI, else MLflow's own default.")
     experiment: Optional[str] = Field(None, description="MLflow experiment (default: the lico-tune experiment name).")
     artifacts: bool = Field(True, description="Upload each trial's gallery, trial spec, provenance and metrics at its end.")
 

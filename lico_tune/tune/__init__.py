@@ -7,6 +7,7 @@ Every module of this package imports ray; nothing outside it does (the CLI impor
     searchers.py   search algorithm (BasicVariantGenerator or Optuna with round-robin cells), scheduler
     trainable.py   the function trainable: one trial around `train.train_trial`
     callbacks.py   CatalogCallback (the results catalog while trials run), KeepResultsOnRetry
+    trackers.py    TrackerCallback: MLflow and W&B runs per trial (the spec's `tracking` section)
     run.py         init_ray, run, resume, closing orphaned Optuna trials
     summary.py     the end-of-run summary (statistics from `results.stats`)
 

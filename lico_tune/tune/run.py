@@ -15,6 +15,7 @@ from ..plan import Plan
 from ..storage import join, normalise_root, read_text, write_text
 from . import legacy
 from .summary import Summary, summarize
+from .trackers import check_trackers
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
 
 
@@ -39,6 +40,7 @@ def init_ray(address: Optional[str]) -> bool:
 
 def run(plan: Plan, address: Optional[str] = None, out=sys.stdout) -> Summary:
     """Run a planned experiment to the end and return its summary."""
+    check_trackers(plan.spec.tracking)          # before Ray starts: a bad tracker URI is a spec error
     started = init_ray(address)
     try:
         write_text(plan.run_file, plan.to_yaml())

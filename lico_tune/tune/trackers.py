@@ -40,6 +40,31 @@ def _artifact_files(trial_dir: str) -> list[Path]:
     return [root / n for n in names if (root / n).is_file()]
 
 
+def check_trackers(tracking) -> None:
+    """Before any trial starts: the tracker libraries are installed and MLflow's store opens.
+    Raises SpecError naming the spec field and the fix."""
+    from ..errors import SpecError
+    if tracking.mlflow is not None:
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise SpecError("tracking.mlflow: MLflow is not installed; pip install 'lico-tune[mlflow]', "
+                            "or remove the tracking.mlflow section.") from None
+        try:
+            MlflowClient(tracking_uri=tracking.mlflow.tracking_uri).search_experiments(max_results=1)
+        except Exception as exc:  # any store error: a bad URI, a server that does not answer
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise SpecError(f"tracking.mlflow.tracking_uri {tracking.mlflow.tracking_uri!r}: MLflow cannot open "
+                            f"this store ({first}). Use a server URL (http://host:5000) or a local database "
+                            f"(sqlite:////abs/path/mlflow.db).") from None
+    if tracking.wandb is not None:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise SpecError("tracking.wandb: W&B is not installed; pip install 'lico-tune[wandb]', "
+                            "or remove the tracking.wandb section.") from None
+
+
 class TrackerCallback(Callback):
     """Tune callback that mirrors every trial into MLflow and/or W&B."""
 

@@ -2,6 +2,7 @@
 storage, checkpoints, retries and the progress table. Starts nothing (Ray starts in `run`)."""
 from __future__ import annotations
 
+import functools
 import os
 
 from ray import tune
@@ -11,6 +12,7 @@ from ..plan import Plan
 from .callbacks import CatalogCallback, KeepResultsOnRetry
 from .searchers import scheduler, search_algorithm
 from .trainable import make_trainable
+from ..trial_config import resolve_trial
 
 
 def trial_dirname(trial) -> str:
@@ -37,6 +39,28 @@ def quiet_ray_env() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
+def flat_trial_config(runtime: dict, params: dict) -> dict:
+    """A trial's resolved config as dotted keys ({'lico.ot.epsilon': 0.1, ...}) for the trackers."""
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from walk(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+    return dict(walk(resolve_trial(runtime, params).model_dump(mode="json")))
+
+
+def tracker_callbacks(plan: Plan) -> list:
+    """MLflow / W&B mirrors of every trial, when the spec's `tracking` section asks for them."""
+    tracking = plan.spec.tracking
+    if tracking.mlflow is None and tracking.wandb is None:
+        return []
+    from .trackers import TrackerCallback
+    # A partial of a module-level function: Tune pickles the callbacks into tuner.pkl.
+    return [TrackerCallback(tracking, plan.experiment, plan.experiment_path,
+                            resolve=functools.partial(flat_trial_config, plan.runtime()))]
+
+
 def trainable_with_resources(plan: Plan):
     res = plan.spec.resources
     return tune.with_resources(make_trainable(plan.runtime()), {"cpu": res.cpu, "gpu": res.gpu})
@@ -57,7 +81,7 @@ def build_tuner(plan: Plan) -> tune.Tuner:
         reuse_actors=True,
         trial_dirname_creator=trial_dirname)
     # The catalog callback keeps `lico-tune report` and the dashboard current while trials run.
-    callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage)]
+    callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage), *tracker_callbacks(plan)]
     run_config = tune.RunConfig(
         name=plan.experiment, storage_path=plan.storage, callbacks=callbacks,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=s.num_to_keep),
