@@ -153,6 +153,9 @@ def cmd_report(args) -> int:
     if not 0 < args.level < 1:
         _error(f"--level {args.level}: a confidence level lies between 0 and 1, e.g. 0.95")
         return EXIT_BAD_INPUT
+    if args.target_width is not None and not args.target_width > 0:
+        _error(f"--target-width {args.target_width}: a half-width must be > 0 (in the metric's units)")
+        return EXIT_BAD_INPUT
     root = _results_root(args.storage)
     if root is None:
         return EXIT_BAD_INPUT
@@ -163,9 +166,13 @@ def cmd_report(args) -> int:
         return EXIT_BAD_INPUT
     try:
         reports = build_report(res, args.experiment, metrics=args.metric or None, baseline=args.baseline,
-                               level=args.level, method=args.ci)
+                               level=args.level, method=args.ci, correction=args.correction, family=args.family,
+                               margins=args.margin, target_width=args.target_width)
     except KeyError as exc:
         _error(str(exc.args[0]))
+        return EXIT_BAD_INPUT
+    except ValueError as exc:     # a malformed --margin
+        _error(str(exc))
         return EXIT_BAD_INPUT
     sys.stdout.write(render(reports, args.format, root, res.warnings))
     sys.stdout.flush()
@@ -277,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="ARM", help="arm the others are compared with (default: ce)")
     p.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="confidence interval (default: t)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default: 0.95)")
+    p.add_argument("--correction", choices=["holm", "bh"], default="holm",
+                   help="multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (false "
+                        "discovery rate); default: holm")
+    p.add_argument("--family", choices=["report", "metric"], default="report",
+                   help="tests corrected together: every paired test of the report (default) or each metric's")
+    p.add_argument("--margin", action="append", default=[], metavar="[METRIC=]M",
+                   help="equivalence margin for a TOST test, in the metric's units (accuracy: points), e.g. "
+                        "--margin 0.5 or --margin test/acc=0.5 --margin saliency/gradcam/overall=0.02 "
+                        "(repeatable); lets the report say 'no difference larger than M'")
+    p.add_argument("--target-width", type=float, metavar="W",
+                   help="half-width of the paired interval to plan for: the report gives the seeds it needs "
+                        "(default: the margin)")
     p.add_argument("--db", metavar="URL", help="catalog database (default: sqlite:///STORAGE/lico-tune.db)")
     p.add_argument("--no-catalog", action="store_true", help="read the files only; do not write a catalog")
     p.set_defaults(func=cmd_report)
