@@ -106,6 +106,42 @@ def cmd_resume(args) -> int:
     return _sweep_exit(summary)
 
 
+def cmd_rerun(args) -> int:
+    """Retrain one trial from its record; exit 0 when bit-identical, 1 when not."""
+    from .checkpoint import CheckpointError
+    from .data import DatasetMissing
+    from .models import TextEncoderMissing
+    from .rerun import RecordError, find_record, rerun, warnings_for
+    from .spec import SpecError as _SpecError
+    from .train import TrialConfigError, TrialDiverged
+    try:
+        rec = find_record(args.trial_dir)
+        for w in warnings_for(rec):
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+        _say(f"retraining {args.trial_dir} ({rec.kind} record, epoch {rec.epoch} of {rec.config.train.epochs}, "
+             f"seed {rec.config.train.seed})")
+        rec, cmp, out = rerun(args.trial_dir, args.out, log=None if args.quiet else _say)
+    except (RecordError, CheckpointError, DatasetMissing, TextEncoderMissing, TrialConfigError, FileExistsError,
+            _SpecError, ValueError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except TrialDiverged as exc:
+        _error(f"the rerun diverged where the record did not: {exc}")
+        return EXIT_FAILED
+    where = f" (kept in {out})" if args.out else ""
+    if cmp.match:
+        _say(f"match: all {cmp.tensors} checkpoint tensors and {cmp.metrics} metric values are bit-identical{where}")
+        return EXIT_OK
+    _say(f"MISMATCH{where}: {len(cmp.tensor_diffs)} of {cmp.tensors} tensors, {len(cmp.metric_diffs)} of "
+         f"{cmp.metrics} metric values and {len(cmp.state_diffs)} other numbers differ")
+    for label, items in (("tensor", cmp.tensor_diffs), ("metric", cmp.metric_diffs), ("state", cmp.state_diffs)):
+        for line in items[:args.show]:
+            _say(f"  {label} {line}")
+        if len(items) > args.show:
+            _say(f"  ... and {len(items) - args.show} more {label} differences")
+    return EXIT_FAILED
+
+
 def cmd_explain(args) -> int:
     from .checkpoint import CheckpointError
     from .data import DatasetMissing
@@ -255,6 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR", help="<storage>/<experiment name>, as `run` printed")
     p.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join; default: start Ray here")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("rerun", help="retrain one trial from its record and check that it matches bit for bit "
+                                     "(exit 0 match, 1 mismatch)")
+    p.add_argument("trial_dir", metavar="TRIAL_DIR",
+                   help="a `lico-tune train` output directory or a Ray Tune trial directory (<storage>/<exp>/trial_*)")
+    p.add_argument("--out", help="train into this directory and keep it (default: a temp dir, removed)")
+    p.add_argument("--show", type=int, default=20, help="differences listed per kind (default: 20)")
+    p.add_argument("--quiet", action="store_true", help="no training progress")
+    p.set_defaults(func=cmd_rerun)
 
     p = sub.add_parser("explain", help="draw saliency maps and insertion/deletion curves from a checkpoint")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt or the run directory holding it")

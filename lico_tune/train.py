@@ -16,6 +16,7 @@ from torch.optim.swa_utils import AveragedModel
 from .checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_trainable_state,
                          save_checkpoint, trainable_state)
 from .data import build_data
+from .determinism import configure as configure_determinism
 from .data.loader import iterate_batches
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
@@ -164,8 +165,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CHECKPOINT_NAME
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    configure_determinism(t, pick_device(t.device))      # threads, deterministic algorithms (before any op)
 
     saved = None
     if resume:
@@ -274,7 +274,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
             "epoch": epoch + 1, "global_step": global_step, "history": history,
             "torch_rng": torch.get_rng_state(),
-            "config": cfg.model_dump(mode="json"), "class_names": parts.class_names, **provenance(),
+            "config": cfg.model_dump(mode="json"), "class_names": parts.class_names, **provenance(cfg),
         }, ckpt_path)
         accs = " ".join(f"{k.split('/')[1]} {metrics[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in metrics)
         log(f"epoch {epoch + 1}/{t.epochs} done: ce {metrics['train/ce']:.4f} mm {metrics['train/mm']:.4f} "
@@ -282,6 +282,6 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         if report is not None:
             report(metrics, ckpt_path)
 
-    final = {**metrics, "history": history, "config": cfg.model_dump(mode="json"), **provenance()}
+    final = {**metrics, "history": history, "config": cfg.model_dump(mode="json"), **provenance(cfg)}
     (out_dir / "metrics.json").write_text(json.dumps(final, indent=2))
     return final
