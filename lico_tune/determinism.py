@@ -4,8 +4,11 @@ With `train.deterministic` (default: on for CPU trials, off on CUDA where some k
 deterministic version and would raise), a trial runs with
 * a fixed number of intra-op CPU threads, `train.threads` (default 1 when deterministic): a
   reduction split over more threads sums in an order that depends on scheduling. Measured on
-  Fashion-MNIST (tiny CNN + MiniLM, batch 256, 8 steps): 2 threads gave 23 of 26 checkpoint
-  tensors different between two runs of one seed; 1 thread gave all 26 identical;
+  Fashion-MNIST (tiny CNN + MiniLM, batch 256, 8 steps), two runs of one seed: 2 threads without
+  deterministic algorithms gave 23 of 26 checkpoint tensors different; 1 thread, or 2 threads
+  with deterministic algorithms on, gave all 26 identical. 1 is the default because it does not
+  rest on every CPU kernel honouring the deterministic flag; `threads: N` with deterministic on
+  is faster and was bit-identical in that measurement (a rerun uses the same recorded N);
 * `torch.use_deterministic_algorithms(True)`, cuDNN benchmark off and cuDNN deterministic, and
   on CUDA `CUBLAS_WORKSPACE_CONFIG=:4096:8` (cuBLAS needs it for reproducible GEMMs);
 * seeded generators: the trainer seeds torch from `train.seed`; batches are drawn by

@@ -190,8 +190,16 @@ def provenance(cfg=None) -> dict:
     given the trial's config, `environment`: versions, hardware, determinism, data, text weights."""
     out = {"lico_tune_version": package_version(), **git_state()}
     if cfg is not None:
-        from .determinism import state
-        out["environment"] = {"versions": versions(), "hardware": hardware(), "determinism": state(),
+        import torch
+
+        from .determinism import resolve, state
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(auto if cfg.train.device == "auto" else cfg.train.device)
+        det, threads = resolve(cfg.train.deterministic, cfg.train.threads, device)
+        # 'requested' from the config (right wherever this is called); the rest as torch has it now
+        # (right inside train_trial, after determinism.configure).
+        determinism = {**state(), "requested": {"deterministic": det, "threads": threads}}
+        out["environment"] = {"versions": versions(), "hardware": hardware(), "determinism": determinism,
                               "dataset": dataset_identity(cfg.data),
                               "text_weights": text_weights_identity(cfg.text) if cfg.lico.enabled else None}
     return out
