@@ -16,8 +16,8 @@ from torch.optim.swa_utils import AveragedModel
 from .checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_trainable_state,
                          save_checkpoint, trainable_state)
 from .data import build_data
-from .determinism import configure as configure_determinism
 from .data.loader import iterate_batches
+from .determinism import configure as configure_determinism
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
 from .provenance import provenance

@@ -193,7 +193,7 @@ def test_lico_tune_dashboard_renders_in_headless_chromium(results_root):
     from PIL import Image
     with serve(str(results_root)) as url, Browser(chromium, width=1280, height=900) as b:
         b.open(url, "Experiments")                       # warm-up: the first load compiles the app
-        b.open(f"{url}/ablations", "Ablation table")
+        b.open(f"{url}/ablations", "Best configuration per metric")   # the last section: the page is complete
         dom = b.dom()
         png = b.screenshot(full=False)
     assert "Ablation table" in dom and "Paired differences against ce" in dom and "lico − ce" in dom
