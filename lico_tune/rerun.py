@@ -72,7 +72,10 @@ def find_record(trial_dir: str | Path) -> Record:
             raise RecordError(f"{d} has {TRIAL_SPEC} but no checkpoint_*/{CHECKPOINT_NAME}: the trial saved no "
                               f"epoch (it failed or was stopped before its first report); nothing to compare.")
         state = load_checkpoint(ckpts[-1] / CHECKPOINT_NAME)
-        cfg = TrialConfig.model_validate(yaml.safe_load((d / TRIAL_SPEC).read_text()))
+        try:
+            cfg = TrialConfig.model_validate(yaml.safe_load((d / TRIAL_SPEC).read_text()))
+        except (ValueError, yaml.YAMLError) as exc:
+            raise RecordError(f"{d / TRIAL_SPEC} is not a valid trial config ({str(exc).splitlines()[0]}).") from None
         return Record(cfg, ckpts[-1] / CHECKPOINT_NAME, int(state["epoch"]), "ray", state)
     raise RecordError(f"{d} is not a trial record: it has neither {CHECKPOINT_NAME} (a `lico-tune train` output "
                       f"directory) nor {TRIAL_SPEC} (a Ray Tune trial directory, <storage>/<experiment>/trial_*).")
@@ -140,6 +143,9 @@ def compare(old: dict, new: dict) -> Comparison:
 def warnings_for(rec: Record) -> list[str]:
     """What makes a mismatch expected: the record was not deterministic, or ran other versions."""
     out = []
+    if rec.config.train.fail_at_step is not None:
+        out.append(f"the record has train.fail_at_step {rec.config.train.fail_at_step} (a testing aid): a Ray trial "
+                   f"that recovered from it was resumed from a checkpoint, which a straight rerun does not repeat")
     env = rec.state.get("environment") or {}
     det = env.get("determinism") or {}
     if det and not det.get("deterministic_algorithms"):

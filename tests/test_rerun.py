@@ -3,6 +3,7 @@ tensor for tensor, `lico-tune rerun` says so (and names what differs when a reco
 for a `lico-tune train` directory and for a real Ray Tune trial directory; provenance records
 what the issue lists."""
 import copy
+import re
 import shutil
 
 import pytest
@@ -80,12 +81,20 @@ def test_rerun_of_a_train_directory_matches_and_names_an_altered_tensor(trained,
     assert "metric history.1.test/acc" in out
 
 
-def test_rerun_refuses_what_is_not_a_record(tmp_path, capsys):
+def test_rerun_refuses_what_is_not_a_record(trained, tmp_path, capsys):
+    assert main(["rerun", str(tmp_path / "nowhere")]) == 2
+    assert "no such directory" in capsys.readouterr().err
     assert main(["rerun", str(tmp_path)]) == 2
     assert "is not a trial record" in capsys.readouterr().err
     (tmp_path / "trial_spec.yaml").write_text("train: {epochs: 1}\n")
     assert main(["rerun", str(tmp_path)]) == 2
     assert "no checkpoint_*/checkpoint.pt" in capsys.readouterr().err
+    (tmp_path / "checkpoint_000000").mkdir()
+    shutil.copy2(trained / "checkpoint.pt", tmp_path / "checkpoint_000000" / "checkpoint.pt")
+    (tmp_path / "trial_spec.yaml").write_text("train: {epochs: 0}\n")
+    assert main(["rerun", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "trial_spec.yaml is not a valid trial config" in err and "Traceback" not in err
 
 
 def test_rerun_of_a_ray_trial_directory_matches(results_root, capsys):
@@ -96,4 +105,5 @@ def test_rerun_of_a_ray_trial_directory_matches(results_root, capsys):
     assert rec.kind == "ray" and rec.epoch == 2 and rec.config == validate_trial(
         yaml.safe_load((trial / "trial_spec.yaml").read_text()))
     assert main(["rerun", str(trial), "--quiet"]) == 0
-    assert "match: all" in capsys.readouterr().out
+    m = re.search(r"match: all (\d+) checkpoint tensors and (\d+) metric values", capsys.readouterr().out)
+    assert m and int(m[1]) >= 20 and int(m[2]) >= 20, "model, optimiser, EMA, RNG and both epochs' metrics"
