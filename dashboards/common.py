@@ -63,10 +63,10 @@ def trial_record(root: str, db: Optional[str], stamp: float, experiment: str, tr
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def report(root: str, db: Optional[str], stamp: float, experiment: str, metrics: tuple, baseline: Optional[str],
-           level: float, method: str):
+           level: float, method: str, correction: str = "holm", margins: tuple = ()):
     res = _results(root, db, stamp)
     return experiment_report(res, experiment, metrics=list(metrics) or None, baseline=baseline, level=level,
-                             method=method)
+                             method=method, correction=correction, margins=list(margins))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

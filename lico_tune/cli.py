@@ -111,6 +111,42 @@ def cmd_resume(args) -> int:
     return _sweep_exit(summary)
 
 
+def cmd_rerun(args) -> int:
+    """Retrain one trial from its record; exit 0 when bit-identical, 1 when not."""
+    from .checkpoint import CheckpointError
+    from .data import DatasetMissing
+    from .models import TextEncoderMissing
+    from .rerun import RecordError, find_record, rerun, warnings_for
+    from .spec import SpecError as _SpecError
+    from .train import TrialConfigError, TrialDiverged
+    try:
+        rec = find_record(args.trial_dir)
+        for w in warnings_for(rec):
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+        _say(f"retraining {args.trial_dir} ({rec.kind} record, epoch {rec.epoch} of {rec.config.train.epochs}, "
+             f"seed {rec.config.train.seed})")
+        rec, cmp, out = rerun(args.trial_dir, args.out, log=None if args.quiet else _say)
+    except (RecordError, CheckpointError, DatasetMissing, TextEncoderMissing, TrialConfigError, FileExistsError,
+            _SpecError, ValueError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except TrialDiverged as exc:
+        _error(f"the rerun diverged where the record did not: {exc}")
+        return EXIT_FAILED
+    where = f" (kept in {out})" if args.out else ""
+    if cmp.match:
+        _say(f"match: all {cmp.tensors} checkpoint tensors and {cmp.metrics} metric values are bit-identical{where}")
+        return EXIT_OK
+    _say(f"MISMATCH{where}: {len(cmp.tensor_diffs)} of {cmp.tensors} tensors, {len(cmp.metric_diffs)} of "
+         f"{cmp.metrics} metric values and {len(cmp.state_diffs)} other numbers differ")
+    for label, items in (("tensor", cmp.tensor_diffs), ("metric", cmp.metric_diffs), ("state", cmp.state_diffs)):
+        for line in items[:args.show]:
+            _say(f"  {label} {line}")
+        if len(items) > args.show:
+            _say(f"  ... and {len(items) - args.show} more {label} differences")
+    return EXIT_FAILED
+
+
 def cmd_explain(args) -> int:
     from .checkpoint import CheckpointError
     from .data import DatasetMissing
@@ -158,6 +194,9 @@ def cmd_report(args) -> int:
     if not 0 < args.level < 1:
         _error(f"--level {args.level}: a confidence level lies between 0 and 1, e.g. 0.95")
         return EXIT_BAD_INPUT
+    if args.target_width is not None and not args.target_width > 0:
+        _error(f"--target-width {args.target_width}: a half-width must be > 0 (in the metric's units)")
+        return EXIT_BAD_INPUT
     root = _results_root(args.storage)
     if root is None:
         return EXIT_BAD_INPUT
@@ -168,9 +207,13 @@ def cmd_report(args) -> int:
         return EXIT_BAD_INPUT
     try:
         reports = build_report(res, args.experiment, metrics=args.metric or None, baseline=args.baseline,
-                               level=args.level, method=args.ci)
+                               level=args.level, method=args.ci, correction=args.correction, family=args.family,
+                               margins=args.margin, target_width=args.target_width)
     except KeyError as exc:
         _error(str(exc.args[0]))
+        return EXIT_BAD_INPUT
+    except ValueError as exc:     # a malformed --margin
+        _error(str(exc))
         return EXIT_BAD_INPUT
     sys.stdout.write(render(reports, args.format, root, res.warnings))
     sys.stdout.flush()
@@ -254,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join; default: start Ray here")
     p.set_defaults(func=cmd_resume)
 
+    p = sub.add_parser("rerun", help="retrain one trial from its record and check that it matches bit for bit "
+                                     "(exit 0 match, 1 mismatch)")
+    p.add_argument("trial_dir", metavar="TRIAL_DIR",
+                   help="a `lico-tune train` output directory or a Ray Tune trial directory (<storage>/<exp>/trial_*)")
+    p.add_argument("--out", help="train into this directory and keep it (default: a temp dir, removed)")
+    p.add_argument("--show", type=int, default=20, help="differences listed per kind (default: 20)")
+    p.add_argument("--quiet", action="store_true", help="no training progress")
+    p.set_defaults(func=cmd_rerun)
+
     p = sub.add_parser("explain", help="draw saliency maps and insertion/deletion curves from a checkpoint")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help=f"{CHECKPOINT_FILE} or the run directory holding it")
     p.add_argument("images", nargs="*", metavar="IMAGES",
@@ -282,6 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="ARM", help="arm the others are compared with (default: ce)")
     p.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="confidence interval (default: t)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default: 0.95)")
+    p.add_argument("--correction", choices=["holm", "bh"], default="holm",
+                   help="multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (false "
+                        "discovery rate); default: holm")
+    p.add_argument("--family", choices=["report", "metric"], default="report",
+                   help="tests corrected together: every paired test of the report (default) or each metric's")
+    p.add_argument("--margin", action="append", default=[], metavar="[METRIC=]M",
+                   help="equivalence margin for a TOST test, in the metric's units (accuracy: points), e.g. "
+                        "--margin 0.5 or --margin test/acc=0.5 --margin saliency/gradcam/overall=0.02 "
+                        "(repeatable); lets the report say 'no difference larger than M'")
+    p.add_argument("--target-width", type=float, metavar="W",
+                   help="half-width of the paired interval to plan for: the report gives the seeds it needs "
+                        "(default: the margin)")
     p.add_argument("--db", metavar="URL", help=f"catalog database (default: sqlite:///STORAGE/{CATALOG_FILE})")
     p.add_argument("--no-catalog", action="store_true", help="read the files only; do not write a catalog")
     p.set_defaults(func=cmd_report)

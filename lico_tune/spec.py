@@ -122,7 +122,11 @@ class TrainConfig(_Strict):
     device: str = Field("auto", description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke tests).")
     log_every: int = Field(50, ge=1, description="Progress line every this many steps.")
-    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
+    threads: Optional[int] = Field(
+        None, ge=1, description="torch CPU threads (default: 1 when deterministic, else torch's choice); recorded.")
+    deterministic: Optional[bool] = Field(
+        None, description="Bit-identical reruns: fixed threads, torch.use_deterministic_algorithms, cuDNN "
+        "deterministic (default: on for CPU trials, off on CUDA). See lico_tune/determinism.py.")
     fail_at_step: Optional[int] = Field(
         None, ge=0, description="Testing aid: make the loss NaN at this global step.")
 

@@ -17,6 +17,7 @@ from .checkpoint import (CheckpointError, load_checkpoint, load_trainable_state,
                          save_checkpoint, trainable_state)
 from .data import build_data
 from .data.loader import iterate_batches
+from .determinism import configure as configure_determinism
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
 from .layout import CHECKPOINT_FILE, METRICS_FILE
@@ -165,8 +166,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CHECKPOINT_FILE
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    configure_determinism(t, pick_device(t.device))      # threads, deterministic algorithms (before any op)
 
     saved = None
     if resume:
@@ -275,7 +275,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
             "epoch": epoch + 1, "global_step": global_step, "history": history,
             "torch_rng": torch.get_rng_state(),
-            "config": cfg.model_dump(mode="json"), "class_names": parts.class_names, **provenance(),
+            "config": cfg.model_dump(mode="json"), "class_names": parts.class_names, **provenance(cfg),
         }, ckpt_path)
         accs = " ".join(f"{k.split('/')[1]} {metrics[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in metrics)
         log(f"epoch {epoch + 1}/{t.epochs} done: ce {metrics['train/ce']:.4f} mm {metrics['train/mm']:.4f} "
@@ -283,6 +283,6 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         if report is not None:
             report(metrics, ckpt_path)
 
-    final = {**metrics, "history": history, "config": cfg.model_dump(mode="json"), **provenance()}
+    final = {**metrics, "history": history, "config": cfg.model_dump(mode="json"), **provenance(cfg)}
     (out_dir / METRICS_FILE).write_text(json.dumps(final, indent=2))
     return final

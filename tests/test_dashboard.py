@@ -68,6 +68,14 @@ def test_ablations_page_shows_the_reports_numbers(results_root, monkeypatch):
     assert len(charts(at)) >= 2 * len(rep.metrics), "a bar chart per dataset and metric"
     paired = at.dataframe[1].value
     assert paired.to_numpy().tolist() == rep.paired_table().to_numpy().tolist()
+    assert any("Small n" in w.value and "df = 1" in w.value for w in at.warning), "n = 2 seeds: a small-n warning"
+
+    at.text_input(key="abl_margin").set_value("test/acc=50").run()
+    assert not at.exception
+    assert "p (TOST)" in at.dataframe[1].value.columns
+    at.text_input(key="abl_margin").set_value("test/acc=wide").run()
+    assert any("METRIC=NUMBER" in e.value for e in at.error)
+    at.text_input(key="abl_margin").set_value("").run()
 
     at.selectbox(key="abl_dataset").set_value("digits").run()
     assert not at.exception
@@ -185,7 +193,7 @@ def test_lico_tune_dashboard_renders_in_headless_chromium(results_root):
     from PIL import Image
     with serve(str(results_root)) as url, Browser(chromium, width=1280, height=900) as b:
         b.open(url, "Experiments")                       # warm-up: the first load compiles the app
-        b.open(f"{url}/ablations", "Ablation table")
+        b.open(f"{url}/ablations", "Best configuration per metric")   # the last section: the page is complete
         dom = b.dom()
         png = b.screenshot(full=False)
     assert "Ablation table" in dom and "Paired differences against ce" in dom and "lico − ce" in dom

@@ -39,12 +39,13 @@ def test_t_interval_of_1_2_3_is_the_hand_worked_one():
     assert one["n"] == 1 and one["mean"] == 5.0 and math.isnan(one["half_width"]), "n=1 has no interval"
 
 
-def test_bootstrap_interval_of_1_2_3_is_the_hand_worked_one():
-    # A resample of [1, 2, 3] has mean 1 with probability (1/3)^3 = 3.7% > 2.5%: so the 2.5% and
-    # 97.5% percentiles of the bootstrap means are exactly 1 and 3.
+def test_bootstrap_below_the_coverage_guard_is_refused():
+    # The percentile bootstrap of [1, 2, 3] was [min, max] = [1, 3] (a resample of three 1s has
+    # probability 3.7% > 2.5%), a "95%" interval that covers ~72% at n = 3 (tests/test_stats.py).
+    # Below BOOTSTRAP_MIN_N the report now gives the t interval and says why.
     ci = bootstrap_interval([1.0, 2.0, 3.0])
-    assert (ci["ci_low"], ci["ci_high"], ci["mean"]) == (1.0, 3.0, 2.0)
-    assert bootstrap_interval([1.0, 2.0, 3.0]) == ci, "seeded: reports are reproducible"
+    assert ci["method"].startswith("t (bootstrap refused: n=3")
+    assert (ci["ci_low"], ci["ci_high"]) == pytest.approx((2 - 2.4841, 2 + 2.4841), abs=1e-4)
 
 
 def test_paired_test_hand_worked_and_against_scipy():
@@ -176,13 +177,30 @@ def test_report_numbers_equal_a_direct_computation(results_root, capsys):
             assert r["p_t"] == pytest.approx(sps.ttest_rel(arm, base).pvalue)
     assert {b["metric"] for b in data["best"]} == {"test/acc", "test/acc_ema", "saliency/gradcam/overall"}
 
-    # The Markdown table prints the same numbers, best in bold.
+    # Holm over the report's whole family (every arm x dataset x metric), as statsmodels computes it.
+    from statsmodels.stats.multitest import multipletests
+    p = [r["p_t"] for r in data["paired"] if r["p_t"] is not None]
+    assert data["correction"] == {"method": "holm", "family": "report", "tests": len(p)} and len(p) >= 4
+    assert [r["p_adj"] for r in data["paired"] if r["p_t"] is not None] == pytest.approx(
+        list(multipletests(p, method="holm")[1]))
+    # Bold only where the best arm's paired interval against ce excludes 0.
+    for cell in data["ablation"]:
+        if cell["bold"] and cell["arm"] != "ce":
+            pair = next(r for r in data["paired"] if (r["arm"], r["dataset"], r["metric"]) ==
+                        (cell["arm"], cell["dataset"], cell["metric"]))
+            assert cell["best"] and pair["ci_low"] > 0
+    # The Markdown table prints the same numbers, bold cells in bold, with the small-n warning and the MDE.
     assert main(["report", str(results_root), "--experiment", EXP]) == 0
     md = capsys.readouterr().out
     assert "### Ablation table" in md and "| arm | digits · test/acc |" in md
-    acc = [c for c in data["ablation"] if c["metric"] == "test/acc" and c["dataset"] == "digits"]
-    best = max(acc, key=lambda c: c["mean"])
-    assert f"**{best['mean']:.2f} ± {best['half_width']:.2f}**" in md
+    for cell in data["ablation"]:
+        if cell["metric"] == "test/acc" and cell["dataset"] == "digits":
+            text = f"{cell['mean']:.2f} ± {cell['half_width']:.2f}" if not cell["clipped"] else \
+                f"{cell['mean']:.2f} [{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]"
+            assert (f"**{text}**" in md) == cell["bold"] and text in md
+    assert "Holm correction over every paired test of the report" in md
+    assert "### Small-n warnings" in md and "df = 1 (n = 2 seeds)" in md
+    assert "Minimal detectable effect (paired t, two-sided α = 0.05, power 80%" in md
     assert "### Paired differences against `ce`" in md and "lico − ce" in md
     assert "### Errored trials" in md and md.count("TrialDiverged") == 4
 
@@ -195,11 +213,17 @@ def test_report_formats(results_root, capsys):
     assert len(abl) == 4 and set(abl["metric"]) == {"test/acc"} and abl["best"].sum() >= 2
     assert main(["report", str(results_root), "--format", "latex", "--ci", "bootstrap"]) == 0
     tex = capsys.readouterr().out
-    assert tex.count(r"\begin{tabular}") == 3 and r"\toprule" in tex and r"\textbf{" in tex
-    assert "percentile bootstrap" in tex and r"fashion\_mnist" in tex
+    assert tex.count(r"\begin{tabular}") == 3 and r"\toprule" in tex
+    assert "BCa bootstrap" in tex and r"fashion\_mnist" in tex
     assert main(["report", str(results_root), "--format", "md", "--baseline", "lico", "--level", "0.9"]) == 0
     md = capsys.readouterr().out
     assert "ce − lico" in md and "90% CI" in md
+    assert main(["report", str(results_root), "--correction", "bh", "--margin", "test/acc=50", "--metric",
+                 "test/acc"]) == 0
+    md = capsys.readouterr().out
+    assert "p (Benjamini-Hochberg)" in md and "p (TOST)" in md and "(±50)" in md and "seeds for ± target" in md
+    assert main(["report", str(results_root), "--margin", "test/acc=wide"]) == 2
+    assert "METRIC=NUMBER" in capsys.readouterr().err
     assert main(["report", str(results_root), "--metric", "test/nope"]) == 2
     assert "no trial reported test/nope" in capsys.readouterr().err
     assert main(["report", str(results_root), "--experiment", "nope"]) == 2

@@ -1,10 +1,13 @@
-"""Ablations: the report's table (mean ± CI over seeds, best in bold), bar charts with CI error
-bars and the seeds as points, and the paired differences against the baseline arm."""
+"""Ablations: the report's table (mean ± CI over seeds; bold only where the paired interval against
+the baseline excludes 0), small-n warnings, bar charts with CI error bars (clipped to the metric's
+range) and the seeds as points, and the paired differences against the baseline arm (corrected
+over the page's family of tests, with the minimal detectable effect and optional TOST)."""
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 import common
+from lico_tune.results.ranges import difference_range
 from lico_tune.results.report import SEP, default_metrics
 
 res, root, db, stamp = common.page("Ablations", "Each arm against the baseline over seeds: the numbers of "
@@ -25,18 +28,30 @@ arms = sorted(set(r.usable["arm"]))
 baseline_default = "ce" if "ce" in arms else arms[0]
 baseline = c3.selectbox("Baseline", arms, index=arms.index(baseline_default), key="abl_baseline")
 method = c4.radio("CI", ["t", "bootstrap"], horizontal=True, key="abl_ci")
+c5, c6 = st.columns([1, 3])
+correction = c5.radio("Correction", ["holm", "bh"], horizontal=True, key="abl_correction",
+                      format_func={"holm": "Holm", "bh": "Benjamini-Hochberg"}.get)
+margin_text = c6.text_input("Equivalence margins (TOST), e.g. `test/acc=0.5` or `0.5`; comma-separated",
+                            key="abl_margin")
 if not metrics:
     st.info("Choose at least one metric.")
     st.stop()
-
-rep = common.report(root, db, stamp, name, tuple(metrics), baseline, 0.95, method)
+margins = tuple(m.strip() for m in margin_text.split(",") if m.strip())
+try:
+    rep = common.report(root, db, stamp, name, tuple(metrics), baseline, 0.95, method, correction, margins)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
 shown = datasets if dataset == "All datasets" else [dataset]
+
+for w in rep.small_n_warnings():
+    st.warning(w)
 
 st.subheader("Ablation table")
 table = rep.ablation_table()
 cols = [c for c in table.columns if c.split(SEP)[0] in shown]
 table = table[cols]
-best = {c: rep.best_arms(*c.split(SEP)) for c in cols}
+best = {c: rep.bold_arms(*c.split(SEP)) for c in cols}
 
 
 def _bold(col: pd.Series) -> list[str]:
@@ -82,6 +97,9 @@ else:
     raw = rep.paired[rep.paired["dataset"].isin(shown)].copy()
     raw["comparison"] = raw["dataset"] + SEP + raw["arm"] + " − " + raw["baseline"]
     for m, g in raw.groupby("metric", sort=False):
+        lim = difference_range(m)          # a difference of accuracies lies in [-100, 100]
+        if lim is not None:
+            g = g.assign(ci_low=g["ci_low"].clip(*lim), ci_high=g["ci_high"].clip(*lim))
         forest = alt.layer(
             alt.Chart(g).mark_rule(strokeWidth=2).encode(
                 x=alt.X("ci_low:Q", title=f"{m}: arm − {rep.baseline}"), x2="ci_high:Q",
@@ -92,7 +110,8 @@ else:
             alt.Chart(g).mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(0)),
         ).properties(height=70 + 36 * len(g))
         st.altair_chart(forest, width="stretch")
-    st.caption("Mean difference with its 95% t interval; the dashed line is no difference.")
+    st.caption("Mean difference with its 95% t interval (clipped to the difference's range); the dashed line "
+               "is no difference. " + rep.correction_text() + rep.mde_text())
 
 st.subheader("Best configuration per metric")
 bt = rep.best_table()

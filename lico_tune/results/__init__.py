@@ -9,9 +9,10 @@ The Tune callback that keeps the catalog current lives on the Ray side, in
     print(render(reps, "md"))
 """
 from .catalog import Catalog, default_url
-from .report import ExperimentReport, build_report, default_metrics, experiment_report, render
+from .render import render
+from .report import ExperimentReport, build_report, default_metrics, experiment_report
 from .scan import metric_mode, scan_experiment, scan_root
-from .stats import (aggregate, best_configs, bootstrap_interval, holm, paired_test, paired_vs_baseline,
+from .stats import (aggregate, best_configs, bootstrap_interval, correct, holm, paired_test, paired_vs_baseline,
                     param_importance, pareto_mask, t_interval)
 from ..storage import Storage, is_uri, normalise_root
 from .table import Results, build_results, load_results, status_counts
@@ -31,7 +32,7 @@ def trial_record(root: str, experiment: str, trial_id: str, db: str | None = Non
 
 __all__ = [
     "Catalog", "default_url", "ExperimentReport", "build_report", "default_metrics", "experiment_report", "render",
-    "metric_mode", "scan_experiment", "scan_root", "aggregate", "best_configs", "bootstrap_interval", "holm",
+    "metric_mode", "scan_experiment", "scan_root", "aggregate", "best_configs", "bootstrap_interval", "correct", "holm",
     "paired_test", "paired_vs_baseline", "param_importance", "pareto_mask", "t_interval", "Storage", "is_uri",
     "normalise_root", "Results", "build_results", "load_results", "status_counts", "index", "trial_record",
 ]

@@ -1,20 +1,27 @@
-"""The ablation report: arms x datasets table (mean +- CI over seeds, best in bold), paired
-differences against the baseline arm, and the best configuration per metric; as Markdown, CSV,
-LaTeX or JSON. The dashboard's Ablations page shows the same tables (same functions)."""
+"""The ablation report: arms x datasets table (mean +- CI over seeds; bold only where a paired
+interval separates the best arm from the baseline), paired differences against the baseline arm
+(corrected over the report's family of tests, with TOST equivalence at a user margin and the
+minimal detectable effect), small-n warnings, and the best configuration per metric. Rendered
+as Markdown, CSV, LaTeX or JSON by `render.py`; the dashboard's Ablations page shows the same
+tables (same functions)."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import pandas as pd
 
-from .stats import aggregate, best_configs, paired_vs_baseline
+from .power import seeds_for_half_width
+from .ranges import clip, difference_range
+from .stats import (BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N, aggregate, best_configs,
+                    correct_family, family_size, paired_vs_baseline)
 from .table import Results, status_counts
 
 FORMATS = ("md", "csv", "latex", "json")
 SEP = " · "
+FAMILIES = {"report": "every paired test of the report (all arms × datasets × metrics)",
+            "metric": "the paired tests of each metric (its arms × datasets)"}
 
 
 @dataclass
@@ -28,12 +35,17 @@ class ExperimentReport:
     level: float
     method: str
     summary: pd.DataFrame          # aggregate(): one row per arm, dataset, metric
-    paired: pd.DataFrame           # paired_vs_baseline()
+    paired: pd.DataFrame           # paired_vs_baseline() + correct_family()
     best: pd.DataFrame             # best_configs()
     counts: dict[str, int]
     errors: list[dict] = field(default_factory=list)     # {trial, arm, dataset, seed, error}
     damaged: list[dict] = field(default_factory=list)    # {trial, warnings, usable}
     n_usable: int = 0
+    correction: str = "holm"
+    family: str = "report"
+    family_n: int = 0              # tests one p-value was corrected over (set by build_report)
+    margins: dict[str, float] = field(default_factory=dict)
+    target_width: Optional[float] = None
 
     # ------------------------------------------------------------------------- the ablation table
 
@@ -42,12 +54,38 @@ class ExperimentReport:
         hit = s[(s["arm"] == arm) & (s["dataset"] == dataset) & (s["metric"] == metric)]
         return None if hit.empty else hit.iloc[0].to_dict()
 
+    def pair(self, arm: str, dataset: str, metric: str) -> Optional[dict]:
+        p = self.paired
+        hit = p[(p["arm"] == arm) & (p["dataset"] == dataset) & (p["metric"] == metric)] if not p.empty else p
+        return None if hit.empty else hit.iloc[0].to_dict()
+
     def best_arms(self, dataset: str, metric: str) -> set[str]:
+        """The arms with the best mean (ties included), separated or not."""
         s = self.summary[(self.summary["dataset"] == dataset) & (self.summary["metric"] == metric)]
         if s.empty:
             return set()
         target = s["mean"].max() if self.modes[metric] == "max" else s["mean"].min()
         return set(s.loc[s["mean"] == target, "arm"])
+
+    def bold_arms(self, dataset: str, metric: str) -> set[str]:
+        """The best arm where the paired interval separates it from the baseline: a better arm's
+        interval of (arm - baseline) excludes 0 on the good side; a best baseline is bold when
+        every other arm's interval excludes 0 on the bad side. No baseline: nothing is bold."""
+        if not self.baseline:
+            return set()
+        sign = 1.0 if self.modes[metric] == "max" else -1.0
+        out = set()
+        for arm in self.best_arms(dataset, metric):
+            if arm != self.baseline:
+                p = self.pair(arm, dataset, metric)
+                if p is not None and _excludes_zero(p, sign):
+                    out.add(arm)
+            else:
+                others = [self.pair(a, dataset, metric) for a in self.arms if a != self.baseline]
+                others = [p for p in others if p is not None]
+                if others and all(_excludes_zero(p, -sign) for p in others):
+                    out.add(arm)
+        return out
 
     def decimals(self, metric: str) -> int:
         vals = self.summary.loc[self.summary["metric"] == metric, "mean"].abs()
@@ -58,23 +96,29 @@ class ExperimentReport:
         return int(self.summary["n"].mode().iloc[0]) if not self.summary.empty else 0
 
     def format_cell(self, c: Optional[dict], metric: str) -> str:
+        """'mean ± half-width', or 'mean [low, high]' when the interval is clipped to the metric's
+        range or asymmetric (BCa)."""
         if c is None:
             return "–"
         d = self.decimals(metric)
-        text = _num(c["mean"], d) + ("" if math.isnan(c["half_width"]) else f" ± {c['half_width']:.{d}f}")
+        text = _num(c["mean"], d)
+        if not math.isnan(c["half_width"]):
+            symmetric = abs((c["ci_high"] - c["mean"]) - (c["mean"] - c["ci_low"])) <= 1e-9 * max(1.0, abs(c["mean"]))
+            text += (f" ± {c['half_width']:.{d}f}" if symmetric and not c.get("clipped") else
+                     f" [{_num(c['ci_low'], d)}, {_num(c['ci_high'], d)}]")
         if c["n"] != self.modal_n() or c["n"] < 2:
             text += f" (n={c['n']})"
         return text
 
     def ablation_table(self, bold: Optional[str] = None) -> pd.DataFrame:
         """Rows: arms; columns: '<dataset> · <metric>'; cells 'mean ± half-width'. bold: None,
-        'md' (**x**) or 'latex' (\\textbf{x}) for the best arm of each column."""
+        'md' (**x**) or 'latex' (\\textbf{x}) for `bold_arms`."""
         data = {}
         for ds in self.datasets:
             for m in self.metrics:
                 if self.summary[(self.summary["dataset"] == ds) & (self.summary["metric"] == m)].empty:
                     continue
-                best = self.best_arms(ds, m)
+                best = self.bold_arms(ds, m)
                 col = []
                 for arm in self.arms:
                     text = self.format_cell(self.cell(arm, ds, m), m)
@@ -84,19 +128,101 @@ class ExperimentReport:
                 data[f"{ds}{SEP}{m}"] = col
         return pd.DataFrame(data, index=pd.Index(self.arms, name="arm"))
 
+    # ------------------------------------------------------------------------- paired differences
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.level
+
+    @property
+    def p_adj_label(self) -> str:
+        return f"p ({CORRECTION_NAMES[self.correction]})"
+
+    def verdict(self, r: dict) -> str:
+        """What a row lets one say at alpha after the family-wise correction."""
+        if not _nan(r["p_adj"]) and r["p_adj"] < self.alpha:
+            return "higher" if r["mean_diff"] > 0 else "lower"
+        if not _nan(r.get("p_tost_adj", math.nan)) and r["p_tost_adj"] < self.alpha:
+            return f"equivalent (±{_short(r['margin'])})"
+        return "inconclusive"
+
+    def target(self, metric: str) -> Optional[float]:
+        return self.target_width if self.target_width is not None else self.margins.get(metric)
+
     def paired_table(self) -> pd.DataFrame:
         """The paired differences, formatted for people."""
+        cols = ["dataset", "metric", "comparison", "n", "mean diff", f"{self.pct} CI", "p (paired t)",
+                self.p_adj_label]
+        if self.margins:
+            cols += ["p (TOST)"]
+        cols += [f"MDE ({round(POWER * 100)}% power)"]
+        if self.target_width is not None or self.margins:
+            cols += ["seeds for ± target"]
+        cols += ["p (Wilcoxon)", "verdict", "note"]
         rows = []
         for _, r in self.paired.iterrows():
             d = self.decimals(r["metric"])
-            ci = "–" if math.isnan(r["ci_low"]) else f"[{_num(r['ci_low'], d)}, {_num(r['ci_high'], d)}]"
-            rows.append({"dataset": r["dataset"], "metric": r["metric"],
-                         "comparison": f"{r['arm']} − {r['baseline']}",
-                         "n": int(r["n"]), "mean diff": _num(r["mean_diff"], d, sign=True), f"{self.pct} CI": ci,
-                         "p (paired t)": _p(r["p_t"]), "p (Holm)": _p(r["p_holm"]),
-                         "p (Wilcoxon)": _p(r["p_wilcoxon"]), "note": r["note"]})
-        return pd.DataFrame(rows, columns=["dataset", "metric", "comparison", "n", "mean diff", f"{self.pct} CI",
-                                           "p (paired t)", "p (Holm)", "p (Wilcoxon)", "note"])
+            lo, hi = clip(r["ci_low"], r["ci_high"], difference_range(r["metric"]))
+            ci = "–" if math.isnan(lo) else f"[{_num(lo, d)}, {_num(hi, d)}]"
+            row = {"dataset": r["dataset"], "metric": r["metric"], "comparison": f"{r['arm']} − {r['baseline']}",
+                   "n": int(r["n"]), "mean diff": _num(r["mean_diff"], d, sign=True), f"{self.pct} CI": ci,
+                   "p (paired t)": _p(r["p_t"]), self.p_adj_label: _p(r["p_adj"]),
+                   "p (TOST)": (_p(r["p_tost_adj"]) + f" (±{_short(r['margin'])})") if not _nan(r["margin"]) else "–",
+                   f"MDE ({round(POWER * 100)}% power)": _num(r["mde"], d),
+                   "p (Wilcoxon)": _p(r["p_wilcoxon"]), "verdict": self.verdict(r), "note": r["note"]}
+            w = self.target(r["metric"])
+            need = seeds_for_half_width(r["sd_diff"], w, self.level) if w else math.nan
+            row["seeds for ± target"] = ("–" if _nan(need) else (f">{10_000}" if math.isinf(need) else
+                                                                  f"{int(need)} (±{_short(w)})"))
+            rows.append(row)
+        return pd.DataFrame(rows, columns=cols)
+
+    def small_n_warnings(self) -> list[str]:
+        """Plain sentences about what this n cannot support."""
+        out = []
+        s, p = self.summary, self.paired
+        if not s.empty and (s["n"] < 2).any():
+            out.append(f"{int((s['n'] < 2).sum())} cell(s) have n = 1: no interval, no test.")
+        if not s.empty and s["method"].str.contains("refused").any():
+            out.append(f"The bootstrap was refused for {int(s['method'].str.contains('refused').sum())} cell(s) "
+                       f"with n < {BOOTSTRAP_MIN_N} (at small n its 95% interval covers 51-83% in a simulation: "
+                       f"benchmarks/bootstrap_coverage.py); they show the t interval.")
+        if not p.empty:
+            low = p[(p["n"] >= 2) & (p["n"] <= 3)]
+            if not low.empty:
+                dfs = sorted(set(low["df"].astype(int)))
+                out.append(f"⚠ Small n: {len(low)} of {len(p)} comparisons have df = {', '.join(map(str, dfs))} "
+                           f"(n = {', '.join(str(d + 1) for d in dfs)} seeds): t(0.975) = "
+                           f"{', '.join('12.71' if d == 1 else '4.30' for d in dfs)}, so intervals are wide and a "
+                           f"small p rests on {', '.join(str(d + 1) for d in dfs)} pairs; "
+                           f"anything published needs n ≥ 5 seeds.")
+            if (p["n"] < WILCOXON_MIN_N).any() and (p["n"] >= 2).any():
+                out.append(f"Wilcoxon signed-rank not run where n < {WILCOXON_MIN_N} (its exact p cannot "
+                           f"reach 0.05).")
+            if (p["n"] < 2).any():
+                out.append(f"{int((p['n'] < 2).sum())} comparison(s) share fewer than 2 seeds with the baseline: "
+                           f"no test.")
+        return out
+
+    def correction_text(self) -> str:
+        return (f"{CORRECTION_NAMES[self.correction]} correction over {FAMILIES[self.family]}: "
+                f"{self.family_n} test(s) in the largest family. " +
+                ("TOST p-values are corrected the same way over the equivalence tests. " if self.margins else ""))
+
+    def mde_text(self) -> str:
+        """One line per metric: the smallest true difference the design detects."""
+        p = self.paired.dropna(subset=["mde"]) if not self.paired.empty else self.paired
+        if p.empty:
+            return ""
+        parts = []
+        for m, g in p.groupby("metric", sort=False):
+            d = self.decimals(m)
+            ns = sorted(set(g["n"].astype(int)))
+            parts.append(f"{m}: {_num(g['mde'].min(), d)}–{_num(g['mde'].max(), d)} (n = "
+                         f"{', '.join(map(str, ns))})" if len(g) > 1 else
+                         f"{m}: {_num(g['mde'].iloc[0], d)} (n = {ns[0]})")
+        return (f"Minimal detectable effect (paired t, two-sided α = {self.alpha:.2g}, power "
+                f"{POWER:.0%}, the observed sd of the differences): " + "; ".join(parts) + ".")
 
     def best_table(self) -> pd.DataFrame:
         rows = []
@@ -113,13 +239,24 @@ class ExperimentReport:
         return f"{round(self.level * 100)}%"
 
     def caption(self) -> str:
-        ci = ("Student t" if self.method == "t" else "percentile bootstrap, 10,000 resamples")
+        ci = ("Student t" if self.method == "t" else
+              f"BCa bootstrap, 10,000 resamples, t below n = {BOOTSTRAP_MIN_N}")
         ns = sorted(set(self.summary["n"].astype(int))) if not self.summary.empty else [0]
         n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
         goals = ", ".join(f"{m} {self.modes[m]}" for m in self.metrics)
         return (f"Final-epoch value, mean ± {self.pct} CI half-width over seeds ({ci}; {n} per cell); "
-                f"best arm per column in bold ({goals}). Only finished trials with intact results "
-                f"({self.n_usable} of {sum(self.counts.values())}).")
+                f"an interval clipped to the metric's range is shown as [low, high]. Bold: the best arm "
+                f"({goals}) only where its paired {self.pct} interval against the baseline excludes 0. "
+                f"Only finished trials with intact results ({self.n_usable} of {sum(self.counts.values())}).")
+
+
+def _excludes_zero(p: dict, sign: float) -> bool:
+    """The paired interval lies strictly on the `sign` side of 0."""
+    return (p["ci_low"] > 0) if sign > 0 else (p["ci_high"] < 0)
+
+
+def _nan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def _num(x: float, d: int, sign: bool = False) -> str:
@@ -163,8 +300,31 @@ def pick_baseline(res: Results, experiment: str, arms: Sequence[str]) -> Optiona
     return None
 
 
+def parse_margins(items: Sequence[str], metrics: Sequence[str]) -> dict[str, float]:
+    """`--margin 0.5` (every metric) and `--margin test/acc=0.5` (one metric) -> metric -> margin.
+    Raises ValueError with the offending item."""
+    out: dict[str, float] = {}
+    default = None
+    for item in items or ():
+        name, _, value = item.rpartition("=")
+        try:
+            v = float(value)
+        except ValueError:
+            raise ValueError(f"--margin {item!r}: give a number (every metric) or METRIC=NUMBER, "
+                             f"e.g. --margin test/acc=0.5") from None
+        if not v > 0:
+            raise ValueError(f"--margin {item!r}: an equivalence margin must be > 0")
+        if name:
+            out[name] = v
+        else:
+            default = v
+    return {m: out.get(m, default) for m in metrics if out.get(m, default) is not None}
+
+
 def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[str]] = None,
-                      baseline: Optional[str] = None, level: float = 0.95, method: str = "t") -> ExperimentReport:
+                      baseline: Optional[str] = None, level: float = 0.95, method: str = "t",
+                      correction: str = "holm", family: str = "report", margins: Sequence[str] = (),
+                      target_width: Optional[float] = None) -> ExperimentReport:
     r = res.experiment(experiment)
     usable = r.usable
     metrics = [m for m in (metrics or default_metrics(r, experiment))]
@@ -183,9 +343,11 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     if baseline in arms:
         arms = [baseline] + [a for a in arms if a != baseline]
     datasets = sorted(set(usable["dataset"].dropna())) if not usable.empty else []
+    margin_of = parse_margins(margins, metrics) if not isinstance(margins, dict) else dict(margins)
     summary = aggregate(usable, metrics, by=("arm", "dataset"), level=level, method=method)
-    paired = paired_vs_baseline(usable, metrics, baseline, level=level) if baseline else \
-        paired_vs_baseline(usable.iloc[0:0], metrics)
+    paired = paired_vs_baseline(usable if baseline else usable.iloc[0:0], metrics, baseline or "ce", level=level,
+                                margins=margin_of)
+    paired = correct_family(paired, correction, family)
     best = best_configs(usable, modes, r.params.get(experiment, []), level=level, method=method)
     t = r.trials
     errors = [{"trial": x["trial_dir"], "arm": x["arm"], "dataset": x["dataset"], "seed": _plain(x["seed"]),
@@ -193,7 +355,8 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     damaged = [{"trial": x["trial_dir"], "warnings": x["warnings"], "usable": bool(x["usable"])}
                for _, x in t[t["damaged"]].iterrows()]
     return ExperimentReport(experiment, metrics, modes, arms, datasets, baseline, level, method, summary, paired,
-                            best, status_counts(t), errors, damaged, len(usable))
+                            best, status_counts(t), errors, damaged, len(usable), correction, family,
+                            family_size(paired, family), margin_of, target_width)
 
 
 def _plain(v):
@@ -203,153 +366,21 @@ def _plain(v):
 
 
 def build_report(res: Results, experiment: Optional[str] = None, **kwargs) -> list[ExperimentReport]:
+    """One report per experiment. With family 'report' and several experiments, the correction
+    runs once over the paired tests of all of them (everything the report prints)."""
     names = [experiment] if experiment else list(res.experiments["experiment"])
     if experiment and experiment not in set(res.experiments["experiment"]):
         raise KeyError(f"no experiment '{experiment}' under {res.root}; there are: "
                        f"{', '.join(res.experiments['experiment']) or 'none'}")
-    return [experiment_report(res, n, **kwargs) for n in names]
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-def _md_table(df: pd.DataFrame, index: bool = False) -> str:
-    if index:
-        df = df.reset_index()
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in r.tolist()) + " |")
-    return "\n".join(lines)
-
-
-def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Sequence[str] = ()) -> str:
-    out = []
-    for rep in reports:
-        counts = ", ".join(f"{n} {s}" for s, n in rep.counts.items())
-        out.append(f"## {rep.experiment}\n\n{sum(rep.counts.values())} trials: {counts}.")
-        if rep.summary.empty:
-            out.append("No finished trial with intact results yet: nothing to tabulate.")
-        else:
-            out.append(f"### Ablation table\n\n{_md_table(rep.ablation_table(bold='md'), index=True)}\n\n"
-                       f"{rep.caption()}")
-            if rep.baseline:
-                out.append(f"### Paired differences against `{rep.baseline}` (matched seeds)\n\n"
-                           + (_md_table(rep.paired_table()) if not rep.paired.empty else
-                              "No arm shares seeds with the baseline.")
-                           + f"\n\nMean difference arm − {rep.baseline} with its {rep.pct} t interval; paired "
-                             f"t-test p, Holm-adjusted over the arms of each row group; Wilcoxon signed-rank only "
-                             f"with n ≥ 6.")
-            else:
-                out.append("No baseline arm (no 'ce' arm and none with lico.alpha = lico.beta = 0): "
-                           "no paired differences; pass --baseline ARM.")
-            out.append(f"### Best configuration per metric\n\n{_md_table(rep.best_table())}\n\n"
-                       f"Best mean over seeds of each configuration (arm and the searched values that vary, "
-                       f"except the seed).")
-        if rep.errors:
-            out.append("### Errored trials\n\n" + "\n".join(
-                f"- `{e['trial']}` (arm {e['arm']}, dataset {e['dataset']}, seed {e['seed']}): {e['error']}"
-                for e in rep.errors))
-        if rep.damaged:
-            out.append("### Damaged trials\n\n" + "\n".join(
-                f"- ⚠ `{d['trial']}`: {d['warnings']}" for d in rep.damaged))
-    if not reports:
-        out.append(f"No experiments under {root}.")
-    other = [w for w in warnings if "/" not in w.split(":")[0]]
-    if other:
-        out.append("### Warnings\n\n" + "\n".join(f"- {w}" for w in other))
-    return "\n\n".join(out) + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    for a, b in (("\\textbf{", "\x00"), ("\\", r"\textbackslash{}"), ("\x00", "\\textbf{"), ("_", r"\_"),
-                 ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("±", r"$\pm$"), ("−", "$-$"), ("–", "--"),
-                 ("≥", r"$\geq$"), ("·", "/"), ("<", r"$<$")):
-        text = text.replace(a, b)
-    return text
-
-
-def _latex_table(df: pd.DataFrame, caption: str, label: str) -> str:
-    cols = [str(c) for c in df.columns]
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "c" * (len(cols) - 1) + "}",
-             r"\toprule", " & ".join(_latex_escape(c) for c in cols) + r" \\", r"\midrule"]
-    for _, r in df.iterrows():
-        lines.append(" & ".join(_latex_escape(str(v)) for v in r.tolist()) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{_latex_escape(caption)}}}", f"\\label{{{label}}}",
-              r"\end{table}"]
-    return "\n".join(lines)
-
-
-def to_latex(reports: list[ExperimentReport]) -> str:
-    """booktabs tables (\\usepackage{booktabs})."""
-    out = []
-    for rep in reports:
-        if rep.summary.empty:
-            out.append(f"% {rep.experiment}: no finished trial with intact results")
-            continue
-        key = "".join(ch if ch.isalnum() else "-" for ch in rep.experiment)
-        out.append(_latex_table(rep.ablation_table(bold="latex").reset_index(), rep.caption(), f"tab:{key}-ablation"))
-        if rep.baseline and not rep.paired.empty:
-            out.append(_latex_table(rep.paired_table().drop(columns=["note"]),
-                                    f"Paired differences against {rep.baseline} on matched seeds "
-                                    f"({rep.pct} t interval; paired t-test, Holm-adjusted).", f"tab:{key}-paired"))
-        if not rep.best.empty:
-            out.append(_latex_table(rep.best_table().drop(columns=["trials"]),
-                                    "Best configuration per metric (mean over seeds).", f"tab:{key}-best"))
-    return "\n\n".join(out) + "\n"
-
-
-def _records(df: pd.DataFrame) -> list[dict]:
-    out = []
-    for r in df.to_dict(orient="records"):
-        out.append({k: (None if isinstance(v, float) and math.isnan(v) else _plain(v) if not isinstance(
-            v, (list, dict, tuple)) else v) for k, v in r.items()})
-    return out
-
-
-def to_json(reports: list[ExperimentReport]) -> str:
-    data = []
-    for rep in reports:
-        summary = rep.summary.copy()
-        summary["best"] = [a in rep.best_arms(d, m) for a, d, m in zip(summary["arm"], summary["dataset"],
-                                                                       summary["metric"])]
-        data.append({"experiment": rep.experiment, "metrics": rep.modes, "arms": rep.arms, "datasets": rep.datasets,
-                     "baseline": rep.baseline, "ci": {"level": rep.level, "method": rep.method},
-                     "status_counts": rep.counts, "usable_trials": rep.n_usable, "ablation": _records(summary),
-                     "paired": _records(rep.paired), "best": _records(rep.best), "errors": rep.errors,
-                     "damaged": rep.damaged})
-    return json.dumps({"experiments": data}, indent=2, default=str) + "\n"
-
-
-def to_csv(reports: list[ExperimentReport]) -> str:
-    """One tidy CSV: a `table` column says which table a row belongs to (ablation, paired, best)."""
-    frames = []
-    for rep in reports:
-        s = rep.summary.copy()
-        s["best"] = [a in rep.best_arms(d, m) for a, d, m in zip(s["arm"], s["dataset"], s["metric"])]
-        s.insert(0, "table", "ablation")
-        p = rep.paired.drop(columns=["seeds"]).copy()
-        p.insert(0, "table", "paired")
-        b = rep.best.copy()
-        b["config"] = [json.dumps(c) for c in b["config"]]
-        b["trials"] = [" ".join(t) for t in b["trials"]]
-        b.insert(0, "table", "best")
-        for f in (s, p, b):
-            f.insert(1, "experiment", rep.experiment) if "experiment" not in f.columns else None
-            frames.append(f)
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return "table,experiment\n"
-    return pd.concat(frames, ignore_index=True).to_csv(index=False)
-
-
-def render(reports: list[ExperimentReport], fmt: str = "md", root: str = "", warnings: Sequence[str] = ()) -> str:
-    if fmt == "md":
-        return to_markdown(reports, root, warnings)
-    if fmt == "latex":
-        return to_latex(reports)
-    if fmt == "json":
-        return to_json(reports)
-    if fmt == "csv":
-        return to_csv(reports)
-    raise ValueError(f"format '{fmt}': use one of {', '.join(FORMATS)}")
+    reports = [experiment_report(res, n, **kwargs) for n in names]
+    if len(reports) > 1 and kwargs.get("family", "report") == "report":
+        parts = [rep.paired.assign(_rep=i) for i, rep in enumerate(reports) if not rep.paired.empty]
+        if parts:
+            joint = correct_family(pd.concat(parts, ignore_index=True), kwargs.get("correction", "holm"), "report")
+            for i, rep in enumerate(reports):
+                mine = joint[joint["_rep"] == i].drop(columns="_rep")
+                if not mine.empty:
+                    rep.paired = mine.reset_index(drop=True)
+            for rep in reports:
+                rep.family_n = family_size(joint, "report")
+    return reports

@@ -1,14 +1,22 @@
 """Statistics over seeds: summaries with confidence intervals, paired comparisons against a
-baseline arm, Holm's correction, the Pareto front, and parameter importance.
+baseline arm, family-wise corrections, the Pareto front, and parameter importance.
 
 Conventions (stated in every report):
 * CI: Student t interval, mean +- t(1 - (1 - level)/2, n - 1) * sd / sqrt(n), sd with ddof=1;
-  or a percentile bootstrap (10,000 resamples, seeded). n = 1 has no interval (NaN).
+  or a BCa bootstrap (scipy.stats.bootstrap, 10,000 resamples, seeded) when n >= BOOTSTRAP_MIN_N.
+  Below that the bootstrap is refused and the t interval is used (the cell says so): the
+  coverage simulation in benchmarks/bootstrap_coverage.py (table in benchmarks/RESULTS.md) finds
+  nominal 95% BCa intervals covering 51% at n = 2, 72% at n = 3, 83% at n = 5, and under 90% below
+  n = 15 for a skewed metric (the t interval: 91-95% at every n).
+  n = 1 has no interval (NaN).
 * Paired comparison: trials of an arm and of the baseline are matched on (dataset, seed) (trials
   that share a key are averaged first); the differences d = arm - baseline get a t interval and a
   paired t-test (= one-sample t-test of d); the Wilcoxon signed-rank test is run only when
   n >= 6: below that its exact two-sided p-value cannot fall below 0.05 (n = 5: 2/32 = 0.0625).
-  p-values are also given Holm-adjusted over the arms compared in one table.
+  With a margin, a TOST equivalence test (`power.tost_paired`); always the minimal detectable
+  effect at 80% power (`power.mde_paired`).
+* Family-wise correction (`correct`): Holm or Benjamini-Hochberg through statsmodels'
+  `multipletests`, over the family the report chooses (default: every test it prints).
 """
 from __future__ import annotations
 
@@ -20,12 +28,28 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .power import mde_paired, tost_paired
+from .ranges import clip as _clip
+from .ranges import metric_range
+
 WILCOXON_MIN_N = 6
+# The smallest n at which the BCa bootstrap's nominal 95% interval covered at least 90% for both
+# simulated distributions (normal 92.3%, lognormal 90.4% at n = 15; 90.3% and 87.5% at n = 10):
+# benchmarks/bootstrap_coverage.py, 4,000 samples per cell.
+BOOTSTRAP_MIN_N = 15
+BOOTSTRAP_RESAMPLES = 10_000
+CORRECTIONS = {"holm": "holm", "bh": "fdr_bh"}          # our name -> statsmodels' method
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+POWER = 0.8
+
+
+def _clean(values: Iterable[float]) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and not _nan(v)], dtype=float)
 
 
 def t_interval(values: Iterable[float], level: float = 0.95) -> dict:
     """mean, sd, n, ci_low, ci_high, half_width of a t interval."""
-    x = np.asarray([v for v in values if v is not None and not _nan(v)], dtype=float)
+    x = _clean(values)
     n = len(x)
     mean = float(x.mean()) if n else math.nan
     sd = float(x.std(ddof=1)) if n > 1 else math.nan
@@ -37,19 +61,26 @@ def t_interval(values: Iterable[float], level: float = 0.95) -> dict:
             "method": "t"}
 
 
-def bootstrap_interval(values: Iterable[float], level: float = 0.95, n_resamples: int = 10_000,
-                       seed: int = 0) -> dict:
-    """Percentile bootstrap interval of the mean (seeded, so reports are reproducible)."""
-    x = np.asarray([v for v in values if v is not None and not _nan(v)], dtype=float)
+def bootstrap_interval(values: Iterable[float], level: float = 0.95, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = 0, min_n: int = BOOTSTRAP_MIN_N) -> dict:
+    """BCa bootstrap interval of the mean (scipy.stats.bootstrap, seeded so reports are
+    reproducible). Below `min_n` values the bootstrap is refused: the t interval comes back,
+    its method saying why. half_width is half the (possibly asymmetric) interval's width."""
+    x = _clean(values)
     n = len(x)
     out = t_interval(x, level)
-    out["method"] = "bootstrap"
-    if n < 2:
+    if n < min_n:
+        out["method"] = f"t (bootstrap refused: n={n} < {min_n})"
         return out
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    out.update(ci_low=float(lo), ci_high=float(hi), half_width=float((hi - lo) / 2))
+    if np.allclose(x, x[0]):
+        out.update(ci_low=out["mean"], ci_high=out["mean"], half_width=0.0, method="bootstrap (BCa)")
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # scipy warns when BCa's jackknife is degenerate
+        res = sps.bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=level, method="BCa",
+                            rng=np.random.default_rng(seed))
+    lo, hi = (float(v) for v in res.confidence_interval)
+    out.update(ci_low=lo, ci_high=hi, half_width=(hi - lo) / 2, method="bootstrap (BCa)")
     return out
 
 
@@ -69,9 +100,11 @@ def _nan(v) -> bool:
 
 
 def aggregate(trials: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = ("experiment", "arm", "dataset"),
-              level: float = 0.95, method: str = "t") -> pd.DataFrame:
-    """One row per group and metric: [*by, metric, mean, sd, n, ci_low, ci_high, half_width, method]."""
-    cols = [*by, "metric", "mean", "sd", "n", "ci_low", "ci_high", "half_width", "method"]
+              level: float = 0.95, method: str = "t", clip: bool = True) -> pd.DataFrame:
+    """One row per group and metric: [*by, metric, mean, sd, n, ci_low, ci_high, half_width, method,
+    clipped]. With `clip`, ci_low and ci_high are clipped to the metric's range (ranges.py;
+    `clipped` says where); half_width stays the unclipped interval's."""
+    cols = [*by, "metric", "mean", "sd", "n", "ci_low", "ci_high", "half_width", "method", "clipped"]
     rows = []
     if trials.empty:
         return pd.DataFrame(columns=cols)
@@ -83,33 +116,47 @@ def aggregate(trials: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = 
             vals = pd.to_numeric(g[m], errors="coerce").dropna()
             if vals.empty:
                 continue
-            rows.append({**dict(zip(by, key)), "metric": m, **interval(vals.tolist(), level, method)})
+            ci = interval(vals.tolist(), level, method)
+            lo, hi = _clip(ci["ci_low"], ci["ci_high"], metric_range(m)) if clip else (ci["ci_low"], ci["ci_high"])
+            clipped = (lo, hi) != (ci["ci_low"], ci["ci_high"]) and not math.isnan(lo)
+            rows.append({**dict(zip(by, key)), "metric": m, **ci, "ci_low": lo, "ci_high": hi, "clipped": clipped})
     return pd.DataFrame(rows, columns=cols)
+
+
+def correct(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """Family-wise adjusted p-values through statsmodels' multipletests: 'holm' (family-wise
+    error rate) or 'bh' (Benjamini-Hochberg false discovery rate). NaN stays NaN and is not
+    counted in the family."""
+    from statsmodels.stats.multitest import multipletests
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction '{method}': use one of {', '.join(CORRECTIONS)}")
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method=CORRECTIONS[method])[1]
+    return out.tolist()
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (NaN stays NaN)."""
-    p = np.asarray(pvalues, dtype=float)
-    ok = np.where(~np.isnan(p))[0]
-    out = np.full(len(p), np.nan)
-    m = len(ok)
-    running = 0.0
-    for rank, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out.tolist()
+    return correct(pvalues, "holm")
 
 
-def paired_test(arm_values: Sequence[float], base_values: Sequence[float], level: float = 0.95) -> dict:
-    """Paired comparison of matched samples (same order): difference arm - baseline."""
+def paired_test(arm_values: Sequence[float], base_values: Sequence[float], level: float = 0.95,
+                margin: Optional[float] = None, power: float = POWER) -> dict:
+    """Paired comparison of matched samples (same order): difference arm - baseline.
+    Also: df, the minimal detectable effect `mde` (two-sided paired t at alpha = 1 - level,
+    `power`), and with a margin the TOST p-value `p_tost` of equivalence within +-margin."""
     a = np.asarray(arm_values, dtype=float)
     b = np.asarray(base_values, dtype=float)
     d = a - b
     n = len(d)
     ci = t_interval(d, level)
-    out = {"n": n, "mean_diff": ci["mean"], "sd_diff": ci["sd"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
-           "t": math.nan, "p_t": math.nan, "test": f"paired t-test (n={n})", "wilcoxon": math.nan,
-           "p_wilcoxon": math.nan, "note": ""}
+    out = {"n": n, "df": max(0, n - 1), "mean_diff": ci["mean"], "sd_diff": ci["sd"], "ci_low": ci["ci_low"],
+           "ci_high": ci["ci_high"], "t": math.nan, "p_t": math.nan, "test": f"paired t-test (n={n})",
+           "wilcoxon": math.nan, "p_wilcoxon": math.nan, "margin": math.nan if margin is None else float(margin),
+           "p_tost": math.nan, "mde": mde_paired(ci["sd"], n, 1 - level, power), "note": ""}
     notes = []
     if n < 2:
         notes.append("n < 2: no test")
@@ -118,6 +165,10 @@ def paired_test(arm_values: Sequence[float], base_values: Sequence[float], level
     else:
         res = sps.ttest_rel(a, b)
         out["t"], out["p_t"] = float(res.statistic), float(res.pvalue)
+        if margin is not None:
+            out["p_tost"] = tost_paired(a, b, margin)["p_tost"]
+    if 2 <= n <= 3:
+        notes.append(f"df = {n - 1}: the interval and p rest on {n} pairs")
     if n >= WILCOXON_MIN_N:
         if np.any(d != 0):
             w = sps.wilcoxon(a, b)
@@ -131,17 +182,22 @@ def paired_test(arm_values: Sequence[float], base_values: Sequence[float], level
     return out
 
 
+PAIRED_COLUMNS = ["experiment", "dataset", "metric", "arm", "baseline", "n", "df", "mean_diff", "sd_diff", "ci_low",
+                  "ci_high", "t", "p_t", "p_adj", "test", "wilcoxon", "p_wilcoxon", "margin", "p_tost", "p_tost_adj",
+                  "mde", "note", "seeds"]
+
+
 def paired_vs_baseline(trials: pd.DataFrame, metrics: Sequence[str], baseline: str = "ce",
-                       pair_on: Sequence[str] = ("seed",), level: float = 0.95) -> pd.DataFrame:
+                       pair_on: Sequence[str] = ("seed",), level: float = 0.95,
+                       margins: Optional[dict[str, float]] = None) -> pd.DataFrame:
     """Every arm against the baseline arm, per experiment, dataset and metric, matched on
-    `pair_on` (the seed) within each dataset.
-    Columns: experiment, dataset, metric, arm, baseline, n, mean_diff, sd_diff, ci_low, ci_high, t, p_t,
-    p_holm, test, wilcoxon, p_wilcoxon, note, seeds."""
-    cols = ["experiment", "dataset", "metric", "arm", "baseline", "n", "mean_diff", "sd_diff", "ci_low", "ci_high",
-            "t", "p_t", "p_holm", "test", "wilcoxon", "p_wilcoxon", "note", "seeds"]
+    `pair_on` (the seed) within each dataset. `margins`: metric -> equivalence margin (TOST).
+    p_adj and p_tost_adj are left NaN here: the family they are corrected over is the report's
+    choice (`correct_family`). Columns: PAIRED_COLUMNS."""
     rows = []
+    margins = margins or {}
     if trials.empty or baseline not in set(trials["arm"]):
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
     for (exp, dataset), g in trials.groupby(["experiment", "dataset"], sort=True):
         for m in metrics:
             if m not in g.columns:
@@ -150,17 +206,38 @@ def paired_vs_baseline(trials: pd.DataFrame, metrics: Sequence[str], baseline: s
             if baseline not in per.index.get_level_values(0):
                 continue
             base = per.xs(baseline, level=0)
-            block = []
             for arm in sorted(set(per.index.get_level_values(0)) - {baseline}):
                 cur = per.xs(arm, level=0)
                 common = base.index.intersection(cur.index)
-                res = paired_test(cur.loc[common].to_numpy(), base.loc[common].to_numpy(), level)
-                block.append({"experiment": exp, "dataset": dataset, "metric": m, "arm": arm, "baseline": baseline,
-                              **res, "seeds": [_plain(s) for s in common]})
-            for r, adj in zip(block, holm([r["p_t"] for r in block])):
-                r["p_holm"] = adj
-            rows += block
-    return pd.DataFrame(rows, columns=cols)
+                res = paired_test(cur.loc[common].to_numpy(), base.loc[common].to_numpy(), level, margins.get(m))
+                rows.append({"experiment": exp, "dataset": dataset, "metric": m, "arm": arm, "baseline": baseline,
+                             **res, "p_adj": math.nan, "p_tost_adj": math.nan,
+                             "seeds": [_plain(s) for s in common]})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def correct_family(paired: pd.DataFrame, method: str = "holm", family: str = "report") -> pd.DataFrame:
+    """Fill p_adj (paired t) and p_tost_adj (TOST) of a paired table, corrected over the family:
+    'report' = every row of the table (all arms x datasets x metrics), 'metric' = the rows of
+    each metric (its arms x datasets). Returns a copy."""
+    if family not in ("report", "metric"):
+        raise ValueError(f"family '{family}': use 'report' or 'metric'")
+    out = paired.copy()
+    if out.empty:
+        return out
+    groups = [out.index] if family == "report" else [g.index for _, g in out.groupby("metric", sort=False)]
+    for idx in groups:
+        out.loc[idx, "p_adj"] = correct(out.loc[idx, "p_t"].astype(float).tolist(), method)
+        out.loc[idx, "p_tost_adj"] = correct(out.loc[idx, "p_tost"].astype(float).tolist(), method)
+    return out
+
+
+def family_size(paired: pd.DataFrame, family: str = "report") -> int:
+    """The largest number of tests one p-value was corrected over."""
+    if paired.empty:
+        return 0
+    n = paired["p_t"].notna()
+    return int(n.sum()) if family == "report" else int(n.groupby(paired["metric"]).sum().max())
 
 
 def _plain(v):

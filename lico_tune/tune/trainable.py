@@ -56,7 +56,7 @@ def run_trial(config: dict, runtime: dict) -> None:
     info = {"trial_id": ctx.get_trial_id(), "trial_name": ctx.get_trial_name(), "arm": arm,
             "params": {k: v for k, v in config.items() if k != "arm"},
             "node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-            **provenance()}
+            **provenance(cfg)}
     spec_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     (trial_dir / TRIAL_SPEC).write_text(spec_text)
     (trial_dir / PROVENANCE).write_text(json.dumps(info, indent=2))

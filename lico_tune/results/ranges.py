@@ -1,0 +1,44 @@
+"""The range each metric can take, as trials store it: intervals shown in tables and charts are
+clipped to it (a t interval of an accuracy near 100% at n = 2 can reach past 100).
+
+Accuracies are stored in percent (train.evaluate: 100 * correct / total); insertion, deletion,
+pointing-game and energy scores are fractions in [0, 1]; overall = insertion - deletion in
+[-1, 1]; SES and the sanity check's Spearman correlations are in [-1, 1]; losses, temperatures,
+Sinkhorn errors and times are >= 0. A name not listed has no known range (None: never clipped).
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Optional
+
+_RANGES: list[tuple[re.Pattern, tuple[float, float]]] = [
+    (re.compile(r"(^|/)acc(_ema)?$"), (0.0, 100.0)),
+    (re.compile(r"^saliency/.+/(insertion|deletion|pointing|energy|pointing_mask|energy_mask)$"), (0.0, 1.0)),
+    (re.compile(r"^saliency/.+/(overall|ses|sanity_top|sanity_full)$"), (-1.0, 1.0)),
+    (re.compile(r"^saliency/.+/seconds$|^train/|^mm/temperature$|^lr$"), (0.0, math.inf)),
+]
+
+
+def metric_range(name: str) -> Optional[tuple[float, float]]:
+    """(low, high) of a metric's stored values, or None when unknown. 'best:<m>' is <m>'s range."""
+    name = name.removeprefix("best:")
+    for pattern, rng in _RANGES:
+        if pattern.search(name):
+            return rng
+    return None
+
+
+def difference_range(name: str) -> Optional[tuple[float, float]]:
+    """The range of a difference of two values of the metric: (low - high, high - low)."""
+    r = metric_range(name)
+    return None if r is None else (r[0] - r[1], r[1] - r[0])
+
+
+def clip(low: float, high: float, rng: Optional[tuple[float, float]]) -> tuple[float, float]:
+    """An interval clipped to `rng` (NaN stays NaN)."""
+    if rng is None:
+        return low, high
+    lo = low if math.isnan(low) else min(max(low, rng[0]), rng[1])
+    hi = high if math.isnan(high) else min(max(high, rng[0]), rng[1])
+    return lo, hi
