@@ -19,6 +19,7 @@ from .data import build_data
 from .data.loader import iterate_batches
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
+from .health import Health
 from .provenance import provenance
 from .saliency.trial import trial_saliency
 from .spec import TrialConfig
@@ -71,11 +72,13 @@ def build_trial(cfg: TrialConfig, device: Optional[torch.device] = None) -> Tria
 def make_optimizer(model: LicoModel, cfg: TrialConfig) -> torch.optim.Optimizer:
     t = cfg.train
     text_params = [p for n, p in model.named_parameters()
-                   if p.requires_grad and not n.startswith("classifier.") and n != "log_tau"]
+                   if p.requires_grad and not n.startswith(("classifier.", "temperature."))]
     groups = [{"params": [p for p in model.classifier.parameters() if p.requires_grad]},
               {"params": text_params, "lr": t.text_lr or t.lr}]
-    if isinstance(model.log_tau, nn.Parameter):
-        groups.append({"params": [model.log_tau], "lr": t.text_lr or t.lr, "weight_decay": 0.0})
+    tau = model.temperature.parameter()
+    if tau is not None and cfg.lico.enabled:
+        groups.append({"params": [tau], "lr": t.text_lr or t.lr,
+                       "weight_decay": cfg.lico.mm.temperature_weight_decay})
     groups = [g for g in groups if g["params"]]
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0,
@@ -202,6 +205,9 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         start_epoch, global_step, history = saved["epoch"], saved["global_step"], saved["history"]
         torch.set_rng_state(saved["torch_rng"])
         log(f"resumed from {ckpt_path} after epoch {start_epoch}")
+    health = Health(model, cfg, data, device, log)
+    health.restore(history)
+    health.start()
 
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"{cfg.data.name}: {n_train} train / {len(data.test)} test images, {data.num_classes} classes; "
@@ -220,9 +226,11 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
                 break
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
+            health.before_forward(step)
             with _autocast(device, t.precision):
                 logits, terms = model(x, y)
             loss, loss_parts = model.loss(logits, y, terms)
+            health.after_forward(step, logits, y, terms)
             if t.fail_at_step is not None and global_step == t.fail_at_step:
                 loss = loss * float("nan")
             if not torch.isfinite(loss):
@@ -262,8 +270,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             metrics["test/acc"] = evaluate(model.classifier, data.test, device, cfg.eval.batch_size)
             if ema is not None:
                 metrics["test/acc_ema"] = evaluate(ema.module, data.test, device, cfg.eval.batch_size)
-        if isinstance(model.log_tau, nn.Parameter):
-            metrics["mm/temperature"] = model.log_tau.exp().item()
+        metrics.update(health.epoch_end())
         if last:
             explained = ema.module if ema is not None and cfg.eval.model == "ema" else model.classifier
             log(f"saliency: {', '.join(cfg.eval.cams)} on {cfg.eval.n_images} test images")
