@@ -207,6 +207,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         log(f"resumed from {ckpt_path} after epoch {start_epoch}")
     health = Health(model, cfg, data, device, log)
     health.restore(history)
+    health.load_state(saved.get("health") if saved is not None else None)
     health.start()
 
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -280,7 +281,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             "model": trainable_state(model), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
             "epoch": epoch + 1, "global_step": global_step, "history": history,
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state(), "health": health.state(),
             "config": cfg.model_dump(mode="json"), "class_names": parts.class_names, **provenance(),
         }, ckpt_path)
         accs = " ".join(f"{k.split('/')[1]} {metrics[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in metrics)
@@ -289,6 +290,6 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         if report is not None:
             report(metrics, ckpt_path)
 
-    final = {**metrics, "history": history, "config": cfg.model_dump(mode="json"), **provenance()}
+    final = {**metrics, "warnings": list(health.warned), "history": history, "config": cfg.model_dump(mode="json"), **provenance()}
     (out_dir / "metrics.json").write_text(json.dumps(final, indent=2))
     return final

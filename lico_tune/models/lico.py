@@ -71,11 +71,12 @@ class LicoModel(nn.Module):
         model's temperatures, or at one fixed `temperature` for both sides (health.py's reference)."""
         mm = self.cfg.mm
         if temperature is None:
-            tau, target = self.temperature(), self.temperature.target_tau()
+            tau, target_tau = self.temperature(), self.temperature.target_tau()
         else:
-            tau, target = temperature, None
-        return mm_loss(emb.float(), text.pooled[y].float(), tau, sign=mm.sign, distance=mm.distance,
-                       target_temperature=target)
+            tau, target_tau = temperature, None
+        target = text.pooled if mm.text_gradient else text.pooled.detach()  # (K, D)
+        return mm_loss(emb.float(), target[y].float(), tau, sign=mm.sign, distance=mm.distance,
+                       target_temperature=target_tau)
 
     def loss(self, logits: Tensor, y: Tensor, terms: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Total L = CE + alpha*MM + beta*OT, and its parts (detached)."""
