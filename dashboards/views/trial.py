@@ -10,7 +10,7 @@ HEALTH = {"Temperature": ["health/tau", "health/tau_target"],
           "MM at the reference temperature": ["health/mm_ref", "health/mm_ref0"],
           "Share of the backbone's gradient": ["health/grad_share/ce", "health/grad_share/mm",
                                                "health/grad_share/ot"],
-          "Text points (mean cosine)": ["health/text_cos", "health/class_text_cos"],
+          "Text points (mean cosine)": ["health/text_cos", "health/text_cos_proj", "health/class_text_cos"],
           "Sinkhorn final marginal error": ["health/marginal_err"],
           "Sinkhorn iterations": ["health/sinkhorn_iters"]}
 
