@@ -62,7 +62,8 @@ def test_separate_target_temperature_equals_numpy():
 def test_released_temperature_form_is_the_raw_divisor():
     """Released code: one learnable scalar, initialised 2.659 = log(1/0.07), used as is (not
     exponentiated) as the divisor of both distance matrices, softmax of +distance."""
-    temp = Temperature(MMConfig(temperature_form="divisor", temperature=2.659))
+    temp = Temperature(MMConfig(temperature_form="divisor", temperature=2.659, temperature_min=None,
+                                temperature_max=None, target_temperature=None))
     assert temp.parameter() is temp.tau and temp.tau.item() == pytest.approx(2.659)
     assert temp().item() == pytest.approx(2.659) and temp.target_tau() is None
     with torch.no_grad():
@@ -102,11 +103,12 @@ def test_pot_backend_equals_native(eps):
     pytest.importorskip("ot.batch")
     x, y = _points()
     x.requires_grad_(True)
-    native, info_n = ot_solve(x, y, epsilon=eps, max_iter=20_000, tol=1e-10, solver="native")
+    native, info_n = ot_solve(x, y, epsilon=eps, max_iter=20_000, tol=1e-9, solver="native")
     g_native, = torch.autograd.grad(native, x)
-    pot, info_p = ot_solve(x, y, epsilon=eps, max_iter=20_000, tol=1e-10, solver="pot")
+    pot, info_p = ot_solve(x, y, epsilon=eps, max_iter=20_000, tol=1e-9, solver="pot")
     g_pot, = torch.autograd.grad(pot, x)
-    assert info_n.marginal_err.item() < 1e-8 and info_p.marginal_err.item() < 1e-8  # both converged
+    assert info_n.marginal_err.item() < 1e-7 and info_p.marginal_err.item() < 1e-7  # both converged
+    assert info_n.iters < 20_000 and info_p.iters < 20_000
     assert pot.item() == pytest.approx(native.item(), abs=1e-6)
     assert torch.allclose(g_pot, g_native, atol=1e-6)
 
@@ -149,3 +151,27 @@ def test_mm_warning_rules():
     assert mm_warning({**m, "health/mm_ref_change": -0.3, "health/grad_share/mm": 0.2}, 1.0) is None
     low = mm_warning({**m, "health/mm_ref_change": -0.3, "health/grad_share/mm": 0.001}, 1.0)
     assert low.startswith("MM inactive: tau grew to 12.3 and MM carries 0.1%")
+
+
+def test_untied_copies_start_identical_and_only_dropout_breaks_their_symmetry():
+    """Released code: M untied context copies initialised identical; the projection's dropout is
+    the only thing that makes their gradients (and so the copies) differ."""
+    from torch import nn
+
+    from lico_tune.models import build_prompt_learner
+    from lico_tune.spec import TextConfig
+
+    torch.manual_seed(0)
+    p = build_prompt_learner(TextConfig(encoder="hf", model="minilm", n_ctx=3, features="rolled",
+                                        context_copies="untied"), ["cat", "dog"])
+    assert tuple(p.ctx.shape[:2]) == (3, 3) and torch.equal(p.ctx[0], p.ctx[2])
+    pts = p().points  # (K, M copies, D)
+    assert _mean_offdiag_cos(pts.detach()) == pytest.approx(1.0, abs=1e-6)
+    proj = nn.Sequential(nn.Linear(p.dim, 8), nn.Dropout(0.5))
+    for train, differ in ((False, False), (True, True)):
+        proj.train(train)
+        p.ctx.grad = None
+        (proj(p().points) ** 2).sum().backward()
+        g = p.ctx.grad  # (M copies, M slots, W)
+        rel = ((g[0] - g[1]).norm() / g[0].norm()).item()  # float noise only, or a real difference
+        assert (rel > 1e-2) if differ else (rel < 1e-4), (train, rel)
