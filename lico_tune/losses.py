@@ -1,6 +1,6 @@
 """LICO's two extra losses: manifold matching (MM) and optimal transport (OT). DESIGN.md section 1.
 
-Core module: imports only torch (no ray, no streamlit, no POT at run time).
+Core module: imports only torch (no ray, no streamlit; POT only when lico.ot.solver is 'pot').
 
 MM  mm_loss(image_emb, text_emb, temperature, sign)  KL(A^G || A^F) between the row-softmaxed
     within-batch distance matrices of the images and of each sample's class text feature.
@@ -46,13 +46,14 @@ update, rows are not: at eps=1e-4 with max_iter=100 the "plan" is far from a tra
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mm_loss", "sinkhorn_log", "ot_loss"]
+__all__ = ["mm_loss", "mm_distances", "sinkhorn_log", "ot_loss", "ot_solve", "OTInfo"]
 
 # The early-stop test reads a scalar back from the device; on a GPU that is a sync, so only every
 # few iterations. On CPU the test itself is O(B*N), so its cost is negligible either way.
@@ -67,19 +68,42 @@ def _sq_dists(x: Tensor, y: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- manifold matching
 
+def mm_distances(x: Tensor, distance: str = "squared") -> Tensor:
+    """Within-batch distance matrix (B, B) of the L2-normalised rows of x (B, D).
+
+    "squared":   ||x_i - x_j||^2 = 2 - 2 cos (this project's first version).
+    "euclidean": sqrt(max(||x_i - x_j||^2, 1e-4)), the released code's plain Euclidean distance;
+                 the clamp before the square root keeps the gradient finite on the diagonal
+                 (d sqrt(u)/du is infinite at 0), so D_ii = 0.01, not 0.
+    """
+    if distance not in ("squared", "euclidean"):
+        raise ValueError(f"distance must be 'euclidean' or 'squared', got {distance!r}")
+    xn = F.normalize(x, dim=-1)
+    d2 = _sq_dists(xn, xn)
+    return d2 if distance == "squared" else d2.clamp_min(EUCLIDEAN_CLAMP).sqrt()
+
+
+EUCLIDEAN_CLAMP = 1e-4  # the released code's clamp of the squared distance before the square root
+
+
 def mm_loss(image_emb: Tensor, text_emb: Tensor, temperature: Union[float, Tensor],
-            sign: str = "negative") -> Tensor:
+            sign: str = "negative", distance: str = "squared",
+            target_temperature: Union[float, Tensor, None] = None) -> Tensor:
     """Manifold-matching loss L_MM = KL(A^G || A^F), summed over each row, mean over the batch.
 
     image_emb: (B, Di) image embeddings e_i (GAP of the feature map).
     text_emb:  (B, Dt) the class text feature t_{y_i} of each sample's label (rows repeat for
                samples of the same class; then their text distance is 0).
-    temperature: tau, a float or a 0-dim tensor (learnable: it receives a gradient).
+    temperature: tau, a float or a 0-dim tensor (learnable: it receives a gradient). It divides
+               both distance matrices, unless target_temperature is given.
+    target_temperature: tau of the target A^G alone (then `temperature` is the student's, A^F's).
+               With one tau shared by both softmaxes, tau -> infinity makes both rows uniform and
+               the KL -> 0 whatever the geometry: a degenerate optimum that a learnable tau finds.
+               A separate (fixed) target tau keeps A^G sharp, so the student cannot escape that way.
     sign: "negative" -> A = row-softmax(-D / tau) (paper); "positive" -> row-softmax(+D / tau)
           (the released code's variant).
-
-    Both sides are L2-normalised; D^F and D^G are the *squared* Euclidean distances of the
-    normalised vectors (= 2 - 2 cos), diagonal included (D_ii = 0 is part of each row's softmax).
+    distance: "squared" or "euclidean" (see mm_distances), on L2-normalised vectors, diagonal
+          included (D_ii is part of each row's softmax).
     A^G is the target, but it is not detached: the gradient flows into both sides, since the text
     side (context vectors, projection) is learnable.
     """
@@ -89,10 +113,9 @@ def mm_loss(image_emb: Tensor, text_emb: Tensor, temperature: Union[float, Tenso
         raise ValueError(f"expected (B, Di) and (B, Dt) with the same B, got {tuple(image_emb.shape)} "
                          f"and {tuple(text_emb.shape)}")
     s = -1.0 if sign == "negative" else 1.0
-    e = F.normalize(image_emb, dim=-1)  # (B, Di)
-    t = F.normalize(text_emb, dim=-1)  # (B, Dt)
-    log_af = torch.log_softmax(s * _sq_dists(e, e) / temperature, dim=-1)  # (B, B)
-    log_ag = torch.log_softmax(s * _sq_dists(t, t) / temperature, dim=-1)  # (B, B)
+    tau_g = temperature if target_temperature is None else target_temperature
+    log_af = torch.log_softmax(s * mm_distances(image_emb, distance) / temperature, dim=-1)  # (B, B)
+    log_ag = torch.log_softmax(s * mm_distances(text_emb, distance) / tau_g, dim=-1)  # (B, B)
     # KL(A^G || A^F) = sum_j A^G_ij (log A^G_ij - log A^F_ij); 'batchmean' divides by B.
     return F.kl_div(log_af, log_ag, reduction="batchmean", log_target=True)
 
@@ -115,8 +138,8 @@ def _lse(x: Tensor, dim: int, floor: float) -> Tensor:
     return (x - m).clamp_min_(floor).exp_().sum(dim=dim, keepdim=True).log_().add_(m)
 
 
-def _sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int, tol: float) -> tuple[Tensor, int, float]:
-    """sinkhorn_log, also returning the iterations run and the last measured row-marginal error.
+def _sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int, tol: float) -> tuple[Tensor, int, Tensor]:
+    """sinkhorn_log, also returning the iterations run and the final row-marginal error.
 
     The state is the log-plan L = K + u + v itself (K = -C/eps), updated in place: a row update
     subtracts log(row sum / a) from each row, a column update log(col sum / b) from each column.
@@ -127,6 +150,10 @@ def _sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int, tol: float) -> tu
     log(sum(exp(L))) is exact: no max pass needed, about half the work of a logsumexp. Keeping L
     rather than K + u + v also avoids the float32 cancellation of K ~ -4e4 against u + v ~ +4e4
     at eps = 1e-4: the entries that matter have |L| ~ log(N M).
+
+    The error returned is a 0-dim tensor on cost's device, max over the batch of ||pi 1 - a||_1 of
+    the returned plan (columns are exact): reading it is left to the caller, so that a GPU is not
+    synchronised for it (health.py reads it once per epoch).
     """
     if cost.ndim != 3:
         raise ValueError(f"cost must be (B, N, M), got {tuple(cost.shape)}")
@@ -139,12 +166,11 @@ def _sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int, tol: float) -> tu
         L = cost.detach() / (-epsilon)  # (B, N, M) log-kernel; down to -4e4 at eps=1e-4: fine in log domain
         L.sub_(_lse(L, 2, floor).sub_(log_a))  # rows: sum_j pi_ij = a
         L.sub_(_lse(L, 1, floor).sub_(log_b))  # columns: sum_i pi_ij = b
-        err, it = float("inf"), 1
+        it = 1
         for it in range(1, max_iter):
             row = L.clamp_min(floor).exp_().sum(dim=2, keepdim=True)  # (B, N, 1) row sums of the plan
             if it % _CHECK_EVERY == 0:
-                err = (row - a).abs_().sum(dim=1).max().item()  # max over the batch of ||pi 1 - a||_1
-                if err < tol:
+                if (row - a).abs_().sum(dim=1).max().item() < tol:  # max over the batch of ||pi 1 - a||_1
                     break
             L.sub_(row.log_().sub_(log_a))
             col = L.clamp_min(floor).exp_().sum(dim=1, keepdim=True)  # (B, 1, M)
@@ -152,7 +178,14 @@ def _sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int, tol: float) -> tu
         else:
             it = max_iter
         plan = L.exp_()  # (B, N, M), in place: L is not needed any more
+        err = marginal_error(plan)
     return plan, it, err
+
+
+def marginal_error(plan: Tensor) -> Tensor:
+    """Max over the batch of the L1 row-marginal error ||pi 1 - 1/N||_1 of plans (B, N, M): a
+    0-dim tensor (total mass is 1, so 0.38 means 38% of the mass sits in the wrong rows)."""
+    return (plan.sum(dim=2) - 1.0 / plan.shape[1]).abs().sum(dim=1).max()
 
 
 def sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int = 100, tol: float = 1e-6) -> Tensor:
@@ -168,14 +201,44 @@ def sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int = 100, tol: float =
     return _sinkhorn_log(cost, float(epsilon), int(max_iter), float(tol))[0]
 
 
-def ot_loss(image_points: Tensor, text_points: Tensor, epsilon: float = 0.1, max_iter: int = 100,
-            tol: float = 1e-6, gradient: str = "envelope") -> Tensor:
-    """LICO's OT loss: mean over the batch of <pi*, C>.
+def _sinkhorn_pot(cost: Tensor, epsilon: float, max_iter: int, tol: float) -> tuple[Tensor, int, Tensor]:
+    """The same solve by POT's batched log-domain Sinkhorn (`ot.batch.solve_batch`, POT >= 0.9.6),
+    on the detached cost: a real alternative backend and a live cross-check of `_sinkhorn_log`.
+    POT tests convergence with the L2 norm of the row-marginal error every 10 iterations; the
+    error returned here is our L1 one, measured on its plan, so both backends report alike."""
+    try:
+        from ot.batch import solve_batch
+    except ImportError as exc:  # an old POT without the batch module
+        raise RuntimeError(f"lico.ot.solver 'pot' needs POT >= 0.9.6 with ot.batch ({exc}); "
+                           f"pip install -U POT, or use lico.ot.solver: native") from None
+    with torch.no_grad():
+        res = solve_batch(cost.detach(), reg=epsilon, max_iter=max_iter, tol=tol,
+                          method="log_sinkhorn", grad="detach")
+        plan = res.plan
+        iters = int(res.log["n_iter"]) + 1  # POT's count is the 0-based index of the last iteration
+        return plan, iters, marginal_error(plan)
+
+
+SOLVERS = {"native": _sinkhorn_log, "pot": _sinkhorn_pot}
+
+
+@dataclass
+class OTInfo:
+    """What one OT solve did: iterations run (a Python int, known without a device sync) and the
+    final max row-marginal error (a 0-dim tensor, read it when you need it)."""
+    iters: int
+    marginal_err: Tensor
+
+
+def ot_solve(image_points: Tensor, text_points: Tensor, epsilon: float = 0.1, max_iter: int = 100,
+             tol: float = 1e-6, gradient: str = "envelope", solver: str = "native") -> tuple[Tensor, OTInfo]:
+    """LICO's OT loss (mean over the batch of <pi*, C>) and the solve's diagnostics.
 
     image_points: (B, N, D) local features of each image's feature map (N points in R^D).
-    text_points:  (B, M, D) the M prompt features of that image's own class, projected to width D.
-    Both are L2-normalised along D; C_ij = ||a_i - b_j||^2 in [0, 4] (B, N, M); pi* =
-    sinkhorn_log(C) held fixed.
+    text_points:  (B, M, D) the M prompt features the image is transported to (its own class's,
+        or all K*M prompts: lico.ot.target), projected to width D.
+    Both are L2-normalised along D; C_ij = ||a_i - b_j||^2 in [0, 4] (B, N, M); pi* = the entropic
+    plan of C (solver "native": `_sinkhorn_log`; "pot": POT's ot.batch), held fixed.
     gradient="envelope": the gradient flows through C only (pi* is a constant). It is the exact
         gradient of the entropic OT objective W_eps(C) = min_pi <pi,C> + eps*sum pi log pi
         (not of <pi*(C), C>, which also moves through pi*).
@@ -185,6 +248,8 @@ def ot_loss(image_points: Tensor, text_points: Tensor, epsilon: float = 0.1, max
     """
     if gradient not in ("envelope", "none"):
         raise ValueError(f"gradient must be 'envelope' or 'none', got {gradient!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
     if image_points.ndim != 3 or text_points.ndim != 3 or image_points.shape[0] != text_points.shape[0] \
             or image_points.shape[2] != text_points.shape[2]:
         raise ValueError(f"expected (B, N, D) and (B, M, D), got {tuple(image_points.shape)} and "
@@ -195,5 +260,11 @@ def ot_loss(image_points: Tensor, text_points: Tensor, epsilon: float = 0.1, max
         x = F.normalize(image_points.to(dtype), dim=-1)  # (B, N, D)
         y = F.normalize(text_points.to(dtype), dim=-1)  # (B, M, D)
         cost = _sq_dists(x, y)  # (B, N, M)
-        plan = sinkhorn_log(cost, epsilon, max_iter, tol)  # (B, N, M), no graph
-        return (plan * cost).sum(dim=(1, 2)).mean()
+        plan, iters, err = SOLVERS[solver](cost, float(epsilon), int(max_iter), float(tol))  # no graph
+        return (plan * cost).sum(dim=(1, 2)).mean(), OTInfo(iters, err)
+
+
+def ot_loss(image_points: Tensor, text_points: Tensor, epsilon: float = 0.1, max_iter: int = 100,
+            tol: float = 1e-6, gradient: str = "envelope", solver: str = "native") -> Tensor:
+    """LICO's OT loss alone: `ot_solve` without the diagnostics."""
+    return ot_solve(image_points, text_points, epsilon, max_iter, tol, gradient, solver)[0]

@@ -71,12 +71,17 @@ class TextConfig(_Strict):
     shuffle_ctx: bool = Field(False, description="Shuffle the order of the context vectors every step.")
     finetune: bool = Field(False, description="Train the text encoder too (the released code did).")
     proj_hidden: int = Field(512, ge=1, description="Hidden width of the projection MLP h.")
-    proj_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    proj_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in the projection MLP h "
+                                "(released code: 0.5, which alone breaks the symmetry of untied copies).")
+    context_copies: Literal["rolled", "untied"] = Field(
+        "rolled", description="features 'rolled' only: where the M copies of the context come from. 'rolled': "
+        "M cyclic rolls of one context (paper's description); 'untied': M separate context parameters, "
+        "initialised identical (released code): they only come apart through the projection's dropout.")
     max_length: int = Field(77, ge=8, description="Token limit of a prompt.")
 
 
 class OTConfig(_Strict):
-    epsilon: float = Field(0.1, gt=0.0, description="Entropic regularisation of the OT problem.")
+    epsilon: float = Field(0.1, gt=0.0, description="Entropic regularisation of the OT problem (paper: 0.1).")
     max_iter: int = Field(100, ge=1, description="Maximum Sinkhorn iterations.")
     tol: float = Field(1e-6, gt=0.0, description="Early stop when the marginal error falls below this.")
     points: Literal["channels", "spatial"] = Field(
@@ -85,13 +90,78 @@ class OTConfig(_Strict):
     gradient: Literal["envelope", "none"] = Field(
         "envelope", description="'envelope': gradient through the cost with the plan fixed; 'none': "
         "the released code's no_grad OT (OT then trains nothing).")
+    target: Literal["own_class", "all_classes"] = Field(
+        "own_class", description="Which prompt features each image is transported to. 'own_class': the M "
+        "features of its label's class (paper, section 3.3); 'all_classes': all K*M prompt features of all "
+        "classes, no label (released code).")
+    solver: Literal["native", "pot"] = Field(
+        "native", description="Sinkhorn backend: 'native' (lico_tune.losses, log domain, batched) or 'pot' "
+        "(POT's ot.batch.solve_batch, log_sinkhorn): the same plan, a cross-check of the native solver.")
+
+
+TemperatureForm = Literal["exp", "divisor", "fixed"]
 
 
 class MMConfig(_Strict):
     sign: Literal["negative", "positive"] = Field(
         "negative", description="softmax(-D/tau) (paper) or softmax(+D/tau) (released code).")
-    temperature: float = Field(1.0, gt=0.0, description="tau (initial value when learnable).")
-    learnable_temperature: bool = True
+    distance: Literal["euclidean", "squared"] = Field(
+        "euclidean", description="D: 'euclidean' = ||a - b|| of the L2-normalised vectors (paper: Euclidean "
+        "distance; released code: sqrt of the squared distance clamped at 1e-4); 'squared' = ||a - b||^2 "
+        "= 2 - 2cos (this project's first version).")
+    temperature_form: TemperatureForm = Field(
+        "exp", description="How tau is parametrised. 'exp': tau = exp(log_tau), log_tau learnable (paper: "
+        "'learnable temperature', form not given), clamped to [temperature_min, temperature_max]; "
+        "'divisor': the released code's form, a learnable scalar used as is as the divisor (init 2.659 = "
+        "log(1/0.07) there, shared by both sides, with weight decay); 'fixed': a constant tau.")
+    temperature: float = Field(0.3, gt=0.0, description="tau (initial value when learnable). Paper: not "
+                               "given; released code: 2.659; this project's first version: 1.0.")
+    temperature_min: Optional[float] = Field(
+        0.03, gt=0.0, description="Lower bound of a learnable tau (None: unbounded, as paper and released code).")
+    temperature_max: Optional[float] = Field(
+        3.0, gt=0.0, description="Upper bound of a learnable tau (None: unbounded, as paper and released code; "
+        "an unbounded tau shared by both softmaxes runs away: both rows go uniform and MM -> 0 whatever "
+        "the geometry).")
+    target_temperature: Optional[float] = Field(
+        0.3, gt=0.0, description="A fixed tau for the target A^G alone (then `temperature` is A^F's). "
+        "None: one tau shared by both sides (paper and released code). A separate fixed target tau "
+        "removes the degenerate optimum tau -> infinity (README: defaults that keep both terms alive).")
+    temperature_weight_decay: float = Field(
+        0.0, ge=0.0, description="Weight decay on the learnable temperature's parameter (released code: "
+        "the optimizer's 5e-4; paper: not stated).")
+    text_gradient: bool = Field(
+        False, description="Let MM's gradient reach the text side (context vectors). true: paper and released "
+        "code (A^G is not detached). false: A^G is a fixed target for each step, so MM moves only the "
+        "image side and cannot pull the class text features together (measured: their mean cosine "
+        "went 0.95 -> 0.99 in 50 steps with true); the text side then learns from OT alone.")
+    reference_temperature: float = Field(
+        0.1, gt=0.0, description="Health check only: MM is also measured at this fixed tau (both sides) on a "
+        "fixed batch every epoch, so that a falling MM means the manifolds moved, not that tau grew.")
+    learnable_temperature: Optional[bool] = Field(
+        None, description="Deprecated alias: false = temperature_form 'fixed', true = 'exp'. Kept so that "
+        "older specs still load; it is folded into temperature_form and reads back as null.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_learnable(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("learnable_temperature") is not None:
+            data = dict(data)
+            learnable = data.pop("learnable_temperature")
+            if not learnable:
+                data["temperature_form"] = "fixed"
+            elif data.get("temperature_form", "exp") == "fixed":
+                raise ValueError("learnable_temperature: true contradicts temperature_form: fixed; "
+                                 "drop learnable_temperature (it is deprecated)")
+        return data
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "MMConfig":
+        lo, hi = self.temperature_min, self.temperature_max
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"temperature_min {lo} is above temperature_max {hi}")
+        if not (lo or 0) <= self.temperature <= (hi or float("inf")):
+            raise ValueError(f"temperature {self.temperature} lies outside [temperature_min, temperature_max]")
+        return self
 
 
 class LicoConfig(_Strict):
@@ -112,7 +182,8 @@ class TrainConfig(_Strict):
     lr: float = Field(0.1, gt=0.0)
     text_lr: Optional[float] = Field(None, gt=0.0, description="Learning rate of the prompt learner (default: lr).")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = True
+    nesterov: bool = Field(False, description="Nesterov momentum. Released code: plain momentum (false); "
+                           "the paper does not say.")
     weight_decay: float = Field(5e-4, ge=0.0)
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0)

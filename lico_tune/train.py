@@ -20,6 +20,7 @@ from .data.loader import iterate_batches
 from .determinism import configure as configure_determinism
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
+from .health import Health
 from .layout import CHECKPOINT_FILE, METRICS_FILE
 from .provenance import provenance
 from .saliency.trial import trial_saliency
@@ -73,11 +74,13 @@ def build_trial(cfg: TrialConfig, device: Optional[torch.device] = None) -> Tria
 def make_optimizer(model: LicoModel, cfg: TrialConfig) -> torch.optim.Optimizer:
     t = cfg.train
     text_params = [p for n, p in model.named_parameters()
-                   if p.requires_grad and not n.startswith("classifier.") and n != "log_tau"]
+                   if p.requires_grad and not n.startswith(("classifier.", "temperature."))]
     groups = [{"params": [p for p in model.classifier.parameters() if p.requires_grad]},
               {"params": text_params, "lr": t.text_lr or t.lr}]
-    if isinstance(model.log_tau, nn.Parameter):
-        groups.append({"params": [model.log_tau], "lr": t.text_lr or t.lr, "weight_decay": 0.0})
+    tau = model.temperature.parameter()
+    if tau is not None and cfg.lico.enabled:
+        groups.append({"params": [tau], "lr": t.text_lr or t.lr,
+                       "weight_decay": cfg.lico.mm.temperature_weight_decay})
     groups = [g for g in groups if g["params"]]
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0,
@@ -203,6 +206,10 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         start_epoch, global_step, history = saved["epoch"], saved["global_step"], saved["history"]
         torch.set_rng_state(saved["torch_rng"])
         log(f"resumed from {ckpt_path} after epoch {start_epoch}")
+    health = Health(model, cfg, data, device, log)
+    health.restore(history)
+    health.load_state(saved.get("health") if saved is not None else None)
+    health.start()
 
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"{cfg.data.name}: {n_train} train / {len(data.test)} test images, {data.num_classes} classes; "
@@ -221,9 +228,11 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
                 break
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
+            health.before_forward(step)
             with _autocast(device, t.precision):
                 logits, terms = model(x, y)
             loss, loss_parts = model.loss(logits, y, terms)
+            health.after_forward(step, logits, y, terms)
             if t.fail_at_step is not None and global_step == t.fail_at_step:
                 loss = loss * float("nan")
             if not torch.isfinite(loss):
@@ -263,8 +272,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             metrics["test/acc"] = evaluate(model.classifier, data.test, device, cfg.eval.batch_size)
             if ema is not None:
                 metrics["test/acc_ema"] = evaluate(ema.module, data.test, device, cfg.eval.batch_size)
-        if isinstance(model.log_tau, nn.Parameter):
-            metrics["mm/temperature"] = model.log_tau.exp().item()
+        metrics.update(health.epoch_end())
         if last:
             explained = ema.module if ema is not None and cfg.eval.model == "ema" else model.classifier
             log(f"saliency: {', '.join(cfg.eval.cams)} on {cfg.eval.n_images} test images")
@@ -274,7 +282,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             "model": trainable_state(model), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
             "epoch": epoch + 1, "global_step": global_step, "history": history,
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state(), "health": health.state(),
             "config": cfg.model_dump(mode="json"), "class_names": parts.class_names, **provenance(cfg),
         }, ckpt_path)
         accs = " ".join(f"{k.split('/')[1]} {metrics[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in metrics)
@@ -283,6 +291,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         if report is not None:
             report(metrics, ckpt_path)
 
-    final = {**metrics, "history": history, "config": cfg.model_dump(mode="json"), **provenance(cfg)}
+    final = {**metrics, "warnings": list(health.warned), "history": history, "config": cfg.model_dump(mode="json"),
+             **provenance(cfg)}
     (out_dir / METRICS_FILE).write_text(json.dumps(final, indent=2))
     return final

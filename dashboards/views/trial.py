@@ -1,4 +1,4 @@
-"""Trial: learning curves (CE, MM, OT, accuracy), the resolved spec, the checkpoint, provenance
+"""Trial: learning curves (CE, MM, OT, accuracy), the health curves of the LICO terms, the resolved spec, the checkpoint, provenance
 and, for a failed trial, its error."""
 import altair as alt
 import pandas as pd
@@ -6,6 +6,33 @@ import streamlit as st
 
 import common
 from lico_tune.layout import ERROR_FILE, TRIAL_SPEC
+
+HEALTH = {"Temperature": ["health/tau", "health/tau_target"],
+          "MM at the reference temperature": ["health/mm_ref", "health/mm_ref0"],
+          "Share of the backbone's gradient": ["health/grad_share/ce", "health/grad_share/mm",
+                                               "health/grad_share/ot"],
+          "Text points (mean cosine)": ["health/text_cos", "health/text_cos_proj", "health/class_text_cos"],
+          "Sinkhorn final marginal error": ["health/marginal_err"],
+          "Sinkhorn iterations": ["health/sinkhorn_iters"]}
+
+
+def curves(hist: pd.DataFrame, groups: dict) -> None:
+    """One line chart per group of per-epoch metrics, two per row."""
+    items = list(groups.items())
+    for i in range(0, len(items), 2):
+        cols = st.columns(2)
+        for col, (title, ms) in zip(cols, items[i:i + 2]):
+            have = [m for m in ms if m in hist.columns and hist[m].notna().any()]
+            if not have:
+                col.caption(f"No {title.lower()} reported.")
+                continue
+            d = hist[["epoch", *have]].melt("epoch", var_name="metric", value_name="value").dropna()
+            col.altair_chart(alt.Chart(d).mark_line(point=True).encode(
+                x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+                y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+                color="metric:N", tooltip=["epoch", "metric", "value"]).properties(title=title, height=280),
+                width="stretch")
+
 
 res, root, db, stamp = common.page("Trial", "One trial in detail.")
 name = common.pick_experiment(res, "trial")
@@ -43,18 +70,17 @@ if hist.empty or "epoch" not in hist.columns:
 else:
     groups = {"Losses": ["train/ce", "train/mm", "train/ot", "train/loss"],
               "Accuracy (%)": ["test/acc", "test/acc_ema"]}
-    cols = st.columns(2)
-    for col, (title, ms) in zip(cols, groups.items()):
-        have = [m for m in ms if m in hist.columns and hist[m].notna().any()]
-        if not have:
-            col.caption(f"No {title.lower()} reported.")
-            continue
-        d = hist[["epoch", *have]].melt("epoch", var_name="metric", value_name="value").dropna()
-        col.altair_chart(alt.Chart(d).mark_line(point=True).encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
-            color="metric:N", tooltip=["epoch", "metric", "value"]).properties(title=title, height=280),
-            width="stretch")
+    curves(hist, groups)
+    if any(c.startswith("health/") for c in hist.columns):
+        st.subheader("Health of the LICO terms")
+        given = hist["health/warnings"].dropna().iloc[-1] if "health/warnings" in hist.columns else ""
+        for w in filter(None, str(given).split("; ")):
+            st.warning(w)
+        curves(hist, HEALTH)
+        st.caption("MM at the reference temperature (a fixed batch, one fixed tau) should fall below its "
+                   "untrained value mm_ref0; each term's gradient share is measured at the backbone's "
+                   "feature map; marginal error is the largest final row-marginal L1 error of the "
+                   "epoch's Sinkhorn solves; text cosines near 1 mean degenerate text points.")
     with st.expander("Every reported metric per epoch"):
         st.dataframe(hist, hide_index=True, width="stretch")
 

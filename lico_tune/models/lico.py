@@ -5,16 +5,16 @@ also returns the manifold-matching (MM) and optimal-transport (OT) loss terms.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..losses import mm_loss, ot_loss
+from ..losses import OTInfo, mm_loss, ot_solve
 from ..spec import LicoConfig
 from .backbones import ImageClassifier
-from .text import PromptLearner
+from .temperature import Temperature
+from .text import PromptLearner, TextFeatures
 
 
 class LicoModel(nn.Module):
@@ -33,11 +33,12 @@ class LicoModel(nn.Module):
             self.proj = nn.Sequential(
                 nn.Linear(self.prompts.dim, proj_hidden), nn.ReLU(inplace=True),
                 nn.Dropout(proj_dropout), nn.Linear(proj_hidden, point_dim))
-        log_tau = torch.tensor(math.log(cfg.mm.temperature))
-        if cfg.mm.learnable_temperature:
-            self.log_tau = nn.Parameter(log_tau)
-        else:
-            self.register_buffer("log_tau", log_tau)
+        self.temperature = Temperature(cfg.mm)
+        # Read by health.py after a forward (tensors, no device sync): the last OT solve's
+        # diagnostics, and, when keep_fmap is set, the feature map F with its graph (grad shares).
+        self.last_ot: Optional[OTInfo] = None
+        self.last_fmap: Optional[Tensor] = None
+        self.keep_fmap = False
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """logits (B, K) and the LICO terms {'mm': scalar, 'ot': scalar} that are switched on."""
@@ -46,18 +47,36 @@ class LicoModel(nn.Module):
         if self.prompts is None:
             return logits, terms
         text = self.prompts()  # points (K, N, D), pooled (K, D)
+        if self.keep_fmap:
+            self.last_fmap = fmap
         if self.cfg.alpha > 0:
-            terms["mm"] = mm_loss(emb.float(), text.pooled[y].float(), self.log_tau.exp(),
-                                  sign=self.cfg.mm.sign)
+            terms["mm"] = self.mm_term(emb, y, text)
         if self.cfg.beta > 0:
-            text_points = self.proj(text.points)[y]  # (B, N, P)
+            text_points = self.proj(text.points)  # (K, N, P)
+            if self.cfg.ot.target == "all_classes":  # every image to all K*N prompts (released code)
+                text_points = text_points.flatten(0, 1)[None].expand(len(y), -1, -1)  # (B, K*N, P)
+            else:
+                text_points = text_points[y]  # (B, N, P): the image's own class
             image_points = fmap.flatten(2)  # (B, C, H*W)
             if self.cfg.ot.points == "spatial":
                 image_points = image_points.transpose(1, 2)  # (B, H*W, C)
             ot = self.cfg.ot
-            terms["ot"] = ot_loss(image_points.float(), text_points.float(), epsilon=ot.epsilon,
-                                  max_iter=ot.max_iter, tol=ot.tol, gradient=ot.gradient)
+            terms["ot"], self.last_ot = ot_solve(
+                image_points.float(), text_points.float(), epsilon=ot.epsilon, max_iter=ot.max_iter,
+                tol=ot.tol, gradient=ot.gradient, solver=ot.solver)
         return logits, terms
+
+    def mm_term(self, emb: Tensor, y: Tensor, text: TextFeatures, temperature: Optional[float] = None) -> Tensor:
+        """L_MM of image embeddings emb (B, C) against the pooled text features of labels y, at the
+        model's temperatures, or at one fixed `temperature` for both sides (health.py's reference)."""
+        mm = self.cfg.mm
+        if temperature is None:
+            tau, target_tau = self.temperature(), self.temperature.target_tau()
+        else:
+            tau, target_tau = temperature, None
+        target = text.pooled if mm.text_gradient else text.pooled.detach()  # (K, D)
+        return mm_loss(emb.float(), target[y].float(), tau, sign=mm.sign, distance=mm.distance,
+                       target_temperature=target_tau)
 
     def loss(self, logits: Tensor, y: Tensor, terms: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Total L = CE + alpha*MM + beta*OT, and its parts (detached)."""

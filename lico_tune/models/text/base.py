@@ -99,7 +99,11 @@ class PromptLearner(nn.Module):
                 width = self.embed_tokens(self.ids[:1, :1]).shape[-1]
                 init = torch.randn(n_ctx, width) * 0.02
             init = init.detach().clone()
-            self.ctx = nn.Parameter(init.repeat(K, 1, 1) if self.class_specific else init)  # (K|., M, W)
+            # context_copies 'untied' (released code): M separate copies, initialised identical.
+            self.untied = self.features == "rolled" and self.cfg.context_copies == "untied"
+            if self.untied:
+                init = init[None].repeat(n_ctx, 1, 1)  # (M copies, M slots, W)
+            self.ctx = nn.Parameter(init.repeat(K, *[1] * init.ndim) if self.class_specific else init)  # (K|., [M,] M, W)
             if not self.finetune:
                 # The embedding table is frozen: embed the prompt tokens once.
                 self.register_buffer("base_embeds", self.embed_tokens(self.ids).detach(), persistent=False)
@@ -132,12 +136,17 @@ class PromptLearner(nn.Module):
         return base.scatter(1, pos, ctx.to(base.dtype).expand(K, -1, -1))
 
     def forward(self) -> TextFeatures:
-        ctx = self.context_vectors()  # (K|1, M, W)
+        ctx = None if self.untied else self.context_vectors()  # (K|1, M, W)
         K, M = len(self.class_names), self.n_ctx
         if self.features == "rolled":
             base = self.base_embeds if not self.finetune else self.embed_tokens(self.ids)  # (K, L, W)
             L, W = base.shape[1:]
-            rolled = ctx[:, self.roll_idx].to(base.dtype)  # (K|1, M copies, M slots, W)
+            if self.untied:  # (K|1, M copies, M slots, W): the copies themselves, slot order shuffled if asked
+                rolled = (self.ctx if self.class_specific else self.ctx[None]).to(base.dtype)
+                if self.shuffle_ctx and self.training:
+                    rolled = rolled[:, :, torch.randperm(M, device=rolled.device)]
+            else:
+                rolled = ctx[:, self.roll_idx].to(base.dtype)  # (K|1, M copies, M slots, W)
             pos = self.ctx_pos[:, None, :, None].expand(K, M, M, W)
             x = base[:, None].expand(K, M, L, W).scatter(2, pos, rolled.expand(K, -1, -1, -1))
             pooled, _ = self.encode(x.reshape(K * M, L, W), self.lengths.repeat_interleave(M),
