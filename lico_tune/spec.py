@@ -76,6 +76,9 @@ class TextConfig(_Strict):
     proj_hidden: int = Field(512, ge=1, description="Hidden width of the projection MLP h.")
     proj_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     max_length: int = Field(77, ge=8, description="Token limit of a prompt.")
+    precision: Optional[Literal["fp32", "bf16", "fp16"]] = Field(
+        None, description="Autocast of the text encoder (features come back as float32); null: as "
+        "train.precision.")
 
 
 class OTConfig(_Strict):
@@ -151,6 +154,8 @@ class EvalConfig(_Strict):
     sanity_max_layers: Optional[int] = Field(None, ge=1)
     rise_n_masks: int = Field(250, ge=1, description="RISE masks (250 at 32 px in a LICO reproduction).")
     gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast of the insertion/deletion forwards (the maps stay fp32).")
 
 
 class TrialConfig(_Strict):

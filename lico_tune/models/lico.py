@@ -12,9 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import mm_loss, ot_loss
+from ..precision import autocast
 from ..spec import LicoConfig
 from .backbones import ImageClassifier
-from .text import PromptLearner
+from .text import PromptLearner, TextFeatures
 
 
 class LicoModel(nn.Module):
@@ -45,7 +46,9 @@ class LicoModel(nn.Module):
         terms: dict[str, Tensor] = {}
         if self.prompts is None:
             return logits, terms
-        text = self.prompts()  # points (K, N, D), pooled (K, D)
+        with autocast(x.device.type, self.prompts.cfg.precision):  # text.precision
+            text = self.prompts()  # points (K, N, D), pooled (K, D)
+        text = TextFeatures(points=text.points.float(), pooled=text.pooled.float())
         if self.cfg.alpha > 0:
             terms["mm"] = mm_loss(emb.float(), text.pooled[y].float(), self.log_tau.exp(),
                                   sign=self.cfg.mm.sign)
