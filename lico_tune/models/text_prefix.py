@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .text import TextFeatures
+# Imports only torch (TextFeatures is imported where used): benchmarks/all.py loads this module on
+# machines without the project's other dependencies.
 
 
 def _supported_block(blk: nn.Module) -> bool:
@@ -89,9 +90,22 @@ def _block(blk: nn.Module, x: Tensor, past: Optional[tuple[Tensor, Tensor]]
     return x, (k, v)
 
 
-def shared_prefix_forward(learner, p: int) -> TextFeatures:
+def run_blocks(blocks, xp: Tensor, xs: Tensor, group: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """The blocks over G prefixes xp (G, P, W) and B suffixes xs (B, S, W); suffix row i continues
+    prefix group[i] (group None: G == 1, every row). Returns the final (xp, xs)."""
+    for blk in blocks:
+        xp, (kp, vp) = _block(blk, xp, None)
+        past = (kp.expand(len(xs), -1, -1, -1), vp.expand(len(xs), -1, -1, -1)) if group is None \
+            else (kp[group], vp[group])
+        xs, _ = _block(blk, xs, past)
+    return xp, xs
+
+
+def shared_prefix_forward(learner, p: int):
     """The learner's TextFeatures (as PromptLearner.forward) by the shared-prefix path; p from
     shared_prefix_len. G = distinct prefixes (1, or M for 'rolled'); S = L - p suffix positions."""
+    from .text import TextFeatures
+
     enc = learner.encoder
     ctx = learner.context_vectors()  # (1, M, W): shared context (shuffled in training if asked)
     K, M = len(learner.class_names), learner.n_ctx
@@ -109,11 +123,8 @@ def shared_prefix_forward(learner, p: int) -> TextFeatures:
     xs = base[:, p:].to(cast) + pos[p:]  # (K, S, W)
     if G > 1:  # sequence i = k * G + g: class k with prefix g (the plain path's order)
         xs = xs[:, None].expand(K, G, L - p, W).reshape(K * G, L - p, W)
-    group = torch.arange(K * G, device=xs.device) % G
-    for blk in enc.transformer.resblocks:
-        xp, (kp, vp) = _block(blk, xp, None)
-        xs, _ = _block(blk, xs, (kp[group], vp[group]) if G > 1 else
-                       (kp.expand(K, -1, -1, -1), vp.expand(K, -1, -1, -1)))
+    group = torch.arange(K * G, device=xs.device) % G if G > 1 else None
+    xp, xs = run_blocks(enc.transformer.resblocks, xp, xs, group)
     xs = enc.ln_final(xs)  # (K*G, S, W)
     eot = (learner.eot_pos - p).repeat_interleave(G)  # (K*G,) EOT index within the suffix
     if rolled:

@@ -12,7 +12,8 @@ The curve is the softmax probability of the target class at each of the n_steps 
 AUC is the trapezoid over them with x = i / n_steps in [0, 1], as in RISE's CausalMetric (the
 last step may change fewer pixels). overall = insertion - deletion.
 
-Blur: torchvision.transforms.functional.gaussian_blur (separable Gaussian, reflect padding) with
+Blur: torchvision.transforms.functional.gaussian_blur's computation, in plain torch (this module imports
+only torch, for benchmarks/all.py; tests check it equals torchvision's): Gaussian, reflect padding, with
 kernel size 4*sigma + 1 (21 at sigma 5), capped at 2*min(H, W) - 1 so that reflect padding is
 defined; RISE's own code used an 11-tap kernel with zero padding (pass blur_kernel_size=11 to get
 its kernel length; the padding stays reflect).
@@ -31,8 +32,8 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.transforms.functional import gaussian_blur
 
 from ..precision import autocast
 from ._util import as_targets, frozen_eval, model_device
@@ -52,7 +53,15 @@ def blur(images: Tensor, sigma: float = 5.0, kernel_size: int | None = None) -> 
     h, w = images.shape[-2:]
     k = int(4 * sigma + 1) if kernel_size is None else int(kernel_size)
     k = min(k | 1, 2 * min(h, w) - 1)  # odd, and reflect padding needs pad < size
-    return gaussian_blur(images, kernel_size=[k, k], sigma=[sigma, sigma])
+    dtype = images.dtype if images.is_floating_point() else torch.float32
+    x = torch.linspace(-(k - 1) / 2, (k - 1) / 2, k, device=images.device, dtype=dtype)
+    k1 = torch.exp(-0.5 * (x / sigma) ** 2)
+    k1 = k1 / k1.sum()  # (k,), as torchvision's _get_gaussian_kernel1d
+    c = images.shape[-3]
+    kernel = (k1[:, None] * k1[None, :]).expand(c, 1, k, k)  # (C, 1, k, k) depthwise
+    flat = images.reshape(-1, c, h, w)
+    out = F.conv2d(F.pad(flat.to(dtype), [k // 2] * 4, mode="reflect"), kernel, groups=c)
+    return out.reshape(images.shape).to(images.dtype)
 
 
 def auc(curves: Tensor) -> Tensor:
