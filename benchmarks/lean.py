@@ -209,7 +209,7 @@ class PromptLearner(nn.Module):
         ar = torch.arange(n_ctx)
         self.register_buffer("roll_idx", (ar[None, :] - ar[:, None]) % n_ctx)
         with torch.no_grad():
-            self.register_buffer("base_embeds", tower.token_embedding(ids))
+            self.register_buffer("base_embeds", tower.token_embedding(ids.to(tower.positional_embedding.device)))
         self.ctx = nn.Parameter(torch.randn(n_ctx, tower.token_embedding.embedding_dim) * 0.02)
         self.text_prefix = load_lean("models.text_prefix")
 

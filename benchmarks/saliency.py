@@ -161,8 +161,8 @@ def run(device, smoke: bool, quantus: bool = True) -> list[dict]:
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     if smoke:
-        return [bench("wrn28_1", wrn28(1, 10), "lean wrn28_1", 16, 10, 8, 2, 1, (8, 16), device,
-                      8 if quantus else None, 16)]
+        return [bench("wrn28_1", wrn28(1, 10), "lean wrn28_1", 16, 10, 32, 2, 1, (8, 16), device,
+                      32 if quantus else None, 16)]
     rows = [bench("wrn28_2", wrn28(2, 10), "WRN-28-2", 32, 10, 10, 256 if cuda else 8, 4 if cuda else 1,
                   (64, 128, 256, 512, 1024) if cuda else (16, 32, 64, 128, 256), device, 16 if quantus else None,
                   4096 if cuda else 512)]
