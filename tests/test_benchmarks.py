@@ -103,3 +103,15 @@ def test_lean_learner_shared_prefix_equals_plain(features):
     for a, b in zip(out[True], out[False]):  # values, then context gradients: to 1e-5 of their scale
         assert torch.allclose(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
     assert out[True][1].abs().sum() > 0
+
+
+def test_plain_torch_resnet50_matches_torchvision_shapes(monkeypatch):
+    """Without torchvision the GPU script builds its own ResNet-50: same parameter shapes, in order."""
+    from torchvision.models import resnet50 as tv
+
+    monkeypatch.setitem(sys.modules, "torchvision.models", None)
+    plain, what = lean.resnet50(10)
+    assert what.startswith("plain-torch")
+    ref = tv(weights=None, num_classes=10)
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in ref.parameters()]
+    assert plain.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 10)

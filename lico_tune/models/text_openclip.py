@@ -10,7 +10,8 @@ Speed: the CLIP text transformer is causal, so no token attends to anything afte
 the batch right after the last EOT changes no feature. Prompts are therefore padded only to the
 longest of the batch (L = max EOT position + 1, ~15-20 tokens instead of 77), with the positional
 embedding and the causal mask sliced to L. `truncate=False` pads to the full context length (for
-benchmarks; identical features).
+benchmarks; identical features). With the class token at the end and one shared context, the
+[SOS] + context prefix common to all prompts is encoded once (text_prefix.py; exact).
 """
 from __future__ import annotations
 
