@@ -5,9 +5,14 @@ For WRN-28-2 at batch 128 on 32 px input (CIFAR-10 class names), it times, side 
   - a plain CE step (forward, backward, SGD step),
   - a LICO step for each text encoder (MiniLM; a CLIP ViT-B/32-sized open_clip text tower with
     random weights) and each text-feature variant (eot and per_token: one prompt per class;
-    rolled: M prompts per class),
+    rolled: M prompts per class); for CLIP both the plain forward and the exact shared-prefix
+    encoding (lico_tune/models/text/prefix.py, the default), and the text tower under bf16
+    autocast (text.precision),
+  - K = 100 (CIFAR-100 names) rows for CLIP-B eot and rolled (shared prefix; --k100-plain adds
+    the plain forward, slow on a CPU),
   - the OT loss alone (forward + backward) at the step's shapes, as a share of the LICO step.
-It prints the median times and the ratios. `--smoke-test` runs a tiny version in seconds.
+It prints the median times, the ratios and the load average before and after. `--smoke-test`
+runs a tiny version in seconds.
 """
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -26,18 +33,41 @@ from lico_tune.models import build_classifier, build_prompt_learner  # noqa: E40
 from lico_tune.models.lico import LicoModel  # noqa: E402
 from lico_tune.spec import LicoConfig, ModelConfig, TextConfig  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from class_tokens import CIFAR100  # noqa: E402
+from timing import load_average  # noqa: E402
+
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 ENCODERS = {"minilm": dict(encoder="hf", model="minilm"),
             "clip-b32": dict(encoder="open_clip", model="ViT-B-32", pretrained=None)}
 FEATURES = ["eot", "per_token", "rolled"]
 
 
-def build(backbone: str, size: int, text: dict | None, n_ctx: int) -> LicoModel:
+def build(backbone: str, size: int, text: dict | None, n_ctx: int, names=CIFAR10, shared: bool = True) -> LicoModel:
     torch.manual_seed(0)
-    classifier = build_classifier(ModelConfig(backbone=backbone), len(CIFAR10), 3)
+    classifier = build_classifier(ModelConfig(backbone=backbone), len(names), 3)
     lico = LicoConfig() if text else LicoConfig(alpha=0, beta=0)
-    prompts = build_prompt_learner(TextConfig(n_ctx=n_ctx, **text), CIFAR10) if text else None
+    options = {"shared_prefix": shared} if text and text["encoder"] == "open_clip" else {}
+    prompts = build_prompt_learner(TextConfig(n_ctx=n_ctx, **text), names, **options) if text else None
     return LicoModel(classifier, prompts, lico, classifier.feature_shape(3, size)).train()
+
+
+def variants(encoders, k100_plain: bool):
+    """(name, text options, class names, shared prefix) of every LICO configuration timed."""
+    for enc in encoders:
+        for feat in FEATURES:
+            if enc == "clip-b32":
+                yield f"{enc}/{feat}/plain", {**ENCODERS[enc], "features": feat}, CIFAR10, False
+                yield f"{enc}/{feat}/shared", {**ENCODERS[enc], "features": feat}, CIFAR10, True
+            else:
+                yield f"{enc}/{feat}", {**ENCODERS[enc], "features": feat}, CIFAR10, False
+    if "clip-b32" in encoders:
+        yield "clip-b32/rolled/shared/text-bf16", {**ENCODERS["clip-b32"], "features": "rolled",
+                                                   "precision": "bf16"}, CIFAR10, True
+        for feat in ("eot", "rolled"):
+            yield f"K100 clip-b32/{feat}/shared", {**ENCODERS["clip-b32"], "features": feat}, list(CIFAR100), True
+            if k100_plain:
+                yield f"K100 clip-b32/{feat}/plain", {**ENCODERS["clip-b32"], "features": feat}, list(CIFAR100), False
 
 
 def stepper(model: LicoModel, x, y):
@@ -78,21 +108,25 @@ def main(argv=None) -> None:
     parser.add_argument("--n-ctx", type=int, default=12)
     parser.add_argument("--backbone", default="wrn28_2")
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
+    parser.add_argument("--k100-plain", action="store_true", help="also the plain forward at K = 100")
     parser.add_argument("--smoke-test", action="store_true", help="tiny sizes, 1 round: checks it runs")
     args = parser.parse_args(argv)
     if args.smoke_test:
         args.rounds, args.batch, args.backbone, args.n_ctx, args.encoders = 1, 8, "tiny_cnn", 2, ["minilm"]
+    print(f"before: {load_average()}", flush=True)
 
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.arange(args.batch) % len(CIFAR10)
+    y100 = torch.arange(args.batch) % 100
     steps = {"ce": stepper(build(args.backbone, args.size, None, args.n_ctx), x, y)}
-    models = {}
-    for enc in args.encoders:
-        for feat in FEATURES:
-            model = build(args.backbone, args.size, {**ENCODERS[enc], "features": feat}, args.n_ctx)
-            models[f"{enc}/{feat}"] = model
-            steps[f"{enc}/{feat}"] = stepper(model, x, y)
-            steps[f"ot:{enc}/{feat}"] = ot_stepper(model, args.batch, args.size)
+    models, ks = {}, {}
+    for name, text, names, shared in variants(args.encoders, args.k100_plain):
+        model = build(args.backbone, args.size, text, args.n_ctx, names, shared)
+        if len(names) == 100 and "ce100" not in steps:
+            steps["ce100"] = stepper(build(args.backbone, args.size, None, args.n_ctx, names), x, y100)
+        models[name], ks[name] = model, len(names)
+        steps[name] = stepper(model, x, y if len(names) == 10 else y100)
+        steps[f"ot:{name}"] = ot_stepper(model, args.batch, args.size)
 
     for fn in steps.values():  # warm-up, excluded
         fn()
@@ -102,17 +136,18 @@ def main(argv=None) -> None:
             times[name].append(timed(fn))
     med = {k: statistics.median(v) for k, v in times.items()}
 
-    print(f"# {args.backbone}, batch {args.batch}, {args.size} px, M={args.n_ctx}, K={len(CIFAR10)}; "
+    print(f"# {args.backbone}, batch {args.batch}, {args.size} px, M={args.n_ctx}, K=10 (K100: 100); "
           f"median of {args.rounds} interleaved rounds; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"CE step: {med['ce'] * 1000:.0f} ms")
-    print(f"{'variant':<22}{'sequences':>10}{'LICO ms':>10}{'LICO/CE':>9}{'OT ms':>8}{'OT share':>10}")
+    print(f"{'variant':<34}{'sequences':>10}{'LICO ms':>10}{'LICO/CE':>9}{'OT ms':>8}{'OT share':>10}")
     for name, model in models.items():
         feat = name.split("/")[1]
-        seqs = len(CIFAR10) * (args.n_ctx if feat == "rolled" else 1)
-        lico, ot = med[name], med[f"ot:{name}"]
-        print(f"{name:<22}{seqs:>10}{lico * 1000:>10.0f}{lico / med['ce']:>9.2f}{ot * 1000:>8.1f}"
+        seqs = ks[name] * (args.n_ctx if feat == "rolled" else 1)
+        lico, ot, ce = med[name], med[f"ot:{name}"], med["ce" if ks[name] == 10 else "ce100"]
+        print(f"{name:<34}{seqs:>10}{lico * 1000:>10.0f}{lico / ce:>9.2f}{ot * 1000:>8.1f}"
               f"{100 * ot / lico:>9.1f}%")
+    print(f"after: {load_average()}")
 
 
 if __name__ == "__main__":

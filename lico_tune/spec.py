@@ -78,6 +78,9 @@ class TextConfig(_Strict):
         "M cyclic rolls of one context (paper's description); 'untied': M separate context parameters, "
         "initialised identical (released code): they only come apart through the projection's dropout.")
     max_length: int = Field(77, ge=8, description="Token limit of a prompt.")
+    precision: Optional[Literal["fp32", "bf16", "fp16"]] = Field(
+        None, description="Autocast of the text encoder (features come back as float32); null: as "
+        "train.precision.")
 
 
 class OTConfig(_Strict):
@@ -223,6 +226,8 @@ class EvalConfig(_Strict):
     sanity_max_layers: Optional[int] = Field(None, ge=1)
     rise_n_masks: int = Field(250, ge=1, description="RISE masks (250 at 32 px in a LICO reproduction).")
     gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast of the insertion/deletion forwards (the maps stay fp32).")
 
 
 class TrialConfig(_Strict):

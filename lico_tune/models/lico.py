@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import OTInfo, mm_loss, ot_solve
+from ..precision import autocast
 from ..spec import LicoConfig
 from .backbones import ImageClassifier
 from .temperature import Temperature
@@ -46,7 +47,9 @@ class LicoModel(nn.Module):
         terms: dict[str, Tensor] = {}
         if self.prompts is None:
             return logits, terms
-        text = self.prompts()  # points (K, N, D), pooled (K, D)
+        with autocast(x.device.type, self.prompts.cfg.precision):  # text.precision
+            text = self.prompts()  # points (K, N, D), pooled (K, D)
+        text = TextFeatures(points=text.points.float(), pooled=text.pooled.float())
         if self.keep_fmap:
             self.last_fmap = fmap
         if self.cfg.alpha > 0:

@@ -50,13 +50,14 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
                       masks: Tensor | None = None, sanity: bool = False,
                       sanity_max_layers: int | None = None, rise_n_masks: int = 250,
                       rise_cells: int = 8, rise_p: float = 0.5, rise_seed: int = 0,
-                      return_maps: bool = False) -> SaliencyEvaluation:
+                      return_maps: bool = False, precision: str = "fp32") -> SaliencyEvaluation:
     """All saliency metrics for images (N, C, H, W) (normalised), labels (N,).
 
     target: "label" explains the ground-truth class, "pred" the prediction on the clean image
     (faithfulness, SES, masks, sanity). The grid game always targets each tile's true class;
     it is skipped when the images hold fewer than 4 classes; n_grids defaults to N // 4 (>= 1).
-    batch_size bounds the images per forward everywhere. The model's mode, requires_grad flags
+    batch_size bounds the images per forward everywhere; precision ('fp32', 'bf16', 'fp16') is the
+    autocast of the insertion/deletion forwards (eval.precision). The model's mode, requires_grad flags
     and .grad are left as they were.
     """
     if target not in ("label", "pred"):
@@ -77,7 +78,7 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
         maps = compute_maps(fn, images, targets, batch_size)  # (N, H, W)
         faith = insertion_deletion(model, images, maps, targets, pixels_per_step, batch_size,
                                    blur_sigma, blur_kernel_size, insertion_substrate=insertion_substrate,
-                                   deletion_substrate=deletion_substrate)
+                                   deletion_substrate=deletion_substrate, precision=precision)
         for m in ("insertion", "deletion", "overall"):
             metrics[f"{key}/{m}"] = faith[m].mean().item()
         if n_classes >= 4:

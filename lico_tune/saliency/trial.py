@@ -31,7 +31,7 @@ def trial_saliency(classifier: nn.Module, data, cfg, out_dir: str | Path) -> dic
                    blur_sigma=cfg.blur_sigma)
     result = evaluate_saliency(classifier, x, y, cfg.cams, n_grids=cfg.n_grids, ses=cfg.ses,
                                sanity=cfg.sanity, sanity_max_layers=cfg.sanity_max_layers,
-                               rise_n_masks=cfg.rise_n_masks, **options)
+                               rise_n_masks=cfg.rise_n_masks, precision=cfg.precision, **options)
     if cfg.gallery_images:
         k = min(cfg.gallery_images, len(x))
         write_gallery(classifier, x[:k], y[:k], str(Path(out_dir) / GALLERY), cfg.cams,

@@ -10,7 +10,8 @@ Speed: the CLIP text transformer is causal, so no token attends to anything afte
 the batch right after the last EOT changes no feature. Prompts are therefore padded only to the
 longest of the batch (L = max EOT position + 1, ~15-20 tokens instead of 77), with the positional
 embedding and the causal mask sliced to L. `truncate=False` pads to the full context length (for
-benchmarks; identical features).
+benchmarks; identical features). With the class token at the end and one shared context, the
+[SOS] + context prefix common to all prompts is encoded once (prefix.py; exact).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from ...spec import TextConfig
-from .base import PromptLearner, TextEncoderCorrupt, TextEncoderMissing, clean_class_name, hf_cache_dir
+from .base import PromptLearner, TextEncoderCorrupt, TextEncoderMissing, TextFeatures, clean_class_name, hf_cache_dir
+from .prefix import shared_prefix_forward, shared_prefix_len
 
 TINY_CLIP = {
     "embed_dim": 64,
@@ -206,7 +208,8 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[Path, bool]:
 class OpenClipPromptLearner(PromptLearner):
     """CoOp prompts through an open_clip text tower, truncated after the last EOT of the batch."""
 
-    def __init__(self, cfg: TextConfig, class_names: list[str], truncate: bool = True):
+    def __init__(self, cfg: TextConfig, class_names: list[str], truncate: bool = True,
+                 shared_prefix: bool = True):
         super().__init__(cfg, class_names)
         import open_clip
 
@@ -249,6 +252,14 @@ class OpenClipPromptLearner(PromptLearner):
                            tok.encode("."), [tok.eot_token_id], placeholder=tok.encode("X")[0], pad_id=0,
                            max_length=min(cfg.max_length, self.encoder.context_length),
                            ctx_init_ids=ctx_init, pad_to=pad_to)
+        # Shared-prefix hook (prefix.py): P when every prompt starts with the same [SOS] +
+        # context (exact on a causal tower), None for the plain path. shared_prefix=False: benchmarks.
+        self.prefix_len = shared_prefix_len(self) if shared_prefix else None
+
+    def forward(self) -> TextFeatures:
+        if self.prefix_len is not None:
+            return shared_prefix_forward(self, self.prefix_len)
+        return super().forward()
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
         return self.encoder.token_embedding(ids)
