@@ -24,7 +24,38 @@ class _Strict(BaseModel):
 
 # ----------------------------------------------------------------------------- trial sections
 
-DatasetName = Literal["fashion_mnist", "digits", "cifar10", "cifar100", "svhn", "imagefolder"]
+DatasetName = Literal["fashion_mnist", "digits", "placed_fmnist", "cifar10", "cifar100", "svhn", "imagefolder"]
+
+
+class PlacedConfig(_Strict):
+    """How placed_fmnist's canvases are generated (ignored by other datasets); cached per value."""
+    canvas: int = Field(64, ge=28, le=512, description="Canvas size (px); the 28 px item is pasted at a random position.")
+    clutter: int = Field(3, ge=0, le=16, description="Crops of items of other classes pasted per canvas.")
+    clutter_size: int = Field(14, ge=1, le=28, description="Side of a clutter crop (px).")
+    clutter_contrast: tuple[float, float] = Field((0.3, 0.8), description="Range of a clutter crop's intensity factor.")
+    item_contrast: tuple[float, float] = Field((0.6, 1.0), description="Range of the item's intensity factor.")
+    noise: float = Field(0.05, ge=0.0, le=1.0, description="Std of additive Gaussian noise, as a share of 255.")
+    seed: int = Field(0, ge=0, description="Generation seed: fixed per experiment, not per trial.")
+    max_items: Optional[int] = Field(
+        None, ge=10, description="Place only the first N items of each Fashion-MNIST split (tests, small studies).")
+
+    @field_validator("clutter_contrast", "item_contrast")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] <= v[1] <= 1.0:
+            raise ValueError(f"needs 0 <= low <= high <= 1, got {list(v)}")
+        return v
+
+
+class ShortcutConfig(_Strict):
+    """The shortcut probe (lico_tune/data/shortcut.py): a class-coded patch in training images."""
+    fraction: float = Field(0.0, ge=0.0, le=1.0, description="Share of training images given their class's patch (0: none).")
+    size: int = Field(3, ge=1, le=16, description="Side of the square patch (px).")
+    test: Literal["absent", "shuffled"] = Field(
+        "absent", description="The reported test split: without patches, or with another class's patch.")
+    probe: bool = Field(False, description="Report the probe's metrics even when fraction is 0 (a control arm).")
+    value: int = Field(255, ge=0, le=255, description="Pixel value of the patch (uint8).")
+    seed: int = Field(0, ge=0, description="Picks the patched training images and the shuffled codes (fixed per experiment).")
 
 
 class DataConfig(_Strict):
@@ -42,6 +73,8 @@ class DataConfig(_Strict):
     class_names_file: Optional[str] = Field(
         None, description="imagefolder only: a text file of class names, one per line, in folder-sorted label order.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    placed: PlacedConfig = Field(default_factory=PlacedConfig)
+    shortcut: ShortcutConfig = Field(default_factory=ShortcutConfig)
 
 
 Backbone = Literal["tiny_cnn", "wrn28_2", "wrn28_8", "resnet18_cifar", "resnet50"]
@@ -384,7 +417,7 @@ def dump_yaml(model: BaseModel) -> str:
 
 
 __all__ = [
-    "DataConfig", "ModelConfig", "TextConfig", "OTConfig", "MMConfig", "LicoConfig", "TrainConfig",
+    "DataConfig", "PlacedConfig", "ShortcutConfig", "ModelConfig", "TextConfig", "OTConfig", "MMConfig", "LicoConfig", "TrainConfig",
     "EvalConfig", "TrialConfig", "SearchConfig", "SchedulerConfig", "ResourcesConfig", "Spec",
     "SpecError", "load_spec", "validate_spec", "validate_trial", "apply_overrides", "set_path",
     "get_path", "field_paths", "json_schema", "dump_yaml", "Union",
