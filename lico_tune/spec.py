@@ -184,6 +184,28 @@ class EvalConfig(_Strict):
     sanity_max_layers: Optional[int] = Field(None, ge=1)
     rise_n_masks: int = Field(250, ge=1, description="RISE masks (250 at 32 px in a LICO reproduction).")
     gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
+    orderings: list[Literal["morf", "lerf"]] = Field(
+        default_factory=lambda: ["morf"], description="Pixel orders of insertion/deletion: most relevant first "
+        "(always, the RISE protocol) and/or least relevant first ('lerf': *_lerf metrics and lerf_morf).")
+    road: bool = Field(False, description="ROAD (noisy linear imputation, MoRF and LeRF) at road_percentiles.")
+    road_percentiles: list[float] = Field(
+        default_factory=lambda: [10, 20, 30, 40, 50, 60, 70, 80, 90],
+        description="ROAD percentiles (pytorch-grad-cam's convention: MoRF keeps pixels below the p-th percentile).")
+    road_noise: float = Field(0.01, ge=0.0, description="Std of the noise added to ROAD's imputed pixels.")
+    mprt: list[Literal["smooth", "efficient"]] = Field(
+        default_factory=list, description="Extra parameter-randomisation checks: smooth MPRT (noise-averaged maps, "
+        "cascading) and/or efficient MPRT (entropy ratio after randomising every layer).")
+    mprt_samples: int = Field(8, ge=1, description="Noisy copies per image for smooth MPRT.")
+    mprt_noise: float = Field(0.1, ge=0.0, description="Smooth MPRT noise std, as a share of each image's value range.")
+    boxes: bool = Field(True, description="Pointing game and energy on the dataset's boxes when it has them "
+                        "(placed_fmnist); the 2x2 grid game otherwise.")
+
+    @field_validator("road_percentiles")
+    @classmethod
+    def _percentiles(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < p < 100 for p in v):
+            raise ValueError(f"needs one or more percentiles strictly between 0 and 100, got {v}")
+        return v
 
 
 class TrialConfig(_Strict):
