@@ -265,7 +265,7 @@ def test_trial_metrics_on_placed_with_boxes_road_lerf_mprt_and_shortcut(tmp_path
         assert math.isfinite(m[f"saliency/gradcam/{key}"]), key
     assert "saliency/gradcam/pointing" not in m                              # boxes replace the grid game
     boxes = data.test.boxes[:6]
-    assert 0 < m["saliency/mask_area"] < 1
+    assert 0 < m["eval/mask_area"] < 1
     for k in ("acc_clean", "acc_patched", "acc_shuffled", "patch_area"):
         assert math.isfinite(m[f"shortcut/{k}"])
     # eval.boxes off: the grid game is back

@@ -15,7 +15,8 @@
     saliency/<method>/smprt_top, smprt_full          smooth MPRT ("smooth" in mprt), same rows
     saliency/<method>/emprt                          efficient MPRT ("efficient" in mprt): entropy
                                                      ratio randomised / trained (> 1 expected)
-    saliency/mask_area                               mean area share of the masks (when given)
+    eval/mask_area                                   mean area share of the masks (when given; not
+                                                     under saliency/: it belongs to no method)
     saliency/<method>/seconds                        wall time of this method's evaluation
 No single number decides: deletion AUC, for one, rewards a shortcut-learning model.
 """
@@ -93,7 +94,7 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
     curves: dict[str, dict] = {}
     all_maps: dict[str, Tensor] = {}
     if masks is not None:
-        metrics["saliency/mask_area"] = masks.flatten(1).float().mean().item()
+        metrics["eval/mask_area"] = masks.flatten(1).float().mean().item()
     for method in methods:
         t0 = time.perf_counter()
         key = f"saliency/{method}"

@@ -53,7 +53,7 @@ def shortcut_metrics(model: nn.Module, probe, indices: torch.Tensor, methods: Se
     masks = boxes_to_masks(probe.patched_boxes[indices], *x.shape[-2:])
     res = evaluate_saliency(model, x.to(device), y, methods, batch_size=batch_size, masks=masks, grid=False,
                             ses=False, **saliency_options)
-    out["shortcut/patch_area"] = res.metrics.pop("saliency/mask_area")
+    out["shortcut/patch_area"] = res.metrics.pop("eval/mask_area")
     for k, v in res.metrics.items():
         head, _, tail = k.rpartition("/")
         if tail in RENAMED:
