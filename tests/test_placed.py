@@ -105,6 +105,8 @@ def test_registered_cached_and_named_like_fashion_mnist(cache):
     assert len([f for f in folders if f.is_dir()]) == 1
     again = D.build_data(small(), seed=0)                     # read from the cache: identical
     assert torch.equal(again.test.images, bundle.test.images)
+    (folders[0] / "meta.json").unlink()                       # an interrupted write: regenerated, same
+    assert torch.equal(D.build_data(small(), seed=0).test.images, bundle.test.images)
     D.build_data(small(placed={"seed": 1}), seed=0)           # other parameters: another cache entry
     assert len([f for f in (cache / "placed_fmnist").iterdir() if f.is_dir()]) == 2
     # the boxes survive subsets and a resize (outward rounding keeps the item covered)

@@ -13,9 +13,11 @@ Generator, chunk by chunk, all vectorised:
 The box (x0, y0, x1, y1), x1/y1 exclusive, is the item's tight box: the smallest box holding every
 pixel of the 28 x 28 item that is > 0, moved to where it was pasted. It lies inside the canvas.
 
-Canvases are cached as .npy files under the data root (data.root or ~/.cache/lico-tune/data/
-placed_fmnist/<key>), key = a hash of the generation parameters and the format version, written
-once under a FileLock and opened memory-mapped (a trial reads only the images it uses).
+Canvases are cached as .npy files in the user's data cache (~/.cache/lico-tune/data/placed_fmnist/
+<key>; data.root only says where Fashion-MNIST is read from), key = a hash of the generation
+parameters (data.placed) and the format version, written once under a FileLock (atomic renames,
+meta.json last) and opened memory-mapped (a trial reads only the images it uses). Generating all
+70,000 canvases at 64 px takes ~25-45 s on one loaded CPU core and ~290 MB of disk.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from . import fashion_mnist
-from .paths import RawSplits, download_lock, user_root
+from .paths import RawSplits, default_root, download_lock
 
 NAME = "placed_fmnist"
 FORMAT_VERSION = 1          # bump when the generator changes: old caches are then never read
@@ -139,8 +141,9 @@ def _split_seed(seed: int, split: str) -> list[int]:
 
 
 def cache_dir(cfg) -> Path:
-    """Where the canvases of data config `cfg` are cached."""
-    return user_root(None if cfg.root is None else str(Path(cfg.root) / NAME), NAME) / cache_key(params_of(cfg.placed))
+    """Where the canvases of data config `cfg` are cached: the user's data cache, always (data.root
+    says where Fashion-MNIST is read from, which may be a read-only system folder)."""
+    return default_root(NAME) / cache_key(params_of(cfg.placed))
 
 
 def _mmap(path: Path) -> torch.Tensor:
