@@ -104,8 +104,9 @@ def test_lerf_hand_worked_region_model():
     hi, lo = torch.sigmoid(torch.tensor(6.0)).item(), torch.sigmoid(torch.tensor(-6.0)).item()
     assert torch.allclose(morf["deletion_curve"][0], torch.tensor([hi, lo, lo, lo, lo]), atol=1e-6)
     assert torch.allclose(lerf["deletion_curve"][0], torch.tensor([hi, hi, hi, hi, lo]), atol=1e-6)
-    # trapezoid over x = 0, .25, ..., 1
-    assert lerf["deletion"].item() == pytest.approx(0.25 * (0.5 * hi + 2 * hi + hi + 0.5 * lo + 0.5 * hi - 0.5 * hi), abs=1e-6)
+    # trapezoid over x = 0, .25, ..., 1: 0.25 * (hi/2 + hi + hi + hi + lo/2)
+    assert lerf["deletion"].item() == pytest.approx(0.25 * (3.5 * hi + 0.5 * lo), abs=1e-6)
+    assert morf["deletion"].item() == pytest.approx(0.25 * (0.5 * hi + 3.5 * lo), abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- ROAD
