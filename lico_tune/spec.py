@@ -21,7 +21,38 @@ class _Strict(BaseModel):
 
 # ----------------------------------------------------------------------------- trial sections
 
-DatasetName = Literal["fashion_mnist", "digits", "cifar10", "cifar100", "svhn", "imagefolder"]
+DatasetName = Literal["fashion_mnist", "digits", "placed_fmnist", "cifar10", "cifar100", "svhn", "imagefolder"]
+
+
+class PlacedConfig(_Strict):
+    """How placed_fmnist's canvases are generated (ignored by other datasets); cached per value."""
+    canvas: int = Field(64, ge=28, le=512, description="Canvas size (px); the 28 px item is pasted at a random position.")
+    clutter: int = Field(3, ge=0, le=16, description="Crops of items of other classes pasted per canvas.")
+    clutter_size: int = Field(14, ge=1, le=28, description="Side of a clutter crop (px).")
+    clutter_contrast: tuple[float, float] = Field((0.3, 0.8), description="Range of a clutter crop's intensity factor.")
+    item_contrast: tuple[float, float] = Field((0.6, 1.0), description="Range of the item's intensity factor.")
+    noise: float = Field(0.05, ge=0.0, le=1.0, description="Std of additive Gaussian noise, as a share of 255.")
+    seed: int = Field(0, ge=0, description="Generation seed: fixed per experiment, not per trial.")
+    max_items: Optional[int] = Field(
+        None, ge=10, description="Place only the first N items of each Fashion-MNIST split (tests, small studies).")
+
+    @field_validator("clutter_contrast", "item_contrast")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] <= v[1] <= 1.0:
+            raise ValueError(f"needs 0 <= low <= high <= 1, got {list(v)}")
+        return v
+
+
+class ShortcutConfig(_Strict):
+    """The shortcut probe (lico_tune/data/shortcut.py): a class-coded patch in training images."""
+    fraction: float = Field(0.0, ge=0.0, le=1.0, description="Share of training images given their class's patch (0: none).")
+    size: int = Field(3, ge=1, le=16, description="Side of the square patch (px).")
+    test: Literal["absent", "shuffled"] = Field(
+        "absent", description="The reported test split: without patches, or with another class's patch.")
+    probe: bool = Field(False, description="Report the probe's metrics even when fraction is 0 (a control arm).")
+    value: int = Field(255, ge=0, le=255, description="Pixel value of the patch (uint8).")
+    seed: int = Field(0, ge=0, description="Picks the patched training images and the shuffled codes (fixed per experiment).")
 
 
 class DataConfig(_Strict):
@@ -39,6 +70,8 @@ class DataConfig(_Strict):
     class_names_file: Optional[str] = Field(
         None, description="imagefolder only: a text file of class names, one per line, in folder-sorted label order.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    placed: PlacedConfig = Field(default_factory=PlacedConfig)
+    shortcut: ShortcutConfig = Field(default_factory=ShortcutConfig)
 
 
 Backbone = Literal["tiny_cnn", "wrn28_2", "wrn28_8", "resnet18_cifar", "resnet50"]
@@ -228,6 +261,28 @@ class EvalConfig(_Strict):
     gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast of the insertion/deletion forwards (the maps stay fp32).")
+    orderings: list[Literal["morf", "lerf"]] = Field(
+        default_factory=lambda: ["morf"], description="Pixel orders of insertion/deletion: most relevant first "
+        "(always, the RISE protocol) and/or least relevant first ('lerf': *_lerf metrics and lerf_morf).")
+    road: bool = Field(False, description="ROAD (noisy linear imputation, MoRF and LeRF) at road_percentiles.")
+    road_percentiles: list[float] = Field(
+        default_factory=lambda: [10, 20, 30, 40, 50, 60, 70, 80, 90],
+        description="ROAD percentiles (pytorch-grad-cam's convention: MoRF keeps pixels below the p-th percentile).")
+    road_noise: float = Field(0.01, ge=0.0, description="Std of the noise added to ROAD's imputed pixels.")
+    mprt: list[Literal["smooth", "efficient"]] = Field(
+        default_factory=list, description="Extra parameter-randomisation checks: smooth MPRT (noise-averaged maps, "
+        "cascading) and/or efficient MPRT (entropy ratio after randomising every layer).")
+    mprt_samples: int = Field(8, ge=1, description="Noisy copies per image for smooth MPRT.")
+    mprt_noise: float = Field(0.1, ge=0.0, description="Smooth MPRT noise std, as a share of each image's value range.")
+    boxes: bool = Field(True, description="Pointing game and energy on the dataset's boxes when it has them "
+                        "(placed_fmnist); the 2x2 grid game otherwise.")
+
+    @field_validator("road_percentiles")
+    @classmethod
+    def _percentiles(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < p < 100 for p in v):
+            raise ValueError(f"needs one or more percentiles strictly between 0 and 100, got {v}")
+        return v
 
 
 class TrialConfig(_Strict):
@@ -442,7 +497,7 @@ def dump_yaml(model: BaseModel) -> str:
 
 
 __all__ = [
-    "DataConfig", "ModelConfig", "TextConfig", "OTConfig", "MMConfig", "LicoConfig", "TrainConfig",
+    "DataConfig", "PlacedConfig", "ShortcutConfig", "ModelConfig", "TextConfig", "OTConfig", "MMConfig", "LicoConfig", "TrainConfig",
     "EvalConfig", "TrialConfig", "SearchConfig", "SchedulerConfig", "ResourcesConfig", "Spec",
     "SpecError", "load_spec", "validate_spec", "validate_trial", "apply_overrides", "set_path",
     "get_path", "field_paths", "json_schema", "dump_yaml", "Union",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..spec import DataConfig
     from .imagefolder import FolderSet
     from .imageset import ImageSet
+    from .shortcut import ShortcutProbe
 
 
 @dataclass
@@ -30,6 +31,7 @@ class DataBundle:
     mean: tuple[float, ...]              # normalisation applied: (x/255 - mean) / std
     std: tuple[float, ...]
     source: str = field(default="")      # where the data was read from
+    shortcut: Optional["ShortcutProbe"] = None   # the shortcut probe's test sets (data.shortcut)
 
     @property
     def num_classes(self) -> int:
@@ -40,7 +42,8 @@ class DataBundle:
         return {"name": self.name, "n_train": len(self.train), "n_test": len(self.test),
                 "num_classes": self.num_classes, "in_channels": self.in_channels,
                 "image_size": self.image_size, "mean": list(self.mean), "std": list(self.std),
-                "source": self.source}
+                "source": self.source, "boxes": getattr(self.test, "boxes", None) is not None,
+                "shortcut_planted": None if self.shortcut is None else int(self.shortcut.train_planted.sum())}
 
 
 def build_data(cfg: "DataConfig", seed: int = 0) -> DataBundle:

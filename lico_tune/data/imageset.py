@@ -50,7 +50,8 @@ def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Te
 
 
 class ImageSet(Dataset):
-    """An in-memory split. images: uint8 (N, C, H, W); labels: int64 (N,).
+    """An in-memory split. images: uint8 (N, C, H, W); labels: int64 (N,); boxes: optional
+    int64 (N, 4) ground-truth boxes (x0, y0, x1, y1) of the object, carried through subsets.
 
     `batch(indices)` is the fast path (vectorised augmentation, normalisation). `__getitem__`
     returns one (normalised float (C, H, W), int label) for generic code (CAM libraries, a
@@ -60,15 +61,19 @@ class ImageSet(Dataset):
     file_backed = False
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float],
-                 std: Sequence[float], augment: bool = False, pad: int = 4, flip: bool = True):
+                 std: Sequence[float], augment: bool = False, pad: int = 4, flip: bool = True,
+                 boxes: Optional[torch.Tensor] = None):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"ImageSet needs uint8 (N, C, H, W) images, got {images.dtype} {tuple(images.shape)}")
         if labels.shape != images.shape[:1]:
             raise ValueError(f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}")
         if len(mean) != images.shape[1] or len(std) != images.shape[1]:
             raise ValueError(f"mean/std need {images.shape[1]} channels, got {len(mean)}/{len(std)}")
+        if boxes is not None and tuple(boxes.shape) != (images.shape[0], 4):
+            raise ValueError(f"{images.shape[0]} images but boxes of shape {tuple(boxes.shape)}; expected (N, 4)")
         self.images = images
         self.labels = labels.long()
+        self.boxes = None if boxes is None else boxes.long()     # (N, 4) x0, y0, x1, y1 (x1/y1 exclusive) or None
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.augment = bool(augment)
@@ -137,18 +142,26 @@ class ImageSet(Dataset):
         return x[0], int(y[0])
 
     # ------------------------------------------------------------------ views
-    def _like(self, images: torch.Tensor, labels: torch.Tensor, augment: Optional[bool] = None) -> "ImageSet":
+    def _like(self, images: torch.Tensor, labels: torch.Tensor, augment: Optional[bool] = None,
+              boxes: Optional[torch.Tensor] = None) -> "ImageSet":
         return ImageSet(images, labels, self.mean, self.std,
-                        self.augment if augment is None else augment, self.pad, self.flip)
+                        self.augment if augment is None else augment, self.pad, self.flip, boxes)
 
     def subset(self, indices: torch.Tensor) -> "ImageSet":
         idx = torch.as_tensor(indices, dtype=torch.long).to(self.images.device)
-        return self._like(self.images[idx], self.labels[idx])
+        boxes = None if self.boxes is None else self.boxes[idx.to(self.boxes.device)]
+        return self._like(self.images[idx], self.labels[idx], boxes=boxes)
+
+    def with_images(self, images: torch.Tensor) -> "ImageSet":
+        """The same labels, boxes and settings with other images of the same shape (e.g. patched)."""
+        if images.shape != self.images.shape:
+            raise ValueError(f"with_images: shape {tuple(images.shape)} != {tuple(self.images.shape)}")
+        return self._like(images, self.labels, boxes=self.boxes)
 
     def with_augment(self, augment: bool) -> "ImageSet":
         """The same images (shared storage) with augmentation on or off."""
-        return self._like(self.images, self.labels, augment)
+        return self._like(self.images, self.labels, augment, self.boxes)
 
     def to(self, device: torch.device | str) -> "ImageSet":
         """Move the uint8 images and labels (e.g. to the GPU, so a batch is a device-side gather)."""
-        return self._like(self.images.to(device), self.labels.to(device))
+        return self._like(self.images.to(device), self.labels.to(device), boxes=self.boxes)

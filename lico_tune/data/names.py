@@ -6,7 +6,7 @@ words: digits are spelled out and CIFAR-100's underscores become spaces.
 """
 from __future__ import annotations
 
-DATASETS = ("fashion_mnist", "digits", "cifar10", "cifar100", "svhn", "imagefolder")
+DATASETS = ("fashion_mnist", "digits", "placed_fmnist", "cifar10", "cifar100", "svhn", "imagefolder")
 
 # torchvision.datasets.FashionMNIST.classes (a class attribute).
 FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -45,6 +45,7 @@ CIFAR100 = [prompt_name(n) for n in CIFAR100_RAW]
 FIXED = {
     "fashion_mnist": FASHION_MNIST,
     "digits": DIGIT_WORDS,
+    "placed_fmnist": FASHION_MNIST,      # Fashion-MNIST items placed on a canvas: same labels
     "cifar10": CIFAR10,
     "cifar100": CIFAR100,
     "svhn": DIGIT_WORDS,

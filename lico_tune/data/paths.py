@@ -39,3 +39,7 @@ class RawSplits:
     x_test: torch.Tensor
     y_test: torch.Tensor
     source: str                                                               # where it was read from
+    boxes_train: Optional[torch.Tensor] = None    # (N, 4) int64 item boxes (x0, y0, x1, y1), x1/y1 exclusive
+    boxes_test: Optional[torch.Tensor] = None
+    mean: Optional[tuple[float, ...]] = None      # training-split stats when the loader knows them
+    std: Optional[tuple[float, ...]] = None

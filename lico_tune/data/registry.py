@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import digits, fashion_mnist, imagefolder, names, torchvision_sets
+from . import digits, fashion_mnist, imagefolder, names, placed, shortcut, torchvision_sets
 from .imageset import ImageSet, crop_pad_for, resize_uint8
 from .paths import RawSplits
 from .subsets import per_class_subset, stratified_subset
@@ -20,19 +20,21 @@ class DatasetInfo:
     mean: Optional[tuple[float, ...]]              # None: computed from the training split
     std: Optional[tuple[float, ...]]
     flip: bool                                     # horizontal flip is label-preserving
-    native_size: int
 
 
 REGISTRY: dict[str, DatasetInfo] = {
-    "fashion_mnist": DatasetInfo(fashion_mnist.load, (0.2860,), (0.3530,), True, 28),
+    "fashion_mnist": DatasetInfo(fashion_mnist.load, (0.2860,), (0.3530,), True),
     # digits: stats of the (fixed) full training split at the chosen size; no flip (a flipped 2 is no digit).
-    "digits": DatasetInfo(digits.load, None, None, False, 8),
+    "digits": DatasetInfo(digits.load, None, None, False),
+    # placed_fmnist: stats of its training canvases, computed when they are generated (they depend on
+    # data.placed); native size = data.placed.canvas.
+    "placed_fmnist": DatasetInfo(placed.load, None, None, True),
     "cifar10": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "cifar10"),
-                           (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True, 32),
+                           (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
     "cifar100": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "cifar100"),
-                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True, 32),
+                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
     "svhn": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "svhn"),
-                        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False, 32),
+                        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False),
 }
 assert set(REGISTRY) | {"imagefolder"} == set(names.DATASETS)
 
@@ -52,15 +54,30 @@ def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float,
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
 
 
+def _scale_boxes(boxes: Optional[torch.Tensor], factor: float) -> Optional[torch.Tensor]:
+    """Boxes after a resize by `factor`: outward rounding, so a box still covers its object."""
+    if boxes is None or factor == 1:
+        return boxes
+    b = boxes.double() * factor
+    return torch.cat([b[:, :2].floor(), b[:, 2:].ceil()], 1).long()
+
+
 def _in_memory(cfg) -> tuple[ImageSet, ImageSet, list[str], int, str]:
     info = REGISTRY[cfg.name]
     raw = info.load(cfg)
-    size = cfg.image_size or info.native_size
+    native = raw.x_train.shape[-1]
+    size = cfg.image_size or native
     x_train, x_test = resize_uint8(raw.x_train, size), resize_uint8(raw.x_test, size)
-    mean, std = (info.mean, info.std) if info.mean is not None else channel_stats(x_train)
+    if info.mean is not None:
+        mean, std = info.mean, info.std
+    elif raw.mean is not None and size == native:
+        mean, std = raw.mean, raw.std
+    else:
+        mean, std = channel_stats(x_train)
     pad = crop_pad_for(size)
-    train = ImageSet(x_train, raw.y_train, mean, std, augment=cfg.augment, pad=pad, flip=info.flip)
-    test = ImageSet(x_test, raw.y_test, mean, std, augment=False, pad=pad, flip=info.flip)
+    box_train, box_test = (_scale_boxes(b, size / native) for b in (raw.boxes_train, raw.boxes_test))
+    train = ImageSet(x_train, raw.y_train, mean, std, augment=cfg.augment, pad=pad, flip=info.flip, boxes=box_train)
+    test = ImageSet(x_test, raw.y_test, mean, std, augment=False, pad=pad, flip=info.flip, boxes=box_test)
     return train, test, list(names.FIXED[cfg.name]), size, raw.source
 
 
@@ -85,7 +102,13 @@ def build_data(cfg, seed: int = 0):
     if cfg.test_subset is not None:
         g_test = torch.Generator().manual_seed(TEST_SUBSET_SEED)
         test = test.subset(stratified_subset(test.labels, cfg.test_subset, g_test))
+    probe = None
+    if shortcut.active(cfg.shortcut):
+        if not isinstance(train, ImageSet):
+            raise ValueError(f"data.shortcut works on in-memory datasets, not {cfg.name}; remove data.shortcut.")
+        train, probe = shortcut.build(train, test, cfg.shortcut, len(class_names), crop_pad_for(size))
+        test = probe.clean if cfg.shortcut.test == "absent" else probe.shuffled
     return DataBundle(name=cfg.name, train=train, test=test, class_names=class_names,
                       in_channels=train.in_channels, image_size=size, mean=train.mean, std=train.std,
-                      source=source)
+                      source=source, shortcut=probe)
 

@@ -1,8 +1,10 @@
 """Insertion and deletion AUC (Petsiuk et al., RISE protocol), batched.
 
 For each image, pixels (spatial positions: all channels of a position change together) are
-ordered by saliency, descending, ties in raster order (stable sort). Step i = 0..n_steps changes
-the first min(i * pixels_per_step, H*W) pixels of that order; n_steps = ceil(H*W / pixels_per_step).
+ordered by saliency, descending (order="morf", most relevant first, the RISE protocol) or
+ascending (order="lerf", least relevant first), ties in raster order (stable sort).
+Step i = 0..n_steps changes the first min(i * pixels_per_step, H*W) pixels of that order;
+n_steps = ceil(H*W / pixels_per_step).
   deletion:  start = the image, the changed pixels become the substrate: zeros in normalised space
              (the dataset mean).
   insertion: start = a Gaussian-blurred copy (sigma 5), the changed pixels are revealed from the image.
@@ -39,6 +41,7 @@ from ..precision import autocast
 from ._util import as_targets, frozen_eval, model_device
 
 MODES = ("insertion", "deletion")
+ORDERS = ("morf", "lerf")  # most / least relevant first
 SUBSTRATES = ("zeros", "blur")
 
 
@@ -69,11 +72,18 @@ def auc(curves: Tensor) -> Tensor:
     return torch.trapezoid(curves, dx=1.0 / (curves.shape[-1] - 1), dim=-1)
 
 
-def _order_ranks(saliency: Tensor) -> Tensor:
-    """(B, H*W) rank of each pixel in descending-saliency order (0 = most salient), stable ties."""
-    order = torch.argsort(saliency.flatten(1).float(), dim=1, descending=True, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+def _sort_key(saliency: Tensor, order: str) -> Tensor:
+    """Saliency as a descending sort key: itself (MoRF) or negated (LeRF); ties stay in raster order."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown order '{order}'; choose from {ORDERS}")
+    return saliency.float() if order == "morf" else -saliency.float()
+
+
+def _order_ranks(saliency: Tensor, order: str = "morf") -> Tensor:
+    """(B, H*W) rank of each pixel in the order's sequence (0 = changed first), stable ties."""
+    seq = torch.argsort(_sort_key(saliency.flatten(1), order), dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(seq)
+    ranks.scatter_(1, seq, torch.arange(seq.shape[1]).expand_as(seq).contiguous())
     return ranks
 
 
@@ -139,7 +149,7 @@ def insertion_deletion(model: nn.Module, images: Tensor, saliency: Tensor, targe
                        pixels_per_step: int | None = None, batch_size: int = 256,
                        blur_sigma: float = 5.0, blur_kernel_size: int | None = None,
                        modes: tuple[str, ...] = MODES, insertion_substrate: str = "blur",
-                       deletion_substrate: str = "zeros", precision: str = "fp32") -> dict:
+                       deletion_substrate: str = "zeros", precision: str = "fp32", order: str = "morf") -> dict:
     """Batched insertion/deletion. images (B, C, H, W) normalised; saliency (B, H, W); targets (B,).
     precision: autocast of the forwards ('fp32', 'bf16', 'fp16'; eval.precision).
 
@@ -155,7 +165,7 @@ def insertion_deletion(model: nn.Module, images: Tensor, saliency: Tensor, targe
     hw = h * w
     n_points, n_modes = n_steps + 1, len(modes)
     device = model_device(model)
-    ranks = _order_ranks(saliency.cpu())  # (B, H*W)
+    ranks = _order_ranks(saliency.cpu(), order)  # (B, H*W)
     grid = torch.arange(b * n_modes * n_points)  # job j = (image, mode, step) in row-major order
     bi_all, mi_all = grid // (n_modes * n_points), (grid // n_points) % n_modes
     k_all = torch.clamp((grid % n_points) * pps, max=hw)  # pixels changed
@@ -202,7 +212,7 @@ def insertion_deletion_reference(model: nn.Module, images: Tensor, saliency: Ten
                                  pixels_per_step: int | None = None, blur_sigma: float = 5.0,
                                  blur_kernel_size: int | None = None,
                                  modes: tuple[str, ...] = MODES, insertion_substrate: str = "blur",
-                                 deletion_substrate: str = "zeros") -> dict:
+                                 deletion_substrate: str = "zeros", order: str = "morf") -> dict:
     """The slow reference (RISE's CausalMetric loop): per image, per step, one image per forward.
 
     Same arguments and result as insertion_deletion (without batch_size). For tests and benchmarks.
@@ -216,7 +226,7 @@ def insertion_deletion_reference(model: nn.Module, images: Tensor, saliency: Ten
     with frozen_eval(model):
         for i in range(b):
             x = images[i:i + 1].to(device).float()  # (1, C, H, W)
-            order = torch.argsort(saliency[i].flatten().float().cpu(), descending=True, stable=True)
+            seq = torch.argsort(_sort_key(saliency[i].flatten().cpu(), order), descending=True, stable=True)
             for mode in modes:
                 sub = blur(x, blur_sigma, blur_kernel_size) if subs[mode] == "blur" else torch.zeros_like(x)
                 current, finish = (x.clone(), sub) if mode == "deletion" else (sub, x.clone())
@@ -224,7 +234,7 @@ def insertion_deletion_reference(model: nn.Module, images: Tensor, saliency: Ten
                     p = torch.softmax(model(current).float(), dim=1)[0, int(targets[i])]
                     curves[mode][i, step] = p.item()
                     if step < n_steps:
-                        coords = order[step * pps:(step + 1) * pps].to(device)
+                        coords = seq[step * pps:(step + 1) * pps].to(device)
                         cur, fin = current.view(1, -1, hw), finish.view(1, -1, hw)  # (1, C, H*W)
                         cur[:, :, coords] = fin[:, :, coords]
     return _result(curves, pps, hw)

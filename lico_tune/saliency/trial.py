@@ -9,32 +9,57 @@ from torch import nn
 from ..layout import GALLERY
 from .evaluate import evaluate_saliency
 from .gallery import write_gallery
+from .localisation import boxes_to_masks
+from .shortcut import shortcut_metrics
+
+
+def fixed_test_indices(test_set, n: int, seed: int) -> torch.Tensor:
+    """Indices of the same n test images for every trial with the same dataset and eval.seed."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(len(test_set), generator=g)[:n]
 
 
 def fixed_test_images(test_set, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The same n test images for every trial with the same dataset and eval.seed:
     (x (n, C, H, W) normalised, y (n,))."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(test_set), generator=g)[:n]
-    return test_set.batch(idx, augment=False)
+    return test_set.batch(fixed_test_indices(test_set, n, seed), augment=False)
+
+
+def protocol_options(cfg) -> dict:
+    """The EvalConfig fields that set how maps are scored, as evaluate_saliency's keywords."""
+    return dict(target=cfg.target, batch_size=cfg.batch_size, pixels_per_step=cfg.pixels_per_step,
+                blur_sigma=cfg.blur_sigma, rise_n_masks=cfg.rise_n_masks, orderings=cfg.orderings,
+                road=cfg.road, road_percentiles=cfg.road_percentiles, road_noise=cfg.road_noise,
+                precision=cfg.precision)
 
 
 def trial_saliency(classifier: nn.Module, data, cfg, out_dir: str | Path) -> dict[str, float]:
     """Evaluate cfg.cams (an EvalConfig) on the fixed test images and write the gallery into
-    out_dir/gallery. Returns flat metrics saliency/<method>/<metric>."""
-    if cfg.n_images == 0 or not cfg.cams:
-        return {}
+    out_dir/gallery. Returns flat metrics saliency/<method>/<metric>, and shortcut/* when the
+    data has a shortcut probe (accuracies even with n_images 0). On a dataset with boxes (and
+    cfg.boxes) the pointing game and energy are scored on the boxes instead of 2x2 grids."""
     device = next(classifier.parameters()).device
-    x, y = fixed_test_images(data.test, cfg.n_images, cfg.seed)
+    idx = fixed_test_indices(data.test, cfg.n_images, cfg.seed)
+    methods = cfg.cams if cfg.n_images else []
+    metrics: dict[str, float] = {}
+    probe = getattr(data, "shortcut", None)
+    if probe is not None:
+        metrics.update(shortcut_metrics(classifier, probe, idx, methods, **protocol_options(cfg)))
+    if not methods:
+        return metrics
+    x, y = data.test.batch(idx, augment=False)
     x, y = x.to(device), y.to(device)
-    options = dict(target=cfg.target, batch_size=cfg.batch_size, pixels_per_step=cfg.pixels_per_step,
-                   blur_sigma=cfg.blur_sigma)
-    result = evaluate_saliency(classifier, x, y, cfg.cams, n_grids=cfg.n_grids, ses=cfg.ses,
-                               sanity=cfg.sanity, sanity_max_layers=cfg.sanity_max_layers,
-                               rise_n_masks=cfg.rise_n_masks, precision=cfg.precision, **options)
+    boxes = getattr(data.test, "boxes", None)
+    masks = boxes_to_masks(boxes[idx], *x.shape[-2:]) if cfg.boxes and boxes is not None else None
+    options = protocol_options(cfg)
+    result = evaluate_saliency(classifier, x, y, cfg.cams, n_grids=cfg.n_grids, ses=cfg.ses, masks=masks,
+                               sanity=cfg.sanity, sanity_max_layers=cfg.sanity_max_layers, mprt=cfg.mprt,
+                               mprt_samples=cfg.mprt_samples, mprt_noise=cfg.mprt_noise, **options)
+    metrics.update(result.metrics)
     if cfg.gallery_images:
         k = min(cfg.gallery_images, len(x))
         write_gallery(classifier, x[:k], y[:k], str(Path(out_dir) / GALLERY), cfg.cams,
                       class_names=data.class_names, mean=data.mean, std=data.std,
-                      rise_n_masks=cfg.rise_n_masks, **options)
-    return result.metrics
+                      rise_n_masks=cfg.rise_n_masks, target=cfg.target, batch_size=cfg.batch_size,
+                      pixels_per_step=cfg.pixels_per_step, blur_sigma=cfg.blur_sigma)
+    return metrics

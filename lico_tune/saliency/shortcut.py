@@ -1,0 +1,61 @@
+"""Shortcut-probe metrics of a trial (data.shortcut; lico_tune/data/shortcut.py builds the probe).
+
+    shortcut/acc_clean, acc_patched, acc_shuffled   top-1 accuracy (%) of the explained model on the
+                                                    probe's three versions of the test split
+    shortcut/patch_reliance                         acc_patched - acc_shuffled (0: patch ignored)
+    shortcut/patch_area                             the patch's area share (chance of patch_energy)
+    saliency/<method>/patch_energy, patch_pointing  share of the map's energy / maxima on the patch,
+                                                    on the patched images (own class's patch)
+    saliency/<method>/patched_insertion, _deletion,  faithfulness on the patched images: if deletion
+        _overall                                     AUC rewards the shortcut (Bartak et al.), a model
+                                                     trained with patches gets a lower (better)
+                                                     patched_deletion than a control arm
+Compare arms with data.shortcut.fraction > 0 against a control (fraction 0, probe: true).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ._util import frozen_eval, model_device
+from .evaluate import evaluate_saliency
+from .localisation import boxes_to_masks
+
+RENAMED = {"insertion": "patched_insertion", "deletion": "patched_deletion", "overall": "patched_overall",
+           "pointing_mask": "patch_pointing", "energy_mask": "patch_energy"}
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images, batch_size: int = 256) -> float:
+    """Top-1 accuracy (%) of model on an ImageSet, batch by batch."""
+    device = model_device(model)
+    correct = 0
+    with frozen_eval(model):
+        for s in range(0, len(images), batch_size):
+            x, y = images.batch(torch.arange(s, min(s + batch_size, len(images))), augment=False, device=device)
+            correct += int((model(x).argmax(1) == y).sum())
+    return 100.0 * correct / max(1, len(images))
+
+
+def shortcut_metrics(model: nn.Module, probe, indices: torch.Tensor, methods: Sequence[str],
+                     batch_size: int = 256, **saliency_options) -> dict[str, float]:
+    """The probe's metrics (see the module docstring); saliency on probe.patched[indices]."""
+    acc = {name: accuracy(model, getattr(probe, name), batch_size) for name in ("clean", "patched", "shuffled")}
+    out = {f"shortcut/acc_{k}": v for k, v in acc.items()}
+    out["shortcut/patch_reliance"] = acc["patched"] - acc["shuffled"]
+    if not methods or len(indices) == 0:
+        return out
+    device = model_device(model)
+    saliency_options.update(orderings=("morf",), road=False)             # the probe needs the RISE curves only
+    x, y = probe.patched.batch(indices, augment=False)
+    masks = boxes_to_masks(probe.patched_boxes[indices], *x.shape[-2:])
+    res = evaluate_saliency(model, x.to(device), y, methods, batch_size=batch_size, masks=masks, grid=False,
+                            ses=False, **saliency_options)
+    out["shortcut/patch_area"] = res.metrics.pop("eval/mask_area")
+    for k, v in res.metrics.items():
+        head, _, tail = k.rpartition("/")
+        if tail in RENAMED:
+            out[f"{head}/{RENAMED[tail]}"] = v
+    return out
