@@ -7,7 +7,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from .report import FORMATS, ExperimentReport, _plain
+from .report import FORMATS, ExperimentReport
+from .stats import plain_value
 
 __all__ = ["FORMATS", "render", "to_csv", "to_json", "to_latex", "to_markdown"]
 
@@ -107,7 +108,7 @@ def to_latex(reports: list[ExperimentReport]) -> str:
 def _records(df: pd.DataFrame) -> list[dict]:
     out = []
     for r in df.to_dict(orient="records"):
-        out.append({k: (None if isinstance(v, float) and math.isnan(v) else _plain(v) if not isinstance(
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else plain_value(v) if not isinstance(
             v, (list, dict, tuple)) else v) for k, v in r.items()})
     return out
 

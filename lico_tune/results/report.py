@@ -14,7 +14,7 @@ import pandas as pd
 
 from .power import seeds_for_half_width
 from .ranges import clip, difference_range
-from .stats import (BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N, aggregate, best_configs,
+from .stats import (plain_value, BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N, aggregate, best_configs,
                     correct_family, family_size, paired_vs_baseline)
 from .table import Results, status_counts
 
@@ -350,19 +350,13 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     paired = correct_family(paired, correction, family)
     best = best_configs(usable, modes, r.params.get(experiment, []), level=level, method=method)
     t = r.trials
-    errors = [{"trial": x["trial_dir"], "arm": x["arm"], "dataset": x["dataset"], "seed": _plain(x["seed"]),
+    errors = [{"trial": x["trial_dir"], "arm": x["arm"], "dataset": x["dataset"], "seed": plain_value(x["seed"]),
                "error": x["error"] or "(no reason recorded)"} for _, x in t[t["status"] == "errored"].iterrows()]
     damaged = [{"trial": x["trial_dir"], "warnings": x["warnings"], "usable": bool(x["usable"])}
                for _, x in t[t["damaged"]].iterrows()]
     return ExperimentReport(experiment, metrics, modes, arms, datasets, baseline, level, method, summary, paired,
                             best, status_counts(t), errors, damaged, len(usable), correction, family,
                             family_size(paired, family), margin_of, target_width)
-
-
-def _plain(v):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return v.item() if hasattr(v, "item") else v
 
 
 def build_report(res: Results, experiment: Optional[str] = None, **kwargs) -> list[ExperimentReport]:

@@ -212,7 +212,7 @@ def paired_vs_baseline(trials: pd.DataFrame, metrics: Sequence[str], baseline: s
                 res = paired_test(cur.loc[common].to_numpy(), base.loc[common].to_numpy(), level, margins.get(m))
                 rows.append({"experiment": exp, "dataset": dataset, "metric": m, "arm": arm, "baseline": baseline,
                              **res, "p_adj": math.nan, "p_tost_adj": math.nan,
-                             "seeds": [_plain(s) for s in common]})
+                             "seeds": [plain_value(s) for s in common]})
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
@@ -240,9 +240,12 @@ def family_size(paired: pd.DataFrame, family: str = "report") -> int:
     return int(n.sum()) if family == "report" else int(n.groupby(paired["metric"]).sum().max())
 
 
-def _plain(v):
+def plain_value(v):
+    """A numpy/pandas scalar (or a tuple of them) as a plain Python value; NaN and None as None."""
     if isinstance(v, tuple):
-        return tuple(_plain(x) for x in v)
+        return tuple(plain_value(x) for x in v)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
     return v.item() if hasattr(v, "item") else v
 
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ._util import as_targets, normalise_maps
 from .methods import make_saliency_fn
-from .sanity import _layer_name, randomisable_layers, reinitialise, spearman
+from .sanity import resolve_layer_name, randomisable_layers, reinitialise, spearman
 
 
 def _maps(model: nn.Module, method: str, images: Tensor, targets: Tensor, batch_size: int,
@@ -52,7 +52,7 @@ def smooth_mprt(model: nn.Module, images: Tensor, targets, method: str = "gradca
     """sMPRT on a deep copy of model. Returns {"layers": ["(none)", ...], "spearman": (L+1, N),
     "mean": (L+1,)}, row l after randomising the top l layers (as cascading_randomisation)."""
     targets = as_targets(targets, len(images))
-    options["target_layer"] = _layer_name(model, options.get("target_layer"))
+    options["target_layer"] = resolve_layer_name(model, options.get("target_layer"))
     names = randomisable_layers(model)[:max_layers]
     work = copy.deepcopy(model)
     ref = smooth_maps(model, method, images, targets, n_samples, noise, seed, batch_size, **options)
@@ -81,7 +81,7 @@ def efficient_mprt(model: nn.Module, images: Tensor, targets, method: str = "gra
     "ratio": (N,)}; ratio = entropy_random / entropy_trained (inf-safe: a zero-entropy trained
     map gives ratio entropy_random / 1e-12 capped at 1e6)."""
     targets = as_targets(targets, len(images))
-    options["target_layer"] = _layer_name(model, options.get("target_layer"))
+    options["target_layer"] = resolve_layer_name(model, options.get("target_layer"))
     work = copy.deepcopy(model)
     for i, name in enumerate(randomisable_layers(model) if layers is None else layers):
         reinitialise(work.get_submodule(name), seed + i)

@@ -54,7 +54,7 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     return torch.from_numpy(out).float()
 
 
-def _layer_name(model: nn.Module, layer: nn.Module | str | None) -> str | None:
+def resolve_layer_name(model: nn.Module, layer: nn.Module | str | None) -> str | None:
     if layer is None or isinstance(layer, str):
         return layer
     for name, m in model.named_modules():
@@ -77,7 +77,7 @@ def cascading_randomisation(model: nn.Module, images: Tensor, targets,
     """
     targets = as_targets(targets, len(images))
     names = list(randomisable_layers(model) if layers is None else layers)[:max_layers]
-    layer_name = _layer_name(model, target_layer)
+    layer_name = resolve_layer_name(model, target_layer)
     work = copy.deepcopy(model)
 
     def maps_of(m: nn.Module) -> Tensor:
