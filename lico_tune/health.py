@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .data.loader import iterate_batches
+from .layout import HEALTH_WARNINGS
 from .models.lico import LicoModel
 from .models.text import TextFeatures
 from .spec import TrialConfig
@@ -86,7 +87,7 @@ class Health:
         for h in history:
             if self.mm_ref0 is None and h.get("health/mm_ref0") is not None:
                 self.mm_ref0 = h["health/mm_ref0"]
-            for w in filter(None, (h.get("health/warnings") or "").split("; ")):
+            for w in filter(None, (h.get(HEALTH_WARNINGS) or "").split("; ")):
                 if w not in self.warned:
                     self.warned.append(w)
 
@@ -225,7 +226,7 @@ class Health:
         given = {w.split(":")[0] for w in self.warned}
         for kind in WARNING_KINDS:
             m[f"health/warn/{kind.lower().replace(' ', '_')}"] = float(kind in given)
-        m["health/warnings"] = "; ".join(self.warned)
+        m[HEALTH_WARNINGS] = "; ".join(self.warned)
         return m
 
     def _warnings(self, m: dict) -> list[str]:

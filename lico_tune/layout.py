@@ -63,3 +63,7 @@ def cache_path(*parts: str) -> Path:
 def trial_dirname(trial_id: str, arm: str | None) -> str:
     """The directory of one trial inside its experiment: trial_<id> or trial_<id>_<arm>."""
     return f"{TRIAL_DIR_PREFIX}{trial_id}" + (f"_{arm}" if arm else "")
+
+
+# ----------------------------------------------------------------------------- keys inside result.json
+HEALTH_WARNINGS = "health/warnings"          # a trial's health warnings as text, joined by "; "

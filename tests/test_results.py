@@ -143,11 +143,15 @@ def test_table_equals_a_direct_reading_of_the_trials(results_root):
         assert row["best:test/acc"] == pytest.approx(max(r["test/acc"] for r in rows))
         assert row["best:train/ce"] == pytest.approx(min(r["train/ce"] for r in rows)), "losses: best is min"
         assert row["n_epochs"] == 2 and row["usable"] and not row["damaged"]
+        # Health warnings (text, in result.json) reach the table; eot features: one text point a class.
+        assert row["health"] == (rows[-1].get("health/warnings") or "")
+        assert ("OT degenerate" in row["health"]) == (row["arm"] == "lico"), row["health"]
         assert row["checkpoint"].endswith("checkpoint_000001")
     # The catalog gives the same table as the files.
     cat = load_results(results_root)
     assert cat.source.startswith("sqlite:///")
-    cols = ["trial_id", "arm", "dataset", "seed", "status", "test/acc", "saliency/gradcam/overall", "lico.ot.epsilon"]
+    cols = ["trial_id", "arm", "dataset", "seed", "status", "health", "test/acc", "saliency/gradcam/overall",
+            "lico.ot.epsilon"]
     pd.testing.assert_frame_equal(cat.trials[cols].reset_index(drop=True), t[cols].reset_index(drop=True),
                                   check_dtype=False)
 

@@ -49,7 +49,7 @@ trials_table = Table(
     Column("error", Text), Column("error_detail", Text), Column("params", JSON), Column("final", JSON),
     Column("best", JSON), Column("n_epochs", Integer), Column("checkpoint", Text), Column("gallery", Text),
     Column("spec", Text), Column("provenance", JSON), Column("warnings", JSON), Column("damaged", Boolean),
-    Column("usable", Boolean), Column("history", JSON), Column("updated", Float),
+    Column("health", JSON), Column("usable", Boolean), Column("history", JSON), Column("updated", Float),
 )
 EXPERIMENT_COLUMNS = [c.name for c in experiments_table.columns if c.name not in ("root", "updated")]
 LIVE_S = 600   # a sweep whose callback wrote within this many seconds is live: `sync` leaves it alone

@@ -24,7 +24,7 @@ from typing import Any, Optional
 import yaml
 
 from ..errors import error_reason
-from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
+from ..layout import (HEALTH_WARNINGS, CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..storage import Storage, basename, join
 from .tune_state import TUNE_STATUS, is_state_file, latest_state_name, read_state
@@ -260,6 +260,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
             if k not in best or (v > best[k] if metric_mode(k, declared) == "max" else v < best[k]):
                 best[k] = v
     n_epochs = int(final.pop("epoch", len(history)) or 0)
+    health = _health_warnings(rows)
 
     arm = last_row.get("arm") or params.get("arm") or (prov or {}).get("arm") or "-"
     dataset = last_row.get("dataset") or params.get("data.name") or spec.get("data", {}).get("name")
@@ -272,8 +273,20 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
         "final": final, "best": best, "n_epochs": n_epochs, "history": history,
         "checkpoint": checkpoint, "gallery": gallery, "spec": spec_text,
         "provenance": prov if isinstance(prov, dict) else None,
-        "warnings": warnings, "damaged": bool(warnings),
+        "warnings": warnings, "damaged": bool(warnings), "health": health,
         "usable": status == "finished" and problem is None and bool(final)}
+
+
+def _health_warnings(rows: list[dict]) -> list[str]:
+    """The trial's health warnings (lico_tune.health: 'MM inactive: ...', 'OT not converged: ...'),
+    each once, from the `health/warnings` text of its reported epochs."""
+    found: list[str] = []
+    for row in rows:
+        text = row.get(HEALTH_WARNINGS)
+        for w in (text.split("; ") if isinstance(text, str) else []):
+            if w and w not in found:
+                found.append(w)
+    return found
 
 
 def scan_root(root: str) -> tuple[list[dict], list[dict]]:

@@ -1,7 +1,8 @@
 """Trial records -> one tidy table (a pandas DataFrame, one row per trial).
 
 Columns: experiment, trial_id, arm, dataset, seed, status, error, n_epochs, damaged, usable,
-warnings, checkpoint, gallery, path, trial_dir; then every searched parameter under its field path
+warnings (damaged files), health (the trial's health warnings: MM inactive, OT not converged or
+degenerate, a dead loss term), checkpoint, gallery, path, trial_dir; then every searched parameter under its field path
 ('lico.ot.epsilon', 'train.seed', ...); then each metric's final value under its name ('test/acc',
 'saliency/gradcam/overall', ...) and its best value over epochs as 'best:<name>'.
 """
@@ -16,7 +17,7 @@ from .scan import STATUSES, metric_mode, scan_root
 from ..storage import normalise_root
 
 BASE_COLUMNS = ["experiment", "trial_id", "arm", "dataset", "seed", "status", "error", "n_epochs", "damaged",
-                "usable", "warnings", "checkpoint", "gallery", "path", "trial_dir"]
+                "usable", "warnings", "health", "checkpoint", "gallery", "path", "trial_dir"]
 
 
 def _cell(v):
@@ -97,6 +98,7 @@ def build_results(root: str, experiments: list[dict], trials: list[dict], source
     for t in trials:
         row = {k: t.get(k) for k in BASE_COLUMNS}
         row["warnings"] = "; ".join(t.get("warnings") or [])
+        row["health"] = "; ".join(t.get("health") or [])
         row["damaged"] = bool(t.get("damaged"))
         row["usable"] = bool(t.get("usable"))
         for k, v in (t.get("params") or {}).items():
