@@ -13,6 +13,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+# Imported now: importing POT later (via opencv's loader) puts back an older copy of sys.path.
+import class_tokens  # noqa: E402
 import lean  # noqa: E402
 
 # What a bare GPU machine lacks (torch and transformers only): importing any of these fails.
@@ -86,7 +88,6 @@ def test_lean_clip_tower_equals_lico_tune_tower():
 @pytest.mark.parametrize("features", ["eot", "per_token", "rolled"])
 def test_lean_learner_shared_prefix_equals_plain(features):
     """The GPU script's learner: shared-prefix (lico_tune's run_blocks) equals its plain forward."""
-    import class_tokens
 
     torch.manual_seed(0)
     tower = lean.ClipTower(width=32, layers=2, heads=4, output_dim=16)
