@@ -29,6 +29,7 @@ echo
 echo "== 2/3 The ablation table: lico-tune report $STORAGE --experiment $NAME =="
 $LICO_TUNE report "$STORAGE" --experiment "$NAME"
 
+echo
 echo "== 3/3 Saliency maps of the best LICO trial (Fashion-MNIST): lico-tune explain $EXPERIMENT --arm lico =="
 $LICO_TUNE explain "$EXPERIMENT" --arm lico --dataset fashion_mnist -o "$FIGURE"
 
