@@ -24,7 +24,7 @@ def demo(storage, tmpdir, extra=""):
     env = ray_env(tmpdir, LICO_TUNE=f"{sys.executable} -m lico_tune.cli", STORAGE=str(storage),
                   DEMO_ARGS=f"--smoke-test --set train.threads=1 {extra}")
     proc = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], cwd=REPO, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=400, start_new_session=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600, start_new_session=True)
     return proc.returncode, proc.stdout
 
 
