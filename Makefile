@@ -9,6 +9,8 @@ DEPS_STAMP := $(VENV)/.deps-$(DEPS_KEY)
 FMNIST := /usr/share/datasets/fashion-mnist
 LOG := $(VENV)/setup.log
 EXTRAS := .[all,dev]
+# Results root of `make demo` and `make dashboard` (the quick start's storage).
+STORAGE ?= $(HOME)/lico-tune-results
 # step NAME COMMAND: run COMMAND quietly, print "NAME: ok (Ns)" or the log tail and fail.
 step = t0=$$(date +%s); if ( $(2) ) >>$(LOG) 2>&1; then echo "$(1): ok ($$(( $$(date +%s) - t0 )) s)"; \
        else echo "$(1): FAILED, last lines of $(LOG):"; tail -n 25 $(LOG); exit 1; fi
@@ -36,8 +38,14 @@ browser:
 	@command -v chromium >/dev/null || { mkdir -p $(VENV); $(call step,browser (Debian package chromium),apt-get update -qq && apt-get install -y -qq chromium) || \
 	  { echo "Could not install chromium; run 'sudo apt-get install chromium'"; exit 1; }; }
 
+# The quick-start ablation as a Ray Tune sweep (a new experiment each time), its report with the
+# health of the LICO terms, the saliency maps of the best LICO trial, and what to do next.
 demo: install data
-	$(VENV)/bin/lico-tune train search_spaces/quickstart.yaml
+	@VENV=$(VENV) STORAGE=$(STORAGE) scripts/demo.sh
+
+# The dashboard of every experiment under STORAGE (Ctrl-C stops it).
+dashboard: install
+	$(VENV)/bin/lico-tune dashboard $(STORAGE)
 
 # One training run of the quick start's base trial, without Ray.
 train: install data

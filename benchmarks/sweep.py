@@ -105,7 +105,7 @@ def quickstart(workload: str, address: str | None, tmp: str) -> dict:
     if workload == "short":   # 1 epoch on 1,024 training images per trial
         tree = yaml.safe_load(spec.read_text())
         tree["base"]["train"]["epochs"] = 1
-        tree["search"]["space"]["data.train_subset"] = {"grid": [1024]}
+        tree["base"]["data"]["train_subset"] = 1024
         spec = Path(storage) / "quickstart-short.yaml"
         spec.write_text(yaml.safe_dump(tree, sort_keys=False))
     args = ["run", str(spec), "--storage", storage, "--name", "qs"]

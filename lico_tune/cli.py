@@ -25,12 +25,21 @@ def _error(msg: str) -> None:
     print("error: " + msg, file=sys.stderr, flush=True)
 
 
+def _load(path: str, overrides: list[str]):
+    """load_spec, printing what the --set overrides replaced (search axes) or cannot change (arms)."""
+    notices: list[str] = []
+    spec = load_spec(path, overrides, notices)
+    for n in notices:
+        print(f"note: {n}", file=sys.stderr, flush=True)
+    return spec
+
+
 def cmd_validate(args) -> int:
     from .plan import plan_search
     status = EXIT_OK
     for path in args.specs:
         try:
-            spec = load_spec(path, args.set)
+            spec = _load(path, args.set)
             plan_search(spec)     # the search checks `lico-tune run` makes: cells, ranges, scheduler
         except SpecError as exc:
             _error(str(exc))
@@ -62,11 +71,13 @@ def cmd_train(args) -> int:
     from .train import ResumeMismatch, TrialConfigError, TrialDiverged, train_trial
 
     try:
-        spec = load_spec(args.spec, args.set)
+        spec = _load(args.spec, args.set)
     except SpecError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
-    out = Path(args.out) if args.out else Path("runs") / spec.name
+    out = _train_out(args, spec.name)
+    if out is None:
+        return EXIT_BAD_INPUT
     log: Callable[[str], None] = (lambda _m: None) if args.quiet else _say
     try:
         final = train_trial(spec.base, out, log=log, resume=args.resume)
@@ -82,11 +93,27 @@ def cmd_train(args) -> int:
     return EXIT_OK
 
 
+def _train_out(args, spec_name: str) -> Optional[Path]:
+    """--out, else a new runs/<spec name>_<date>_<time>; with --resume, the newest of those."""
+    from .layout import RUNS_DIR, newest_stamped, stamped
+    if args.out:
+        return Path(args.out)
+    if not args.resume:
+        return RUNS_DIR / stamped(spec_name)
+    out = newest_stamped(RUNS_DIR, spec_name)
+    if out is None:
+        _error(f"--resume without --out: no run of '{spec_name}' under {RUNS_DIR}/ to continue "
+               f"(runs are {RUNS_DIR}/{spec_name}_<date>_<time>). Pass --out DIR, or drop --resume.")
+        return None
+    _say(f"resuming {out} (the newest run of {spec_name}; pass --out DIR for another)")
+    return out
+
+
 def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
     from .plan import plan_search
     try:
-        plan = plan_search(load_spec(args.spec, args.set), name=args.name, storage=args.storage,
+        plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage,
                            smoke=args.smoke_test)
         from .tune import run
         summary = run(plan, address=args.address)
@@ -152,8 +179,18 @@ def cmd_explain(args) -> int:
     from .data import DatasetMissing
     from .explain import explain
 
+    checkpoint = args.checkpoint
+    if args.arm is not None or args.dataset is not None:
+        from .results.pick import best_trial
+        try:
+            best = best_trial(args.checkpoint, arm=args.arm, dataset=args.dataset)
+        except (FileNotFoundError, KeyError) as exc:
+            _error(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+            return EXIT_BAD_INPUT
+        _say(f"explaining the {best.reason()}")
+        checkpoint = best.checkpoint
     try:
-        out = explain(args.checkpoint, args.images, args.method or ["gradcam"], args.output, args.n, args.weights)
+        out = explain(checkpoint, args.images, args.method or ["gradcam"], args.output, args.n, args.weights)
     except (CheckpointError, DatasetMissing, FileNotFoundError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
@@ -205,6 +242,10 @@ def cmd_report(args) -> int:
         _error(f"{root} holds no Ray Tune experiment yet (no <experiment>/experiment_state-*.json); "
                f"run `lico-tune run SPEC --storage {root}` first.")
         return EXIT_BAD_INPUT
+    if args.experiment == "latest":
+        from .results.pick import latest_experiment
+        args.experiment = latest_experiment(res)
+        print(f"latest experiment of {root}: {args.experiment}", file=sys.stderr, flush=True)
     try:
         reports = build_report(res, args.experiment, metrics=args.metric or None, baseline=args.baseline,
                                level=args.level, method=args.ci, correction=args.correction, family=args.family,
@@ -261,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_set(p):
         p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                        help="override a field, e.g. --set lico.ot.epsilon=0.05 (trial fields may omit 'base.'); "
-                            "repeatable; VALUE is parsed as YAML")
+                            "repeatable; VALUE is parsed as YAML. It replaces a search.space axis on the "
+                            "same field (a note says so); an ablation arm that sets it still wins")
 
     p = sub.add_parser("validate", help="check specs; exit 0 if all are valid, 2 otherwise")
     p.add_argument("specs", nargs="+", metavar="SPEC")
@@ -276,8 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the spec's base trial once, without Ray")
     p.add_argument("spec", metavar="SPEC")
     add_set(p)
-    p.add_argument("--out", help="run directory (default: runs/<spec name>)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run directory")
+    p.add_argument("--out", help="run directory (default: a new runs/<spec name>_<date>_<time>)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run directory "
+                   "(without --out: the newest runs/<spec name>_*)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
 
@@ -315,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="explain.png", help="figure path (default: explain.png)")
     p.add_argument("-n", type=int, default=6, help="number of fixed test images when none are given")
     p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA weights (if saved) or raw ones")
+    p.add_argument("--arm", help="CHECKPOINT is then an experiment directory (or a results root: its newest "
+                   "experiment); explain the finished trial of this arm with the best value of the spec's first "
+                   "search metric")
+    p.add_argument("--dataset", help="with --arm: only trials on this dataset (data.name)")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("index", help="rebuild the results catalog of a storage root from its files")
@@ -326,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="ablation table (mean ± CI over seeds), paired tests, best configurations")
     p.add_argument("storage", metavar="STORAGE", help="results root (a path or s3://, gs://...)")
-    p.add_argument("--experiment", metavar="NAME", help="only this experiment (default: every one)")
+    p.add_argument("--experiment", metavar="NAME", help="only this experiment; 'latest': the newest one (by its "
+                   "creation time) (default: every one)")
     p.add_argument("--format", choices=["md", "csv", "latex", "json"], default="md")
     p.add_argument("--metric", action="append", default=[], metavar="NAME",
                    help="a metric to tabulate, e.g. saliency/gradcam/insertion (repeatable; default: the spec's "

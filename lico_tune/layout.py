@@ -21,11 +21,15 @@ Every writer and every reader imports its names from here; the strings are the o
           metrics.json                   METRICS_FILE: final metrics (also in `lico-tune train` runs)
           gallery/                       GALLERY: saliency overlays and curves
 
-`lico-tune train --out DIR` writes checkpoint.pt, metrics.json and gallery/ into DIR.
+`lico-tune train --out DIR` writes checkpoint.pt, metrics.json and gallery/ into DIR; without
+--out, DIR is runs/<spec name>_<date>_<time> (RUNS_DIR, stamped()), like experiment names.
 """
 from __future__ import annotations
 
+import datetime as _dt
+import re
 from pathlib import Path
+from typing import Optional
 
 # ----------------------------------------------------------------------------- storage root
 CATALOG_FILE = "lico-tune.db"
@@ -51,6 +55,27 @@ PROGRESS_FILE = "progress.csv"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
 RAY_TRIAL_FILES = frozenset({RESULT_FILE, PARAMS_FILE, PROGRESS_FILE, ERROR_FILE, "params.pkl"})
+
+# ----------------------------------------------------------------------------- run names
+RUNS_DIR = Path("runs")                     # `lico-tune train` without --out writes RUNS_DIR/<stamped name>
+STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"          # <name>_<date>_<time>: experiments and train runs; sorts by time
+_STAMP_RE = r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}"
+
+
+def stamped(name: str, now: Optional[_dt.datetime] = None) -> str:
+    """'quickstart' -> 'quickstart_2026-12-01_04-30-00' (a new name for every run)."""
+    return f"{name}_{(now or _dt.datetime.now()).strftime(STAMP_FORMAT)}"
+
+
+def newest_stamped(parent: Path, name: str) -> Optional[Path]:
+    """The newest directory parent/<name>_<date>_<time> (or the unstamped parent/<name> of
+    earlier versions, taken as the oldest); None when there is none."""
+    pattern = re.compile(re.escape(name) + "_" + _STAMP_RE)
+    found = sorted(p for p in parent.glob(f"{name}_*") if p.is_dir() and pattern.fullmatch(p.name))
+    if found:
+        return found[-1]
+    return parent / name if (parent / name).is_dir() else None
+
 
 # ----------------------------------------------------------------------------- driver-side caches
 CACHE_DIR = Path("~/.cache/lico-tune")      # SQLite files of cloud roots (SQLite cannot live in a bucket)

@@ -41,7 +41,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import SpecError, first_error
-from .layout import OPTUNA_FILE, RUN_FILE, cache_path
+from .layout import OPTUNA_FILE, RUN_FILE, cache_path, stamped
 from .spec import Spec, TrialConfig, validate_spec
 from .storage import is_uri, join, normalise_root
 from .trial_config import resolve_trial
@@ -132,7 +132,7 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     s = spec.search
     storage = storage or spec.storage
     storage = normalise_root(storage)
-    name = name or f"{spec.name}_{_dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
+    name = name or stamped(spec.name)
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
         raise SpecError(f"--name '{name}': use letters, digits and _ . + - only (it names a directory).")
     arms = dict(spec.ablation or {})

@@ -435,9 +435,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return path.strip(), yaml.safe_load(raw) if raw.strip() else None
 
 
-def apply_overrides(tree: dict, overrides: list[str], prefix: str = "") -> dict:
+def apply_overrides(tree: dict, overrides: list[str], prefix: str = "",
+                    notices: Optional[list[str]] = None) -> dict:
     """Apply --set overrides. Paths are relative to the spec root; for a spec, a path that names a
-    trial field (e.g. 'train.epochs') is taken relative to 'base'."""
+    trial field (e.g. 'train.epochs') is taken relative to 'base'.
+
+    An override of a base field is never silently undone by the rest of the spec: a search.space
+    axis on that field (or under it) is removed, so every trial uses the override; an ablation arm
+    that sets the field still wins over it (arms win over the base). Both are said in `notices`."""
     tree = copy.deepcopy(tree)
     trial_paths = field_paths()
     for text in overrides:
@@ -445,7 +450,42 @@ def apply_overrides(tree: dict, overrides: list[str], prefix: str = "") -> dict:
         if prefix and path in trial_paths:
             path = f"{prefix}{path}"
         set_path(tree, path, value)
+        if path.startswith("base."):
+            said = _settle_override(tree, text.strip(), path[len("base."):])
+            if notices is not None:
+                notices.extend(said)
     return tree
+
+
+def _under(key: Any, path: str) -> bool:
+    return isinstance(key, str) and (key == path or key.startswith(path + "."))
+
+
+def _settle_override(tree: dict, shown: str, path: str) -> list[str]:
+    """Remove the search.space axes an override of base field `path` replaces; name the arms that
+    still win over it. Returns the notices."""
+    said = []
+    search = tree.get("search")
+    space = search.get("space") if isinstance(search, dict) else None
+    if isinstance(space, dict):
+        for key in [k for k in space if _under(k, path)]:
+            dist = space.pop(key)
+            what = (" ".join(f"{kind} {_flow(args)}" for kind, args in dist.items())
+                    if isinstance(dist, dict) else _flow(dist))
+            said.append(f"--set {shown} replaces the {what} of search.space.{key}: every trial uses the "
+                        f"override (the axis is removed)")
+    arms = tree.get("ablation")
+    for arm, sets in (arms.items() if isinstance(arms, dict) else ()):
+        for key, value in (sets.items() if isinstance(sets, dict) else ()):
+            if _under(key, path):
+                said.append(f"--set {shown} is overridden by arm {arm}'s {key}={_flow(value)} in a sweep "
+                            f"(arms win over the base)")
+    return said
+
+
+def _flow(value: Any) -> str:
+    """A value as it reads in YAML flow style: [16384], 0, fashion_mnist."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -464,9 +504,10 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
-    """Load and validate a spec file. Raises SpecError with every problem's field path."""
-    tree = apply_overrides(read_yaml(path), list(overrides), prefix="base.")
+def load_spec(path: str | Path, overrides: list[str] = (), notices: Optional[list[str]] = None) -> Spec:
+    """Load and validate a spec file. Raises SpecError with every problem's field path.
+    `notices` (a list) receives what the overrides replaced or cannot change (apply_overrides)."""
+    tree = apply_overrides(read_yaml(path), list(overrides), prefix="base.", notices=notices)
     return validate_spec(tree, source=str(path))
 
 

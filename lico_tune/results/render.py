@@ -7,6 +7,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from .health_table import HEALTH_CAPTION, health_display
 from .report import FORMATS, ExperimentReport
 from .stats import plain_value
 
@@ -45,6 +46,9 @@ def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Seque
             else:
                 out.append("No baseline arm (no 'ce' arm and none with lico.alpha = lico.beta = 0): "
                            "no paired differences; pass --baseline ARM.")
+            if not rep.health.empty:
+                out.append(f"### Health of the LICO terms\n\n{_md_table(health_display(rep.health))}\n\n"
+                           f"{HEALTH_CAPTION}")
             notes = rep.small_n_warnings()
             if notes:
                 out.append("### Small-n warnings\n\n" + "\n".join(f"- {w}" for w in notes))
@@ -128,7 +132,8 @@ def to_json(reports: list[ExperimentReport]) -> str:
                      "correction": {"method": rep.correction, "family": rep.family, "tests": rep.family_n},
                      "margins": rep.margins, "small_n_warnings": rep.small_n_warnings(),
                      "status_counts": rep.counts, "usable_trials": rep.n_usable, "ablation": _records(summary),
-                     "paired": _records(paired), "best": _records(rep.best), "errors": rep.errors,
+                     "paired": _records(paired), "best": _records(rep.best), "health": _records(rep.health),
+                     "errors": rep.errors,
                      "damaged": rep.damaged})
     return json.dumps({"experiments": data}, indent=2, default=str) + "\n"
 

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
+from .health_table import health_table
 from .power import seeds_for_half_width
 from .ranges import clip, difference_range
 from .stats import (plain_value, BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N, aggregate, best_configs,
@@ -46,6 +47,7 @@ class ExperimentReport:
     family_n: int = 0              # tests one p-value was corrected over (set by build_report)
     margins: dict[str, float] = field(default_factory=dict)
     target_width: Optional[float] = None
+    health: pd.DataFrame = field(default_factory=pd.DataFrame)   # health_table(): per arm and dataset
 
     # ------------------------------------------------------------------------- the ablation table
 
@@ -356,7 +358,7 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
                for _, x in t[t["damaged"]].iterrows()]
     return ExperimentReport(experiment, metrics, modes, arms, datasets, baseline, level, method, summary, paired,
                             best, status_counts(t), errors, damaged, len(usable), correction, family,
-                            family_size(paired, family), margin_of, target_width)
+                            family_size(paired, family), margin_of, target_width, health=health_table(usable))
 
 
 def build_report(res: Results, experiment: Optional[str] = None, **kwargs) -> list[ExperimentReport]:

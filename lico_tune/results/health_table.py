@@ -1,0 +1,56 @@
+"""The health summary of an ablation: per arm and dataset, the mean final value of the key health
+metrics of the LICO terms (lico_tune/health.py) and how many trials raised each warning.
+
+A LICO arm can match the CE arm's accuracy because its extra terms trained nothing (MM inactive,
+OT degenerate...); this table says so next to the ablation table. Trials report the warnings as
+0/1 metrics `health/warn/<kind>` (1 once raised); a CE arm has no LICO terms and no health metrics.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+# (column shown, metric): what moved (MM at a fixed temperature), what trained the backbone (gradient shares).
+KEY_METRICS = [("mm_ref_change", "health/mm_ref_change"), ("grad ce", "health/grad_share/ce"),
+               ("grad mm", "health/grad_share/mm"), ("grad ot", "health/grad_share/ot")]
+WARN_PREFIX = "health/warn/"
+
+
+def health_table(usable: pd.DataFrame) -> pd.DataFrame:
+    """One row per (arm, dataset) of finished trials: trials, the key metrics' means (NaN where no
+    trial reported them) and 'warnings': '<kind> k/n' for each warning raised by k of n trials,
+    'none' when no trial raised one, '-' when the arm reports no health metrics."""
+    cols = ["arm", "dataset", "trials"] + [c for c, _ in KEY_METRICS] + ["warnings"]
+    if usable.empty or not any(c.startswith("health/") for c in usable.columns):
+        return pd.DataFrame(columns=cols)
+    warn_cols = [c for c in usable.columns if c.startswith(WARN_PREFIX)]
+    rows = []
+    for (arm, dataset), g in usable.groupby(["arm", "dataset"], sort=False, dropna=False):
+        row = {"arm": arm, "dataset": dataset, "trials": len(g)}
+        for name, metric in KEY_METRICS:
+            row[name] = pd.to_numeric(g[metric], errors="coerce").mean() if metric in g.columns else float("nan")
+        flags = {c: pd.to_numeric(g[c], errors="coerce") for c in warn_cols}
+        reported = [c for c, v in flags.items() if v.notna().any()]
+        raised = [f"{c[len(WARN_PREFIX):].replace('_', ' ')} {int((flags[c] > 0).sum())}/{int(flags[c].notna().sum())}"
+                  for c in reported if (flags[c] > 0).any()]
+        row["warnings"] = ", ".join(raised) if raised else ("none" if reported else "-")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+HEALTH_CAPTION = ("Mean final health of the LICO terms over finished trials: mm_ref_change = relative change of "
+                  "MM at a fixed temperature since the start (negative: the image manifold moved towards the "
+                  "text one); grad ce/mm/ot = each term's share of the backbone's gradient (near 0: the term "
+                  "trains nothing). Warnings: how many trials raised each (lico_tune/health.py); '-': the arm "
+                  "has no LICO terms.")
+
+
+def health_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its numbers as text (3 significant digits, '-' where missing)."""
+    shown = table.copy()
+    for name, _ in KEY_METRICS:
+        shown[name] = [("-" if pd.isna(v) else f"{v:+.3g}" if name == "mm_ref_change" else f"{v:.3g}")
+                       for v in shown[name]]
+    return shown
+
+
+__all__ = ["HEALTH_CAPTION", "KEY_METRICS", "health_display", "health_table"]
