@@ -342,6 +342,9 @@ class MLflowConfig(_Strict):
         None, description="MLflow tracking URI: a server (http://host:5000) or a local "
                           "database (sqlite:////abs/path/mlflow.db); default: $MLFLOW_TRACKING_URI, else MLflow's own default.")
     experiment: Optional[str] = Field(None, description="MLflow experiment (default: the lico-tune experiment name).")
+    artifact_location: Optional[str] = Field(
+        None, description="Where a new MLflow experiment keeps its artifacts (default: mlartifacts/ beside a "
+                          "sqlite:/// database; else MLflow's default for the tracking URI).")
     artifacts: bool = Field(True, description="Upload each trial's gallery, trial spec, provenance and metrics at its end.")
 
 

@@ -43,6 +43,7 @@ def test_smoke_sweep_logs_params_metrics_and_gallery_to_mlflow_and_wandb(ray_tmp
     out = lico_tune(["run", str(spec), "--storage", str(tmp_path / "res"), "--name", "trk"], ray_tmp,
                     timeout=300, WANDB_SILENT="true")
     assert out.returncode == 0, out.stdout[-5000:]
+    assert list((tmp_path / "mlartifacts").iterdir()), "artifacts beside the SQLite store, not in the working dir"
     experiment = tmp_path / "res" / "trk"
     trials = {yaml.safe_load((t / "params.json").read_text())["arm"]: t for t in trial_dirs(experiment)}
     assert set(trials) == {"ce", "lico"}

@@ -34,6 +34,17 @@ def tracked_metrics(result: dict) -> dict[str, float]:
             if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+def artifact_location(cfg) -> Optional[str]:
+    """A new MLflow experiment's artifact root: the spec's, else mlartifacts/ beside a SQLite store
+    (MLflow's own default is relative to the driver's working directory)."""
+    if cfg.artifact_location:
+        return cfg.artifact_location
+    uri = cfg.tracking_uri or ""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
 def _artifact_files(trial_dir: str) -> list[Path]:
     root = Path(trial_dir)
     names = [layout.TRIAL_SPEC, layout.PROVENANCE, layout.METRICS_FILE]
@@ -93,7 +104,8 @@ class TrackerCallback(Callback):
             self._mlflow = MlflowClient(tracking_uri=cfg.tracking_uri)
             name = cfg.experiment or self.experiment
             found = self._mlflow.get_experiment_by_name(name)
-            self._mlflow_experiment_id = found.experiment_id if found else self._mlflow.create_experiment(name)
+            self._mlflow_experiment_id = (found.experiment_id if found else
+                                          self._mlflow.create_experiment(name, artifact_location(cfg)))
 
     def on_trial_start(self, iteration, trials, trial, **info):
         params = self._params(trial)
