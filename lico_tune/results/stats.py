@@ -347,7 +347,7 @@ def best_configs(trials: pd.DataFrame, metrics: dict[str, str], params: Sequence
             if m not in g.columns or g[m].notna().sum() == 0:
                 continue
             keyed = g.dropna(subset=[m]).copy()
-            keyed["_cfg"] = [repr(tuple(_plain(r[c]) for c in cfg_cols)) for _, r in keyed.iterrows()]
+            keyed["_cfg"] = [repr(tuple(plain_value(r[c]) for c in cfg_cols)) for _, r in keyed.iterrows()]
             best = None
             for (arm, cfg), h in keyed.groupby(["arm", "_cfg"], sort=True):
                 ci = interval(h[m].tolist(), level, method)
@@ -355,7 +355,7 @@ def best_configs(trials: pd.DataFrame, metrics: dict[str, str], params: Sequence
                 if better:
                     first = h.iloc[0]
                     best = {"experiment": exp, "dataset": dataset, "metric": m, "mode": mode, "arm": arm,
-                            "config": {c: _plain(first[c]) for c in cfg_cols}, "mean": ci["mean"],
+                            "config": {c: plain_value(first[c]) for c in cfg_cols}, "mean": ci["mean"],
                             "half_width": ci["half_width"], "n": ci["n"], "trials": list(h["trial_id"])}
             rows.append(best)
     return pd.DataFrame(rows, columns=cols)
