@@ -246,3 +246,18 @@ def test_validate_makes_the_search_checks_of_run(tmp_path, capsys):
     assert main(["validate", str(bad)]) == 2
     assert "search.space.lico.alpha: 'uniform' needs a sampling algorithm" in capsys.readouterr().err
     assert main(["validate", str(REPO / "search_spaces" / "quickstart.yaml")]) == 0
+
+
+def test_asha_and_optuna_skip_the_nan_padding_of_a_first_report():
+    """A trial's first report holds NaN for the metrics it computes later (progress.csv's columns);
+    ASHA and Optuna must not take that NaN for a value (an unknown trial would raise KeyError if
+    they looked it up)."""
+    from ray.tune.schedulers import TrialScheduler
+    from lico_tune.tune.searchers import LicoASHA, LicoOptunaSearch
+
+    asha = LicoASHA(time_attr="epoch", metric="test/acc", mode="max", max_t=4, grace_period=1)
+    assert asha.on_trial_result(None, object(), {"epoch": 1, "test/acc": float("nan")}) == TrialScheduler.CONTINUE
+    search = LicoOptunaSearch(metric="saliency/gradcam/overall", mode="max")
+    search.on_trial_result("never-suggested", {"epoch": 1, "saliency/gradcam/overall": float("nan")})
+    with pytest.raises(KeyError):   # a real value goes through to Optuna (which needs the trial)
+        search.on_trial_result("never-suggested", {"epoch": 2, "saliency/gradcam/overall": 0.3})

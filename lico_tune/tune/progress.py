@@ -52,7 +52,11 @@ class TrialEvents(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         params = {k: v for k, v in (trial.config or {}).items() if k != "arm"}
-        self._say("start", trial, " ".join(f"{k.split('.')[-1]}={_fmt(v) if isinstance(v, float) else v}"
+        shorts = [k.split(".")[-1] for k in params]
+        # 'seed=0' rather than 'train.seed=0', unless two paths share the last part or it says
+        # little ('data.name', not 'name').
+        names = {k: s if shorts.count(s) == 1 and s != "name" else k for k, s in zip(params, shorts)}
+        self._say("start", trial, " ".join(f"{names[k]}={_fmt(v) if isinstance(v, float) else v}"
                                            for k, v in params.items()))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -62,7 +66,7 @@ class TrialEvents(Callback):
         self._say("done", trial, self._values(trial.last_result or {}))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._say("retry", trial, "failed; restarting from its last checkpoint")
+        self._say("retry", trial, "failed; starting again (from its last checkpoint, if it wrote one)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = error_reason(str(trial.get_error() or "")) if hasattr(trial, "get_error") else None
