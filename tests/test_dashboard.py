@@ -237,13 +237,15 @@ def test_lico_tune_dashboard_renders_in_headless_chromium(results_root):
 def test_compare_page_puts_two_experiments_side_by_side_and_overlays_learning_curves(results_root, monkeypatch):
     at = open_page(results_root, monkeypatch, "compare")
     res = load_results(results_root)
-    left, right = at.dataframe[0].value, at.dataframe[1].value
+    table = at.dataframe[0].value           # rows: dataset · arm · metric; columns: the two experiments
     assert at.selectbox(key="cmp_a").value == at.selectbox(key="cmp_b").value == EXP   # one experiment here
+    assert list(table.columns) == [f"left: {EXP}", f"right: {EXP}"]
     u = res.usable
     lico = u[(u["dataset"] == "digits") & (u["arm"] == "lico")]["test/acc"]
-    row = left[(left["dataset"] == "digits") & (left["arm"] == "lico")].iloc[0]
-    assert row["n"] == len(lico) and row["test/acc"] == f"{lico.mean():.4g} ± {lico.std(ddof=1):.2g}"
-    assert left.equals(right)
+    assert table.loc["digits · lico · test/acc", f"left: {EXP}"] == \
+        f"{lico.mean():.4g} ± {lico.std(ddof=1):.2g} (n={len(lico)})"
+    assert (table[f"left: {EXP}"] == table[f"right: {EXP}"]).all()
+    assert {i.split(" · ")[0] for i in table.index} == {"digits", "fashion_mnist"}
     # Learning curves: one line per chosen trial, the points the trials' histories hold.
     picked = at.multiselect(key="cmp_trials").value
     assert len(picked) == min(12, len(at.multiselect(key="cmp_trials").options)) >= 2

@@ -17,28 +17,30 @@ a = c1.selectbox("Left", names, index=max(0, len(names) - 2), key="cmp_a")
 b = c2.selectbox("Right", names, index=len(names) - 1, key="cmp_b")
 
 
-def side(col, name: str) -> None:
-    """Mean ± sd over the finished trials of `name` per dataset and arm, its default metrics."""
+def summary(name: str) -> dict:
+    """'dataset · arm · metric' -> 'mean ± sd (n)' over the finished trials of `name` (its default metrics)."""
     r = res.experiment(name)
     u = r.usable
-    col.markdown(f"**{name}**: {len(r.trials)} trials, {len(u)} finished")
-    if u.empty:
-        col.info("No finished trial yet.")
-        return
-    metrics = [m for m in default_metrics(r, name) if m in u.columns and u[m].notna().any()]
-    rows = []
-    for (ds, arm), g in u.groupby(["dataset", "arm"]):
-        row = {"dataset": ds, "arm": arm, "n": len(g)}
+    metrics = [m for m in default_metrics(r, name) if m in u.columns and u[m].notna().any()] if not u.empty else []
+    out = {}
+    for (ds, arm), g in (u.groupby(["dataset", "arm"]) if not u.empty else []):
         for m in metrics:
             v = pd.to_numeric(g[m], errors="coerce").dropna()
             if not v.empty:
-                row[m] = f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.4g}"
-        rows.append(row)
-    col.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+                sd = f" ± {v.std(ddof=1):.2g}" if len(v) > 1 else ""
+                out[f"{ds} · {arm} · {m}"] = f"{v.mean():.4g}{sd} (n={len(v)})"
+    return out
 
 
-side(c1, a)
-side(c2, b)
+# One row per dataset, arm and metric; one column per experiment: the two read across, and the
+# table stays two columns wide whatever the experiments hold.
+left, right = summary(a), summary(b)
+cols = {f"left: {a}": left, f"right: {b}": right}
+for c, name in zip((c1, c2), (a, b)):
+    c.caption(f"{len(res.experiment(name).trials)} trials, {len(res.experiment(name).usable)} finished")
+table = pd.DataFrame(cols).reindex(list(dict.fromkeys([*left, *right]))).fillna("–")
+table.index.name = "dataset · arm · metric"
+st.dataframe(table, width="stretch")
 st.caption("Mean ± sd over the finished trials of each dataset and arm (seeds and sampled values pooled); the "
            "Ablations page gives intervals and paired tests within one experiment.")
 
@@ -55,7 +57,9 @@ for label in picked:
     x = labels[label]
     rec = common.trial_record(root, db, stamp, x["experiment"], x["trial_id"]) or {}
     for h in rec.get("history") or []:
-        rows.append({"trial": f"{x['experiment']} · {x['trial_id']}", "arm": x["arm"], "dataset": x["dataset"], **h})
+        tag = f"{x['trial_id']} ({x['arm']})"
+        rows.append({"trial": f"{x['experiment']} · {tag}" if len(chosen) > 1 else tag, "arm": x["arm"],
+                     "dataset": x["dataset"], **h})
 if not rows:
     st.info("Choose trials that have reported at least one epoch.")
     st.stop()
