@@ -19,6 +19,7 @@ pages = [
     st.Page("views/hyperparameters.py", title="Hyperparameters", icon=":material/tune:", url_path="hyperparameters"),
     st.Page("views/saliency.py", title="Saliency", icon=":material/image:", url_path="saliency"),
     st.Page("views/trial.py", title="Trial", icon=":material/monitoring:", url_path="trial"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
 ]
 nav = st.navigation(pages)
 nav.run()

@@ -29,7 +29,7 @@ from typing import Iterator, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = {"experiments": "Best metrics", "ablations": "Best configuration per metric", "hyperparameters": "Parallel coordinates",
-         "saliency": "Insertion and deletion curves", "trial": "Learning curves"}
+         "saliency": "Insertion and deletion curves", "trial": "Learning curves", "compare": "Learning curves"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
                   "--disable-dev-shm-usage", "--mute-audio"]

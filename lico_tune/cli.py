@@ -9,8 +9,10 @@ import json
 import sys
 import textwrap
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
+import lico_tune
+from .cli_help import epilog, train_display
 from .layout import CATALOG_FILE, CHECKPOINT_FILE
 from .spec import SpecError, dump_yaml, json_schema, load_spec
 
@@ -78,9 +80,9 @@ def cmd_train(args) -> int:
     out = _train_out(args, spec.name)
     if out is None:
         return EXIT_BAD_INPUT
-    log: Callable[[str], None] = (lambda _m: None) if args.quiet else _say
+    log, progress, close = train_display(args.quiet)
     try:
-        final = train_trial(spec.base, out, log=log, resume=args.resume)
+        final = train_trial(spec.base, out, log=log, resume=args.resume, progress=progress)
     except (DatasetMissing, TextEncoderMissing, CheckpointError, ResumeMismatch, TrialConfigError,
             FileExistsError) as exc:
         _error(str(exc))
@@ -88,6 +90,8 @@ def cmd_train(args) -> int:
     except TrialDiverged as exc:
         _error(str(exc))
         return EXIT_FAILED
+    finally:
+        close()
     accs = ", ".join(f"{k} {final[k]:.2f}%" for k in ("test/acc", "test/acc_ema") if k in final)
     _say(f"done: {accs}; metrics in {out / METRICS_FILE}, checkpoint in {out / CHECKPOINT_FILE}")
     return EXIT_OK
@@ -116,7 +120,7 @@ def cmd_run(args) -> int:
         plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage,
                            smoke=args.smoke_test)
         from .tune import run
-        summary = run(plan, address=args.address)
+        summary = run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every)
     except SpecError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
@@ -266,13 +270,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    """Start the Streamlit dashboard (dashboards/app.py) on HOST:PORT."""
+    """Start the Streamlit dashboard (lico_tune.shipped.dashboard_app) on HOST:PORT."""
     import importlib.util
     import subprocess
-    app = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
-    if not app.is_file():
-        _error(f"{app} not found: the dashboard ships with the source tree; run lico-tune from a checkout "
-               f"(pip install -e .).")
+    from .shipped import dashboard_app
+    app = dashboard_app()
+    if app is None:
+        _error("the dashboard app (package lico_tune_dashboard, or dashboards/app.py in a checkout) is not "
+               "installed; reinstall lico-tune: pip install 'lico-tune[dashboard]'")
         return EXIT_BAD_INPUT
     if importlib.util.find_spec("streamlit") is None:
         _error("the dashboard needs Streamlit: pip install 'lico-tune[dashboard]'")
@@ -297,7 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
               lico-tune validate search_spaces/quickstart.yaml
               lico-tune train search_spaces/quickstart.yaml --set train.epochs=1
               lico-tune schema -o lico-tune.schema.json"""))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {lico_tune.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, **kw):   # every command's help ends with its examples and exit codes
+        return sub.add_parser(name, epilog=epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
     def add_set(p):
         p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
@@ -305,17 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "repeatable; VALUE is parsed as YAML. It replaces a search.space axis on the "
                             "same field (a note says so); an ablation arm that sets it still wins")
 
-    p = sub.add_parser("validate", help="check specs; exit 0 if all are valid, 2 otherwise")
+    p = command("validate", help="check specs; exit 0 if all are valid, 2 otherwise")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     add_set(p)
     p.add_argument("--print", action="store_true", help="print the resolved spec with every default")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of a spec (for editor completion of YAML)")
+    p = command("schema", help="print the JSON Schema of a spec (for editor completion of YAML)")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("train", help="train the spec's base trial once, without Ray")
+    p = command("train", help="train the spec's base trial once, without Ray")
     p.add_argument("spec", metavar="SPEC")
     add_set(p)
     p.add_argument("--out", help="run directory (default: a new runs/<spec name>_<date>_<time>)")
@@ -324,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("run", help="run the spec's sweep or ablation with Ray Tune (exit 1 if a trial failed)")
+    p = command("run", help="run the spec's sweep or ablation with Ray Tune (exit 1 if a trial failed)")
     p.add_argument("spec", metavar="SPEC")
     add_set(p)
     p.add_argument("--smoke-test", action="store_true",
@@ -333,14 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join ('auto': the cluster on this node); default: start Ray here")
     p.add_argument("--storage", metavar="URI", help="results root, a path or s3://, gs://... (default: spec's storage)")
     p.add_argument("--name", help="experiment name (default: <spec name>_<date>_<time>)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's full status table instead of one line per trial event")
+    p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS",
+                   help="a status line (trials running, finished, errored, pending) every SECONDS; 0: none "
+                        "(default: 30)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("resume", help="finish an interrupted experiment (finished trials are not rerun)")
+    p = command("resume", help="finish an interrupted experiment (finished trials are not rerun)")
     p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR", help="<storage>/<experiment name>, as `run` printed")
     p.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join; default: start Ray here")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("rerun", help="retrain one trial from its record and check that it matches bit for bit "
+    p = command("rerun", help="retrain one trial from its record and check that it matches bit for bit "
                                      "(exit 0 match, 1 mismatch)")
     p.add_argument("trial_dir", metavar="TRIAL_DIR",
                    help="a `lico-tune train` output directory or a Ray Tune trial directory (<storage>/<exp>/trial_*)")
@@ -349,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no training progress")
     p.set_defaults(func=cmd_rerun)
 
-    p = sub.add_parser("explain", help="draw saliency maps and insertion/deletion curves from a checkpoint")
+    p = command("explain", help="draw saliency maps and insertion/deletion curves from a checkpoint")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help=f"{CHECKPOINT_FILE} or the run directory holding it")
     p.add_argument("images", nargs="*", metavar="IMAGES",
                    help="image files (default: the trial's fixed test images)")
@@ -364,14 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="with --arm: only trials on this dataset (data.name)")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("index", help="rebuild the results catalog of a storage root from its files")
+    p = command("index", help="rebuild the results catalog of a storage root from its files")
     p.add_argument("storage", metavar="STORAGE", help="results root (a path or s3://, gs://...)")
     p.add_argument("--experiment", metavar="NAME", help="only this experiment")
     p.add_argument("--db", metavar="URL", help="catalog database, any SQLAlchemy URL "
                    f"(default: $LICO_TUNE_CATALOG or sqlite:///STORAGE/{CATALOG_FILE})")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("report", help="ablation table (mean ± CI over seeds), paired tests, best configurations")
+    p = command("report", help="ablation table (mean ± CI over seeds), paired tests, best configurations")
     p.add_argument("storage", metavar="STORAGE", help="results root (a path or s3://, gs://...)")
     p.add_argument("--experiment", metavar="NAME", help="only this experiment; 'latest': the newest one (by its "
                    "creation time) (default: every one)")
@@ -398,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-catalog", action="store_true", help="read the files only; do not write a catalog")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("dashboard", help="start the Streamlit dashboard of a storage root")
+    p = command("dashboard", help="start the Streamlit dashboard of a storage root")
     p.add_argument("storage", metavar="STORAGE", nargs="?", default="~/lico-tune-results",
                    help="results root (default: ~/lico-tune-results)")
     p.add_argument("--port", type=int, default=8501)

@@ -23,7 +23,7 @@ from .models.lico import LicoModel
 from .health import Health
 from .layout import CHECKPOINT_FILE, METRICS_FILE
 from .provenance import provenance
-from .saliency.trial import trial_saliency
+from .saliency.trial import saliency_metric_keys, trial_saliency
 from .spec import TrialConfig
 
 Report = Callable[[dict, Path], None]  # (metrics of one epoch, checkpoint file)
@@ -158,8 +158,10 @@ def _check_resume(saved: dict, cfg: TrialConfig) -> None:
 
 
 def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] = None,
-                log: Optional[Log] = None, resume: bool = False) -> dict:
+                log: Optional[Log] = None, resume: bool = False,
+                progress: Optional[Callable[[int, int], None]] = None) -> dict:
     """Train one trial into `out_dir` and return its final metrics (also written to metrics.json).
+    `progress(step, total_steps)` is called after each optimiser step (a progress bar).
 
     Each epoch: evaluate, save `out_dir/checkpoint.pt`, then call `report(metrics, checkpoint)`.
     With `resume`, continue from the checkpoint in `out_dir`.
@@ -216,6 +218,11 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         f"{cfg.model.backbone} + {cfg.text.encoder}:{cfg.text.model} ({n_params / 1e6:.2f}M trainable) "
         f"on {device}; {t.epochs} epochs x {steps_per_epoch} steps")
 
+    # Every key the trial will report, so the first report carries them all (NaN until computed):
+    # Ray fixes progress.csv's columns at a trial's first result. Only reports are padded, not history.
+    later = ["test/acc", *(["test/acc_ema"] if ema is not None else []), *saliency_metric_keys(cfg.eval, data)]
+    padded = False
+
     metrics: dict = history[-1] if history else {}
     for epoch in range(start_epoch, t.epochs):
         model.train()
@@ -252,6 +259,8 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
                 ema.update_parameters(model.classifier)
             global_step += 1
             n_steps += 1
+            if progress is not None:
+                progress(global_step, total_steps)
             seen += y.numel()
             sums["loss"] += loss.item()
             for k, v in loss_parts.items():
@@ -289,7 +298,8 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         log(f"epoch {epoch + 1}/{t.epochs} done: ce {metrics['train/ce']:.4f} mm {metrics['train/mm']:.4f} "
             f"ot {metrics['train/ot']:.4f} {accs} {metrics['train/images_per_s']:.0f} img/s ({train_time:.1f}s)")
         if report is not None:
-            report(metrics, ckpt_path)
+            report(metrics if padded else {**metrics, **{k: math.nan for k in later if k not in metrics}}, ckpt_path)
+            padded = True
 
     final = {**metrics, "warnings": list(health.warned), "history": history, "config": cfg.model_dump(mode="json"),
              **provenance(cfg)}

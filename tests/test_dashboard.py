@@ -48,7 +48,12 @@ def test_experiments_page(results_root, monkeypatch):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Finished"] == "8" and metrics["Errored"] == "4" and metrics["Running"] == "0"
     res = load_results(results_root)
-    assert metrics["test/acc (max)"] == f"{res.usable['test/acc'].max():.4g}"
+    # The best of each dataset, never one number across datasets.
+    for ds in ("digits", "fashion_mnist"):
+        u = res.usable[res.usable["dataset"] == ds]
+        assert metrics[f"{ds} · test/acc (max)"] == f"{u['test/acc'].max():.4g}"
+        assert overview.iloc[0][f"best test/acc · {ds}"] == pytest.approx(u["test/acc"].max())
+    assert "test/acc (max)" not in metrics and "best test/acc" not in overview.columns
     assert len(at.error) == 4 and all("TrialDiverged: Loss became nan" in e.value for e in at.error)
     trials = at.dataframe[1].value
     assert len(trials) == 12 and set(trials["status"]) == {"finished", "errored"}
@@ -62,8 +67,8 @@ def test_ablations_page_shows_the_reports_numbers(results_root, monkeypatch):
     res = load_results(results_root)
     rep = experiment_report(res, EXP, metrics=default_metrics(res.experiment(EXP), EXP), baseline="ce")
     shown = at.dataframe[0].value
-    expected = rep.ablation_table()
-    assert list(shown.columns) == list(expected.columns)
+    expected = rep.ablation_table().T          # rows: dataset · metric; columns: arms (never cut off)
+    assert list(shown.columns) == list(expected.columns) and list(shown.index) == list(expected.index)
     assert shown.to_numpy().tolist() == expected.to_numpy().tolist()
     assert len(charts(at)) >= 2 * len(rep.metrics), "a bar chart per dataset and metric"
     paired = at.dataframe[1].value
@@ -80,32 +85,54 @@ def test_ablations_page_shows_the_reports_numbers(results_root, monkeypatch):
     at.selectbox(key="abl_dataset").set_value("digits").run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert list(table.columns) == [c for c in expected.columns if c.startswith(f"digits{SEP}")]
+    assert list(table.index) == [c for c in expected.index if c.startswith(f"digits{SEP}")]
     assert set(at.dataframe[1].value["dataset"]) == {"digits"}
     at.multiselect(key="abl_metrics").set_value(["test/acc"]).run()
-    assert list(at.dataframe[0].value.columns) == [f"digits{SEP}test/acc"]
+    assert list(at.dataframe[0].value.index) == [f"digits{SEP}test/acc"]
 
 
 def test_hyperparameters_page(results_root, monkeypatch):
     at = open_page(results_root, monkeypatch, "hyperparameters")
     heads = [s.value for s in at.subheader]
     assert heads[0] == "test/acc against each searched parameter" and "Parameter importance" in heads
+    # One dataset at a time (digits first): the dataset is no parameter, nor is the seed in the importance.
+    assert at.selectbox(key="hp_dataset").value == "digits" and at.selectbox(key="hp_dataset").options == \
+        ["digits", "fashion_mnist"]
     n = len(charts(at))
-    assert n >= 5, "parameter plots, parallel coordinates, importance and the Pareto front"
+    assert n == 3, "one parameter plot (lico.ot.epsilon), the importance and the Pareto front"
+    (pc,) = at.get("plotly_chart")
+    pc_spec = json.loads(pc.proto.spec)
+    dims = pc_spec["data"][0]["dimensions"]
+    assert [d["label"] for d in dims] == ["lico.ot.epsilon", "test/acc"] and pc_spec["data"][0]["type"] == "parcoords"
+    importance = next(c.value for c in at.caption if c.value.startswith("Importance of"))
+    assert importance.startswith("Importance of lico.ot.epsilon (") and "data.name" not in importance
     at.checkbox(key="hp_seed").check().run()
     assert len(charts(at)) == n + 1, "the seed becomes one more parameter plot"
+    importance = next(c.value for c in at.caption if c.value.startswith("Importance of"))
+    assert importance.startswith("Importance of lico.ot.epsilon ("), "the seed is never a hyperparameter"
     at.selectbox(key="hp_metric").set_value("saliency/gradcam/overall").run()
     assert at.subheader[0].value == "saliency/gradcam/overall against each searched parameter"
 
+    # The Pareto front of the chosen dataset's trials only.
     usable = load_results(results_root).usable
-    front = usable[pareto_mask(usable, {"test/acc": "max", "saliency/gradcam/overall": "max"})]
-    assert sorted(at.dataframe[-1].value["trial_id"]) == sorted(front["trial_id"])
+    for ds in ("digits", "fashion_mnist"):
+        at.selectbox(key="hp_dataset").set_value(ds).run()
+        u = usable[usable["dataset"] == ds]
+        front = u[pareto_mask(u, {"test/acc": "max", "saliency/gradcam/overall": "max"})]
+        shown = at.dataframe[-1].value
+        assert set(shown["dataset"]) == {ds} and sorted(shown["trial_id"]) == sorted(front["trial_id"])
 
 
 def test_saliency_page_compares_the_same_images(results_root, monkeypatch):
     at = open_page(results_root, monkeypatch, "saliency")
     res = load_results(results_root).experiment(EXP)
     finished = res.trials[res.trials["status"] == "finished"]
+    # It opens on the largest images (Fashion-MNIST 28 x 28, not digits 8 x 8).
+    assert at.selectbox(key="sal_dataset").value == "fashion_mnist"
+    spec = json.loads(charts(at)[0].proto.spec)
+    enc = spec.get("encoding") or spec["layer"][0]["encoding"]
+    assert enc["shape"]["scale"]["range"] == ["circle", "square"], "insertion and deletion markers differ"
+    at.selectbox(key="sal_dataset").set_value("digits").run()
     scores = at.dataframe[0].value
     digits0 = finished[(finished["dataset"] == "digits") & (finished["seed"] == 0)].set_index("arm")
     assert sorted(scores["arm"]) == ["ce", "lico"]
@@ -177,7 +204,7 @@ def test_damaged_root_lists_the_damaged_trials_and_shows_the_rest(damaged_root, 
     assert "2 damaged trial(s)" in warning and cut in warning and bare in warning
     assert "result.json is truncated" in warning and "no checkpoint" in warning
     at = open_page(root, monkeypatch, "ablations")
-    assert at.dataframe[0].value.shape[0] == 2 and cut in texts(at.warning)
+    assert list(at.dataframe[0].value.columns) == ["ce", "lico"] and cut in texts(at.warning)
     assert "(n=1)" in at.dataframe[0].value.to_string()
 
 
@@ -205,3 +232,25 @@ def test_lico_tune_dashboard_renders_in_headless_chromium(results_root):
     colours = img.getcolors(maxcolors=1 << 20) or []
     dark = sum(n for n, (r, g, b_) in colours if r + g + b_ < 200)
     assert len(colours) > 100 and dark > 500, "the screenshot is blank (a skeleton or an empty page)"
+
+
+def test_compare_page_puts_two_experiments_side_by_side_and_overlays_learning_curves(results_root, monkeypatch):
+    at = open_page(results_root, monkeypatch, "compare")
+    res = load_results(results_root)
+    table = at.dataframe[0].value           # rows: dataset · arm · metric; columns: the two experiments
+    assert at.selectbox(key="cmp_a").value == at.selectbox(key="cmp_b").value == EXP   # one experiment here
+    assert list(table.columns) == [f"left: {EXP}", f"right: {EXP}"]
+    u = res.usable
+    lico = u[(u["dataset"] == "digits") & (u["arm"] == "lico")]["test/acc"]
+    assert table.loc["digits · lico · test/acc", f"left: {EXP}"] == \
+        f"{lico.mean():.4g} ± {lico.std(ddof=1):.2g} (n={len(lico)})"
+    assert (table[f"left: {EXP}"] == table[f"right: {EXP}"]).all()
+    assert {i.split(" · ")[0] for i in table.index} == {"digits", "fashion_mnist"}
+    # Learning curves: one line per chosen trial, the points the trials' histories hold.
+    picked = at.multiselect(key="cmp_trials").value
+    assert len(picked) == min(12, len(at.multiselect(key="cmp_trials").options)) >= 2
+    (chart,) = charts(at)
+    at.multiselect(key="cmp_trials").set_value(picked[:2]).run()
+    assert not at.exception
+    caption = next(c.value for c in at.caption if "trial(s); one line per trial" in c.value)
+    assert caption.startswith("2 trial(s)")

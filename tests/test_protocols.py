@@ -248,7 +248,7 @@ FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 @pytest.mark.skipif(not (FMNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(), reason="Fashion-MNIST not installed")
 def test_trial_metrics_on_placed_with_boxes_road_lerf_mprt_and_shortcut(tmp_path, monkeypatch):
     from lico_tune.data import build_data
-    from lico_tune.saliency.trial import trial_saliency
+    from lico_tune.saliency.trial import saliency_metric_keys, trial_saliency
     from lico_tune.spec import DataConfig, EvalConfig
 
     monkeypatch.setattr(paths, "DATA_HOME", tmp_path / "data")
@@ -260,6 +260,8 @@ def test_trial_metrics_on_placed_with_boxes_road_lerf_mprt_and_shortcut(tmp_path
                      road=True, road_percentiles=[30, 70], mprt=["smooth", "efficient"], mprt_samples=2,
                      sanity_max_layers=1, batch_size=32)
     m = trial_saliency(model, data, cfg, tmp_path)
+    # The key list a trial pads its first report with is exactly what it later computes.
+    assert sorted(saliency_metric_keys(cfg, data)) == sorted(m)
     for key in ("pointing_mask", "energy_mask", "insertion_lerf", "deletion_lerf", "lerf_morf", "road_morf",
                 "road_lerf", "road_combined", "smprt_top", "smprt_full", "emprt", "patch_energy",
                 "patched_deletion"):
@@ -273,4 +275,6 @@ def test_trial_metrics_on_placed_with_boxes_road_lerf_mprt_and_shortcut(tmp_path
     m2 = trial_saliency(model, data, cfg.model_copy(update={"boxes": False, "road": False, "mprt": [],
                                                             "orderings": ["morf"]}), tmp_path)
     assert "saliency/gradcam/pointing" in m2 and "saliency/gradcam/pointing_mask" not in m2
+    assert sorted(saliency_metric_keys(cfg.model_copy(update={"boxes": False, "road": False, "mprt": [],
+                                                               "orderings": ["morf"]}), data)) == sorted(m2)
     assert boxes.shape == (6, 4)

@@ -75,9 +75,9 @@ def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
         if d.name in before:   # finished before the kill: not run again, its results untouched
             assert (d / "result.json").read_bytes() == before[d.name]
             assert "restored" not in (d / "train.log").read_text()
-    summary = json.loads((experiment / "summary.json").read_text())
-    assert sorted(t["params"]["train.seed"] for t in summary["trials"]) == [0, 1, 2]
-    assert all(t["epoch"] == EPOCHS and t["error"] is None for t in summary["trials"])
+    summary = json.loads((experiment / "summary.json").read_text())   # records: one per trial
+    assert sorted(t["params"]["train.seed"] for t in summary) == [0, 1, 2]
+    assert all(t["epoch"] == EPOCHS and t["error"] is None for t in summary)
 
     # The Ray-free readers agree with Ray's on this experiment that Ray itself wrote, was killed and
     # resumed: two sessions, so two state files; the newest by name is the one Ray restores from.

@@ -100,7 +100,7 @@ def test_optuna_space_assigns_cells_round_robin_and_samples_the_rest():
         trial = study.ask()
         params = space(trial)
         assert 0.01 <= trial.params["lico.ot.epsilon"] <= 1.0 and 4 <= trial.params["text.n_ctx"] <= 8
-        assert trial.user_attrs == params
+        assert trial.user_attrs == {**params, "cell": params}
         got.append(params)
     assert got == cells + cells[:2]
 
@@ -130,7 +130,13 @@ def test_smoke_sweep_of_the_quickstart_runs_two_trials_and_summarises(ray_tmp, t
     out = lico_tune(["run", "search_spaces/quickstart.yaml", "--smoke-test", "--storage", f"file://{tmp_path}",
                      "--name", "qs", "--set", "train.threads=1"], ray_tmp, timeout=240)
     assert out.returncode == 0, out.stdout[-5000:]
-    assert "| Trial name" in out.stdout and "TERMINATED" in out.stdout, "no progress table"
+    # One line per trial event, not Ray's status table (that is `--verbose`).
+    assert "| Trial name" not in out.stdout and "Trial status:" not in out.stdout, "Ray's table without --verbose"
+    lines = out.stdout.splitlines()
+    for event in ("start", "epoch 1", "done"):
+        hits = [ln for ln in lines if ln[9:].startswith(event)]
+        assert len(hits) == 2 and {h.split(" arm ")[1].split()[0] for h in hits} == {"ce", "lico"}, (event, hits)
+    assert all(" acc " in ln for ln in lines if ln[9:].startswith("done")), "the finish line shows test/acc"
     assert "== Summary of qs-smoke: 2 trials, 2 finished, 0 errored ==" in out.stdout
     for arm in ("ce", "lico"):
         assert f"arm {arm} " in out.stdout and "test/acc" in out.stdout
@@ -148,8 +154,10 @@ def test_smoke_sweep_of_the_quickstart_runs_two_trials_and_summarises(ray_tmp, t
         assert rows[0]["dataset"] == "fashion_mnist" and "history" not in rows[0]
         ckpts = sorted(trial.glob("checkpoint_*"))
         assert ckpts and (ckpts[-1] / "checkpoint.pt").exists() and (ckpts[-1] / "trial_spec.yaml").exists()
-    summary = json.loads((experiment / "summary.json").read_text())
-    assert {t["arm"] for t in summary["trials"]} == {"ce", "lico"}
+    import pandas as pd
+    summary = pd.read_json(experiment / "summary.json")    # records: one row per trial
+    assert sorted(summary["arm"]) == ["ce", "lico"] and set(summary["experiment"]) == {"qs-smoke"}
+    assert summary["test/acc"].between(0, 100).all()
     assert (experiment / "lico_run.yaml").exists()
 
 
@@ -164,9 +172,15 @@ def test_optuna_two_metric_study_lives_in_sqlite_and_loads(ray_tmp, tmp_path, ti
     db = tmp_path / "res" / "opt" / "optuna.db"
     study = optuna.load_study(study_name="opt", storage=f"sqlite:///{db}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["test/acc", "train/loss"], "optuna-dashboard labels the objectives with these"
     assert len(study.trials) == 2 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert all(0.05 <= t.params["lico.ot.epsilon"] <= 1.0 for t in study.trials)
     assert sorted(t.user_attrs["train.seed"] for t in study.trials) == [0, 1], "seeds are crossed"
+    # Each Optuna trial links back to its Ray trial directory (trial_<id>...) and its cell.
+    from lico_tune.layout import trial_dirname
+    assert {trial_dirname(t.user_attrs["ray_trial_id"], None) for t in study.trials} == \
+        {d.name for d in trial_dirs(tmp_path / "res" / "opt")}
+    assert all(t.user_attrs["cell"] == {"train.seed": t.user_attrs["train.seed"]} for t in study.trials)
     assert study.best_trials, "no Pareto front"
     # The trials ran the values Optuna proposed.
     ran = sorted(yaml.safe_load((t / "trial_spec.yaml").read_text())["lico"]["ot"]["epsilon"]
@@ -196,6 +210,13 @@ def test_failed_trial_is_reported_and_retried_from_its_last_checkpoint(ray_tmp, 
     rows = result_rows(transient)
     assert [r["epoch"] for r in rows] == [1, 2], "the retry must continue at epoch 2, not start over"
     assert rows[-1]["step"] == 8
+    # Ray fixes progress.csv's header at the first report: the saliency columns are there from
+    # epoch 1 (empty: computed at the last epoch only), with their values in the last row.
+    import pandas as pd
+    progress = pd.read_csv(transient / "progress.csv")
+    assert list(progress["epoch"]) == [1, 2]
+    for col in ("saliency/gradcam/insertion", "saliency/gradcam/overall", "saliency/gradcam/seconds"):
+        assert col in progress.columns and pd.isna(progress[col].iloc[0]) and progress[col].iloc[1] > 0
 
 
 def test_run_summary_statistics_match_a_hand_worked_case():
@@ -225,3 +246,18 @@ def test_validate_makes_the_search_checks_of_run(tmp_path, capsys):
     assert main(["validate", str(bad)]) == 2
     assert "search.space.lico.alpha: 'uniform' needs a sampling algorithm" in capsys.readouterr().err
     assert main(["validate", str(REPO / "search_spaces" / "quickstart.yaml")]) == 0
+
+
+def test_asha_and_optuna_skip_the_nan_padding_of_a_first_report():
+    """A trial's first report holds NaN for the metrics it computes later (progress.csv's columns);
+    ASHA and Optuna must not take that NaN for a value (an unknown trial would raise KeyError if
+    they looked it up)."""
+    from ray.tune.schedulers import TrialScheduler
+    from lico_tune.tune.searchers import LicoASHA, LicoOptunaSearch
+
+    asha = LicoASHA(time_attr="epoch", metric="test/acc", mode="max", max_t=4, grace_period=1)
+    assert asha.on_trial_result(None, object(), {"epoch": 1, "test/acc": float("nan")}) == TrialScheduler.CONTINUE
+    search = LicoOptunaSearch(metric="saliency/gradcam/overall", mode="max")
+    search.on_trial_result("never-suggested", {"epoch": 1, "saliency/gradcam/overall": float("nan")})
+    with pytest.raises(KeyError):   # a real value goes through to Optuna (which needs the trial)
+        search.on_trial_result("never-suggested", {"epoch": 2, "saliency/gradcam/overall": 0.3})

@@ -1,6 +1,7 @@
 """The single-trial trainer and the `lico-tune train|validate|schema` commands, on real data."""
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -19,10 +20,19 @@ def trial(tree, **train):
 
 
 def test_trial_trains_reports_and_writes_metrics(tmp_path, tiny_trial_tree):
-    reports, logs = [], []
+    reports, logs, steps = [], [], []
     final = train_trial(trial(tiny_trial_tree, epochs=2), tmp_path, report=lambda m, c: reports.append((m, c)),
-                        log=logs.append)
+                        log=logs.append, progress=lambda step, total: steps.append((step, total)))
     assert [m["epoch"] for m, _ in reports] == [1, 2]
+    assert steps == [(i, 8) for i in range(1, 9)], "progress after each of 2 x 4 steps"
+    # The first report already holds every key the trial reports (Ray fixes progress.csv's columns
+    # there): the saliency metrics as NaN until the last epoch computes them; history stays unpadded.
+    first, last = reports[0][0], reports[1][0]
+    saliency = [k for k in last if k.startswith("saliency/")]
+    assert "saliency/gradcam/insertion" in saliency and "saliency/gradcam/pointing" in saliency
+    assert set(first) == set(last)
+    assert all(math.isnan(first[k]) for k in saliency) and not any(math.isnan(last[k]) for k in saliency)
+    assert not any(k.startswith("saliency/") for k in final["history"][0])
     assert all(c == tmp_path / "checkpoint.pt" for _, c in reports)
     written = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("test/acc", "test/acc_ema", "train/ce", "train/mm", "train/ot"):

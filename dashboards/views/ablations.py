@@ -50,15 +50,18 @@ for w in rep.small_n_warnings():
 st.subheader("Ablation table")
 table = rep.ablation_table()
 cols = [c for c in table.columns if c.split(SEP)[0] in shown]
-table = table[cols]
+# One row per dataset and metric, one column per arm: as wide as the arms, never cut off on a
+# laptop screen however many datasets and metrics there are (the report's table, transposed).
+table = table[cols].T
+table.index.name = "dataset · metric"
 best = {c: rep.bold_arms(*c.split(SEP)) for c in cols}
 
 
-def _bold(col: pd.Series) -> list[str]:
-    return ["font-weight: bold" if arm in best[col.name] and v != "–" else "" for arm, v in col.items()]
+def _bold(row: pd.Series) -> list[str]:
+    return ["font-weight: bold" if arm in best[row.name] and v != "–" else "" for arm, v in row.items()]
 
 
-st.dataframe(table.style.apply(_bold), width="stretch")
+st.dataframe(table.style.apply(_bold, axis=1), width="stretch")
 st.caption(rep.caption())
 
 st.subheader("Means with confidence intervals")

@@ -15,11 +15,16 @@ rows = []
 for _, e in res.experiments.iterrows():
     t = res.trials[res.trials["experiment"] == e["experiment"]]
     c = status_counts(t)
-    acc = pd.to_numeric(t.loc[t["usable"], "test/acc"], errors="coerce") if "test/acc" in t.columns else pd.Series()
-    rows.append({"experiment": e["experiment"], "created": e["created"] or "", "trials": len(t),
-                 "finished": c.get("finished", 0), "running": c.get("running", 0) + c.get("pending", 0),
-                 "errored": c.get("errored", 0), "damaged": int(t["damaged"].sum()),
-                 "best test/acc": acc.max() if not acc.empty else None})
+    row = {"experiment": e["experiment"], "created": e["created"] or "", "trials": len(t),
+           "finished": c.get("finished", 0), "running": c.get("running", 0) + c.get("pending", 0),
+           "errored": c.get("errored", 0), "damaged": int(t["damaged"].sum())}
+    # A best accuracy per dataset: a number picked across datasets compares nothing.
+    if "test/acc" in t.columns:
+        u = t[t["usable"]]
+        for ds, g in u.groupby("dataset"):
+            acc = pd.to_numeric(g["test/acc"], errors="coerce").dropna()
+            row[f"best test/acc · {ds}"] = acc.max() if not acc.empty else None
+    rows.append(row)
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 name = common.pick_experiment(res, "experiments")
@@ -35,16 +40,19 @@ for col, status in zip(cols, ("finished", "running", "pending", "errored", "inte
 
 metrics = default_metrics(r, name)
 if metrics and not r.usable.empty:
-    st.subheader("Best metrics")
-    cols = st.columns(min(4, len(metrics)))
-    for i, m in enumerate(metrics):
-        mode = r.mode(m, name)
-        vals = pd.to_numeric(r.usable[m], errors="coerce").dropna()
-        if vals.empty:
-            continue
-        best = r.usable.loc[vals.idxmax() if mode == "max" else vals.idxmin()]
-        cols[i % len(cols)].metric(f"{m} ({mode})", f"{best[m]:.4g}",
-                                   help=f"trial {best['trial_id']}, arm {best['arm']}, dataset {best['dataset']}")
+    st.subheader("Best metrics per dataset")
+    st.caption("One trial each (one seed): the Ablations page gives means and intervals over seeds.")
+    for ds, u in r.usable.groupby("dataset"):
+        st.markdown(f"**{ds}**")
+        cols = st.columns(min(4, len(metrics)))
+        for i, m in enumerate(metrics):
+            mode = r.mode(m, name)
+            vals = pd.to_numeric(u[m], errors="coerce").dropna()
+            if vals.empty:
+                continue
+            best = u.loc[vals.idxmax() if mode == "max" else vals.idxmin()]
+            cols[i % len(cols)].metric(f"{ds} · {m} ({mode})", f"{best[m]:.4g}",
+                                       help=f"trial {best['trial_id']}, arm {best['arm']}, seed {best['seed']}")
 
 common.warn_damaged(r)
 

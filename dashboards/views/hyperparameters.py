@@ -5,7 +5,9 @@ import pandas as pd
 import streamlit as st
 
 import common
+from charts import parallel_coordinates
 from lico_tune.results import aggregate, param_importance, pareto_mask
+from lico_tune.results.ranges import metric_range
 
 res, root, db, stamp = common.page("Hyperparameters", "How each searched parameter moves each metric.")
 name = common.pick_experiment(res, "hyper")
@@ -19,22 +21,24 @@ metrics = [m for m in r.metrics if t[m].notna().any()]
 c1, c2, c3 = st.columns([2, 2, 2])
 default = "test/acc" if "test/acc" in metrics else metrics[0]
 metric = c1.selectbox("Metric", metrics, index=metrics.index(default), key="hp_metric")
+# One dataset at a time: accuracies of different datasets are not on one scale, so neither a
+# plot, an importance nor a Pareto front mixes them; the dataset is not a hyperparameter.
 datasets = sorted(set(t["dataset"].dropna()))
-dataset = c2.selectbox("Dataset", ["All datasets", *datasets], key="hp_dataset")
+dataset = c2.selectbox("Dataset", datasets, key="hp_dataset")
 arms = sorted(set(t["arm"]))
 chosen = c3.multiselect("Arms", arms, default=arms, key="hp_arms")
-t = t[t["arm"].isin(chosen)]
-if dataset != "All datasets":
-    t = t[t["dataset"] == dataset]
+t = t[t["arm"].isin(chosen) & (t["dataset"] == dataset)]
 t = t.dropna(subset=[metric])
-varied = [p for p in r.params.get(name, []) if p in t.columns and t[p].nunique(dropna=True) > 1]
+varied = [p for p in r.params.get(name, []) if p in t.columns and p != "data.name" and t[p].nunique(dropna=True) > 1]
 seeds = [p for p in varied if p.endswith(".seed")]
-with_seed = st.checkbox("Include the seed as a parameter", value=False, key="hp_seed",
-                        help="Seeds are noise, not a choice; include them to see how much they move a metric.") \
-    if seeds else False
+with_seed = st.checkbox("Plot the seed too", value=False, key="hp_seed",
+                        help="Seeds are noise, not a choice: they are never in the importance; plot them to see "
+                             "how much they move a metric.") if seeds else False
+hyper = [p for p in varied if p not in seeds]          # the hyperparameters proper
 params = [p for p in varied if with_seed or p not in seeds]
 mode = r.mode(metric, name)
-st.caption(f"{len(t)} finished trial(s); {metric} is better {'higher' if mode == 'max' else 'lower'}.")
+rng = metric_range(metric)
+st.caption(f"{len(t)} finished trial(s) on {dataset}; {metric} is better {'higher' if mode == 'max' else 'lower'}.")
 if t.empty:
     st.info("No trial matches the selection.")
     st.stop()
@@ -48,6 +52,8 @@ for i, p in enumerate(params):
     numeric = pd.api.types.is_numeric_dtype(t[p]) and t[p].nunique() > 2
     d = t[["trial_id", "arm", "dataset", p, metric]].rename(columns={p: "x", metric: "y"})
     s = aggregate(d.assign(experiment=name), ["y"], by=("arm", "x"))
+    if rng is not None:      # a t interval at n = 2 can reach far past the metric's range (accuracy 0-100)
+        s = s.assign(ci_low=s["ci_low"].clip(*rng), ci_high=s["ci_high"].clip(*rng))
     if numeric:
         log = bool((d["x"] > 0).all() and d["x"].max() / d["x"].min() > 20)
         x = alt.X("x:Q", title=p, scale=alt.Scale(zero=False, type="log" if log else "linear"))
@@ -72,37 +78,22 @@ st.caption("Points: trials; line (numeric) or diamond (categorical): mean per va
 st.subheader("Parallel coordinates")
 axes = params + [metric]
 if len(axes) >= 2:
-    pc = t[["trial_id", "arm", *axes]].copy()
-    long = []
-    for a in axes:
-        col = pc[a]
-        if not pd.api.types.is_numeric_dtype(col):
-            codes = {v: k for k, v in enumerate(sorted(col.astype(str).unique()))}
-            num = col.astype(str).map(codes).astype(float)
-        else:
-            num = col.astype(float)
-        span = num.max() - num.min()
-        norm = (num - num.min()) / span if span > 0 else num * 0 + 0.5
-        long.append(pd.DataFrame({"trial_id": pc["trial_id"], "arm": pc["arm"], "axis": a, "position": norm,
-                                  "value": col.astype(str), metric: pc[metric]}))
-    long = pd.concat(long, ignore_index=True)
-    chart = alt.Chart(long).mark_line(opacity=0.7).encode(
-        x=alt.X("axis:N", sort=axes, title=None), y=alt.Y("position:Q", title="scaled to [0, 1]"),
-        detail="trial_id:N", color=alt.Color(f"{metric}:Q", scale=alt.Scale(scheme="viridis"), title=metric),
-        tooltip=["trial_id", "arm", "axis", "value"]).properties(height=320)
-    st.altair_chart(chart, width="stretch")
+    st.plotly_chart(parallel_coordinates(t, axes, metric), width="stretch", key="hp_parcoords")
+    st.caption("Drag along an axis to keep only the trials in that range (drag again elsewhere to clear); "
+               "categorical axes show their values as ticks.")
 else:
     st.info("Parallel coordinates need at least one searched parameter with two or more values.")
 
 st.subheader("Parameter importance")
-imp = param_importance(t, params, metric, mode)
+imp = param_importance(t, hyper, metric, mode)
 if imp.empty:
     st.info("No searched parameter varies in this selection: no importance to estimate.")
 else:
     st.altair_chart(alt.Chart(imp).mark_bar().encode(
         x=alt.X("importance:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("param:N", sort="-x", title=None),
         tooltip=["param", "importance"]).properties(height=70 + 36 * len(imp)), width="stretch")
-    st.caption(f"{imp['method'].iloc[0]} over {len(t)} trials, normalised to sum to 1. With few trials it is "
+    st.caption(f"Importance of {', '.join(imp['param'])} (the dataset and the seeds are not hyperparameters): "
+               f"{imp['method'].iloc[0]} over {len(t)} trials of {dataset}, normalised to sum to 1. With few trials it is "
                f"a rough guide, not a test.")
 
 st.subheader("Accuracy vs explanation: the Pareto front")
@@ -118,7 +109,7 @@ else:
     xa = c1.selectbox("Accuracy", acc, key="hp_pareto_acc")
     overall = [m for m in sal if m.endswith("/overall")]
     ya = c2.selectbox("Explanation score", sal, index=sal.index(overall[0]) if overall else 0, key="hp_pareto_sal")
-    d = t.dropna(subset=[xa, ya])[["trial_id", "arm", "dataset", xa, ya]].copy()
+    d = t.dropna(subset=[xa, ya])[["trial_id", "arm", "dataset", xa, ya]].copy()   # one dataset: see above
     d["front"] = pareto_mask(d, {xa: "max", ya: r.mode(ya, name)})
     front = d[d["front"]].sort_values(xa)
     chart = alt.layer(
@@ -130,5 +121,5 @@ else:
     ).properties(height=340)
     st.altair_chart(chart, width="stretch")
     st.dataframe(front.drop(columns=["front"]), hide_index=True, width="stretch")
-    st.caption(f"{int(d['front'].sum())} of {len(d)} trials are on the front: no other trial is at least as good "
+    st.caption(f"{int(d['front'].sum())} of {len(d)} trials of {dataset} are on the front: no other trial is at least as good "
                f"on both and better on one.")

@@ -20,13 +20,29 @@ if t.empty:
 
 sal_metrics = [m for m in r.metrics if m.startswith("saliency/")]
 methods = list(dict.fromkeys(m.split("/")[1] for m in sal_metrics))
+def image_pixels(trials) -> int:
+    """Pixels per test image of these trials (0 when unknown), from a gallery's curves.json: its
+    deletion curve removes pixels_per_step pixels per step until the image is gone."""
+    for g in trials["gallery"]:
+        if isinstance(g, str) and g:
+            raw = common.read_bytes(join(g, "curves.json"), stamp)
+            try:
+                c = json.loads(raw) if raw else {}
+            except ValueError:
+                continue
+            if c.get("n_steps") and c.get("pixels_per_step"):
+                return int(c["n_steps"]) * int(c["pixels_per_step"])
+    return 0
+
+
 by = st.radio("Compare", ["Arms", "Trials"], horizontal=True, key="sal_by")
 if by == "Arms":
     c1, c2, c3 = st.columns([2, 1, 3])
     datasets = sorted(set(t["dataset"].dropna()))
     wanted = st.query_params.get("dataset")
-    dataset = c1.selectbox("Dataset", datasets, index=datasets.index(wanted) if wanted in datasets else 0,
-                           key="sal_dataset")
+    if wanted not in datasets:       # open on the largest images: 8 x 8 px digits show little
+        wanted = max(datasets, key=lambda ds: image_pixels(t[t["dataset"] == ds]))
+    dataset = c1.selectbox("Dataset", datasets, index=datasets.index(wanted), key="sal_dataset")
     td = t[t["dataset"] == dataset]
     seeds = sorted(set(td["seed"].dropna()), key=str)
     seed = c2.selectbox("Seed", seeds, key="sal_seed") if seeds else None
@@ -109,10 +125,16 @@ for x in with_gallery:
         rows += [{"trial": tag[x["trial_id"]], "curve": kind, "fraction": f, "p": p} for f, p in zip(frac, mean)]
 if rows:
     d = pd.DataFrame(rows)
-    st.altair_chart(alt.Chart(d).mark_line(point=True).encode(
+    # Colour tells the arms/trials apart, dash and marker shape the curve: the legend shows a solid
+    # line with circles for insertion and a dashed one with squares for deletion.
+    st.altair_chart(alt.Chart(d).mark_line(point=alt.OverlayMarkDef(filled=True, size=40)).encode(
         x=alt.X("fraction:Q", title="fraction of pixels inserted / deleted"),
-        y=alt.Y("p:Q", title="p(target class), mean over the gallery images"),
-        color=alt.Color("trial:N", title=by[:-1]), strokeDash=alt.StrokeDash("curve:N"),
+        y=alt.Y("p:Q", title="p(target class), mean over the gallery images", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("trial:N", title=by[:-1]),
+        strokeDash=alt.StrokeDash("curve:N", scale=alt.Scale(domain=["insertion", "deletion"],
+                                                              range=[[1, 0], [6, 3]]), title="curve"),
+        shape=alt.Shape("curve:N", scale=alt.Scale(domain=["insertion", "deletion"], range=["circle", "square"]),
+                        title="curve"),
         tooltip=["trial", "curve", "fraction", "p"]).properties(height=320), width="stretch")
     st.caption("Insertion (blur substrate) should rise fast and deletion (zero substrate) fall fast; "
                "the report's AUCs are over all eval.n_images images, these curves over the gallery's.")

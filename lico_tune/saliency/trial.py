@@ -10,7 +10,7 @@ from ..layout import GALLERY
 from .evaluate import evaluate_saliency
 from .gallery import write_gallery
 from .localisation import boxes_to_masks
-from .shortcut import shortcut_metrics
+from .shortcut import RENAMED as SHORTCUT_RENAMED, shortcut_metrics
 
 
 def fixed_test_indices(test_set, n: int, seed: int) -> torch.Tensor:
@@ -31,6 +31,38 @@ def protocol_options(cfg) -> dict:
                 blur_sigma=cfg.blur_sigma, rise_n_masks=cfg.rise_n_masks, orderings=cfg.orderings,
                 road=cfg.road, road_percentiles=cfg.road_percentiles, road_noise=cfg.road_noise,
                 precision=cfg.precision)
+
+
+def saliency_metric_keys(cfg, data) -> list[str]:
+    """The keys `trial_saliency(classifier, data, cfg, ...)` returns, known before training (a trial
+    reports them from its first epoch, empty until computed: Ray fixes progress.csv's columns at the
+    first report). tests/test_protocols.py checks this list against trial_saliency's output."""
+    idx = fixed_test_indices(data.test, cfg.n_images, cfg.seed)
+    methods = list(cfg.cams) if cfg.n_images else []
+    keys: list[str] = []
+    if getattr(data, "shortcut", None) is not None:
+        keys += [f"shortcut/acc_{k}" for k in ("clean", "patched", "shuffled")] + ["shortcut/patch_reliance"]
+        if methods and len(idx):
+            keys.append("shortcut/patch_area")
+            keys += [f"saliency/{m}/{t}" for m in methods for t in SHORTCUT_RENAMED.values()]
+    if not methods:
+        return keys
+    boxes = getattr(data.test, "boxes", None)
+    masks = bool(cfg.boxes and boxes is not None)
+    n_classes = len(torch.unique(data.test.batch(idx, augment=False)[1]))
+    if masks:
+        keys.append("eval/mask_area")
+    tails = ["insertion", "deletion", "overall"]
+    tails += ["insertion_lerf", "deletion_lerf", "lerf_morf"] if "lerf" in cfg.orderings else []
+    tails += ["road_morf", "road_lerf", "road_combined"] if cfg.road else []
+    tails += ["pointing", "energy"] if not masks and n_classes >= 4 else []
+    tails += ["pointing_mask", "energy_mask"] if masks else []
+    tails += ["ses"] if cfg.ses else []
+    tails += ["sanity_top", "sanity_full"] if cfg.sanity else []
+    tails += ["smprt_top", "smprt_full"] if "smooth" in cfg.mprt else []
+    tails += ["emprt"] if "efficient" in cfg.mprt else []
+    keys += [f"saliency/{m}/{t}" for m in methods for t in [*tails, "seconds"]]
+    return list(dict.fromkeys(keys))
 
 
 def trial_saliency(classifier: nn.Module, data, cfg, out_dir: str | Path) -> dict[str, float]:

@@ -3,7 +3,8 @@
 Every module of this package imports ray; nothing outside it does (the CLI imports it lazily for
 `run` and `resume`). The modules:
 
-    tuner.py       build_tuner: param space, TuneConfig, RunConfig, the progress table
+    tuner.py       build_tuner: param space, TuneConfig, RunConfig, the progress table (--verbose)
+    progress.py    TrialEvents: one line per trial event and a status line (the default output)
     searchers.py   search algorithm (BasicVariantGenerator or Optuna with round-robin cells), scheduler
     trainable.py   the function trainable: one trial around `train.train_trial`
     callbacks.py   CatalogCallback (the results catalog while trials run), KeepResultsOnRetry
@@ -18,7 +19,9 @@ How Ray runs the plan
   (`searchers.OptunaCells`) and the study lives in a real database (SQLite `optuna.db` by default).
 * **Schedulers**: FIFO, or ASHA on the single metric with `epoch` as time.
 * Trials may report a metric only on some epochs (`eval.every`, saliency at the end); Tune's
-  strict metric check is off and the searchers and ASHA skip results without the metric.
+  strict metric check is off and the searchers and ASHA skip results without the metric. A
+  trial's first report carries every key it will report (NaN until computed, see
+  `train.train_trial`), so progress.csv has every column; the searchers and ASHA skip NaN too.
 """
 from __future__ import annotations
 

@@ -38,8 +38,9 @@ def init_ray(address: Optional[str]) -> bool:
     return True
 
 
-def run(plan: Plan, address: Optional[str] = None, out=sys.stdout) -> Summary:
-    """Run a planned experiment to the end and return its summary."""
+def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool = False,
+        status_every_s: float = 30.0) -> Summary:
+    """Run a planned experiment to the end and return its summary (progress: see `build_tuner`)."""
     check_trackers(plan.spec.tracking)          # before Ray starts: a bad tracker URI is a spec error
     started = init_ray(address)
     try:
@@ -49,7 +50,7 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout) -> Summary:
               f"algorithm {plan.spec.search.algorithm}, scheduler {plan.spec.search.scheduler.name}, "
               f"results in {plan.experiment_path}" +
               (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)
-        results = build_tuner(plan).fit()
+        results = build_tuner(plan, verbose, status_every_s).fit()
         return summarize(results, plan, out=out)
     finally:
         if started:

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,40 @@ from ..plan import Plan
 from ..trial_config import resolve_trial
 
 
+def _has(result: dict, metric: str) -> bool:
+    """The result carries a value of the metric (a trial's first report holds NaN for the metrics
+    it computes later: see train.train_trial)."""
+    value = result.get(metric)
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+class LicoASHA(ASHAScheduler):
+    """ASHA that ignores results without a value of its metric (NaN-padded first reports)."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if not _has(result, self._metric):
+            return FIFOScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+
 class LicoOptunaSearch(OptunaSearch):
     """OptunaSearch that skips intermediate results lacking the metric (with `eval.every` > 1, or
-    saliency metrics that only come at the end)."""
+    saliency metrics that only come at the end), names the study's objectives after the spec's
+    metrics (optuna-dashboard shows 'test/acc', not 'Objective 0') and records each Optuna trial's
+    Ray trial id as a user attribute (next to the arm and cell that `OptunaCells` sets)."""
+
+    def _setup_study(self, mode):
+        super()._setup_study(mode)
+        names = [self._metric] if isinstance(self._metric, str) else list(self._metric)
+        self._ot_study.set_metric_names(names)
+
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        return params
 
     def on_trial_result(self, trial_id: str, result: dict):
-        if isinstance(self.metric, str) and self.metric not in result:
+        if isinstance(self.metric, str) and not _has(result, self.metric):
             return
         super().on_trial_result(trial_id, result)
 
@@ -55,6 +84,7 @@ class OptunaCells:
         self.assigned += 1
         for key, value in cell.items():
             trial.set_user_attr(key, value)
+        trial.set_user_attr("cell", dict(cell))   # the whole crossed cell, e.g. {arm, train.seed}
         return dict(cell)
 
 
@@ -102,5 +132,5 @@ def scheduler(plan: Plan):
         return FIFOScheduler()
     runtime = plan.runtime()
     max_t = max(resolve_trial(runtime, cell).train.epochs for cell in plan.cells)
-    return ASHAScheduler(time_attr="epoch", max_t=max(max_t, sc.grace_period),
+    return LicoASHA(time_attr="epoch", max_t=max(max_t, sc.grace_period),
                          grace_period=sc.grace_period, reduction_factor=sc.reduction_factor)

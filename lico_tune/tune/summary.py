@@ -130,9 +130,9 @@ def summarize(results, plan: Plan, out=sys.stdout) -> Summary:
     text = "\n".join(lines)
     print(text, file=out, flush=True)
     try:
+        # Records (one object per trial), so `pandas.read_json(path)` gives one row per trial.
         write_text(join(plan.experiment_path, SUMMARY_FILE),
-                   json.dumps({"experiment": plan.experiment, "metrics": metrics, "trials": rows},
-                              indent=2, default=str))
+                   json.dumps([{"experiment": plan.experiment, **r} for r in rows], indent=2, default=str))
     except OSError:
         pass
     return Summary(text=text, rows=rows, n_errors=len(errors), experiment_path=plan.experiment_path,

@@ -10,6 +10,7 @@ from ray import tune
 from ..layout import trial_dirname as _dirname
 from ..plan import Plan
 from .callbacks import CatalogCallback, KeepResultsOnRetry
+from .progress import TrialEvents
 from .searchers import scheduler, search_algorithm
 from .trainable import make_trainable
 from ..trial_config import resolve_trial
@@ -66,8 +67,10 @@ def trainable_with_resources(plan: Plan):
     return tune.with_resources(make_trainable(plan.runtime()), {"cpu": res.cpu, "gpu": res.gpu})
 
 
-def build_tuner(plan: Plan) -> tune.Tuner:
-    """The ray.tune.Tuner for a plan (does not start Ray; `ray.init` happens in fit or earlier)."""
+def build_tuner(plan: Plan, verbose: bool = False, status_every_s: float = 30.0) -> tune.Tuner:
+    """The ray.tune.Tuner for a plan (does not start Ray; `ray.init` happens in fit or earlier).
+    verbose: Ray's status table (`reporter`); otherwise one line per trial event and a status line
+    every `status_every_s` seconds (`progress.TrialEvents`)."""
     quiet_ray_env()
     s = plan.spec.search
     alg, space, num_samples = search_algorithm(plan)
@@ -82,11 +85,13 @@ def build_tuner(plan: Plan) -> tune.Tuner:
         trial_dirname_creator=trial_dirname)
     # The catalog callback keeps `lico-tune report` and the dashboard current while trials run.
     callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage), *tracker_callbacks(plan)]
+    if not verbose:
+        callbacks.append(TrialEvents(list(plan.metrics), plan.n_trials, status_every_s))
     run_config = tune.RunConfig(
         name=plan.experiment, storage_path=plan.storage, callbacks=callbacks,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=s.num_to_keep),
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
         sync_config=tune.SyncConfig(sync_artifacts=True),
-        progress_reporter=reporter(plan), verbose=1)
+        progress_reporter=reporter(plan) if verbose else None, verbose=1 if verbose else 0)
     return tune.Tuner(trainable_with_resources(plan), param_space=space, tune_config=tune_config,
                       run_config=run_config)
