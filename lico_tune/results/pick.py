@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..layout import CHECKPOINT_FILE, RUN_FILE
 from ..storage import Storage, basename, join
-from .scan import _load_yaml, find_experiments, is_experiment, metric_mode, scan_experiment
+from .scan import load_yaml_or_none, find_experiments, is_experiment, metric_mode, scan_experiment
 from .table import Results, build_results
 
 LATEST = "latest"
@@ -31,7 +31,7 @@ def latest_experiment(res: Results) -> Optional[str]:
 
 
 def _created(storage: Storage, path: str) -> str:
-    run = _load_yaml(storage.read_text(join(path, RUN_FILE)))
+    run = load_yaml_or_none(storage.read_text(join(path, RUN_FILE)))
     return str(run.get("created") or "") if isinstance(run, dict) else ""
 
 

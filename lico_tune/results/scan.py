@@ -85,7 +85,8 @@ def _load_json(storage: Storage, path: str) -> Optional[Any]:
         return None
 
 
-def _load_yaml(text: Optional[str]) -> Optional[Any]:
+def load_yaml_or_none(text: Optional[str]) -> Optional[Any]:
+    """The YAML document in text, or None when there is none or it does not parse (damaged file)."""
     if text is None:
         return None
     try:
@@ -134,7 +135,7 @@ def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     """(experiment record, trial records) of one experiment directory."""
     entries = storage.list(path)
     name = basename(path)
-    run = _load_yaml(storage.read_text(join(path, RUN_FILE))) or {}
+    run = load_yaml_or_none(storage.read_text(join(path, RUN_FILE))) or {}
     spec = run.get("spec") if isinstance(run, dict) else None
     declared = dict((spec or {}).get("search", {}).get("metrics") or {})
     state_name = latest_state_name(e.name for e in entries)
@@ -215,7 +216,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
 
     error_text = storage.read_text(join(tdir, ERROR_FILE)) if ERROR_FILE in names else None
     spec_text = storage.read_text(join(tdir, TRIAL_SPEC)) if TRIAL_SPEC in names else None
-    spec = _load_yaml(spec_text) if spec_text else None
+    spec = load_yaml_or_none(spec_text) if spec_text else None
     spec = spec if isinstance(spec, dict) else {}
     prov = _load_json(storage, join(tdir, PROVENANCE)) if PROVENANCE in names else None
     last_row = rows[-1] if rows else {}
