@@ -2,8 +2,8 @@
 per-sample ot.sinkhorn loop, forward + backward of the loss, in one run (ratios are only meaningful
 within a run). Median of --repeats after --warmup calls. Also reports Sinkhorn convergence.
 
-    python benchmarks/ot.py                 # the realistic shapes (~40-60 s on 2 CPU cores)
-    python benchmarks/ot.py --smoke-test    # tiny, a few seconds
+    python benchmarks/ot_solvers.py                 # the realistic shapes (~40-60 s on 2 CPU cores)
+    python benchmarks/ot_solvers.py --smoke-test    # tiny, a few seconds
 """
 from __future__ import annotations
 
