@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -43,6 +42,7 @@ from pydantic import ValidationError
 from .errors import SpecError, first_error
 from .layout import OPTUNA_FILE, RUN_FILE, cache_path
 from .spec import Spec, TrialConfig, validate_spec
+from .spec_checks import check_distribution, check_name, check_optuna_url, check_storage
 from .storage import is_uri, join, normalise_root
 from .trial_config import resolve_trial
 
@@ -133,17 +133,18 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     storage = storage or spec.storage
     storage = normalise_root(storage)
     name = name or f"{spec.name}_{_dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
-    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
-        raise SpecError(f"--name '{name}': use letters, digits and _ . + - only (it names a directory).")
+    check_name(name, "--name")
     arms = dict(spec.ablation or {})
     for arm in arms:
-        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", arm):
-            raise SpecError(f"ablation: arm name '{arm}' may hold letters, digits and _ . + - only.")
+        check_name(arm, "ablation: arm name")
+    check_storage(storage)
+    check_optuna_url(s.optuna_storage)
 
     grid, sampled = {}, {}
     for path, dist in s.space.items():
         (kind, args), = dist.items()
         where = f"search.space.{path}"
+        check_distribution(where, path, kind, list(args))
         if kind == "grid" or (kind == "choice" and s.algorithm == "grid"):
             grid[path] = list(args)
             continue
@@ -170,9 +171,10 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
         raise SpecError("search.metrics: name at least one metric, e.g. {test/acc: max}.")
 
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
+    _check_cells(plan)          # before any smoke shrinking: the full sweep must be valid
     if smoke:
         _shrink_for_smoke(plan)
-    _check_cells(plan)
+        _check_cells(plan)
     return plan
 
 

@@ -13,10 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError, first_error, format_errors, suggest
+from .safe_yaml import load_text as _load_yaml_text, read_file as _read_yaml_file
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: .inf / .nan are refused wherever a field takes a number (lr, epsilon, cpu, ...)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- trial sections
@@ -226,7 +228,8 @@ class TrainConfig(_Strict):
     ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null disables.")
     seed: int = 0
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision (CUDA).")
-    device: str = Field("auto", description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke tests).")
     log_every: int = Field(50, ge=1, description="Progress line every this many steps.")
     threads: Optional[int] = Field(
@@ -370,6 +373,13 @@ class Spec(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: str = "~/lico-tune-results"
 
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, v: str) -> str:
+        if set(v) == {"."}:
+            raise ValueError(f"'{v}' would name the parent or the current directory; use letters or digits")
+        return v
+
     @model_validator(mode="after")
     def _paths_name_fields(self) -> "Spec":
         for path in self.search.space:
@@ -417,6 +427,30 @@ def set_path(tree: dict, path: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def check_override_path(text: str, path: str, trial_paths: list[str], prefix: str = "") -> None:
+    """A --set path into a trial section must name a field: 'lico.zz_nope', 'train.epochs.x' and
+    'eval.cams.0' are refused naming themselves (not the section that pydantic would blame)."""
+    rel = path.removeprefix(prefix) if prefix else path
+    parts = rel.split(".")
+    if not all(parts):
+        raise SpecError(f"--set '{text}': '{path}' has an empty part; write a dotted field path such as "
+                        f"lico.ot.epsilon.")
+    if parts[0] not in TrialConfig.model_fields or rel in trial_paths:
+        return
+    for i in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:i])
+        if head in trial_paths:
+            raise SpecError(f"--set '{text}': '{head}' is a single value (a number, a name or a list), it has "
+                            f"no part '{'.'.join(parts[i:])}'. Set it whole, e.g. --set '{head}=VALUE' "
+                            f"(a list as [a, b]).")
+    parent = ".".join(parts[:-1])
+    siblings = [p[len(parent) + 1:] for p in trial_paths if p.startswith(parent + ".") and
+                "." not in p[len(parent) + 1:]]
+    hint = suggest(parts[-1], siblings) if siblings else suggest(rel, trial_paths)
+    raise SpecError(f"--set '{text}': '{path}' is not a field{hint} "
+                    f"(`lico-tune schema` lists every field).")
+
+
 def get_path(tree: dict, path: str) -> Any:
     node = tree
     for key in path.split("."):
@@ -432,7 +466,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise SpecError(f"--set '{text}': expected PATH=VALUE, e.g. --set lico.ot.epsilon=0.05")
     path, raw = text.split("=", 1)
-    return path.strip(), yaml.safe_load(raw) if raw.strip() else None
+    return path.strip(), _load_yaml_text(raw, source=f"--set '{text}'") if raw.strip() else None
 
 
 def apply_overrides(tree: dict, overrides: list[str], prefix: str = "") -> dict:
@@ -442,7 +476,8 @@ def apply_overrides(tree: dict, overrides: list[str], prefix: str = "") -> dict:
     trial_paths = field_paths()
     for text in overrides:
         path, value = parse_override(text)
-        if prefix and path in trial_paths:
+        check_override_path(text, path, trial_paths, prefix)
+        if prefix and (path in trial_paths or path.split(".")[0] in TrialConfig.model_fields):
             path = f"{prefix}{path}"
         set_path(tree, path, value)
     return tree
@@ -453,12 +488,10 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file. Pass the path of a YAML spec, "
                         f"e.g. search_spaces/quickstart.yaml.")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
+    data = _read_yaml_file(path)
+    if data is None or data == {}:
+        raise SpecError(f"{path}: the spec is empty (no keys, or only comments). Write at least its name "
+                        f"and base, e.g. copy search_spaces/quickstart.yaml.")
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a spec must be a YAML mapping with keys such as name, base, search.")
     return data
