@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from .errors import SpecError, first_error
 from .layout import OPTUNA_FILE, RUN_FILE, cache_path
 from .spec import Spec, TrialConfig, validate_spec
+from .safe_yaml import load_text
 from .spec_checks import check_distribution, check_name, check_optuna_url, check_storage
 from .storage import is_uri, join, normalise_root
 from .trial_config import resolve_trial
@@ -117,7 +118,10 @@ class Plan:
 
     @classmethod
     def from_yaml(cls, text: str) -> "Plan":
-        data = yaml.safe_load(text)
+        data = load_text(text, source=RUN_FILE)
+        if not isinstance(data, dict) or not isinstance(data.get("spec"), dict) or "experiment" not in data:
+            raise SpecError(f"{RUN_FILE} is damaged: it lacks the experiment's spec or name (it is written by "
+                            f"`lico-tune run`). Restore it from a copy or start the experiment again.")
         plan = plan_search(validate_spec(data["spec"], source=RUN_FILE), name=data["experiment"],
                            storage=data["storage"])
         plan.arms, plan.grid = data.get("arms") or {}, data.get("grid") or {}

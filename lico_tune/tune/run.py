@@ -11,6 +11,7 @@ from ray import tune
 
 from ..errors import SpecError
 from ..layout import RUN_FILE
+from ..integrity import record_manifest, verify_manifest
 from ..plan import Plan
 from ..storage import join, normalise_root, read_text, write_text
 from . import legacy
@@ -49,7 +50,9 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout) -> Summary:
               f"algorithm {plan.spec.search.algorithm}, scheduler {plan.spec.search.scheduler.name}, "
               f"results in {plan.experiment_path}" +
               (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)
-        results = build_tuner(plan).fit()
+        tuner = build_tuner(plan)                   # writes Ray's tuner.pkl
+        record_manifest(plan.experiment_path)       # its checksum, checked before `resume` unpickles it
+        results = tuner.fit()
         return summarize(results, plan, out=out)
     finally:
         if started:
@@ -73,6 +76,7 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
     from their last checkpoints."""
     plan = load_plan(experiment_dir)
     experiment_dir = plan.experiment_path
+    verify_manifest(experiment_dir)                     # before Ray unpickles anything
     quiet_ray_env()
     started = init_ray(address)
     try:
