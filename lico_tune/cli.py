@@ -97,6 +97,9 @@ def cmd_run(args) -> int:
 
 
 def _sweep_exit(summary) -> int:
+    from .tune.interrupt import EXIT_CODES
+    if getattr(summary, "interrupted", None):       # 130 (SIGINT) / 143 (SIGTERM), as a shell would
+        return EXIT_CODES.get(summary.interrupted, EXIT_FAILED)
     return EXIT_FAILED if summary.n_errors or summary.n_unfinished else EXIT_OK
 
 

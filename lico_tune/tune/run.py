@@ -15,6 +15,7 @@ from ..integrity import record_manifest, verify_manifest
 from ..plan import Plan
 from ..storage import join, normalise_root, read_text, write_text
 from . import legacy
+from .interrupt import graceful_stop
 from .summary import Summary, summarize
 from .trackers import check_trackers
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
@@ -52,8 +53,9 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout) -> Summary:
               (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)
         tuner = build_tuner(plan)                   # writes Ray's tuner.pkl
         record_manifest(plan.experiment_path)       # its checksum, checked before `resume` unpickles it
-        results = tuner.fit()
-        return summarize(results, plan, out=out)
+        with graceful_stop() as stop:
+            results = tuner.fit()
+        return summarize(results, plan, out=out, interrupted=stop.received)
     finally:
         if started:
             ray.shutdown()
@@ -86,7 +88,9 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
         legacy.install()    # experiments started before lico_tune.tune existed name its old modules
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
-        summary = summarize(tuner.fit(), plan, out=out)
+        with graceful_stop() as stop:
+            results = tuner.fit()
+        summary = summarize(results, plan, out=out, interrupted=stop.received)
         if not summary.n_unfinished:
             close_orphan_optuna_trials(plan)
         return summary
