@@ -88,6 +88,8 @@ def cmd_run(args) -> int:
     try:
         plan = plan_search(load_spec(args.spec, args.set), name=args.name, storage=args.storage,
                            smoke=args.smoke_test)
+        from .preflight import preflight
+        preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
         from .tune import run
         summary = run(plan, address=args.address)
     except SpecError as exc:

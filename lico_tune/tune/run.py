@@ -13,6 +13,7 @@ from ..errors import SpecError
 from ..layout import RUN_FILE
 from ..integrity import record_manifest, verify_manifest
 from ..plan import Plan
+from ..preflight import check_resources
 from ..storage import join, normalise_root, read_text, write_text
 from . import legacy
 from .interrupt import graceful_stop
@@ -45,6 +46,7 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout) -> Summary:
     check_trackers(plan.spec.tracking)          # before Ray starts: a bad tracker URI is a spec error
     started = init_ray(address)
     try:
+        check_resources(plan, ray.cluster_resources(), where="the Ray cluster", say=lambda m: print(m, file=out))
         write_text(plan.run_file, plan.to_yaml())
         print(f"experiment {plan.experiment}: {plan.n_trials} trials "
               f"({len(plan.cells)} cells x {plan.spec.search.num_samples} samples), "
