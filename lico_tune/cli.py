@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Callable, Optional
 
-from .layout import CATALOG_FILE, CHECKPOINT_FILE
+from .layout import CATALOG_FILE, CHECKPOINT_FILE, RUN_FILE
 from .spec import SpecError, dump_yaml, json_schema, load_spec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -174,7 +174,24 @@ def _results_root(storage: str) -> Optional[str]:
         _error(f"{storage}: no such results root. Pass the storage directory (or s3://, gs:// URI) "
                f"that `lico-tune run` wrote to (the spec's `storage`, default ~/lico-tune-results).")
         return None
+    if not _has_experiments(st):
+        return None
     return st.root
+
+
+def _has_experiments(st) -> bool:
+    """Checked before any catalog is opened, so that a wrong root gets an error and no file."""
+    from .results.scan import find_experiments
+    try:
+        found = find_experiments(st)
+    except OSError as exc:
+        _error(f"{st.root}: cannot be read ({exc}). Pass a results root you can read.")
+        return False
+    if not found:
+        _error(f"{st.root} holds no Ray Tune experiment (no <experiment>/{RUN_FILE} or experiment_state-*.json); "
+               f"pass the storage root `lico-tune run` wrote to, or run `lico-tune run SPEC --storage {st.root}` first.")
+        return False
+    return True
 
 
 def cmd_index(args) -> int:
@@ -183,7 +200,14 @@ def cmd_index(args) -> int:
     root = _results_root(args.storage)
     if root is None:
         return EXIT_BAD_INPUT
-    res = index(root, db=args.db, experiment=args.experiment)
+    import sqlalchemy.exc
+    try:
+        res = index(root, db=args.db, experiment=args.experiment)
+    except sqlalchemy.exc.DatabaseError as exc:
+        _error(f"the catalog {args.db or 'of ' + root} cannot be written ({str(exc.orig or exc).splitlines()[0]}): "
+               f"a damaged file, or not a lico-tune catalog. Delete it (it is rebuilt from the files) or "
+               f"pass another --db.")
+        return EXIT_BAD_INPUT
     from .results.table import status_counts
     counts = ", ".join(f"{n} {s}" for s, n in status_counts(res.trials).items()) or "no trials"
     _say(f"indexed {len(res.experiments)} experiment(s), {len(res.trials)} trial(s) ({counts}) "
@@ -206,6 +230,10 @@ def cmd_report(args) -> int:
     if root is None:
         return EXIT_BAD_INPUT
     res = load_results(root, db=args.db, use_catalog=not args.no_catalog)
+    if res.trials.empty and not res.experiments.empty:
+        why = "; ".join(res.warnings[:3]) or "no trial has written results yet"
+        _error(f"{root} holds no readable trial: {why}")
+        return EXIT_BAD_INPUT
     if res.experiments.empty:
         _error(f"{root} holds no Ray Tune experiment yet (no <experiment>/experiment_state-*.json); "
                f"run `lico-tune run SPEC --storage {root}` first.")
