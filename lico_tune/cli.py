@@ -107,8 +107,10 @@ def _sweep_exit(summary) -> int:
 
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
-    from .tune import resume
     try:
+        from .preflight import check_resume
+        check_resume(args.experiment_dir)            # plan and checksums, before Ray starts
+        from .tune import resume
         summary = resume(args.experiment_dir, address=args.address)
     except SpecError as exc:
         _error(str(exc))
@@ -221,10 +223,10 @@ def cmd_report(args) -> int:
     """Print the ablation table, paired differences and best configurations."""
     from .results import build_report, load_results, render
     if not 0 < args.level < 1:
-        _error(f"--level {args.level}: a confidence level lies between 0 and 1, e.g. 0.95")
+        _error(f"--level {args.level}: a confidence level lies between 0 and 1; pass e.g. --level 0.95")
         return EXIT_BAD_INPUT
     if args.target_width is not None and not args.target_width > 0:
-        _error(f"--target-width {args.target_width}: a half-width must be > 0 (in the metric's units)")
+        _error(f"--target-width {args.target_width}: a half-width must be > 0 (in the metric's units); pass e.g. --target-width 0.5")
         return EXIT_BAD_INPUT
     root = _results_root(args.storage)
     if root is None:

@@ -136,7 +136,8 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     s = spec.search
     storage = storage or spec.storage
     storage = normalise_root(storage)
-    name = name or f"{spec.name}_{_dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
+    if name is None:
+        name = f"{spec.name}_{_dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
     check_name(name, "--name")
     arms = dict(spec.ablation or {})
     for arm in arms:
@@ -172,7 +173,7 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
                         f"Ray's ASHA stops trials on one metric. Keep one metric, or use scheduler 'fifo' "
                         f"(a multi-objective search then gives a Pareto front).")
     if not s.metrics:
-        raise SpecError("search.metrics: name at least one metric, e.g. {test/acc: max}.")
+        raise SpecError("search.metrics: name at least one metric; set it to e.g. {test/acc: max}.")
 
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
     _check_cells(plan)          # before any smoke shrinking: the full sweep must be valid
@@ -220,7 +221,8 @@ def _check_cells(plan: Plan) -> None:
             except Exception as exc:  # pydantic ValidationError or a bad path
                 msg = first_error(exc, TrialConfig) if isinstance(exc, ValidationError) else str(exc)
                 shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-                raise SpecError(f"search: the trial with {shown} is not valid: {msg}") from None
+                raise SpecError(f"search: the trial with {shown} is not valid: {msg}. Fix that value in "
+                                f"search.space or in the arm's overrides.") from None
 
 
 def _shrink_for_smoke(plan: Plan) -> None:

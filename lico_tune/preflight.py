@@ -153,3 +153,21 @@ def preflight(plan: Plan, address: Optional[str], say: Callable[[str], None] = p
         return                                   # checked against the cluster once joined
     check_resources(plan, local_resources(), say=say)
     check_inputs(plan)
+
+
+def check_resume(experiment_dir: str) -> None:
+    """What `resume` checks before Ray starts: the directory holds a readable plan, and its plan and
+    Ray's tuner.pkl are the files `run` wrote (their checksums match)."""
+    from .integrity import verify_manifest
+    from .layout import RUN_FILE
+    from .storage import join, normalise_root, read_text
+    d = normalise_root(experiment_dir)
+    text = read_text(join(d, RUN_FILE))
+    if text is None:
+        raise SpecError(f"{d} is not a lico-tune experiment directory: it has no {RUN_FILE}. "
+                        f"Pass the directory `lico-tune run` printed (<storage>/<experiment name>).")
+    try:
+        Plan.from_yaml(text)
+    except SpecError as exc:
+        raise SpecError(f"{join(d, RUN_FILE)}: {exc}") from None
+    verify_manifest(d)

@@ -84,11 +84,12 @@ def _expanded_size(root: Node, source: str) -> int:
 def load_text(text: str, source: str) -> Any:
     """Parse one YAML document with the limits above. Raises SpecError naming `source`."""
     if len(text) > MAX_BYTES:
-        raise SpecError(f"{source}: {len(text)} characters, more than the {MAX_BYTES} a spec may have.")
+        raise SpecError(f"{source}: {len(text)} characters, more than the {MAX_BYTES} a spec may have; pass a spec file.")
     if "\x00" in text:
-        raise SpecError(f"{source}: holds NUL bytes, so it is a binary file, not a YAML spec.")
-    loader = _LimitedLoader(text, source)
+        raise SpecError(f"{source}: holds NUL bytes, so it is a binary file, not a YAML spec; pass the YAML spec file.")
+    loader = None
     try:
+        loader = _LimitedLoader(text, source)         # its reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -103,7 +104,8 @@ def load_text(text: str, source: str) -> Any:
     except RecursionError:
         raise SpecError(f"{source}: nested too deeply; flatten the file.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_file(path: str | Path) -> Any:
@@ -113,7 +115,7 @@ def read_file(path: str | Path) -> Any:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise SpecError(f"{path}: {size} bytes, more than the {MAX_BYTES} a spec may have; "
-                            f"is it the right file?")
+                            f"is it the right file? Pass the YAML spec.")
         raw = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"{path}: cannot be read ({exc.strerror}). Pass a readable YAML spec file.") from None

@@ -463,6 +463,11 @@ def get_path(tree: dict, path: str) -> Any:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """'lico.ot.epsilon=0.05' -> ('lico.ot.epsilon', 0.05); the value is parsed as YAML."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:       # undecodable bytes on the command line arrive as surrogates
+        shown = text.encode("utf-8", "backslashreplace").decode()
+        raise SpecError(f"--set '{shown}': not UTF-8 text; write the value in UTF-8.") from None
     if "=" not in text:
         raise SpecError(f"--set '{text}': expected PATH=VALUE, e.g. --set lico.ot.epsilon=0.05")
     path, raw = text.split("=", 1)
@@ -493,7 +498,8 @@ def read_yaml(path: str | Path) -> dict:
         raise SpecError(f"{path}: the spec is empty (no keys, or only comments). Write at least its name "
                         f"and base, e.g. copy search_spaces/quickstart.yaml.")
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: a spec must be a YAML mapping with keys such as name, base, search.")
+        raise SpecError(f"{path}: a spec must be a YAML mapping with keys such as name, base, search; "
+                        f"write it as one (copy search_spaces/quickstart.yaml to start).")
     return data
 
 

@@ -157,7 +157,8 @@ def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     state = read_state(storage, path, state_name)
     warnings = []
     if state_name and not state:
-        warnings.append(f"{name}: {state_name} cannot be read; trial statuses are inferred from their files")
+        warnings.append(f"{name}: {state_name} cannot be read; trial statuses are inferred from their files "
+                            f"(restore it from a copy, or leave it: `lico-tune resume` needs it)")
     by_dir = {s["dir"]: tid for tid, s in state.items() if s.get("dir")}
     newest = max((e.mtime for e in entries), default=0.0)
     trials = []
