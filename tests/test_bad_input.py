@@ -62,6 +62,8 @@ def ws(tmp_path, monkeypatch, tmp_path_factory):
         raise AssertionError("a bad-input case reached Ray")
     fake.run = fake.resume = _no_ray
     monkeypatch.setitem(sys.modules, "lico_tune.tune", fake)
+    # the same answer on any machine: the GPU cases must be refused on a GPU machine too
+    monkeypatch.setattr("lico_tune.preflight.local_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     spec = copy.deepcopy(VALID)
