@@ -219,6 +219,7 @@ def test_dashboard_exits_on_sigterm_and_stops_streamlit(tmp_path):
 # ----------------------------------------------------------------------------- Ctrl-C of run
 
 
+@pytest.mark.slow
 def test_ctrl_c_of_run_exits_130_says_interrupted_and_resume_finishes(ray_tmp, tmp_path, tiny_trial_tree):
     tree = copy.deepcopy(tiny_trial_tree)
     tree["train"].update(epochs=3, steps_per_epoch=4)
