@@ -262,7 +262,6 @@ def cmd_report(args) -> int:
 def cmd_dashboard(args) -> int:
     """Start the Streamlit dashboard (dashboards/app.py) on HOST:PORT."""
     import importlib.util
-    import subprocess
     app = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
     if not app.is_file():
         _error(f"{app} not found: the dashboard ships with the source tree; run lico-tune from a checkout "
@@ -278,38 +277,8 @@ def cmd_dashboard(args) -> int:
            "--client.toolbarMode", "minimal",
            "--", "--storage", storage] + (["--db", args.db] if args.db else [])
     _say(f"lico-tune dashboard of {storage} at http://{args.host}:{args.port} (Ctrl-C stops it)")
-    return _run_forwarding_signals(cmd)
-
-
-def _run_forwarding_signals(cmd: list[str], grace_s: float = 5.0) -> int:
-    """Run the server; SIGTERM/SIGINT are passed on to it and waited for (then SIGKILL after
-    `grace_s`), so that stopping `lico-tune dashboard` never leaves a Streamlit server behind."""
-    import signal
-    import subprocess
-    child = subprocess.Popen(cmd)
-    got: list[int] = []
-
-    def forward(signum, _frame):
-        got.append(signum)
-        if child.poll() is None:
-            child.send_signal(signum)
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while True:
-            try:
-                rc = child.wait(timeout=grace_s if got else None)
-                break
-            except subprocess.TimeoutExpired:       # the server ignored the signal
-                child.kill()
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    if got:
-        return 128 + got[0]
-    return rc if rc >= 0 else 128 - rc
+    from .signals import run_forwarding_signals
+    return run_forwarding_signals(cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,14 +123,14 @@ class Plan:
             raise SpecError(f"{RUN_FILE} is damaged: it lacks the experiment's spec or name (it is written by "
                             f"`lico-tune run`). Restore it from a copy or start the experiment again.")
         plan = plan_search(validate_spec(data["spec"], source=RUN_FILE), name=data["experiment"],
-                           storage=data["storage"])
+                           storage=data["storage"], new=False)
         plan.arms, plan.grid = data.get("arms") or {}, data.get("grid") or {}
         plan.limits, plan.force, plan.smoke = data.get("limits") or {}, data.get("force") or {}, data.get("smoke", False)
         return plan
 
 
 def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] = None,
-                smoke: bool = False) -> Plan:
+                smoke: bool = False, new: bool = True) -> Plan:
     """Check the spec's search section against what Ray Tune supports and build the plan.
     Raises SpecError naming the field and the fix."""
     s = spec.search
@@ -142,7 +142,8 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     arms = dict(spec.ablation or {})
     for arm in arms:
         check_name(arm, "ablation: arm name")
-    check_storage(storage)
+    if new:                     # a plan read back by `resume` names where it was: it may have moved
+        check_storage(storage)
     check_optuna_url(s.optuna_storage)
 
     grid, sampled = {}, {}

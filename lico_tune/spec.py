@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError, first_error, format_errors, suggest
+from .overrides import check_override_path
 from .safe_yaml import load_text as _load_yaml_text, read_file as _read_yaml_file
 
 
@@ -427,30 +428,6 @@ def set_path(tree: dict, path: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def check_override_path(text: str, path: str, trial_paths: list[str], prefix: str = "") -> None:
-    """A --set path into a trial section must name a field: 'lico.zz_nope', 'train.epochs.x' and
-    'eval.cams.0' are refused naming themselves (not the section that pydantic would blame)."""
-    rel = path.removeprefix(prefix) if prefix else path
-    parts = rel.split(".")
-    if not all(parts):
-        raise SpecError(f"--set '{text}': '{path}' has an empty part; write a dotted field path such as "
-                        f"lico.ot.epsilon.")
-    if parts[0] not in TrialConfig.model_fields or rel in trial_paths:
-        return
-    for i in range(len(parts) - 1, 0, -1):
-        head = ".".join(parts[:i])
-        if head in trial_paths:
-            raise SpecError(f"--set '{text}': '{head}' is a single value (a number, a name or a list), it has "
-                            f"no part '{'.'.join(parts[i:])}'. Set it whole, e.g. --set '{head}=VALUE' "
-                            f"(a list as [a, b]).")
-    parent = ".".join(parts[:-1])
-    siblings = [p[len(parent) + 1:] for p in trial_paths if p.startswith(parent + ".") and
-                "." not in p[len(parent) + 1:]]
-    hint = suggest(parts[-1], siblings) if siblings else suggest(rel, trial_paths)
-    raise SpecError(f"--set '{text}': '{path}' is not a field{hint} "
-                    f"(`lico-tune schema` lists every field).")
-
-
 def get_path(tree: dict, path: str) -> Any:
     node = tree
     for key in path.split("."):
@@ -481,7 +458,7 @@ def apply_overrides(tree: dict, overrides: list[str], prefix: str = "") -> dict:
     trial_paths = field_paths()
     for text in overrides:
         path, value = parse_override(text)
-        check_override_path(text, path, trial_paths, prefix)
+        check_override_path(text, path, trial_paths, list(TrialConfig.model_fields), prefix)
         if prefix and (path in trial_paths or path.split(".")[0] in TrialConfig.model_fields):
             path = f"{prefix}{path}"
         set_path(tree, path, value)
