@@ -190,7 +190,7 @@ def _has_experiments(st) -> bool:
         _error(f"{st.root}: cannot be read ({exc}). Pass a results root you can read.")
         return False
     if not found:
-        _error(f"{st.root} holds no Ray Tune experiment (no <experiment>/{RUN_FILE} or experiment_state-*.json); "
+        _error(f"{st.root} holds no Ray Tune experiment yet (no <experiment>/{RUN_FILE} or experiment_state-*.json); "
                f"pass the storage root `lico-tune run` wrote to, or run `lico-tune run SPEC --storage {st.root}` first.")
         return False
     return True
