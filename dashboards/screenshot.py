@@ -83,12 +83,28 @@ def serve(root: str, port: Optional[int] = None, timeout: float = 60.0, env: Opt
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGTERM)          # lico-tune dashboard passes it on to Streamlit
         try:
-            proc.wait(10)
+            proc.wait(15)
         except subprocess.TimeoutExpired:
+            pass
+        _reap_group(proc)
+
+
+def _reap_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """Wait for every process of `proc`'s group (its own session) to end; SIGKILL what is left."""
+    deadline = time.time() + grace_s
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    if proc.poll() is None:
+        proc.wait()
 
 
 class Browser:
@@ -186,8 +202,8 @@ class Browser:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                pass
+        _reap_group(self.proc)
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> "Browser":

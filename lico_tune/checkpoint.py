@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .integrity import CHECKSUM_KEY, tensor_digest
 from .layout import CHECKPOINT_FILE
 
 
@@ -21,6 +22,7 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    state = {**state, CHECKSUM_KEY: tensor_digest(state)}     # verified by load_checkpoint
     torch.save(state, tmp)
     os.replace(tmp, path)
     return path
@@ -35,13 +37,40 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             f"No checkpoint at {path}. Pass the checkpoint file or the run directory that holds "
             f"{CHECKPOINT_FILE} (written by `lico-tune train` after each epoch).")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointError(
-            f"Checkpoint {path} is damaged or not a lico-tune checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). It may have been cut off "
-            f"by a crash or a full disk: delete it and resume from an earlier copy, or train again."
-        ) from None
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError,
+            IndexError, KeyError, TypeError, AttributeError) as exc:
+        raise _damaged(path, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}") from None
+    _check_state(state, path)
+    return state
+
+
+def _damaged(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"Checkpoint {path} is damaged or not a lico-tune checkpoint ({why}). It may have been cut off "
+        f"by a crash or a full disk, or replaced: delete it and resume from an earlier copy, or train again.")
+
+
+def _check_state(state, path: Path) -> None:
+    """A lico-tune checkpoint is a dict with the model's tensors and a valid trial config, whose
+    tensors still match the checksum written with them (checkpoints older than the checksum pass)."""
+    from pydantic import ValidationError
+    from .errors import first_error
+    from .spec import TrialConfig
+    if not isinstance(state, dict):
+        raise _damaged(path, f"it holds a {type(state).__name__}, not a dict of model state and config")
+    missing = [k for k in ("model", "config", "epoch") if k not in state]
+    if missing:
+        raise _damaged(path, f"it has no {', '.join(missing)}")
+    if not isinstance(state["model"], dict) or not isinstance(state["config"], dict):
+        raise _damaged(path, "its model or config entry is not a mapping")
+    try:
+        TrialConfig.model_validate(state["config"])
+    except ValidationError as exc:
+        raise _damaged(path, f"its saved config is not valid: {first_error(exc, TrialConfig)}") from None
+    recorded = state.get(CHECKSUM_KEY)
+    if recorded is not None and recorded != tensor_digest(state):
+        raise _damaged(path, "its tensors do not match the checksum written with them: a changed byte")
 
 
 def trainable_state(model: nn.Module) -> dict:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import lico_tune
 from .cli_help import epilog, train_display
-from .layout import CATALOG_FILE, CHECKPOINT_FILE
+from .layout import CATALOG_FILE, CHECKPOINT_FILE, RUN_FILE
 from .spec import SpecError, dump_yaml, json_schema, load_spec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -119,6 +119,8 @@ def cmd_run(args) -> int:
     try:
         plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage,
                            smoke=args.smoke_test)
+        from .preflight import preflight
+        preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
         from .tune import run
         summary = run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every)
     except SpecError as exc:
@@ -128,13 +130,18 @@ def cmd_run(args) -> int:
 
 
 def _sweep_exit(summary) -> int:
+    from .tune.interrupt import EXIT_CODES
+    if getattr(summary, "interrupted", None):       # 130 (SIGINT) / 143 (SIGTERM), as a shell would
+        return EXIT_CODES.get(summary.interrupted, EXIT_FAILED)
     return EXIT_FAILED if summary.n_errors or summary.n_unfinished else EXIT_OK
 
 
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
-    from .tune import resume
     try:
+        from .preflight import check_resume
+        check_resume(args.experiment_dir)            # plan and checksums, before Ray starts
+        from .tune import resume
         summary = resume(args.experiment_dir, address=args.address)
     except SpecError as exc:
         _error(str(exc))
@@ -210,7 +217,24 @@ def _results_root(storage: str) -> Optional[str]:
         _error(f"{storage}: no such results root. Pass the storage directory (or s3://, gs:// URI) "
                f"that `lico-tune run` wrote to (the spec's `storage`, default ~/lico-tune-results).")
         return None
+    if not _has_experiments(st):
+        return None
     return st.root
+
+
+def _has_experiments(st) -> bool:
+    """Checked before any catalog is opened, so that a wrong root gets an error and no file."""
+    from .results.scan import find_experiments
+    try:
+        found = find_experiments(st)
+    except OSError as exc:
+        _error(f"{st.root}: cannot be read ({exc}). Pass a results root you can read.")
+        return False
+    if not found:
+        _error(f"{st.root} holds no Ray Tune experiment yet (no <experiment>/{RUN_FILE} or experiment_state-*.json); "
+               f"pass the storage root `lico-tune run` wrote to, or run `lico-tune run SPEC --storage {st.root}` first.")
+        return False
+    return True
 
 
 def cmd_index(args) -> int:
@@ -219,7 +243,14 @@ def cmd_index(args) -> int:
     root = _results_root(args.storage)
     if root is None:
         return EXIT_BAD_INPUT
-    res = index(root, db=args.db, experiment=args.experiment)
+    import sqlalchemy.exc
+    try:
+        res = index(root, db=args.db, experiment=args.experiment)
+    except sqlalchemy.exc.DatabaseError as exc:
+        _error(f"the catalog {args.db or 'of ' + root} cannot be written ({str(exc.orig or exc).splitlines()[0]}): "
+               f"a damaged file, or not a lico-tune catalog. Delete it (it is rebuilt from the files) or "
+               f"pass another --db.")
+        return EXIT_BAD_INPUT
     from .results.table import status_counts
     counts = ", ".join(f"{n} {s}" for s, n in status_counts(res.trials).items()) or "no trials"
     _say(f"indexed {len(res.experiments)} experiment(s), {len(res.trials)} trial(s) ({counts}) "
@@ -233,15 +264,19 @@ def cmd_report(args) -> int:
     """Print the ablation table, paired differences and best configurations."""
     from .results import build_report, load_results, render
     if not 0 < args.level < 1:
-        _error(f"--level {args.level}: a confidence level lies between 0 and 1, e.g. 0.95")
+        _error(f"--level {args.level}: a confidence level lies between 0 and 1; pass e.g. --level 0.95")
         return EXIT_BAD_INPUT
     if args.target_width is not None and not args.target_width > 0:
-        _error(f"--target-width {args.target_width}: a half-width must be > 0 (in the metric's units)")
+        _error(f"--target-width {args.target_width}: a half-width must be > 0 (in the metric's units); pass e.g. --target-width 0.5")
         return EXIT_BAD_INPUT
     root = _results_root(args.storage)
     if root is None:
         return EXIT_BAD_INPUT
     res = load_results(root, db=args.db, use_catalog=not args.no_catalog)
+    if res.trials.empty and not res.experiments.empty:
+        why = "; ".join(res.warnings[:3]) or "no trial has written results yet"
+        _error(f"{root} holds no readable trial: {why}")
+        return EXIT_BAD_INPUT
     if res.experiments.empty:
         _error(f"{root} holds no Ray Tune experiment yet (no <experiment>/experiment_state-*.json); "
                f"run `lico-tune run SPEC --storage {root}` first.")
@@ -272,7 +307,6 @@ def cmd_report(args) -> int:
 def cmd_dashboard(args) -> int:
     """Start the Streamlit dashboard (lico_tune.shipped.dashboard_app) on HOST:PORT."""
     import importlib.util
-    import subprocess
     from .shipped import dashboard_app
     app = dashboard_app()
     if app is None:
@@ -289,7 +323,8 @@ def cmd_dashboard(args) -> int:
            "--client.toolbarMode", "minimal",
            "--", "--storage", storage] + (["--db", args.db] if args.db else [])
     _say(f"lico-tune dashboard of {storage} at http://{args.host}:{args.port} (Ctrl-C stops it)")
-    return subprocess.call(cmd)
+    from .signals import run_forwarding_signals
+    return run_forwarding_signals(cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

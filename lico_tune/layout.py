@@ -7,6 +7,7 @@ Every writer and every reader imports its names from here; the strings are the o
       lico-tune.db                       CATALOG_FILE: the results catalog (local roots)
       <experiment>/
         lico_run.yaml                    RUN_FILE: the plan; what `lico-tune resume` needs
+        lico_checksums.json              MANIFEST_FILE: SHA-256 of lico_run.yaml and tuner.pkl
         summary.json                     SUMMARY_FILE: the end-of-run summary's rows
         optuna.db                        OPTUNA_FILE: the Optuna study (search.algorithm optuna)
         experiment_state-<time>.json     written by Ray Tune (see results/tune_state.py)
@@ -41,6 +42,7 @@ OPTUNA_FILE = "optuna.db"
 TRIAL_DIR_PREFIX = "trial_"
 RAY_DRIVER_DIR = "driver_artifacts"         # Ray's, not a trial
 TUNER_FILE = "tuner.pkl"                    # Ray's pickled Tuner (present once Tune started)
+MANIFEST_FILE = "lico_checksums.json"       # SHA-256 of RUN_FILE and TUNER_FILE, checked before resume
 
 # ----------------------------------------------------------------------------- trial
 TRIAL_SPEC = "trial_spec.yaml"

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -43,6 +42,8 @@ from pydantic import ValidationError
 from .errors import SpecError, first_error
 from .layout import OPTUNA_FILE, RUN_FILE, cache_path, stamped
 from .spec import Spec, TrialConfig, validate_spec
+from .safe_yaml import load_text
+from .spec_checks import check_distribution, check_name, check_optuna_url, check_storage
 from .storage import is_uri, join, normalise_root
 from .trial_config import resolve_trial
 
@@ -117,33 +118,38 @@ class Plan:
 
     @classmethod
     def from_yaml(cls, text: str) -> "Plan":
-        data = yaml.safe_load(text)
+        data = load_text(text, source=RUN_FILE)
+        if not isinstance(data, dict) or not isinstance(data.get("spec"), dict) or "experiment" not in data:
+            raise SpecError(f"{RUN_FILE} is damaged: it lacks the experiment's spec or name (it is written by "
+                            f"`lico-tune run`). Restore it from a copy or start the experiment again.")
         plan = plan_search(validate_spec(data["spec"], source=RUN_FILE), name=data["experiment"],
-                           storage=data["storage"])
+                           storage=data["storage"], new=False)
         plan.arms, plan.grid = data.get("arms") or {}, data.get("grid") or {}
         plan.limits, plan.force, plan.smoke = data.get("limits") or {}, data.get("force") or {}, data.get("smoke", False)
         return plan
 
 
 def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] = None,
-                smoke: bool = False) -> Plan:
+                smoke: bool = False, new: bool = True) -> Plan:
     """Check the spec's search section against what Ray Tune supports and build the plan.
     Raises SpecError naming the field and the fix."""
     s = spec.search
     storage = storage or spec.storage
     storage = normalise_root(storage)
     name = name or stamped(spec.name)
-    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
-        raise SpecError(f"--name '{name}': use letters, digits and _ . + - only (it names a directory).")
+    check_name(name, "--name")
     arms = dict(spec.ablation or {})
     for arm in arms:
-        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", arm):
-            raise SpecError(f"ablation: arm name '{arm}' may hold letters, digits and _ . + - only.")
+        check_name(arm, "ablation: arm name")
+    if new:                     # a plan read back by `resume` names where it was: it may have moved
+        check_storage(storage)
+    check_optuna_url(s.optuna_storage)
 
     grid, sampled = {}, {}
     for path, dist in s.space.items():
         (kind, args), = dist.items()
         where = f"search.space.{path}"
+        check_distribution(where, path, kind, list(args))
         if kind == "grid" or (kind == "choice" and s.algorithm == "grid"):
             grid[path] = list(args)
             continue
@@ -167,12 +173,13 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
                         f"Ray's ASHA stops trials on one metric. Keep one metric, or use scheduler 'fifo' "
                         f"(a multi-objective search then gives a Pareto front).")
     if not s.metrics:
-        raise SpecError("search.metrics: name at least one metric, e.g. {test/acc: max}.")
+        raise SpecError("search.metrics: name at least one metric; set it to e.g. {test/acc: max}.")
 
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
+    _check_cells(plan)          # before any smoke shrinking: the full sweep must be valid
     if smoke:
         _shrink_for_smoke(plan)
-    _check_cells(plan)
+        _check_cells(plan)
     return plan
 
 
@@ -214,7 +221,8 @@ def _check_cells(plan: Plan) -> None:
             except Exception as exc:  # pydantic ValidationError or a bad path
                 msg = first_error(exc, TrialConfig) if isinstance(exc, ValidationError) else str(exc)
                 shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-                raise SpecError(f"search: the trial with {shown} is not valid: {msg}") from None
+                raise SpecError(f"search: the trial with {shown} is not valid: {msg}. Fix that value in "
+                                f"search.space or in the arm's overrides.") from None
 
 
 def _shrink_for_smoke(plan: Plan) -> None:

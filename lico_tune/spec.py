@@ -13,10 +13,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError, first_error, format_errors, suggest
+from .overrides import check_override_path
+from .safe_yaml import load_text as _load_yaml_text, read_file as _read_yaml_file
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: .inf / .nan are refused wherever a field takes a number (lr, epsilon, cpu, ...)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- trial sections
@@ -226,7 +229,8 @@ class TrainConfig(_Strict):
     ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null disables.")
     seed: int = 0
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision (CUDA).")
-    device: str = Field("auto", description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke tests).")
     log_every: int = Field(50, ge=1, description="Progress line every this many steps.")
     threads: Optional[int] = Field(
@@ -373,6 +377,13 @@ class Spec(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: str = "~/lico-tune-results"
 
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, v: str) -> str:
+        if set(v) == {"."}:
+            raise ValueError(f"'{v}' would name the parent or the current directory; use letters or digits")
+        return v
+
     @model_validator(mode="after")
     def _paths_name_fields(self) -> "Spec":
         for path in self.search.space:
@@ -432,10 +443,15 @@ def get_path(tree: dict, path: str) -> Any:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """'lico.ot.epsilon=0.05' -> ('lico.ot.epsilon', 0.05); the value is parsed as YAML."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:       # undecodable bytes on the command line arrive as surrogates
+        shown = text.encode("utf-8", "backslashreplace").decode()
+        raise SpecError(f"--set '{shown}': not UTF-8 text; write the value in UTF-8.") from None
     if "=" not in text:
         raise SpecError(f"--set '{text}': expected PATH=VALUE, e.g. --set lico.ot.epsilon=0.05")
     path, raw = text.split("=", 1)
-    return path.strip(), yaml.safe_load(raw) if raw.strip() else None
+    return path.strip(), _load_yaml_text(raw, source=f"--set '{text}'") if raw.strip() else None
 
 
 def apply_overrides(tree: dict, overrides: list[str], prefix: str = "",
@@ -450,7 +466,8 @@ def apply_overrides(tree: dict, overrides: list[str], prefix: str = "",
     trial_paths = field_paths()
     for text in overrides:
         path, value = parse_override(text)
-        if prefix and path in trial_paths:
+        check_override_path(text, path, trial_paths, list(TrialConfig.model_fields), prefix)
+        if prefix and (path in trial_paths or path.split(".")[0] in TrialConfig.model_fields):
             path = f"{prefix}{path}"
         set_path(tree, path, value)
         if path.startswith("base."):
@@ -496,14 +513,13 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file. Pass the path of a YAML spec, "
                         f"e.g. search_spaces/quickstart.yaml.")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
+    data = _read_yaml_file(path)
+    if data is None or data == {}:
+        raise SpecError(f"{path}: the spec is empty (no keys, or only comments). Write at least its name "
+                        f"and base, e.g. copy search_spaces/quickstart.yaml.")
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: a spec must be a YAML mapping with keys such as name, base, search.")
+        raise SpecError(f"{path}: a spec must be a YAML mapping with keys such as name, base, search; "
+                        f"write it as one (copy search_spaces/quickstart.yaml to start).")
     return data
 
 

@@ -21,6 +21,7 @@ from .determinism import configure as configure_determinism
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
 from .health import Health
+from .integrity import nonfinite_tensors
 from .layout import CHECKPOINT_FILE, METRICS_FILE
 from .provenance import provenance
 from .saliency.trial import saliency_metric_keys, trial_saliency
@@ -142,6 +143,16 @@ def _autocast(device: torch.device, precision: str):
     if precision == "fp16" and device.type != "cuda":
         raise TrialConfigError("train.precision 'fp16' needs CUDA; use 'bf16' or 'fp32' on the CPU.")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def check_finite_weights(model: nn.Module, epoch: int, ckpt_path: Path) -> None:
+    bad = nonfinite_tensors(model)
+    if bad:
+        kept = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written"
+        raise TrialDiverged(
+            f"{len(bad)} of {len(model.state_dict())} weight tensors are not finite after epoch {epoch + 1} "
+            f"(e.g. {', '.join(bad[:3])}) although the loss was; the trial stopped and {kept}. Try a lower "
+            f"train.lr or train.precision fp32.")
 
 
 def _check_resume(saved: dict, cfg: TrialConfig) -> None:
@@ -277,6 +288,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         metrics = {"epoch": epoch + 1, "step": global_step,
                    **{f"train/{k}": v / n_steps for k, v in sums.items()},
                    "train/images_per_s": seen / train_time, "lr": scheduler.get_last_lr()[0]}
+        check_finite_weights(model, epoch, ckpt_path)    # a finite loss can still leave inf/nan weights
         if last or (epoch + 1) % cfg.eval.every == 0:
             metrics["test/acc"] = evaluate(model.classifier, data.test, device, cfg.eval.batch_size)
             if ema is not None:

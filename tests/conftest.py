@@ -22,3 +22,57 @@ TINY_TRIAL = {
 @pytest.fixture
 def tiny_trial_tree():
     return copy.deepcopy(TINY_TRIAL)
+
+
+# ----------------------------------------------------------------------------- leaked servers
+# A test marked `starts_server` (a Streamlit server, a browser) runs with a unique tag in its
+# environment, which every process it starts inherits, however it is detached (own session,
+# re-parented to init). Afterwards no tagged process may be left: they get a grace period to
+# exit, then the survivors are killed and the test fails naming them.
+
+def _tagged_processes(tag: str) -> dict[int, str]:
+    needle = f"LICO_TEST_PROCESS_TAG={tag}".encode()
+    found = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                found[int(d)] = f.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+            with open(f"/proc/{d}/stat", "rb") as f:        # a zombie has ended (state Z)
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    found.pop(int(d))
+        except OSError:       # ended meanwhile, or not ours to read
+            continue
+    return found
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "starts_server: the test starts servers or browsers; none may outlive it")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_servers(request, monkeypatch):
+    if request.node.get_closest_marker("starts_server") is None:
+        yield
+        return
+    import signal
+    import time
+    import uuid
+    tag = uuid.uuid4().hex
+    monkeypatch.setenv("LICO_TEST_PROCESS_TAG", tag)
+    yield
+    deadline = time.time() + 10
+    left = _tagged_processes(tag)
+    while left and time.time() < deadline:
+        time.sleep(0.2)
+        left = _tagged_processes(tag)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, f"processes left running by {request.node.name}: {left}"

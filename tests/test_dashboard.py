@@ -214,6 +214,7 @@ def test_dashboard_binds_to_loopback_by_default():
     assert (args.host, args.port, args.storage) == ("127.0.0.1", 8501, "~/lico-tune-results")
 
 
+@pytest.mark.starts_server
 def test_lico_tune_dashboard_renders_in_headless_chromium(results_root):
     from screenshot import Browser, serve
     chromium = shutil.which("chromium")

@@ -24,11 +24,22 @@ def user_root(root: Optional[str], name: Optional[str] = None) -> Path:
 @contextmanager
 def download_lock(root: Path) -> Iterator[None]:
     """Hold a FileLock in `root`, so that trials sharing a root download a dataset once."""
+    import shutil
+
     from filelock import FileLock
 
+    created = root                                    # the topmost folder this call creates, if any
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    fresh = not created.exists()
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".lico-tune-download.lock")):
-        yield
+    try:
+        with FileLock(str(root / ".lico-tune-download.lock")):
+            yield
+    except BaseException:
+        if fresh:                                     # a failed download leaves no empty cache folder
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 
 
 @dataclass

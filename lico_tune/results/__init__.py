@@ -20,7 +20,7 @@ from .table import Results, build_results, load_results, status_counts
 
 def index(root: str, db: str | None = None, experiment: str | None = None) -> Results:
     """Rebuild the catalog of `root` from storage (what `lico-tune index` runs)."""
-    cat = Catalog(root, db)
+    cat = Catalog(root, db, build=True)
     cat.index(experiment)
     return build_results(root, cat.experiments(), cat.trials(), cat.url)
 

@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 from sqlalchemy import (JSON, Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine,
                         delete, event, func, insert, select)
 
-from ..layout import CATALOG_FILE, cache_path
+from ..layout import CATALOG_FILE, RUN_FILE, cache_path
 from .scan import find_experiments, fingerprint, scan_experiment
 from ..storage import Storage, basename, is_uri, normalise_root
 
@@ -57,25 +57,49 @@ TRIAL_COLUMNS = [c.name for c in trials_table.columns if c.name not in ("root", 
 LIGHT_TRIAL_COLUMNS = [c for c in TRIAL_COLUMNS if c not in ("history", "error_detail", "spec")]
 
 
-def default_url(root: str) -> str:
-    """$LICO_TUNE_CATALOG, else SQLite at the root (local) or in ~/.cache (cloud root)."""
+def default_url(root: str, build: bool = False) -> str:
+    """$LICO_TUNE_CATALOG, else SQLite at the root when the root is the user's own (see
+    `catalog_in_root`), else in the user cache ~/.cache/lico-tune/catalog/<hash of root>.db
+    (cloud roots, read-only roots, other people's roots, roots without an experiment)."""
     if os.environ.get(ENV_URL):
         return os.environ[ENV_URL]
     root = normalise_root(root)
-    if is_uri(root):
+    if not is_uri(root) and catalog_in_root(Path(root), build):
+        path = Path(root) / CATALOG_FILE
+    else:
         key = hashlib.sha1(root.encode()).hexdigest()[:16]
         path = cache_path("catalog", f"{key}.db")
-    else:
-        path = Path(root) / CATALOG_FILE
     return f"sqlite:///{path}"
+
+
+def catalog_in_root(root: Path, build: bool = False) -> bool:
+    """Where the catalog of a local root lives. Readers (`report`, the dashboard) use the root's own
+    catalog only when it is already there and writable; they never create one in a root they were
+    only asked to read. Builders (`run`'s callback, `lico-tune index`: `build`) create it in the root
+    when the root is a writable directory owned by this user that holds a lico-tune experiment.
+    Everything else (read-only roots, other people's roots, roots without an experiment) gets its
+    catalog in the user cache, and the root stays untouched."""
+    own = root / CATALOG_FILE
+    if own.is_file():
+        return os.access(own, os.W_OK) and os.access(root, os.W_OK)
+    try:
+        mine = root.is_dir() and root.stat().st_uid == os.getuid() and os.access(root, os.W_OK)
+    except OSError:
+        return False
+    if not mine or not build:
+        return False
+    try:
+        return any((d / RUN_FILE).is_file() for d in root.iterdir() if d.is_dir()) or (root / RUN_FILE).is_file()
+    except OSError:
+        return False
 
 
 class Catalog:
     """The catalog of one results root inside a database (which may hold several roots)."""
 
-    def __init__(self, root: str, url: Optional[str] = None, create: bool = True):
+    def __init__(self, root: str, url: Optional[str] = None, create: bool = True, build: bool = False):
         self.root = normalise_root(root)
-        self.url = url or default_url(self.root)
+        self.url = url or default_url(self.root, build)
         if self.url.startswith("sqlite:///") and create:
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"connect_args": {"timeout": 30}} if self.url.startswith("sqlite") else {}

@@ -132,7 +132,23 @@ def fingerprint(storage: Storage, path: str) -> str:
 
 
 def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
-    """(experiment record, trial records) of one experiment directory."""
+    """(experiment record, trial records) of one experiment directory. Files of the wrong shape
+    (valid JSON/YAML, but not what Ray or lico-tune writes) give a warning and no trials, never a
+    traceback."""
+    try:
+        return _scan_experiment(storage, path)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+        name = basename(path)
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        exp = {"experiment": name, "path": path, "spec": None, "metrics": {}, "arms": {}, "created": None,
+               "smoke": False, "optuna_storage": None, "lico_tune_version": None, "git_sha": None,
+               "state_file": None, "n_trials": 0, "status_counts": {}, "fingerprint": fingerprint(storage, path),
+               "warnings": [f"{name}: its files are damaged or not written by lico-tune/Ray ({why}); "
+                            f"skipped. Restore them from a copy or delete the experiment directory."]}
+        return exp, []
+
+
+def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     entries = storage.list(path)
     name = basename(path)
     run = load_yaml_or_none(storage.read_text(join(path, RUN_FILE))) or {}
@@ -142,7 +158,8 @@ def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     state = read_state(storage, path, state_name)
     warnings = []
     if state_name and not state:
-        warnings.append(f"{name}: {state_name} cannot be read; trial statuses are inferred from their files")
+        warnings.append(f"{name}: {state_name} cannot be read; trial statuses are inferred from their files "
+                            f"(restore it from a copy, or leave it: `lico-tune resume` needs it)")
     by_dir = {s["dir"]: tid for tid, s in state.items() if s.get("dir")}
     newest = max((e.mtime for e in entries), default=0.0)
     trials = []

@@ -145,18 +145,40 @@ def load_results(root: str, experiment: Optional[str] = None, db: Optional[str] 
     root = normalise_root(root)
     exps = trials = None
     source = "storage"
+    notes: list[str] = []
     if use_catalog:
-        from .catalog import Catalog
+        exps, trials, source, notes = _from_catalog(root, db, refresh)
+    if exps is None:
+        exps, trials = scan_root(root)
+        source = "storage"
+    res = build_results(root, exps, trials, source)
+    res.warnings[:0] = notes
+    return res.experiment(experiment) if experiment is not None else res
+
+
+def _from_catalog(root: str, db: Optional[str], refresh: bool):
+    """(experiments, trials, source, notes) from the catalog, or (None, None, ..) when it cannot be used:
+    an unwritable root or database (then the files are read). A catalog that is not a database:
+    in the user cache it is rebuilt; anywhere else it is left alone with a warning."""
+    import sqlalchemy.exc
+    from pathlib import Path
+    from .catalog import Catalog, default_url
+    from ..layout import cache_path
+    for attempt in (1, 2):
         try:
             cat = Catalog(root, db)
             if refresh:
                 cat.sync()
-            exps, trials, source = cat.experiments(), cat.trials(), cat.url
-        except Exception as exc:  # an unwritable root or database: read the files instead
-            import sqlalchemy.exc
-            if not isinstance(exc, (sqlalchemy.exc.OperationalError, OSError, sqlalchemy.exc.ArgumentError)):
-                raise
-    if exps is None:
-        exps, trials = scan_root(root)
-    res = build_results(root, exps, trials, source)
-    return res.experiment(experiment) if experiment is not None else res
+            return cat.experiments(), cat.trials(), cat.url, []
+        except (sqlalchemy.exc.OperationalError, OSError, sqlalchemy.exc.ArgumentError):
+            return None, None, "storage", []
+        except sqlalchemy.exc.DatabaseError:
+            url = db or default_url(root)
+            f = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+            if attempt == 1 and f is not None and cache_path("catalog") in f.parents:
+                f.unlink(missing_ok=True)            # our own cache: rebuild it from the files
+                continue
+            return None, None, "storage", [
+                f"the catalog {url} is not a lico-tune database (damaged, or another file of that name); "
+                f"the results were read from the files instead. Delete it and run `lico-tune index` to rebuild it."]
+    return None, None, "storage", []

@@ -56,7 +56,8 @@ def read_state(storage: Storage, path: str, state_name: Optional[str]) -> dict[s
     out: dict[str, dict] = {}
     if not isinstance(data, dict):
         return out
-    for item in data.get("trial_data") or []:
+    items = data.get("trial_data")
+    for item in items if isinstance(items, list) else []:      # a damaged file reads as no trials
         try:
             state = json.loads(item[0]) if isinstance(item[0], str) else item[0]
             meta = json.loads(item[1]) if isinstance(item[1], str) else item[1]
@@ -66,6 +67,6 @@ def read_state(storage: Storage, path: str, state_name: Optional[str]) -> dict[s
                 "config": state.get("config") if isinstance(state.get("config"), dict) else None,
                 "error_file": meta.get("error_filename"), "num_failures": meta.get("num_failures", 0),
                 "last_epoch": last.get("epoch", last.get("training_iteration"))}
-        except (KeyError, TypeError, ValueError, IndexError):
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             continue
     return out

@@ -57,7 +57,7 @@ class CatalogCallback(Callback):
         if self._catalog is None:
             try:
                 self.root = self.root or normalise_root(trial.storage.storage_path)
-                self._catalog = Catalog(self.root, self.db)
+                self._catalog = Catalog(self.root, self.db, build=True)
             except Exception as exc:  # never fail a sweep over its catalog
                 log.warning("lico-tune catalog disabled: %s", exc)
                 self._failed = True

@@ -11,9 +11,12 @@ from ray import tune
 
 from ..errors import SpecError
 from ..layout import RUN_FILE
+from ..integrity import record_manifest, verify_manifest
 from ..plan import Plan
+from ..preflight import check_resources
 from ..storage import join, normalise_root, read_text, write_text
 from . import legacy
+from .interrupt import graceful_stop
 from .summary import Summary, summarize
 from .trackers import check_trackers
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
@@ -44,14 +47,18 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool
     check_trackers(plan.spec.tracking)          # before Ray starts: a bad tracker URI is a spec error
     started = init_ray(address)
     try:
+        check_resources(plan, ray.cluster_resources(), where="the Ray cluster", say=lambda m: print(m, file=out))
         write_text(plan.run_file, plan.to_yaml())
         print(f"experiment {plan.experiment}: {plan.n_trials} trials "
               f"({len(plan.cells)} cells x {plan.spec.search.num_samples} samples), "
               f"algorithm {plan.spec.search.algorithm}, scheduler {plan.spec.search.scheduler.name}, "
               f"results in {plan.experiment_path}" +
               (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)
-        results = build_tuner(plan, verbose, status_every_s).fit()
-        return summarize(results, plan, out=out)
+        tuner = build_tuner(plan, verbose, status_every_s)   # writes Ray's tuner.pkl
+        record_manifest(plan.experiment_path)       # its checksum, checked before `resume` unpickles it
+        with graceful_stop() as stop:
+            results = tuner.fit()
+        return summarize(results, plan, out=out, interrupted=stop.received)
     finally:
         if started:
             ray.shutdown()
@@ -74,6 +81,7 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
     from their last checkpoints."""
     plan = load_plan(experiment_dir)
     experiment_dir = plan.experiment_path
+    verify_manifest(experiment_dir)                     # before Ray unpickles anything
     quiet_ray_env()
     started = init_ray(address)
     try:
@@ -83,7 +91,9 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
         legacy.install()    # experiments started before lico_tune.tune existed name its old modules
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
-        summary = summarize(tuner.fit(), plan, out=out)
+        with graceful_stop() as stop:
+            results = tuner.fit()
+        summary = summarize(results, plan, out=out, interrupted=stop.received)
         if not summary.n_unfinished:
             close_orphan_optuna_trials(plan)
         return summary

@@ -8,6 +8,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
@@ -26,6 +27,7 @@ class Summary:
     n_errors: int
     experiment_path: str
     n_unfinished: int = 0
+    interrupted: Optional[str] = None       # 'SIGINT' / 'SIGTERM' when the run was stopped by one
 
 
 def _rows(results, plan: Plan) -> list[dict]:
@@ -92,13 +94,17 @@ def _front(done: list[dict], metrics: dict[str, str]) -> list[dict]:
     return [r for r, keep in zip(done, pareto_mask(df, metrics).tolist()) if keep]
 
 
-def summarize(results, plan: Plan, out=sys.stdout) -> Summary:
+def summarize(results, plan: Plan, out=sys.stdout, interrupted: Optional[str] = None) -> Summary:
     rows = _rows(results, plan)
+    if interrupted:
+        _unfinished_by_epochs(rows, plan)
     metrics = plan.metrics
     done = [r for r in rows if not r["error"] and r["finished"]]
     errors = [r for r in rows if r["error"]]
     unfinished = [r for r in rows if not r["error"] and not r["finished"]]
-    lines = [f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, "
+    lines = [f"\n== INTERRUPTED by {interrupted}: the experiment did not finish "
+             f"(continue with: lico-tune resume {plan.experiment_path}) =="] if interrupted else []
+    lines += [f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, "
              f"{len(errors)} errored ==" if not unfinished else
              f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, {len(errors)} errored, "
              f"{len(unfinished)} unfinished (continue with: lico-tune resume {plan.experiment_path}) =="]
@@ -130,10 +136,27 @@ def summarize(results, plan: Plan, out=sys.stdout) -> Summary:
     text = "\n".join(lines)
     print(text, file=out, flush=True)
     try:
-        # Records (one object per trial), so `pandas.read_json(path)` gives one row per trial.
+        # Records (one object per trial), so `pandas.read_json(path)` gives one row per trial; each row
+        # also says whether the experiment finished or was interrupted (by which signal).
         write_text(join(plan.experiment_path, SUMMARY_FILE),
-                   json.dumps([{"experiment": plan.experiment, **r} for r in rows], indent=2, default=str))
+                   json.dumps([{"experiment": plan.experiment,
+                                "experiment_finished": not interrupted and not unfinished,
+                                "interrupted": interrupted, **r} for r in rows], indent=2, default=str))
     except OSError:
         pass
     return Summary(text=text, rows=rows, n_errors=len(errors), experiment_path=plan.experiment_path,
-                   n_unfinished=len(unfinished))
+                   n_unfinished=len(unfinished), interrupted=interrupted)
+
+
+def _unfinished_by_epochs(rows: list[dict], plan: Plan) -> None:
+    """After an interruption Tune marks stopped trials TERMINATED: a trial is finished only when it
+    reached its configured epochs."""
+    for r in rows:
+        if r["error"] or not r["finished"]:
+            continue
+        try:
+            params = {**r["params"], **({"arm": r["arm"]} if r["arm"] else {})}
+            epochs = resolve_trial(plan.runtime(), params).train.epochs
+        except Exception:  # a config that no longer resolves: trust Tune's status
+            continue
+        r["finished"] = isinstance(r["epoch"], int) and r["epoch"] >= epochs

@@ -1,0 +1,173 @@
+"""Checks made before any trial starts, so that `lico-tune run` fails in seconds, not hours.
+
+- `check_resources`: a trial's `resources` must fit one node of the cluster. A GPU on a CPU-only
+  machine (or more CPUs than it has) would leave every trial PENDING forever; it is refused
+  naming the fix (`--set resources.gpu=0`). With `--smoke-test` a GPU spec on a machine without a
+  GPU runs on the CPU instead, with a printed notice. Called with this machine's resources before
+  Ray starts (local runs) and with `ray.cluster_resources()` after joining a cluster.
+- `check_inputs`: every dataset and text-encoder weight file the trials need is found on this
+  machine, with the same errors as `lico-tune train` (local runs; on a cluster the workers'
+  disks count and are not checked here).
+Raises SpecError (the CLI exits 2). No Ray import.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import SpecError
+from .plan import Plan
+from .trial_config import resolve_trial
+
+
+def local_resources() -> dict[str, float]:
+    """{'CPU': n, 'GPU': n} of this machine, as a local Ray would see it."""
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(_gpu_count())}
+
+
+def _gpu_count() -> int:
+    """CUDA devices, without importing torch when it is not loaded yet (seconds on a busy machine):
+    the NVIDIA driver lists one folder per GPU, narrowed by CUDA_VISIBLE_DEVICES as CUDA would."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].cuda.device_count()
+    gpus = Path("/proc/driver/nvidia/gpus")
+    n = len(list(gpus.iterdir())) if gpus.is_dir() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        n = min(n, len([v for v in visible.split(",") if v.strip() and not v.strip().startswith("-")]))
+    return n
+
+
+def check_resources(plan: Plan, available: dict[str, float], where: str = "this machine",
+                    say: Callable[[str], None] = print) -> None:
+    res = plan.spec.resources
+    gpus, cpus = float(available.get("GPU", 0)), float(available.get("CPU", 0))
+    if res.gpu > gpus:
+        if plan.smoke and gpus == 0:
+            say(f"notice: the spec asks for resources.gpu={res.gpu:g} but {where} has no GPU; the smoke "
+                f"test runs on the CPU instead (resources.gpu=0, train.device cpu).")
+            spec = plan.spec.model_copy(deep=True)
+            spec.resources.gpu = 0.0
+            plan.spec = spec
+            plan.force = {**plan.force, "train.device": "cpu"}
+        else:
+            have = "no GPU" if gpus == 0 else f"{gpus:g} GPU(s)"
+            raise SpecError(f"resources.gpu={res.gpu:g}: {where} has {have}, so every trial would wait for one "
+                            f"forever. Run with --set resources.gpu=0 (trials train on the CPU), or join a "
+                            f"cluster with GPUs (--address).")
+    device = plan.spec.base.train.device
+    if device.startswith("cuda") and gpus == 0 and plan.force.get("train.device") != "cpu":
+        raise SpecError(f"train.device={device}: {where} has no GPU. Run with --set train.device=auto "
+                        f"(CUDA when there is one) or --set train.device=cpu.")
+    if res.cpu > cpus:
+        raise SpecError(f"resources.cpu={res.cpu:g}: {where} has {cpus:g} CPU(s), so no trial could start. "
+                        f"Run with --set resources.cpu={max(1, int(cpus))} or less, or join a larger cluster (--address).")
+
+
+def _distinct_trials(plan: Plan):
+    """One resolved config per distinct (data, text) section among the plan's cells."""
+    runtime, seen = plan.runtime(), set()
+    for cell in plan.cells:
+        try:
+            cfg = resolve_trial(runtime, cell)
+        except Exception:     # plan_search already refused invalid cells
+            continue
+        key = json.dumps([cfg.data.model_dump(mode="json"), cfg.text.model_dump(mode="json")], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            yield cfg
+
+
+def check_inputs(plan: Plan) -> None:
+    """Every dataset and text-encoder weight file of the plan's cells exists here."""
+    from .data import DatasetMissing
+    from .models import TextEncoderMissing
+    for cfg in _distinct_trials(plan):
+        try:
+            _check_data(cfg.data)
+            _check_text(cfg.text)
+        except (DatasetMissing, TextEncoderMissing) as exc:
+            raise SpecError(f"{exc} (checked before starting any trial; every trial needs it)") from None
+
+
+def _check_data(data) -> None:
+    name = data.name
+    if name == "digits":
+        return
+    if name in ("fashion_mnist", "placed_fmnist"):
+        from .data import fashion_mnist
+        if fashion_mnist.find_dir(data.root) is None and not data.download:
+            fashion_mnist.load(data)             # raises DatasetMissing with the fix
+        return
+    if name == "imagefolder":
+        from .data.errors import missing
+        if data.root is None or not Path(data.root).expanduser().is_dir():
+            raise missing("imagefolder", [data.root or "(data.root not set)"],
+                          "Set data.root to a folder with train/ and test/ class folders.")
+        return
+    if name in ("cifar10", "cifar100", "svhn") and not data.download:
+        from .data import torchvision_sets
+        cls = torchvision_sets._class(name)
+        root = torchvision_sets._root(data, name, cls)
+        inner, what = torchvision_sets._expected(name, cls)
+        if not (root / inner).exists():
+            torchvision_sets.load(data, name)    # raises DatasetMissing with the fix
+
+
+def _check_text(text) -> None:
+    if text.encoder == "hf":
+        from .models.text.hf import minilm_dir
+        if text.model == "minilm":
+            minilm_dir()
+            return
+        if Path(text.model).expanduser().is_dir():
+            return
+        from huggingface_hub import try_to_load_from_cache
+        from .models import TextEncoderMissing
+        try:
+            cached = try_to_load_from_cache(text.model, "config.json")
+        except Exception:                    # not a valid repo id (e.g. a path that does not exist)
+            cached = None
+        if not isinstance(cached, str):
+            raise TextEncoderMissing(
+                f"The Hugging Face text encoder '{text.model}' (text.model) is neither a local directory nor in "
+                f"the Hugging Face cache; nothing is downloaded at run time. Set text.model to 'minilm' or to "
+                f"a local directory with config.json, the weights and the tokenizer files.")
+    elif text.encoder == "open_clip" and text.pretrained and _looks_like_path(text.pretrained):
+        from .models.text.openclip import read_checkpoint
+        p = Path(text.pretrained).expanduser()
+        if not p.is_file():
+            read_checkpoint(p)                   # raises TextEncoderMissing with the fix
+
+
+def _looks_like_path(s: str) -> bool:
+    return "/" in s or s.endswith((".pt", ".bin", ".pth", ".safetensors"))
+
+
+def preflight(plan: Plan, address: Optional[str], say: Callable[[str], None] = print) -> None:
+    """The checks `run` makes before Ray starts (local runs: resources and input files)."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return                                   # checked against the cluster once joined
+    check_resources(plan, local_resources(), say=say)
+    check_inputs(plan)
+
+
+def check_resume(experiment_dir: str) -> None:
+    """What `resume` checks before Ray starts: the directory holds a readable plan, and its plan and
+    Ray's tuner.pkl are the files `run` wrote (their checksums match)."""
+    from .integrity import verify_manifest
+    from .layout import RUN_FILE
+    from .storage import join, normalise_root, read_text
+    d = normalise_root(experiment_dir)
+    text = read_text(join(d, RUN_FILE))
+    if text is None:
+        raise SpecError(f"{d} is not a lico-tune experiment directory: it has no {RUN_FILE}. "
+                        f"Pass the directory `lico-tune run` printed (<storage>/<experiment name>).")
+    try:
+        Plan.from_yaml(text)
+    except SpecError as exc:
+        raise SpecError(f"{join(d, RUN_FILE)}: {exc}") from None
+    verify_manifest(d)

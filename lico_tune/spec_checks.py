@@ -1,0 +1,87 @@
+"""Checks of a spec that pydantic's field types cannot make alone; `plan_search` calls them, so
+`lico-tune validate` and `lico-tune run` refuse exactly the same specs.
+
+- `check_name`: experiment, spec and arm names become directories: no '/', '\\', '.' or '..'.
+- `check_distribution`: a searched field's distribution fits the field (no uniform on an integer
+  field such as train.epochs; finite bounds).
+- `check_storage`: the results root can be created (a local path under a writable directory).
+- `check_optuna_url`: search.optuna_storage parses as an SQLAlchemy URL.
+Each raises SpecError naming the field and the fix. No Ray, no torch.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import SpecError
+from .spec import TrialConfig
+
+_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def check_name(name: str, what: str) -> None:
+    """`what` is how the user gave it, e.g. "--name" or "ablation: arm name"."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or set(name) == {"."}:
+        raise SpecError(f"{what} '{name}': use letters, digits and _ . + - only, and not '.' or '..' "
+                        f"(it names a directory inside the results root).")
+
+
+def field_type(path: str) -> Any:
+    """The annotation of a trial field path ('train.epochs' -> int), Optional unwrapped."""
+    model: type[BaseModel] = TrialConfig
+    ann: Any = None
+    for part in path.split("."):
+        ann = model.model_fields[part].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) is typing.Union and len(args) == 1:
+        ann = args[0]
+    return ann
+
+
+def check_distribution(where: str, path: str, kind: str, args: list) -> None:
+    """Refuse bounds that are not finite numbers and continuous draws on an integer field."""
+    numeric = [a for a in args if isinstance(a, float)]
+    if kind != "choice" and any(not math.isfinite(a) for a in numeric):
+        raise SpecError(f"{where}: {kind} bounds must be finite numbers, got {args}.")
+    if kind in ("grid", "choice") and any(isinstance(a, float) and not math.isfinite(a) for a in args):
+        raise SpecError(f"{where}: values must be finite numbers, got {args}.")
+    if field_type(path) is int and kind in ("uniform", "loguniform", "quniform"):
+        raise SpecError(f"{where}: {path} takes whole numbers but {kind} draws fractions; use "
+                        f"{{randint: [low, high]}} (high excluded) or {{grid: [...]}}.")
+
+
+def check_storage(storage: str) -> None:
+    """A local results root must be creatable: its nearest existing ancestor a writable directory."""
+    if "://" in storage:
+        return
+    p = Path(storage)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise SpecError(f"storage '{storage}': {p} is a file, not a directory. Pass a directory "
+                        f"(--storage DIR or the spec's storage).")
+    special = str(p.resolve()).split("/")[1:2] in (["proc"], ["sys"], ["dev"])
+    if special or not os.access(p, os.W_OK | os.X_OK):
+        raise SpecError(f"storage '{storage}': cannot create a results root there ({p} is not a writable "
+                        f"directory). Pass a directory you can write to, e.g. --storage ~/lico-tune-results.")
+
+
+def check_optuna_url(url: str | None) -> None:
+    if url is None:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise SpecError(f"search.optuna_storage '{url}': not a database URL ({exc}). Write an SQLAlchemy URL "
+                        f"such as sqlite:////abs/path/optuna.db or postgresql://user@host/db, or leave it "
+                        f"out (SQLite in the experiment directory).") from None
