@@ -21,6 +21,12 @@ How a spec becomes trials
   the Pareto front. The study lives in a real database: SQLite `optuna.db` in the experiment
   directory by default (or `search.optuna_storage`, any SQLAlchemy URL, e.g. PostgreSQL), so
   `optuna.load_study(study_name=<experiment>, storage=<url>)` and `optuna-dashboard <url>` open it.
+* **Repeats** (`search.repeats: N`, see `selection`): each proposed configuration runs on N seeds,
+  `train.seed` + 0..N-1; the searcher is told their mean (or lower confidence bound) once all N
+  finished (optuna and random through `tune.repeater.SeedRepeater`, grid as a repeat axis). The
+  experiment has cells x num_samples x N trials. ASHA and a `train.seed` axis are refused with it.
+* **Selection** on `val/*` only (`selection.check_selection`): `test/*` metrics are refused unless
+  `search.allow_test_selection`.
 * An arm's overrides are applied after the sampled values: an arm that sets `lico.alpha: 0`
   wins over a searched `lico.alpha`.
 * **Schedulers**: FIFO, or ASHA on the single metric with `epoch` as time (ASHA with two metrics
@@ -41,6 +47,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import SpecError, first_error
+from .selection import check_repeats, check_selection
 from .layout import OPTUNA_FILE, RUN_FILE, cache_path
 from .spec import Spec, TrialConfig, validate_spec
 from .storage import is_uri, join, normalise_root
@@ -81,7 +88,8 @@ class Plan:
 
     @property
     def n_trials(self) -> int:
-        return len(self.cells) * self.spec.search.num_samples
+        s = self.spec.search
+        return len(self.cells) * s.num_samples * s.repeats
 
     @property
     def experiment_path(self) -> str:
@@ -151,7 +159,7 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
             raise SpecError(f"{where}: '{kind}' needs a sampling algorithm; with search.algorithm 'grid' "
                             f"use {{grid: [...]}}, or set search.algorithm to 'random' or 'optuna'.")
         _check_range(where, kind, args)
-        if kind == "choice" and s.algorithm == "optuna":
+        if kind == "choice" and (s.algorithm == "optuna" or s.repeats > 1):   # repeats: through Optuna
             bad = [v for v in args if not isinstance(v, (str, int, float, bool)) and v is not None]
             if bad:
                 raise SpecError(f"{where}: Optuna's categorical values must be scalars (got {bad[0]!r}); "
@@ -167,12 +175,14 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
                         f"Ray's ASHA stops trials on one metric. Keep one metric, or use scheduler 'fifo' "
                         f"(a multi-objective search then gives a Pareto front).")
     if not s.metrics:
-        raise SpecError("search.metrics: name at least one metric, e.g. {test/acc: max}.")
+        raise SpecError("search.metrics: name at least one metric, e.g. {val/acc: max}.")
+    check_repeats(spec)
 
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
     if smoke:
         _shrink_for_smoke(plan)
-    _check_cells(plan)
+    resolved = _check_cells(plan)
+    check_selection(plan.spec, resolved)
     return plan
 
 
@@ -200,9 +210,11 @@ def _bounds(kind: str, args: list) -> list:
     return [args[0], args[1]]
 
 
-def _check_cells(plan: Plan) -> None:
-    """Every cell, with every sampled distribution at each of its bounds, must be a valid trial."""
+def _check_cells(plan: Plan) -> list[TrialConfig]:
+    """Every cell, with every sampled distribution at each of its bounds, must be a valid trial.
+    Returns the checked cells' configs."""
     runtime = plan.runtime()
+    resolved = []
     cells = plan.cells
     step = max(1, len(cells) // MAX_CHECKED_CELLS)
     for cell in cells[::step]:
@@ -210,11 +222,12 @@ def _check_cells(plan: Plan) -> None:
                                   for v in _bounds(kind, args)]
         for params in probes:
             try:
-                resolve_trial(runtime, params)
+                resolved.append(resolve_trial(runtime, params))
             except Exception as exc:  # pydantic ValidationError or a bad path
                 msg = first_error(exc, TrialConfig) if isinstance(exc, ValidationError) else str(exc)
                 shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
                 raise SpecError(f"search: the trial with {shown} is not valid: {msg}") from None
+    return resolved
 
 
 def _shrink_for_smoke(plan: Plan) -> None:
