@@ -165,3 +165,18 @@ def test_optuna_sweep_with_repeats_runs_each_proposal_on_3_seeds_and_tells_the_m
         assert len({eps for eps, _, _ in group}) == 1, "one proposal, one epsilon"
         assert sorted(seed for _, seed, _ in group) == [0, 1, 2], "3 distinct seeds: base seed + 0, 1, 2"
         assert study_trial.value == pytest.approx(statistics.mean(acc for _, _, acc in group))
+
+
+def test_best_configuration_is_a_configuration_over_all_its_seeds_not_a_lucky_trial():
+    """The run summary's best: config A (3 seeds, mean 84) beats config B, whose one finished seed
+    scored 95 but whose other repeats did not report: B has n = 1 < 3 and cannot compete."""
+    from lico_tune.tune.summary import _best_lines
+    a = {"lico.ot.epsilon": 0.1}
+    rows = [{"trial_id": f"a{i}", "arm": None, "dataset": "digits", "config_id": "A",
+             "params": {**a, TRIAL_INDEX: i}, "val/acc": acc} for i, acc in enumerate([80.0, 83.0, 89.0])]
+    rows += [{"trial_id": "b0", "arm": None, "dataset": "digits", "config_id": "B",
+              "params": {"lico.ot.epsilon": 0.5, TRIAL_INDEX: 0}, "val/acc": 95.0}]
+    (line,) = _best_lines(rows, {"val/acc": "max"}, "x")
+    half = stats.t.ppf(0.975, 2) * stats.sem([80.0, 83.0, 89.0])
+    assert line == (f"best val/acc (max): 84 ± {half:.4g} (n=3 seeds) - configuration A, arm -, dataset digits, "
+                    f"lico.ot.epsilon=0.1; trials a0, a1, a2")

@@ -15,7 +15,7 @@ import pandas as pd
 from .scan import STATUSES, metric_mode, scan_root
 from ..storage import normalise_root
 
-BASE_COLUMNS = ["experiment", "trial_id", "arm", "dataset", "seed", "status", "error", "n_epochs", "damaged",
+BASE_COLUMNS = ["experiment", "trial_id", "arm", "dataset", "seed", "config_id", "status", "error", "n_epochs", "damaged",
                 "usable", "warnings", "checkpoint", "gallery", "path", "trial_dir"]
 
 
