@@ -242,9 +242,11 @@ def _shrink_for_smoke(plan: Plan) -> None:
                      len(next(iter(v.values()))) >= 2), None)
         if wide is not None:
             plan.grid[wide] = list(next(iter(plan.spec.search.space[wide].values())))[:2]
-    samples = 2 if len(plan.cells) == 1 else 1
+    one_cell = len(plan.cells) == 1
     spec = plan.spec.model_copy(deep=True)
-    spec.search.num_samples = samples
+    # 2 trials: one configuration on 2 seeds when the spec repeats (exercises the repeater), else 2 samples.
+    spec.search.repeats = 2 if one_cell and spec.search.repeats > 1 else 1
+    spec.search.num_samples = 2 if one_cell and spec.search.repeats == 1 else 1
     spec.search.scheduler.grace_period = 1
     plan.spec, plan.smoke = spec, True
     plan.limits, plan.force = dict(SMOKE_LIMITS), dict(SMOKE_SET)

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from ray_helpers import lico_tune, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
+from ray_helpers import REPO, lico_tune, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
 from scipy import stats
 
 from lico_tune.data import build_data
@@ -180,3 +180,17 @@ def test_best_configuration_is_a_configuration_over_all_its_seeds_not_a_lucky_tr
     half = stats.t.ppf(0.975, 2) * stats.sem([80.0, 83.0, 89.0])
     assert line == (f"best val/acc (max): 84 ± {half:.4g} (n=3 seeds) - configuration A, arm -, dataset digits, "
                     f"lico.ot.epsilon=0.1; trials a0, a1, a2")
+
+
+def test_random_with_repeats_goes_through_the_repeater_and_smoke_keeps_two_trials(tiny_trial_tree, tmp_path):
+    from ray.tune.search.optuna import OptunaSearch
+    from lico_tune.spec import load_spec
+    from lico_tune.tune.repeater import SeedRepeater
+    from lico_tune.tune.searchers import search_algorithm
+    plan = plan_search(spec_of(tiny_trial_tree, search={"algorithm": "random", "num_samples": 4, "repeats": 3,
+                                                        "space": EPS}), storage=str(tmp_path))
+    alg, space, num_samples = search_algorithm(plan)
+    assert isinstance(alg, SeedRepeater) and alg.repeat == 3 and isinstance(alg.searcher, OptunaSearch)
+    assert space == {} and num_samples == plan.n_trials == 12
+    smoke = plan_search(load_spec(REPO / "search_spaces" / "ot_eps.yaml"), storage=str(tmp_path), smoke=True)
+    assert (smoke.spec.search.repeats, smoke.spec.search.num_samples, smoke.n_trials) == (2, 1, 2)
