@@ -165,6 +165,16 @@ def test_optuna_sweep_with_repeats_runs_each_proposal_on_3_seeds_and_tells_the_m
         assert len({eps for eps, _, _ in group}) == 1, "one proposal, one epsilon"
         assert sorted(seed for _, seed, _ in group) == [0, 1, 2], "3 distinct seeds: base seed + 0, 1, 2"
         assert study_trial.value == pytest.approx(statistics.mean(acc for _, _, acc in group))
+    # The run summary and `lico-tune report` name a configuration over its 3 seeds as best.
+    means = {cid: statistics.mean(acc for _, _, acc in g) for cid, g in groups.items()}
+    winner = max(means, key=means.get)
+    assert f"(n=3 seeds) - configuration {winner}" in out.stdout
+    from lico_tune.results import build_report, load_results
+    (rep,) = build_report(load_results(str(tmp_path / "res"), use_catalog=False), "rep", metrics=["val/acc"])
+    (best,) = rep.best.to_dict("records")
+    assert best["n"] == 3 and best["config_id"] == winner and best["mean"] == pytest.approx(means[winner])
+    assert any("pool different searched configurations" in w and "- · digits: 2" in w
+               for w in rep.small_n_warnings())
 
 
 def test_best_configuration_is_a_configuration_over_all_its_seeds_not_a_lucky_trial():
