@@ -159,7 +159,7 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
             raise SpecError(f"{where}: '{kind}' needs a sampling algorithm; with search.algorithm 'grid' "
                             f"use {{grid: [...]}}, or set search.algorithm to 'random' or 'optuna'.")
         _check_range(where, kind, args)
-        if kind == "choice" and (s.algorithm == "optuna" or s.repeats > 1):   # repeats: through Optuna
+        if kind == "choice" and (s.algorithm == "optuna" or (s.algorithm == "random" and s.repeats > 1)):
             bad = [v for v in args if not isinstance(v, (str, int, float, bool)) and v is not None]
             if bad:
                 raise SpecError(f"{where}: Optuna's categorical values must be scalars (got {bad[0]!r}); "

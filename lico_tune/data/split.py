@@ -3,7 +3,8 @@
 It is drawn with `data.val_seed` (never the trial seed), from the full training split before
 `labels_per_class` / `train_subset` pick a trial's training images, so every trial of an
 experiment (every seed, arm and searched value on the same dataset) validates on the same images
-and never trains on them.
+and never trains on them. It is carved before `data.shortcut` plants patches in the training
+images, so validation images carry no patch (val/acc is clean accuracy).
 """
 from __future__ import annotations
 
