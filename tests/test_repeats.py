@@ -167,12 +167,15 @@ def test_optuna_sweep_with_repeats_runs_each_proposal_on_3_seeds_and_tells_the_m
         assert study_trial.value == pytest.approx(statistics.mean(acc for _, _, acc in group))
     # The run summary and `lico-tune report` name a configuration over its 3 seeds as best.
     means = {cid: statistics.mean(acc for _, _, acc in g) for cid, g in groups.items()}
-    winner = max(means, key=means.get)
-    assert f"(n=3 seeds) - configuration {winner}" in out.stdout
+    top = max(means.values())
+    winners = {cid for cid, m in means.items() if m == pytest.approx(top)}   # a tiny run may tie
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("best val/acc (max):")]
+    assert "(n=3 seeds) - configuration " in line, line
+    assert line.split("- configuration ")[1].split(",")[0] in winners, line
     from lico_tune.results import build_report, load_results
     (rep,) = build_report(load_results(str(tmp_path / "res"), use_catalog=False), "rep", metrics=["val/acc"])
     (best,) = rep.best.to_dict("records")
-    assert best["n"] == 3 and best["config_id"] == winner and best["mean"] == pytest.approx(means[winner])
+    assert best["n"] == 3 and best["config_id"] in winners and best["mean"] == pytest.approx(top)
     assert any("pool different searched configurations" in w and "- · digits: 2" in w
                for w in rep.small_n_warnings())
 
