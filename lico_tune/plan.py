@@ -21,6 +21,12 @@ How a spec becomes trials
   the Pareto front. The study lives in a real database: SQLite `optuna.db` in the experiment
   directory by default (or `search.optuna_storage`, any SQLAlchemy URL, e.g. PostgreSQL), so
   `optuna.load_study(study_name=<experiment>, storage=<url>)` and `optuna-dashboard <url>` open it.
+* **Repeats** (`search.repeats: N`, see `selection`): each proposed configuration runs on N seeds,
+  `train.seed` + 0..N-1; the searcher is told their mean (or lower confidence bound) once all N
+  finished (optuna and random through `tune.repeater.SeedRepeater`, grid as a repeat axis). The
+  experiment has cells x num_samples x N trials. ASHA and a `train.seed` axis are refused with it.
+* **Selection** on `val/*` only (`selection.check_selection`): `test/*` metrics are refused unless
+  `search.allow_test_selection`.
 * An arm's overrides are applied after the sampled values: an arm that sets `lico.alpha: 0`
   wins over a searched `lico.alpha`.
 * **Schedulers**: FIFO, or ASHA on the single metric with `epoch` as time (ASHA with two metrics
@@ -41,6 +47,7 @@ from pydantic import ValidationError
 
 from .errors import SpecError, first_error
 from .layout import OPTUNA_FILE, RUN_FILE, cache_path, stamped
+from .selection import check_repeats, check_selection
 from .spec import Spec, TrialConfig, validate_spec
 from .safe_yaml import load_text
 from .spec_checks import check_distribution, check_name, check_optuna_url, check_storage
@@ -82,7 +89,8 @@ class Plan:
 
     @property
     def n_trials(self) -> int:
-        return len(self.cells) * self.spec.search.num_samples
+        s = self.spec.search
+        return len(self.cells) * s.num_samples * s.repeats
 
     @property
     def experiment_path(self) -> str:
@@ -157,7 +165,7 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
             raise SpecError(f"{where}: '{kind}' needs a sampling algorithm; with search.algorithm 'grid' "
                             f"use {{grid: [...]}}, or set search.algorithm to 'random' or 'optuna'.")
         _check_range(where, kind, args)
-        if kind == "choice" and s.algorithm == "optuna":
+        if kind == "choice" and (s.algorithm == "optuna" or (s.algorithm == "random" and s.repeats > 1)):
             bad = [v for v in args if not isinstance(v, (str, int, float, bool)) and v is not None]
             if bad:
                 raise SpecError(f"{where}: Optuna's categorical values must be scalars (got {bad[0]!r}); "
@@ -173,13 +181,15 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
                         f"Ray's ASHA stops trials on one metric. Keep one metric, or use scheduler 'fifo' "
                         f"(a multi-objective search then gives a Pareto front).")
     if not s.metrics:
-        raise SpecError("search.metrics: name at least one metric; set it to e.g. {test/acc: max}.")
+        raise SpecError("search.metrics: name at least one metric; set it to e.g. {val/acc: max}.")
+    check_repeats(spec)
 
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
-    _check_cells(plan)          # before any smoke shrinking: the full sweep must be valid
+    resolved = _check_cells(plan)          # before any smoke shrinking: the full sweep must be valid
     if smoke:
         _shrink_for_smoke(plan)
-        _check_cells(plan)
+        resolved = _check_cells(plan)
+    check_selection(plan.spec, resolved)
     return plan
 
 
@@ -207,9 +217,11 @@ def _bounds(kind: str, args: list) -> list:
     return [args[0], args[1]]
 
 
-def _check_cells(plan: Plan) -> None:
-    """Every cell, with every sampled distribution at each of its bounds, must be a valid trial."""
+def _check_cells(plan: Plan) -> list[TrialConfig]:
+    """Every cell, with every sampled distribution at each of its bounds, must be a valid trial.
+    Returns the checked cells' configs."""
     runtime = plan.runtime()
+    resolved = []
     cells = plan.cells
     step = max(1, len(cells) // MAX_CHECKED_CELLS)
     for cell in cells[::step]:
@@ -217,12 +229,13 @@ def _check_cells(plan: Plan) -> None:
                                   for v in _bounds(kind, args)]
         for params in probes:
             try:
-                resolve_trial(runtime, params)
+                resolved.append(resolve_trial(runtime, params))
             except Exception as exc:  # pydantic ValidationError or a bad path
                 msg = first_error(exc, TrialConfig) if isinstance(exc, ValidationError) else str(exc)
                 shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
                 raise SpecError(f"search: the trial with {shown} is not valid: {msg}. Fix that value in "
                                 f"search.space or in the arm's overrides.") from None
+    return resolved
 
 
 def _shrink_for_smoke(plan: Plan) -> None:
@@ -237,9 +250,11 @@ def _shrink_for_smoke(plan: Plan) -> None:
                      len(next(iter(v.values()))) >= 2), None)
         if wide is not None:
             plan.grid[wide] = list(next(iter(plan.spec.search.space[wide].values())))[:2]
-    samples = 2 if len(plan.cells) == 1 else 1
+    one_cell = len(plan.cells) == 1
     spec = plan.spec.model_copy(deep=True)
-    spec.search.num_samples = samples
+    # 2 trials: one configuration on 2 seeds when the spec repeats (exercises the repeater), else 2 samples.
+    spec.search.repeats = 2 if one_cell and spec.search.repeats > 1 else 1
+    spec.search.num_samples = 2 if one_cell and spec.search.repeats == 1 else 1
     spec.search.scheduler.grace_period = 1
     plan.spec, plan.smoke = spec, True
     plan.limits, plan.force = dict(SMOKE_LIMITS), dict(SMOKE_SET)

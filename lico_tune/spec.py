@@ -68,6 +68,11 @@ class DataConfig(_Strict):
         None, ge=1, description="Limited-labels setting: N training labels per class, class-balanced, seeded.")
     train_subset: Optional[int] = Field(None, ge=1, description="Use only this many training images (seeded).")
     test_subset: Optional[int] = Field(None, ge=1, description="Evaluate on only this many test images (seeded).")
+    val_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of the training split held out as a validation split "
+        "(stratified, drawn with val_seed, before labels_per_class / train_subset). Trials report val/acc; "
+        "searches select on val/*. 0: no validation split (searching then refuses val/* metrics).")
+    val_seed: int = Field(0, description="Seed of the validation split: fixed per experiment, never the trial seed.")
     image_size: Optional[int] = Field(None, ge=8, description="Resize images to this size (default: native).")
     augment: bool = Field(True, description="Random crop (pad 4) and horizontal flip for training, as in the recipe.")
     class_names_file: Optional[str] = Field(
@@ -262,6 +267,8 @@ class EvalConfig(_Strict):
     sanity: bool = Field(False, description="Cascading randomisation sanity check (slow: maps per layer).")
     sanity_max_layers: Optional[int] = Field(None, ge=1)
     rise_n_masks: int = Field(250, ge=1, description="RISE masks (250 at 32 px in a LICO reproduction).")
+    val_saliency: bool = Field(False, description="Also explain eval.n_images fixed validation images "
+                               "(needs data.val_fraction > 0): val/saliency/<method>/<metric>, to search on.")
     gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast of the insertion/deletion forwards (the maps stay fp32).")
@@ -313,7 +320,18 @@ class SearchConfig(_Strict):
     space: dict[str, Distribution] = Field(default_factory=dict)
     algorithm: Literal["grid", "random", "optuna"] = "grid"
     num_samples: int = Field(1, ge=1)
-    metrics: dict[str, Literal["max", "min"]] = Field(default_factory=lambda: {"test/acc": "max"})
+    metrics: dict[str, Literal["max", "min"]] = Field(
+        default_factory=lambda: {"val/acc": "max"},
+        description="Metrics the searcher, scheduler and 'best configuration' use: val/* only (test/* and the "
+        "test-image saliency/* are refused unless allow_test_selection).")
+    allow_test_selection: bool = Field(
+        False, description="Allow test/* or saliency/* (test images) in metrics: selection on the test set, "
+        "optimistic; a warning is printed. For reproducing the released code's protocol only.")
+    repeats: int = Field(1, ge=1, description="Run every proposed configuration on this many seeds: repeat i "
+                         "has train.seed = (its seed) + i; the searcher is told their repeat_objective.")
+    repeat_objective: Literal["mean", "lcb"] = Field(
+        "mean", description="What the searcher is told about a configuration's repeats: their mean, or the "
+        "pessimistic end of the 95% t interval (lcb: mean - t*sd/sqrt(n) for max, + for min).")
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     max_concurrent: Optional[int] = Field(None, ge=1)
     max_failures: int = Field(0, ge=-1)

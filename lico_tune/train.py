@@ -24,7 +24,7 @@ from .health import Health
 from .integrity import nonfinite_tensors
 from .layout import CHECKPOINT_FILE, METRICS_FILE
 from .provenance import provenance
-from .saliency.trial import saliency_metric_keys, trial_saliency
+from .saliency.trial import saliency_metric_keys, trial_saliency, val_saliency
 from .spec import TrialConfig
 
 Report = Callable[[dict, Path], None]  # (metrics of one epoch, checkpoint file)
@@ -225,7 +225,8 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
     health.start()
 
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"{cfg.data.name}: {n_train} train / {len(data.test)} test images, {data.num_classes} classes; "
+    n_val = f" / {len(data.val)} val" if data.val is not None else ""
+    log(f"{cfg.data.name}: {n_train} train{n_val} / {len(data.test)} test images, {data.num_classes} classes; "
         f"{cfg.model.backbone} + {cfg.text.encoder}:{cfg.text.model} ({n_params / 1e6:.2f}M trainable) "
         f"on {device}; {t.epochs} epochs x {steps_per_epoch} steps")
 
@@ -293,11 +294,17 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             metrics["test/acc"] = evaluate(model.classifier, data.test, device, cfg.eval.batch_size)
             if ema is not None:
                 metrics["test/acc_ema"] = evaluate(ema.module, data.test, device, cfg.eval.batch_size)
+            if data.val is not None:     # what searches select on (data.val_fraction)
+                metrics["val/acc"] = evaluate(model.classifier, data.val, device, cfg.eval.batch_size)
+                if ema is not None:
+                    metrics["val/acc_ema"] = evaluate(ema.module, data.val, device, cfg.eval.batch_size)
         metrics.update(health.epoch_end())
         if last:
             explained = ema.module if ema is not None and cfg.eval.model == "ema" else model.classifier
             log(f"saliency: {', '.join(cfg.eval.cams)} on {cfg.eval.n_images} test images")
             metrics.update(trial_saliency(explained, data, cfg.eval, out_dir))
+            if cfg.eval.val_saliency:
+                metrics.update(val_saliency(explained, data.val, cfg.eval))
         history.append(metrics)
         save_checkpoint({
             "model": trainable_state(model), "optimizer": optimizer.state_dict(),

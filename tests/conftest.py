@@ -9,7 +9,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # A trial on sklearn digits with the tiny CNN and MiniLM: seconds on a CPU.
 TINY_TRIAL = {
-    "data": {"name": "digits"},
+    "data": {"name": "digits", "val_fraction": 0.2},   # a validation split: searches select on val/acc
     "model": {"backbone": "tiny_cnn"},
     "text": {"encoder": "hf", "model": "minilm", "n_ctx": 4, "features": "eot"},
     "lico": {"alpha": 1.0, "beta": 1.0},

@@ -57,7 +57,7 @@ def test_arms_cross_the_grid_and_seeds_and_sampled_fields_are_drawn(tiny_trial_t
     ({"space": {"lico.ot.epsilonn": {"grid": [0.1]}}}, "did you mean 'lico.ot.epsilon'"),
     ({"space": {"lico.ot.epsilon": {"loguniform": [0.01, 1.0]}}}, "needs a sampling algorithm"),
     ({"space": {"train.seed": {"grid": [0, 1]}}, "algorithm": "optuna"}, "needs at least one sampled"),
-    ({"metrics": {"test/acc": "max", "train/loss": "min"}, "scheduler": {"name": "asha"}},
+    ({"metrics": {"val/acc": "max", "train/loss": "min"}, "scheduler": {"name": "asha"}},
      "Ray's ASHA stops trials on one metric"),
     ({"space": {"lico.ot.epsilon": {"loguniform": [0.0, 1.0]}}, "algorithm": "random"}, "loguniform needs low > 0"),
     ({"space": {"lico.ot.max_iter": {"randint": [0, 10]}}, "algorithm": "random"}, "lico.ot.max_iter"),
@@ -74,7 +74,7 @@ def test_unsupported_or_invalid_searches_are_refused_before_anything_starts(tiny
 def test_cli_run_refuses_a_bad_search_with_exit_2(tiny_trial_tree, tmp_path, capsys):
     from lico_tune.cli import main
     spec = write_spec(tmp_path / "s.yaml", copy.deepcopy(tiny_trial_tree),
-                      search={"scheduler": {"name": "asha"}, "metrics": {"test/acc": "max", "train/loss": "min"}})
+                      search={"scheduler": {"name": "asha"}, "metrics": {"val/acc": "max", "train/loss": "min"}})
     assert main(["run", str(spec), "--storage", str(tmp_path)]) == 2
     assert "asha" in capsys.readouterr().err
 
@@ -165,10 +165,10 @@ def test_optuna_two_metric_study_lives_in_sqlite_and_loads(ray_tmp, tmp_path, ti
     spec = write_spec(tmp_path / "opt.yaml", copy.deepcopy(tiny_trial_tree), search={
         "algorithm": "optuna", "num_samples": 1,
         "space": {"lico.ot.epsilon": {"loguniform": [0.05, 1.0]}, "train.seed": {"grid": [0, 1]}},
-        "metrics": {"test/acc": "max", "train/loss": "min"}})
+        "metrics": {"val/acc": "max", "train/loss": "min"}})
     out = lico_tune(["run", str(spec), "--storage", str(tmp_path / "res"), "--name", "opt"], ray_tmp, timeout=240)
     assert out.returncode == 0, out.stdout[-5000:]
-    assert "Pareto front (test/acc max, train/loss min)" in out.stdout
+    assert "Pareto front (val/acc max, train/loss min)" in out.stdout
     db = tmp_path / "res" / "opt" / "optuna.db"
     study = optuna.load_study(study_name="opt", storage=f"sqlite:///{db}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]

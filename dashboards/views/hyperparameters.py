@@ -8,6 +8,7 @@ import common
 from charts import parallel_coordinates
 from lico_tune.results import aggregate, param_importance, pareto_mask
 from lico_tune.results.ranges import metric_range
+from lico_tune.selection import TRIAL_INDEX
 
 res, root, db, stamp = common.page("Hyperparameters", "How each searched parameter moves each metric.")
 name = common.pick_experiment(res, "hyper")
@@ -19,7 +20,7 @@ if t.empty:
 
 metrics = [m for m in r.metrics if t[m].notna().any()]
 c1, c2, c3 = st.columns([2, 2, 2])
-default = "test/acc" if "test/acc" in metrics else metrics[0]
+default = next((m for m in ("val/acc", "test/acc") if m in metrics), metrics[0])   # val: what searches select on
 metric = c1.selectbox("Metric", metrics, index=metrics.index(default), key="hp_metric")
 # One dataset at a time: accuracies of different datasets are not on one scale, so neither a
 # plot, an importance nor a Pareto front mixes them; the dataset is not a hyperparameter.
@@ -35,6 +36,11 @@ with_seed = st.checkbox("Plot the seed too", value=False, key="hp_seed",
                         help="Seeds are noise, not a choice: they are never in the importance; plot them to see "
                              "how much they move a metric.") if seeds else False
 hyper = [p for p in varied if p not in seeds]          # the hyperparameters proper
+varied = [p for p in r.params.get(name, []) if p in t.columns and t[p].nunique(dropna=True) > 1]
+seeds = [p for p in varied if p.endswith(".seed") or p == TRIAL_INDEX]   # the repeat index is a seed too
+with_seed = st.checkbox("Include the seed as a parameter", value=False, key="hp_seed",
+                        help="Seeds are noise, not a choice; include them to see how much they move a metric.") \
+    if seeds else False
 params = [p for p in varied if with_seed or p not in seeds]
 mode = r.mode(metric, name)
 rng = metric_range(metric)
@@ -75,6 +81,20 @@ for i, p in enumerate(params):
 st.caption("Points: trials; line (numeric) or diamond (categorical): mean per value; band or bar: 95% t "
            "interval over the trials at that value, per arm.")
 
+st.subheader("Configurations over their seeds")
+if "config_id" in t.columns and t["config_id"].notna().any():
+    cfg = aggregate(t.assign(experiment=name), [metric], by=("config_id", "arm", "dataset"))
+    first = t.drop_duplicates("config_id").set_index("config_id")[params] if params else None
+    table = cfg[["config_id", "arm", "dataset", "n", "mean", "ci_low", "ci_high"]]
+    if first is not None:
+        table = table.join(first, on="config_id")
+    full = table["n"] == table["n"].max()
+    st.dataframe(table.assign(all_seeds=full).sort_values("mean", ascending=mode == "min"),
+                 hide_index=True, width="stretch")
+    st.caption(f"One row per configuration (config_id: its arm and searched values, seeds and repeats pooled); "
+               f"mean and 95% t interval of {metric} over its n seeds. A configuration is only 'best' with all "
+               f"its seeds (all_seeds).")
+
 st.subheader("Parallel coordinates")
 axes = params + [metric]
 if len(axes) >= 2:
@@ -97,8 +117,8 @@ else:
                f"a rough guide, not a test.")
 
 st.subheader("Accuracy vs explanation: the Pareto front")
-acc = [m for m in ("test/acc", "test/acc_ema") if m in r.metrics and r.usable[m].notna().any()]
-sal = [m for m in r.metrics if m.startswith("saliency/") and m.endswith(("/overall", "/insertion", "/pointing",
+acc = [m for m in ("val/acc", "val/acc_ema", "test/acc", "test/acc_ema") if m in r.metrics and r.usable[m].notna().any()]
+sal = [m for m in r.metrics if m.startswith(("saliency/", "val/saliency/")) and m.endswith(("/overall", "/insertion", "/pointing",
                                                                            "/ses", "/energy"))
        and r.usable[m].notna().any()]
 if not acc or not sal:

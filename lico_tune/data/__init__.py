@@ -32,6 +32,7 @@ class DataBundle:
     std: tuple[float, ...]
     source: str = field(default="")      # where the data was read from
     shortcut: Optional["ShortcutProbe"] = None   # the shortcut probe's test sets (data.shortcut)
+    val: "Optional[ImageSet | FolderSet]" = None  # validation split carved from train (data.val_fraction)
 
     @property
     def num_classes(self) -> int:
@@ -40,6 +41,7 @@ class DataBundle:
     def summary(self) -> dict:
         """Plain facts for a trial's results."""
         return {"name": self.name, "n_train": len(self.train), "n_test": len(self.test),
+                "n_val": 0 if self.val is None else len(self.val),
                 "num_classes": self.num_classes, "in_channels": self.in_channels,
                 "image_size": self.image_size, "mean": list(self.mean), "std": list(self.std),
                 "source": self.source, "boxes": getattr(self.test, "boxes", None) is not None,

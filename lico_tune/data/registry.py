@@ -9,6 +9,7 @@ import torch
 from . import digits, fashion_mnist, imagefolder, names, placed, shortcut, torchvision_sets
 from .imageset import ImageSet, crop_pad_for, resize_uint8
 from .paths import RawSplits
+from .split import validation_indices
 from .subsets import per_class_subset, stratified_subset
 
 TEST_SUBSET_SEED = 0    # every trial evaluates on the same test images
@@ -94,6 +95,11 @@ def build_data(cfg, seed: int = 0):
             raise ValueError(f"{cfg.name} {split}: labels span {int(ds.labels.min())}..{int(ds.labels.max())} "
                              f"but there are {len(class_names)} class names")
 
+    val = None
+    if cfg.val_fraction > 0:       # before the trial's own subsets: fixed per experiment (data.val_seed)
+        train_idx, val_idx = validation_indices(train.labels, cfg.val_fraction, cfg.val_seed)
+        val = train.subset(val_idx).with_augment(False)
+        train = train.subset(train_idx)
     g = torch.Generator().manual_seed(int(seed))
     if cfg.labels_per_class is not None:
         train = train.subset(per_class_subset(train.labels, cfg.labels_per_class, g, class_names))
@@ -108,7 +114,7 @@ def build_data(cfg, seed: int = 0):
             raise ValueError(f"data.shortcut works on in-memory datasets, not {cfg.name}; remove data.shortcut.")
         train, probe = shortcut.build(train, test, cfg.shortcut, len(class_names), crop_pad_for(size))
         test = probe.clean if cfg.shortcut.test == "absent" else probe.shuffled
-    return DataBundle(name=cfg.name, train=train, test=test, class_names=class_names,
+    return DataBundle(name=cfg.name, train=train, test=test, val=val, class_names=class_names,
                       in_channels=train.in_channels, image_size=size, mean=train.mean, std=train.std,
                       source=source, shortcut=probe)
 

@@ -48,6 +48,7 @@ class ExperimentReport:
     margins: dict[str, float] = field(default_factory=dict)
     target_width: Optional[float] = None
     health: pd.DataFrame = field(default_factory=pd.DataFrame)   # health_table(): per arm and dataset
+    pooled: dict = field(default_factory=dict)   # (arm, dataset) -> configurations pooled in that cell (> 1)
 
     # ------------------------------------------------------------------------- the ablation table
 
@@ -182,6 +183,11 @@ class ExperimentReport:
     def small_n_warnings(self) -> list[str]:
         """Plain sentences about what this n cannot support."""
         out = []
+        if self.pooled:
+            cells = ", ".join(f"{a} · {d}: {k}" for (a, d), k in sorted(self.pooled.items()))
+            out.append(f"⚠ Some arm x dataset cells pool different searched configurations (not only seeds): "
+                       f"{cells}. Their n counts configurations x seeds; compare configurations in 'Best "
+                       f"configuration' (over each one's own seeds) or the dashboard's Configurations table.")
         s, p = self.summary, self.paired
         if not s.empty and (s["n"] < 2).any():
             out.append(f"{int((s['n'] < 2).sum())} cell(s) have n = 1: no interval, no test.")
@@ -356,9 +362,14 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
                "error": x["error"] or "(no reason recorded)"} for _, x in t[t["status"] == "errored"].iterrows()]
     damaged = [{"trial": x["trial_dir"], "warnings": x["warnings"], "usable": bool(x["usable"])}
                for _, x in t[t["damaged"]].iterrows()]
+    pooled = {}
+    if not usable.empty and "config_id" in usable.columns:
+        counts = usable.groupby(["arm", "dataset"])["config_id"].nunique()
+        pooled = {key: int(k) for key, k in counts.items() if k > 1}
     return ExperimentReport(experiment, metrics, modes, arms, datasets, baseline, level, method, summary, paired,
                             best, status_counts(t), errors, damaged, len(usable), correction, family,
-                            family_size(paired, family), margin_of, target_width, health=health_table(usable))
+                            family_size(paired, family), margin_of, target_width, health=health_table(usable),
+                            pooled=pooled)
 
 
 def build_report(res: Results, experiment: Optional[str] = None, **kwargs) -> list[ExperimentReport]:

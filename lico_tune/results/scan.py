@@ -24,6 +24,7 @@ from typing import Any, Optional
 import yaml
 
 from ..errors import error_reason
+from ..selection import config_id
 from ..layout import (HEALTH_WARNINGS, CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..storage import Storage, basename, join
@@ -282,10 +283,11 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
 
     arm = last_row.get("arm") or params.get("arm") or (prov or {}).get("arm") or "-"
     dataset = last_row.get("dataset") or params.get("data.name") or spec.get("data", {}).get("name")
-    seed = params.get("train.seed", spec.get("train", {}).get("seed"))
+    seed = spec.get("train", {}).get("seed", params.get("train.seed"))   # the trained seed (repeats: base + i)
+    cid = last_row.get("config_id") or (prov or {}).get("config_id") or config_id(params)
     return {
         "experiment": experiment, "trial_id": tid, "trial_dir": basename(tdir), "path": tdir,
-        "arm": arm, "dataset": dataset, "seed": seed, "status": status,
+        "arm": arm, "dataset": dataset, "seed": seed, "config_id": cid, "status": status,
         "error": error_reason(error_text) if error_text else None, "error_detail": error_text[-4000:] if error_text else None,
         "params": {k: v for k, v in params.items() if k != "arm"},
         "final": final, "best": best, "n_epochs": n_epochs, "history": history,

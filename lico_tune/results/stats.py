@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..selection import TRIAL_INDEX
+
 from .power import mde_paired, tost_paired
 from .ranges import clip as _clip
 from .ranges import metric_range
@@ -330,12 +332,15 @@ def _eta_squared(df: pd.DataFrame, params: list[str], metric: str) -> dict[str, 
 
 
 def best_configs(trials: pd.DataFrame, metrics: dict[str, str], params: Sequence[str],
-                 seed_columns: Sequence[str] = ("seed", "train.seed"), level: float = 0.95,
+                 seed_columns: Sequence[str] = ("seed", "train.seed", TRIAL_INDEX), level: float = 0.95,
                  method: str = "t") -> pd.DataFrame:
     """For each metric, the configuration (arm, dataset and the searched parameters that vary,
-    except the seed) with the best mean over its seeds. Columns: experiment, dataset, metric, mode, arm, config,
-    mean, half_width, n, trials."""
-    cols = ["experiment", "dataset", "metric", "mode", "arm", "config", "mean", "half_width", "n", "trials"]
+    except the seed and the repeat index) with the best mean over its seeds. Only configurations
+    with the most seeds of their experiment and dataset compete (with search.repeats N: the ones
+    whose N repeats all reported the metric), so a lucky single seed is never "best".
+    Columns: experiment, dataset, metric, mode, arm, config, mean, half_width, n, trials, config_id."""
+    cols = ["experiment", "dataset", "metric", "mode", "arm", "config", "mean", "half_width", "n", "trials",
+            "config_id"]
     rows = []
     if trials.empty:
         return pd.DataFrame(columns=cols)
@@ -349,13 +354,17 @@ def best_configs(trials: pd.DataFrame, metrics: dict[str, str], params: Sequence
             keyed = g.dropna(subset=[m]).copy()
             keyed["_cfg"] = [repr(tuple(plain_value(r[c]) for c in cfg_cols)) for _, r in keyed.iterrows()]
             best = None
+            full = keyed.groupby(["arm", "_cfg"]).size().max()
             for (arm, cfg), h in keyed.groupby(["arm", "_cfg"], sort=True):
+                if len(h) < full:
+                    continue
                 ci = interval(h[m].tolist(), level, method)
                 better = best is None or (ci["mean"] > best["mean"] if mode == "max" else ci["mean"] < best["mean"])
                 if better:
                     first = h.iloc[0]
                     best = {"experiment": exp, "dataset": dataset, "metric": m, "mode": mode, "arm": arm,
                             "config": {c: plain_value(first[c]) for c in cfg_cols}, "mean": ci["mean"],
-                            "half_width": ci["half_width"], "n": ci["n"], "trials": list(h["trial_id"])}
+                            "half_width": ci["half_width"], "n": ci["n"], "trials": list(h["trial_id"]),
+                            "config_id": first.get("config_id")}
             rows.append(best)
     return pd.DataFrame(rows, columns=cols)

@@ -14,10 +14,11 @@ from typing import Optional
 import pandas as pd
 
 from .scan import STATUSES, metric_mode, scan_root
+from ..selection import config_id
 from ..storage import normalise_root
 
-BASE_COLUMNS = ["experiment", "trial_id", "arm", "dataset", "seed", "status", "error", "n_epochs", "damaged",
-                "usable", "warnings", "health", "checkpoint", "gallery", "path", "trial_dir"]
+BASE_COLUMNS = ["experiment", "trial_id", "arm", "dataset", "seed", "config_id", "status", "error", "n_epochs",
+                "damaged", "usable", "warnings", "health", "checkpoint", "gallery", "path", "trial_dir"]
 
 
 def _cell(v):
@@ -101,6 +102,9 @@ def build_results(root: str, experiments: list[dict], trials: list[dict], source
         row["health"] = "; ".join(t.get("health") or [])
         row["damaged"] = bool(t.get("damaged"))
         row["usable"] = bool(t.get("usable"))
+        if not row.get("config_id"):   # the catalog keeps no config_id column: the same hash of the params
+            row["config_id"] = config_id({**(t.get("params") or {}),
+                                          **({"arm": t["arm"]} if t.get("arm") not in (None, "-") else {})})
         for k, v in (t.get("params") or {}).items():
             row[k] = _cell(v)
         for k, v in (t.get("final") or {}).items():

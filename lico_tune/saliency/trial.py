@@ -95,3 +95,20 @@ def trial_saliency(classifier: nn.Module, data, cfg, out_dir: str | Path) -> dic
                       rise_n_masks=cfg.rise_n_masks, target=cfg.target, batch_size=cfg.batch_size,
                       pixels_per_step=cfg.pixels_per_step, blur_sigma=cfg.blur_sigma)
     return metrics
+
+
+def val_saliency(classifier: nn.Module, val_set, cfg) -> dict[str, float]:
+    """cfg.cams on eval.n_images fixed validation images (the same for every trial of an experiment:
+    the split and eval.seed are fixed), as val/saliency/<method>/<metric>: what a search may select
+    on. The same protocol as the test images' metrics, without the gallery, the sanity check and
+    MPRT (those describe the model, not a choice among models)."""
+    if val_set is None or not cfg.n_images or not cfg.cams:
+        return {}
+    device = next(classifier.parameters()).device
+    idx = fixed_test_indices(val_set, cfg.n_images, cfg.seed)
+    x, y = val_set.batch(idx, augment=False)
+    boxes = getattr(val_set, "boxes", None)
+    masks = boxes_to_masks(boxes[idx], *x.shape[-2:]) if cfg.boxes and boxes is not None else None
+    result = evaluate_saliency(classifier, x.to(device), y.to(device), cfg.cams, n_grids=cfg.n_grids,
+                               ses=cfg.ses, masks=masks, **protocol_options(cfg))
+    return {f"val/{k}": v for k, v in result.metrics.items()}

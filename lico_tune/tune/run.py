@@ -50,7 +50,8 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool
         check_resources(plan, ray.cluster_resources(), where="the Ray cluster", say=lambda m: print(m, file=out))
         write_text(plan.run_file, plan.to_yaml())
         print(f"experiment {plan.experiment}: {plan.n_trials} trials "
-              f"({len(plan.cells)} cells x {plan.spec.search.num_samples} samples), "
+              f"({len(plan.cells)} cells x {plan.spec.search.num_samples} samples"
+              f"{f' x {plan.spec.search.repeats} seeds' if plan.spec.search.repeats > 1 else ''}), "
               f"algorithm {plan.spec.search.algorithm}, scheduler {plan.spec.search.scheduler.name}, "
               f"results in {plan.experiment_path}" +
               (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)

@@ -5,6 +5,9 @@
   `OptunaCells` (the crossed cells assigned round-robin, the sampled fields proposed by TPE), the
   study in a real Optuna storage (`Plan.optuna_url`).
 - FIFO, or ASHA on the single metric with `epoch` as time.
+- search.repeats N > 1: grid gets a repeat axis `__trial_index__` = 0..N-1; optuna (and random,
+  then through Optuna's RandomSampler, so that one proposal can be repeated) are wrapped in
+  `SeedRepeater`, which runs each proposal N times and tells the searcher their mean (or LCB).
 """
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ..plan import Plan
+from ..selection import TRIAL_INDEX
 from ..trial_config import resolve_trial
+from .repeater import SeedRepeater
 
 
 def _has(result: dict, metric: str) -> bool:
@@ -97,7 +102,7 @@ def _domain(kind: str, args: list):
 def search_algorithm(plan: Plan):
     """(search_alg, param_space, num_samples) for the Tuner."""
     s = plan.spec.search
-    if s.algorithm in ("grid", "random"):
+    if s.algorithm == "grid" or (s.algorithm == "random" and s.repeats == 1):
         space: dict[str, Any] = {}
         if plan.arms:
             space["arm"] = _domain("grid", list(plan.arms))
@@ -105,22 +110,30 @@ def search_algorithm(plan: Plan):
             space[path] = _domain("grid", values)
         for path, (kind, args) in plan.sampled.items():
             space[path] = _domain(kind, args)
+        if s.repeats > 1:         # grid: the repeats are one more crossed axis (seed = train.seed + i)
+            space[TRIAL_INDEX] = _domain("grid", list(range(s.repeats)))
         alg = BasicVariantGenerator(max_concurrent=s.max_concurrent or 0, random_state=0)
         return alg, space, s.num_samples
 
     import optuna
     metrics, modes = list(plan.metrics), list(plan.metrics.values())
     url = plan.optuna_url
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(url)
     n_total = plan.n_trials
-    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=min(10, max(2, n_total // 3)))
+    if url is None:            # random with repeats: Optuna's RandomSampler, study in memory
+        storage, sampler = None, optuna.samplers.RandomSampler(seed=0)
+    else:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(url)
+        n_proposals = n_total // s.repeats
+        sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=min(10, max(2, n_proposals // 3)))
     alg = LicoOptunaSearch(
         space=OptunaCells(plan.sampled, plan.cells),
         metric=metrics[0] if len(metrics) == 1 else metrics,
         mode=modes[0] if len(modes) == 1 else modes,
         sampler=sampler, study_name=plan.experiment, storage=storage)
+    if s.repeats > 1:
+        alg = SeedRepeater(alg, s.repeats, metrics, modes, s.repeat_objective)
     if s.max_concurrent:
         alg = ConcurrencyLimiter(alg, max_concurrent=s.max_concurrent)
     return alg, {}, n_total

@@ -1,4 +1,4 @@
-"""The end-of-run summary of a sweep: best trial per metric, the Pareto front (two or more
+"""The end-of-run summary of a sweep: best configuration (over its seeds) per metric and dataset, the Pareto front (two or more
 metrics), mean ± sd per arm and dataset, and the errors; printed and written as summary.json.
 The statistics are `results.stats`' (`pareto_mask`, `aggregate`), the same as `lico-tune report`'s."""
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pandas as pd
 from ..errors import error_reason
 from ..layout import SUMMARY_FILE
 from ..plan import Plan
-from ..results.stats import aggregate, pareto_mask
+from ..selection import config_id
+from ..results.stats import aggregate, best_configs, pareto_mask
 from ..storage import join, write_text
 from ..trial_config import resolve_trial
 
@@ -51,7 +52,7 @@ def _rows(results, plan: Plan) -> list[dict]:
                 dataset = resolve_trial(plan.runtime(), cfg).data.name
             except Exception:  # a config that no longer resolves: leave it unknown
                 pass
-        row = {"trial_id": trial_id, "arm": cfg.get("arm"),
+        row = {"trial_id": trial_id, "arm": cfg.get("arm"), "config_id": m.get("config_id") or config_id(cfg),
                "dataset": dataset, "params": params, "epoch": m.get("epoch"),
                "path": str(r.path), "error": error_reason(r.error),
                "finished": status[trial_id] == "TERMINATED" if trial_id in status else bool(m.get("done"))}
@@ -86,6 +87,30 @@ def _per_group(done: list[dict], shown: list[str]) -> list[str]:
     return lines
 
 
+def _best_lines(done: list[dict], metrics: dict[str, str], experiment: str) -> list[str]:
+    """'best METRIC (mode): mean ± half-width (n=K seeds) - configuration ID, arm, dataset, values;
+    trials ...' per metric and dataset: the configuration (all its seeds) with the best mean
+    (`results.stats.best_configs`: only configurations with the most seeds compete)."""
+    lines = []
+    df = pd.DataFrame([{"experiment": experiment, "trial_id": r["trial_id"], "arm": r["arm"] or "-",
+                        "dataset": str(r["dataset"]), "config_id": r.get("config_id"), **r["params"],
+                        **{m: r.get(m) for m in metrics}} for r in done])
+    params = sorted({k for r in done for k in r["params"]})
+    best = best_configs(df, metrics, params) if len(df) else pd.DataFrame()
+    for metric, mode in metrics.items():
+        hits = best[best["metric"] == metric] if len(best) else best
+        if hits.empty:
+            lines.append(f"best {metric}: no trial reported it (check the metric name in search.metrics)")
+            continue
+        for _, b in hits.iterrows():
+            values = ", ".join(f"{k}={_fmt(v)}" for k, v in b["config"].items())
+            spread = "" if math.isnan(b["half_width"]) else f" ± {_fmt(b['half_width'])}"
+            lines.append(f"best {metric} ({mode}): {_fmt(b['mean'])}{spread} (n={b['n']} seeds) - configuration "
+                         f"{b['config_id']}, arm {b['arm']}, dataset {b['dataset']}" + (f", {values}" if values else "")
+                         + f"; trials {', '.join(b['trials'])}")
+    return lines
+
+
 def _front(done: list[dict], metrics: dict[str, str]) -> list[dict]:
     """The rows on the Pareto front of `metrics` (rows missing a metric are never on it)."""
     if not done:
@@ -108,22 +133,14 @@ def summarize(results, plan: Plan, out=sys.stdout, interrupted: Optional[str] = 
              f"{len(errors)} errored ==" if not unfinished else
              f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, {len(errors)} errored, "
              f"{len(unfinished)} unfinished (continue with: lico-tune resume {plan.experiment_path}) =="]
-    for metric, mode in metrics.items():
-        have = [r for r in done if isinstance(r.get(metric), (int, float))]
-        if not have:
-            lines.append(f"best {metric}: no trial reported it (check the metric name in search.metrics)")
-            continue
-        best = (max if mode == "max" else min)(have, key=lambda r: r[metric])
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
-        lines.append(f"best {metric} ({mode}): {_fmt(best[metric])} - trial {best['trial_id']}, "
-                     f"arm {best['arm'] or '-'}, dataset {best['dataset']}" + (f", {params}" if params else ""))
+    lines += _best_lines(done, metrics, plan.experiment)
     if len(metrics) >= 2:
         front = _front(done, metrics)
         lines.append(f"Pareto front ({', '.join(f'{m} {d}' for m, d in metrics.items())}): " +
                      "; ".join(f"{r['trial_id']} (arm {r['arm'] or '-'}: " +
                                ", ".join(f"{_fmt(r[m])}" for m in metrics) + ")" for r in front))
     overall = sorted({k for r in done for k in r if k.startswith("saliency/") and k.endswith("/overall")})
-    shown = list(dict.fromkeys([*metrics, "test/acc", "test/acc_ema", *overall]))
+    shown = list(dict.fromkeys([*metrics, "val/acc", "test/acc", "test/acc_ema", *overall]))
     if done:
         lines.append("per arm and dataset (mean ± sd over trials):")
         lines += _per_group(done, shown)

@@ -27,6 +27,7 @@ from ray import tune
 
 from ..layout import CHECKPOINT_FILE, GALLERY, METRICS_FILE, PROVENANCE, TRAIN_LOG, TRIAL_SPEC
 from ..provenance import provenance
+from ..selection import TRIAL_INDEX, config_id
 from ..trial_config import resolve_trial
 
 
@@ -53,7 +54,9 @@ def run_trial(config: dict, runtime: dict) -> None:
     arm = config.get("arm")
     trial_dir = Path.cwd()            # Tune's trial working directory; synced as artifacts
     ctx = tune.get_context()
+    # config_id: shared by the seeds of one configuration (repeats, or a train.seed axis)
     info = {"trial_id": ctx.get_trial_id(), "trial_name": ctx.get_trial_name(), "arm": arm,
+            "config_id": config_id(config), "repeat": config.get(TRIAL_INDEX, 0),
             "params": {k: v for k, v in config.items() if k != "arm"},
             "node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
             **provenance(cfg)}
@@ -79,7 +82,8 @@ def run_trial(config: dict, runtime: dict) -> None:
         if cfg.train.fail_at_step is not None:
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"fail_at_step": None})})
         log(f"restored from Tune checkpoint {checkpoint.path}")
-    extra = {"arm": arm or "-", "dataset": cfg.data.name}
+    extra = {"arm": arm or "-", "dataset": cfg.data.name, "config_id": info["config_id"],
+             "seed": cfg.train.seed}
 
     def report(metrics: dict, checkpoint_file: Path) -> None:
         ckpt_dir = Path(tempfile.mkdtemp(prefix="ckpt-", dir=scratch))
