@@ -16,6 +16,8 @@ def check_override_path(text: str, path: str, trial_paths: list[str], sections: 
                         f"lico.ot.epsilon.")
     if parts[0] not in sections or rel in trial_paths:
         return
+    if any(p.startswith(rel + ".") for p in trial_paths):     # a whole section: --set 'data={name: digits}'
+        return
     for i in range(len(parts) - 1, 0, -1):
         head = ".".join(parts[:i])
         if head in trial_paths:

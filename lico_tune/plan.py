@@ -144,7 +144,7 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     s = spec.search
     storage = storage or spec.storage
     storage = normalise_root(storage)
-    name = name or stamped(spec.name)
+    name = stamped(spec.name) if name is None else name
     check_name(name, "--name")
     arms = dict(spec.ablation or {})
     for arm in arms:

@@ -18,7 +18,7 @@ from .safe_yaml import load_text as _load_yaml_text, read_file as _read_yaml_fil
 # The sections live in spec_trial and spec_search; lico_tune.spec stays the one import path.
 from .spec_search import (Distribution, MLflowConfig, ResourcesConfig, SchedulerConfig,  # noqa: F401
                           SearchConfig, TrackingConfig, WandbConfig)
-from .spec_trial import (DataConfig, EvalConfig, LicoConfig, MMConfig, ModelConfig, OTConfig,  # noqa: F401
+from .spec_trial import (DatasetName, DataConfig, EvalConfig, LicoConfig, MMConfig, ModelConfig, OTConfig,  # noqa: F401
                          PlacedConfig, ShortcutConfig, StrictModel, TextConfig, TrainConfig, TrialConfig)
 
 

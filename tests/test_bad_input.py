@@ -23,7 +23,7 @@ from lico_tune.cli import main
 
 VALID = {
     "name": "corpus",
-    "base": {"data": {"name": "digits"}, "model": {"backbone": "tiny_cnn"},
+    "base": {"data": {"name": "digits", "val_fraction": 0.2}, "model": {"backbone": "tiny_cnn"},
              "text": {"encoder": "hf", "model": "minilm", "n_ctx": 4, "features": "eot"},
              "train": {"epochs": 1, "batch_size": 32, "steps_per_epoch": 2}, "eval": {"n_images": 8}},
     "search": {"space": {"train.seed": {"grid": [0, 1]}}},

@@ -172,7 +172,7 @@ def test_optuna_two_metric_study_lives_in_sqlite_and_loads(ray_tmp, tmp_path, ti
     db = tmp_path / "res" / "opt" / "optuna.db"
     study = optuna.load_study(study_name="opt", storage=f"sqlite:///{db}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
-    assert study.metric_names == ["test/acc", "train/loss"], "optuna-dashboard labels the objectives with these"
+    assert study.metric_names == ["val/acc", "train/loss"], "optuna-dashboard labels the objectives with these"
     assert len(study.trials) == 2 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert all(0.05 <= t.params["lico.ot.epsilon"] <= 1.0 for t in study.trials)
     assert sorted(t.user_attrs["train.seed"] for t in study.trials) == [0, 1], "seeds are crossed"

@@ -31,16 +31,11 @@ chosen = c3.multiselect("Arms", arms, default=arms, key="hp_arms")
 t = t[t["arm"].isin(chosen) & (t["dataset"] == dataset)]
 t = t.dropna(subset=[metric])
 varied = [p for p in r.params.get(name, []) if p in t.columns and p != "data.name" and t[p].nunique(dropna=True) > 1]
-seeds = [p for p in varied if p.endswith(".seed")]
+seeds = [p for p in varied if p.endswith(".seed") or p == TRIAL_INDEX]   # the repeat index is a seed too
 with_seed = st.checkbox("Plot the seed too", value=False, key="hp_seed",
                         help="Seeds are noise, not a choice: they are never in the importance; plot them to see "
                              "how much they move a metric.") if seeds else False
 hyper = [p for p in varied if p not in seeds]          # the hyperparameters proper
-varied = [p for p in r.params.get(name, []) if p in t.columns and t[p].nunique(dropna=True) > 1]
-seeds = [p for p in varied if p.endswith(".seed") or p == TRIAL_INDEX]   # the repeat index is a seed too
-with_seed = st.checkbox("Include the seed as a parameter", value=False, key="hp_seed",
-                        help="Seeds are noise, not a choice; include them to see how much they move a metric.") \
-    if seeds else False
 params = [p for p in varied if with_seed or p not in seeds]
 mode = r.mode(metric, name)
 rng = metric_range(metric)
