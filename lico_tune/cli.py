@@ -303,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", action="append", default=[], metavar="NAME",
                    help="a metric to tabulate, e.g. saliency/gradcam/insertion (repeatable; default: the spec's "
                         "search metrics, test/acc, test/acc_ema and each saliency method's overall score)")
-    p.add_argument("--baseline", metavar="ARM", help="arm the others are compared with (default: ce)")
+    p.add_argument("--baseline", action="append", metavar="ARM",
+                   help="arm the others are compared with (default: ce); repeatable: --baseline ce --baseline "
+                        "lico compares every arm with each (the first leads the table and decides what is bold); "
+                        "the correction covers the comparisons with every baseline")
     p.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="confidence interval (default: t)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default: 0.95)")
     p.add_argument("--correction", choices=["holm", "bh"], default="holm",

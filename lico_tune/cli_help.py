@@ -19,7 +19,8 @@ EXIT_TEXT = {
     "rerun": "0 the retrained trial matches bit for bit; 1 it does not (or diverged); 2 bad input (no record)",
     "explain": "0 figure written; 2 bad input (checkpoint, images)",
     "index": "0 catalog written; 2 no such results root",
-    "report": "0 report printed; 2 bad input (no results, unknown experiment or metric, bad --level/--margin)",
+    "report": "0 report printed; 2 bad input (no results, unknown experiment, metric or baseline, bad "
+              "--level/--margin)",
     "dashboard": "the exit status of Streamlit (0 after Ctrl-C); 2 Streamlit or the app is missing",
 }
 
@@ -36,6 +37,7 @@ EXAMPLES = {
     "explain": ["lico-tune explain runs/try1 --method gradcam --method rise -o explain.png"],
     "index": ["lico-tune index ~/lico-tune-results"],
     "report": ["lico-tune report ~/lico-tune-results --experiment ablation --margin test/acc=0.5",
+               "lico-tune report ~/lico-tune-results --experiment study --baseline ce --baseline lico",
                "lico-tune report ~/lico-tune-results --format csv > ablation.csv"],
     "dashboard": ["lico-tune dashboard ~/lico-tune-results --port 8501"],
 }

@@ -35,13 +35,17 @@ def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Seque
             out.append(f"### Ablation table\n\n{_md_table(rep.ablation_table(bold='md'), index=True)}\n\n"
                        f"{rep.caption()}")
             if rep.baseline:
-                out.append(f"### Paired differences against `{rep.baseline}` (matched seeds)\n\n"
+                several = len(rep.baselines) > 1
+                out.append(f"### Paired differences against {rep.against()} (matched seeds)\n\n"
                            + (_md_table(rep.paired_table()) if not rep.paired.empty else
-                              "No arm shares seeds with the baseline.")
-                           + f"\n\nMean difference arm − {rep.baseline} with its {rep.pct} t interval (clipped to "
+                              f"No arm shares seeds with the baseline{'s' if several else ''}.")
+                           + f"\n\nMean difference arm − {'baseline' if several else rep.baseline} with its "
+                             f"{rep.pct} t interval (clipped to "
                              f"the difference's range); paired t-test p, {rep.correction_text()}Verdict at "
                              f"α = {rep.alpha:.2g} after the correction: higher/lower, equivalent (TOST within "
                              f"the margin, `--margin`), or inconclusive. Wilcoxon signed-rank only with n ≥ 6."
+                           + (" A pair compared under an earlier baseline is not repeated the other way round."
+                              if several else "")
                            + (f"\n\n{rep.mde_text()}" if rep.mde_text() else ""))
             else:
                 out.append("No baseline arm (no 'ce' arm and none with lico.alpha = lico.beta = 0): "
@@ -100,7 +104,7 @@ def to_latex(reports: list[ExperimentReport]) -> str:
         out.append(_latex_table(rep.ablation_table(bold="latex").reset_index(), rep.caption(), f"tab:{key}-ablation"))
         if rep.baseline and not rep.paired.empty:
             out.append(_latex_table(rep.paired_table().drop(columns=["note"]),
-                                    f"Paired differences against {rep.baseline} on matched seeds "
+                                    f"Paired differences against {rep.against('')} on matched seeds "
                                     f"({rep.pct} t interval; paired t-test; {rep.correction_text()}"
                                     f"{rep.mde_text()}", f"tab:{key}-paired"))
         if not rep.best.empty:

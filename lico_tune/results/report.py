@@ -1,6 +1,6 @@
 """The ablation report: arms x datasets table (mean +- CI over seeds; bold only where a paired
-interval separates the best arm from the baseline), paired differences against the baseline arm
-(corrected over the report's family of tests, with TOST equivalence at a user margin and the
+interval separates the best arm from the first baseline), paired differences against the baseline
+arm(s) (baselines.py; corrected over the report's family of tests, with TOST equivalence at a user margin and the
 minimal detectable effect), small-n warnings, and the best configuration per metric. Rendered
 as Markdown, CSV, LaTeX or JSON by `render.py`; the dashboard's Ablations page shows the same
 tables (same functions)."""
@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import pandas as pd
 
+from .baselines import names, paired_section, resolve_baselines
 from .health_table import health_table
 from .power import seeds_for_half_width
 from .ranges import clip, difference_range
 from .stats import (plain_value, BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N, aggregate, best_configs,
-                    correct_family, family_size, paired_vs_baseline)
+                    correct_family, family_size)
 from .table import Results, status_counts
 
 FORMATS = ("md", "csv", "latex", "json")
 SEP = " · "
-FAMILIES = {"report": "every paired test of the report (all arms × datasets × metrics)",
-            "metric": "the paired tests of each metric (its arms × datasets)"}
+FAMILIES = {"report": "every paired test of the report (all arms{b} × datasets × metrics)",
+            "metric": "the paired tests of each metric (its arms{b} × datasets)"}   # {b}: ' × baselines' if several
 
 
 @dataclass
@@ -32,7 +33,7 @@ class ExperimentReport:
     modes: dict[str, str]
     arms: list[str]
     datasets: list[str]
-    baseline: Optional[str]
+    baseline: Optional[str]        # the first baseline: it leads the arms and decides what is bold
     level: float
     method: str
     summary: pd.DataFrame          # aggregate(): one row per arm, dataset, metric
@@ -49,6 +50,10 @@ class ExperimentReport:
     target_width: Optional[float] = None
     health: pd.DataFrame = field(default_factory=pd.DataFrame)   # health_table(): per arm and dataset
     pooled: dict = field(default_factory=dict)   # (arm, dataset) -> configurations pooled in that cell (> 1)
+    baselines: list[str] = field(default_factory=list)   # every baseline, `baseline` first (baselines.py)
+
+    def __post_init__(self):
+        self.baselines = list(self.baselines) or ([self.baseline] if self.baseline else [])
 
     # ------------------------------------------------------------------------- the ablation table
 
@@ -57,9 +62,11 @@ class ExperimentReport:
         hit = s[(s["arm"] == arm) & (s["dataset"] == dataset) & (s["metric"] == metric)]
         return None if hit.empty else hit.iloc[0].to_dict()
 
-    def pair(self, arm: str, dataset: str, metric: str) -> Optional[dict]:
+    def pair(self, arm: str, dataset: str, metric: str, baseline: Optional[str] = None) -> Optional[dict]:
+        """The paired row of arm − baseline (default: the first baseline)."""
         p = self.paired
-        hit = p[(p["arm"] == arm) & (p["dataset"] == dataset) & (p["metric"] == metric)] if not p.empty else p
+        hit = p[(p["arm"] == arm) & (p["dataset"] == dataset) & (p["metric"] == metric) &
+                (p["baseline"] == (baseline or self.baseline))] if not p.empty else p
         return None if hit.empty else hit.iloc[0].to_dict()
 
     def best_arms(self, dataset: str, metric: str) -> set[str]:
@@ -141,6 +148,10 @@ class ExperimentReport:
     def p_adj_label(self) -> str:
         return f"p ({CORRECTION_NAMES[self.correction]})"
 
+    def against(self, quote: str = "`") -> str:
+        """The baselines as the paired section's heading names them: '`ce`', '`ce` and `lico`'."""
+        return names(self.baselines, quote)
+
     def verdict(self, r: dict) -> str:
         """What a row lets one say at alpha after the family-wise correction."""
         if not _nan(r["p_adj"]) and r["p_adj"] < self.alpha:
@@ -208,12 +219,13 @@ class ExperimentReport:
                 out.append(f"Wilcoxon signed-rank not run where n < {WILCOXON_MIN_N} (its exact p cannot "
                            f"reach 0.05).")
             if (p["n"] < 2).any():
-                out.append(f"{int((p['n'] < 2).sum())} comparison(s) share fewer than 2 seeds with the baseline: "
-                           f"no test.")
+                out.append(f"{int((p['n'] < 2).sum())} comparison(s) share fewer than 2 seeds with "
+                           f"{'the' if len(self.baselines) == 1 else 'their'} baseline: no test.")
         return out
 
     def correction_text(self) -> str:
-        return (f"{CORRECTION_NAMES[self.correction]} correction over {FAMILIES[self.family]}: "
+        family = FAMILIES[self.family].format(b=" × baselines" if len(self.baselines) > 1 else "")
+        return (f"{CORRECTION_NAMES[self.correction]} correction over {family}: "
                 f"{self.family_n} test(s) in the largest family. " +
                 ("TOST p-values are corrected the same way over the equivalence tests. " if self.margins else ""))
 
@@ -254,7 +266,8 @@ class ExperimentReport:
         goals = ", ".join(f"{m} {self.modes[m]}" for m in self.metrics)
         return (f"Final-epoch value, mean ± {self.pct} CI half-width over seeds ({ci}; {n} per cell); "
                 f"an interval clipped to the metric's range is shown as [low, high]. Bold: the best arm "
-                f"({goals}) only where its paired {self.pct} interval against the baseline excludes 0. "
+                f"({goals}) only where its paired {self.pct} interval against the "
+                f"{'baseline' if len(self.baselines) < 2 else f'first baseline ({self.baseline})'} excludes 0. "
                 f"Only finished trials with intact results ({self.n_usable} of {sum(self.counts.values())}).")
 
 
@@ -296,18 +309,6 @@ def default_metrics(res: Results, experiment: Optional[str] = None) -> list[str]
     return [m for m in dict.fromkeys(wanted) if m in present]
 
 
-def pick_baseline(res: Results, experiment: str, arms: Sequence[str]) -> Optional[str]:
-    """'ce' when there is one, else the arm that turns both LICO losses off, else None."""
-    if "ce" in arms:
-        return "ce"
-    e = res.experiments[res.experiments["experiment"] == experiment]
-    overrides = (e.iloc[0]["arms"] or {}) if not e.empty else {}
-    for arm, o in overrides.items():
-        if arm in arms and o.get("lico.alpha") == 0 and o.get("lico.beta") == 0:
-            return arm
-    return None
-
-
 def parse_margins(items: Sequence[str], metrics: Sequence[str]) -> dict[str, float]:
     """`--margin 0.5` (every metric) and `--margin test/acc=0.5` (one metric) -> metric -> margin.
     Raises ValueError with the offending item."""
@@ -330,7 +331,7 @@ def parse_margins(items: Sequence[str], metrics: Sequence[str]) -> dict[str, flo
 
 
 def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[str]] = None,
-                      baseline: Optional[str] = None, level: float = 0.95, method: str = "t",
+                      baseline: Union[None, str, Sequence[str]] = None, level: float = 0.95, method: str = "t",
                       correction: str = "holm", family: str = "report", margins: Sequence[str] = (),
                       target_width: Optional[float] = None) -> ExperimentReport:
     r = res.experiment(experiment)
@@ -344,18 +345,14 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     spec_arms = list((r.experiments.iloc[0]["arms"] or {}) if not r.experiments.empty else {})
     present = list(dict.fromkeys(usable["arm"])) if not usable.empty else []
     arms = [a for a in spec_arms if a in present] + sorted(a for a in present if a not in spec_arms)
-    if baseline is not None and arms and baseline not in arms:
-        raise KeyError(f"{experiment}: --baseline '{baseline}' is not an arm with finished trials; "
-                       f"arms: {', '.join(arms)}")
-    baseline = baseline if baseline is not None else pick_baseline(res, experiment, arms)
+    baselines = resolve_baselines(res, experiment, arms, baseline)
+    baseline = baselines[0] if baselines else None
     if baseline in arms:
         arms = [baseline] + [a for a in arms if a != baseline]
     datasets = sorted(set(usable["dataset"].dropna())) if not usable.empty else []
     margin_of = parse_margins(margins, metrics) if not isinstance(margins, dict) else dict(margins)
     summary = aggregate(usable, metrics, by=("arm", "dataset"), level=level, method=method)
-    paired = paired_vs_baseline(usable if baseline else usable.iloc[0:0], metrics, baseline or "ce", level=level,
-                                margins=margin_of)
-    paired = correct_family(paired, correction, family)
+    paired = paired_section(usable, metrics, baselines, level, margin_of, correction, family)
     best = best_configs(usable, modes, r.params.get(experiment, []), level=level, method=method)
     t = r.trials
     errors = [{"trial": x["trial_dir"], "arm": x["arm"], "dataset": x["dataset"], "seed": plain_value(x["seed"]),
@@ -369,7 +366,7 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     return ExperimentReport(experiment, metrics, modes, arms, datasets, baseline, level, method, summary, paired,
                             best, status_counts(t), errors, damaged, len(usable), correction, family,
                             family_size(paired, family), margin_of, target_width, health=health_table(usable),
-                            pooled=pooled)
+                            pooled=pooled, baselines=baselines)
 
 
 def build_report(res: Results, experiment: Optional[str] = None, **kwargs) -> list[ExperimentReport]:
