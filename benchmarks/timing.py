@@ -9,6 +9,8 @@ from typing import Callable
 
 import torch
 
+from lean import load_lean
+
 
 def load_average() -> str:
     try:
@@ -18,12 +20,12 @@ def load_average() -> str:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return device
+    """lico-tune's own device rule (lico_tune/device.py imports torch only); its error as an exit."""
+    device = load_lean("device")
+    try:
+        return device.pick_device(name, "--device")
+    except device.TrialConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def describe(device: torch.device) -> str:

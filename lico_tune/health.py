@@ -28,7 +28,8 @@ the device (no sync); values are read once per epoch.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+import contextlib
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -48,6 +49,18 @@ NEAR_DUPLICATE_COS = 0.99  # mean cosine of a class's text points above which OT
 SHARE_FLOOR = 0.01  # a term with a smaller share of the backbone gradient trains (almost) nothing
 REF_SEED = 20240613
 WARNING_KINDS = ("MM inactive", "OT inactive", "OT degenerate", "OT not converged")  # fixed: the MM_ref batch is the same for every trial of a dataset
+
+
+@contextlib.contextmanager
+def _eval_mode(model: LicoModel) -> Iterator[LicoModel]:
+    """The model in eval mode (dropout off, batch-norm on its running statistics), then as it was:
+    the health probes run between training steps."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def _mean_offdiag_cos(points: Tensor) -> float:
@@ -154,44 +167,29 @@ class Health:
 
     @torch.no_grad()
     def _pooled_text(self) -> Tensor:
-        model = self.model
-        was_training = model.training
-        model.eval()
-        try:
+        with _eval_mode(self.model) as model:
             return model.prompts().pooled.detach().clone()  # (K, D)
-        finally:
-            model.train(was_training)
 
     @torch.no_grad()
     def mm_ref(self) -> float:
         """MM on the fixed batch against the *untrained* text features, at the reference temperature
         for both sides, model in eval mode: it changes only when the image manifold moves (a text
         side collapsing towards the images, or a growing tau, cannot lower it)."""
-        model = self.model
-        was_training = model.training
-        model.eval()
-        try:
+        with _eval_mode(self.model) as model:
             x, y = self.ref
             _, _, emb = model.classifier.forward_all(x)
             text = TextFeatures(points=self.ref_text[:, None], pooled=self.ref_text)
             return model.mm_term(emb, y, text, temperature=self.cfg.lico.mm.reference_temperature).item()
-        finally:
-            model.train(was_training)
 
     @torch.no_grad()
     def _text_cos(self) -> dict:
-        model = self.model
-        was_training = model.training
-        model.eval()
-        try:
+        with _eval_mode(self.model) as model:
             text = model.prompts()
             m = {"health/text_cos": _mean_offdiag_cos(text.points)}  # (K, N, D)
             if model.proj is not None:
                 m["health/text_cos_proj"] = _mean_offdiag_cos(model.proj(text.points))  # (K, N, P)
             m["health/class_text_cos"] = _mean_offdiag_cos(text.pooled)  # (K, D)
             return m
-        finally:
-            model.train(was_training)
 
     def epoch_end(self) -> dict:
         """The epoch's health metrics (and `warnings`: all given so far); logs a line and any new warning."""

@@ -8,9 +8,29 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+# Torch computes in float32: a finite Python float beyond its range overflows (torch's SGD raises
+# "value cannot be converted to type float without overflow"), one below its smallest normal number
+# becomes 0 (an epsilon or temperature that then divides).
+FLOAT32_MAX, FLOAT32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38
+# Learning rates above this are typos, not settings: SGD and AdamW diverge within a step (the paper
+# uses 0.1; the linear-scaling rule reaches ~3 at batch 8k), so 100 leaves room for any real sweep.
+MAX_LR = 100.0
+# Decoupled (AdamW) or coupled (SGD) decay shrinks the weights by lr * weight_decay per step: past 10
+# the weights collapse within a few steps at any usable lr (usual values: 5e-4 to 0.3).
+MAX_WEIGHT_DECAY = 10.0
+
+
 class StrictModel(BaseModel):
     # allow_inf_nan=False: .inf / .nan are refused wherever a field takes a number (lr, epsilon, cpu, ...)
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _fits_float32(cls, v: Any) -> Any:
+        if isinstance(v, float) and (abs(v) > FLOAT32_MAX or 0 < abs(v) < FLOAT32_TINY):
+            raise ValueError(f"{v:g} is outside the range torch computes in (float32: 1.2e-38 to 3.4e+38 "
+                             f"in magnitude); use a value of a usable size")
+        return v
 
 
 # ----------------------------------------------------------------------------- trial sections
@@ -214,12 +234,14 @@ class TrainConfig(StrictModel):
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0.0)
-    text_lr: Optional[float] = Field(None, gt=0.0, description="Learning rate of the prompt learner (default: lr).")
+    lr: float = Field(0.1, gt=0.0, le=MAX_LR, description="Learning rate (at most 100: above, SGD and AdamW diverge).")
+    text_lr: Optional[float] = Field(None, gt=0.0, le=MAX_LR,
+                                     description="Learning rate of the prompt learner (default: lr; at most 100).")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = Field(False, description="Nesterov momentum. Released code: plain momentum (false); "
                            "the paper does not say.")
-    weight_decay: float = Field(5e-4, ge=0.0)
+    weight_decay: float = Field(5e-4, ge=0.0, le=MAX_WEIGHT_DECAY,
+                                description="Weight decay (at most 10: above, the weights collapse in a few steps).")
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0)
     ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null disables.")

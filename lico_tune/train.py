@@ -18,11 +18,13 @@ from .checkpoint import (CheckpointError, load_checkpoint, load_trainable_state,
 from .data import build_data
 from .data.loader import iterate_batches
 from .determinism import configure as configure_determinism
+from .device import TrialConfigError, pick_device
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
 from .health import Health
 from .integrity import nonfinite_tensors
 from .layout import CHECKPOINT_FILE, METRICS_FILE
+from .precision import autocast
 from .provenance import provenance
 from .saliency.trial import saliency_metric_keys, trial_saliency, val_saliency
 from .spec import TrialConfig
@@ -35,10 +37,6 @@ class TrialDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
 
 
-class TrialConfigError(ValueError):
-    """A trial setting this machine cannot run (no CUDA, fp16 on the CPU)."""
-
-
 class ResumeMismatch(ValueError):
     """--resume with a spec that differs from the one the checkpoint was trained with."""
 
@@ -49,15 +47,6 @@ class TrialParts:
     data: object
     device: torch.device
     class_names: list[str] = field(default_factory=list)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrialConfigError(f"train.device is '{name}' but no CUDA device is available; use 'auto' or 'cpu'.")
-    return device
 
 
 def build_trial(cfg: TrialConfig, device: Optional[torch.device] = None) -> TrialParts:
@@ -137,14 +126,6 @@ def evaluate(classifier: nn.Module, dataset, device: torch.device, batch_size: i
     return 100.0 * correct / max(1, total)
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    if precision == "fp16" and device.type != "cuda":
-        raise TrialConfigError("train.precision 'fp16' needs CUDA; use 'bf16' or 'fp32' on the CPU.")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 def check_finite_weights(model: nn.Module, epoch: int, ckpt_path: Path) -> None:
     bad = nonfinite_tensors(model)
     if bad:
@@ -182,7 +163,10 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CHECKPOINT_FILE
     t = cfg.train
-    configure_determinism(t, pick_device(t.device))      # threads, deterministic algorithms (before any op)
+    device = pick_device(t.device)
+    configure_determinism(t, device)      # threads, deterministic algorithms (before any op)
+    if t.precision == "fp16" and device.type != "cuda":
+        raise TrialConfigError("train.precision 'fp16' needs CUDA; use 'bf16' or 'fp32' on the CPU.")
 
     saved = None
     if resume:
@@ -192,8 +176,8 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         raise FileExistsError(f"{out_dir} already holds a checkpoint. Pass --resume to continue it, "
                               f"or choose another output directory.")
 
-    parts = build_trial(cfg)
-    model, data, device = parts.model, parts.data, parts.device
+    parts = build_trial(cfg, device)
+    model, data = parts.model, parts.data
     optimizer = make_optimizer(model, cfg)
     n_train = len(data.train)
     steps_per_epoch = math.ceil(n_train / t.batch_size)
@@ -248,7 +232,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
             health.before_forward(step)
-            with _autocast(device, t.precision):
+            with autocast(device.type, t.precision):
                 logits, terms = model(x, y)
             loss, loss_parts = model.loss(logits, y, terms)
             health.after_forward(step, logits, y, terms)

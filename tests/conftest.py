@@ -2,6 +2,8 @@ import copy
 import os
 
 import pytest
+import torch
+from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -22,6 +24,39 @@ TINY_TRIAL = {
 @pytest.fixture
 def tiny_trial_tree():
     return copy.deepcopy(TINY_TRIAL)
+
+
+# ----------------------------------------------------------------------------- tiny models
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster than two, and immune to a busy 2-core machine
+    (contention made each small op ~100x slower). Use: pytestmark = pytest.mark.usefixtures("one_thread")."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class TinyCNN(nn.Module):
+    """A small random CNN with the ImageClassifier interface (cam_layer: a feature map > 1x1), for
+    `from conftest import TinyCNN`. Plain: two 3x3 convs of `width` channels. Otherwise: batch norm
+    after the first and a stride-2 second conv to 2 * width channels."""
+
+    def __init__(self, c_in: int = 3, k: int = 5, width: int = 8, plain: bool = False):
+        super().__init__()
+        out = width if plain else 2 * width
+        norm = [] if plain else [nn.BatchNorm2d(width)]
+        self.body = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1), *norm, nn.ReLU(),
+                                  nn.Conv2d(width, out, 3, 1 if plain else 2, 1), nn.ReLU())
+        self.fc = nn.Linear(out, k)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.body[-1]
+
+    def forward(self, x):
+        return self.fc(self.body(x).mean((2, 3)))
 
 
 # ----------------------------------------------------------------------------- leaked servers

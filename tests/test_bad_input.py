@@ -166,6 +166,11 @@ FIELDS = [  # (field path under the spec root, bad value, culprit)
     ("base.train.lr", INF, "train.lr"), ("base.train.lr", NAN, "train.lr"), ("base.train.lr", -1, "train.lr"),
     ("base.train.lr", 0, "train.lr"), ("base.train.lr", "fast", "train.lr"), ("base.train.lr", [0.1], "train.lr"),
     ("base.train.text_lr", INF, "train.text_lr"),
+    # finite but unusable: beyond float32 (torch's SGD overflowed), or past the absurd-value bounds
+    ("base.train.lr", 1e300, "train.lr"), ("base.train.lr", 101, "train.lr"), ("base.train.text_lr", 1e300, "train.text_lr"),
+    ("base.train.weight_decay", 1e300, "train.weight_decay"), ("base.train.weight_decay", 11, "train.weight_decay"),
+    ("base.lico.alpha", 1e300, "lico.alpha"), ("base.lico.beta", 1e39, "lico.beta"),
+    ("base.lico.ot.epsilon", 1e-300, "lico.ot.epsilon"), ("base.lico.mm.temperature", 1e300, "lico.mm.temperature"),
     ("base.lico.ot.epsilon", INF, "lico.ot.epsilon"), ("base.lico.ot.epsilon", NAN, "lico.ot.epsilon"),
     ("base.lico.ot.epsilon", 0, "lico.ot.epsilon"), ("base.lico.ot.epsilon", -0.1, "lico.ot.epsilon"),
     ("base.lico.ot.tol", INF, "lico.ot.tol"), ("base.lico.ot.max_iter", 0, "lico.ot.max_iter"),
@@ -335,6 +340,7 @@ CLI = [  # (argv with {ok} = the valid spec and {ws} = the workspace, culprit)
     (["rerun", "{ws}/empty-root"], "empty-root"), (["resume", "{ws}/no-exp"], "no-exp"),
     (["resume", "{ws}/empty-root"], "empty-root"), (["validate"], "usage"), (["frobnicate"], "frobnicate"),
     (["train", "{ws}/nope.yaml"], "nope.yaml"), (["train", "{ok}", "--set", "train.lr=.inf"], "train.lr"),
+    (["train", "{ok}", "--set", "train.lr=1e300"], "train.lr"), (["train", "{ok}", "--set", "lico.alpha=1.0e+300"], "lico.alpha"),
     (["dashboard", "--port", "http"], "--port"),
 ]
 
@@ -467,6 +473,13 @@ def test_damaged_experiment_resume(ws, capsys, kind):
 def test_index_refuses_a_catalog_that_is_not_a_database(ws, capsys):
     root = _damaged_root(ws, "catalog-not-a-database")
     _check(ws, capsys, ["index", str(root)], "catalog")
+
+
+@pytest.mark.parametrize("setting", ["train.lr=100", "train.text_lr=10", "train.weight_decay=0.3",
+                                     "lico.alpha=1000", "lico.ot.epsilon=1e-4", "lico.ot.tol=1e-12"])
+def test_large_or_small_but_usable_values_pass(ws, capsys, setting):
+    """The bounds refuse typos, not real settings: these validate."""
+    assert main(["validate", str(ws / "ok.yaml"), "--set", setting]) == 0, capsys.readouterr().err
 
 
 def test_corpus_has_200_cases():

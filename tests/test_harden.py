@@ -247,9 +247,15 @@ def test_ctrl_c_of_run_exits_130_says_interrupted_and_resume_finishes(ray_tmp, t
     summary = json.loads((exp / "summary.json").read_text())     # records: one per trial
     assert all(r["experiment_finished"] is False and r["interrupted"] == "SIGINT" for r in summary)
 
+    # The resume starts its local Ray as a user would: RAY_AUTH_MODE unset (Ray >= 2.59 then turns
+    # token auth on, making a token under HOME). Ray's notice saying so must not reach the user;
+    # the protection must stay (the token is made).
+    env = {k: v for k, v in ray_env(ray_tmp, HOME=str(tmp_path / "home")).items() if k != "RAY_AUTH_MODE"}
     resumed = subprocess.run([sys.executable, "-m", "lico_tune.cli", "resume", str(exp)], cwd=REPO,
-                             env=ray_env(ray_tmp), capture_output=True, text=True, timeout=300)
+                             env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Token authentication" not in resumed.stdout + resumed.stderr
+    assert (tmp_path / "home" / ".ray" / "auth_token").is_file()
     summary = json.loads((exp / "summary.json").read_text())
     assert all(r["experiment_finished"] is True and r["interrupted"] is None for r in summary)
     assert len(summary) == 2 and all(t["finished"] and t["epoch"] == 3 for t in summary)

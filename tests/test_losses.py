@@ -12,14 +12,7 @@ from lico_tune.losses import mm_loss, ot_loss, sinkhorn_log
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These are tiny problems: torch's intra-op threads only add overhead (and on a loaded 2-core
-    machine, contention made each small op ~100x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _points(B, N, M, D, seed, dtype=F64):

@@ -19,27 +19,15 @@ from lico_tune.saliency.mprt import efficient_mprt, histogram_entropy, smooth_mp
 from lico_tune.saliency.road import impute, road
 from lico_tune.saliency.shortcut import shortcut_metrics
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+import conftest
 
 
-class TinyCNN(nn.Module):
-    def __init__(self, c_in: int = 1, k: int = 4, width: int = 6):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1), nn.ReLU(), nn.Conv2d(width, width, 3, 1, 1), nn.ReLU())
-        self.fc = nn.Linear(width, k)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-    @property
-    def cam_layer(self) -> nn.Module:
-        return self.body[-1]
 
-    def forward(self, x):
-        return self.fc(self.body(x).mean((2, 3)))
+def _cnn(c_in: int = 1, k: int = 4, width: int = 6) -> nn.Module:
+    """The plain two-conv TinyCNN (no batch norm, no stride), single-channel by default."""
+    return conftest.TinyCNN(c_in, k, width, plain=True)
 
 
 # ----------------------------------------------------------------------------- boxes
@@ -68,7 +56,7 @@ def test_pointing_game_on_boxes_oracle_one_random_about_the_area():
 
 def test_lerf_batched_equals_reference_and_reverses_morf():
     torch.manual_seed(0)
-    model = TinyCNN().eval()
+    model = _cnn().eval()
     x, sal, y = torch.randn(3, 1, 10, 10), torch.rand(3, 10, 10), torch.tensor([0, 1, 3])
     kw = dict(pixels_per_step=7)
     fast = insertion_deletion(model, x, sal, y, batch_size=11, order="lerf", **kw)
@@ -137,7 +125,7 @@ def test_road_matches_pytorch_grad_cam_batched():
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     torch.manual_seed(0)
-    model = TinyCNN(c_in=2, k=3).eval()
+    model = _cnn(c_in=2, k=3).eval()
     x, maps, t = torch.randn(5, 2, 9, 11), torch.rand(5, 9, 11), torch.tensor([0, 1, 2, 0, 1])
     pct = (10, 50, 80)
     ours = road(model, x, maps, t, percentiles=pct, batch_size=4, noise=0.0)
@@ -160,7 +148,7 @@ def test_road_matches_pytorch_grad_cam_batched():
 
 def test_smooth_mprt_reduces_to_cascading_and_falls():
     torch.manual_seed(0)
-    model = TinyCNN().eval()
+    model = _cnn().eval()
     x, y = torch.randn(6, 1, 12, 12), torch.tensor([0, 1, 2, 3, 0, 1])
     plain = S.cascading_randomisation(model, x, y, "gradcam", max_layers=2)
     same = smooth_mprt(model, x, y, "gradcam", n_samples=1, noise=0.0, max_layers=2)
@@ -180,7 +168,7 @@ def test_efficient_mprt_entropy_hand_worked_and_ratio():
     two = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])
     assert histogram_entropy(two, n_bins=10).item() == pytest.approx(math.log(2))
     torch.manual_seed(0)
-    model = TinyCNN().eval()
+    model = _cnn().eval()
     x, y = torch.randn(5, 1, 12, 12), torch.tensor([0, 1, 2, 3, 0])
     none = efficient_mprt(model, x, y, "gradcam", layers=[])                 # nothing randomised
     assert torch.allclose(none["ratio"][none["entropy_trained"] > 0], torch.tensor(1.0))
@@ -255,7 +243,7 @@ def test_trial_metrics_on_placed_with_boxes_road_lerf_mprt_and_shortcut(tmp_path
     data = build_data(DataConfig(name="placed_fmnist", placed={"max_items": 100, "canvas": 40},
                                  shortcut={"fraction": 0.5}), seed=0)
     torch.manual_seed(0)
-    model = TinyCNN(k=10).eval()
+    model = _cnn(k=10).eval()
     cfg = EvalConfig(cams=["gradcam"], n_images=6, ses=False, gallery_images=0, orderings=["morf", "lerf"],
                      road=True, road_percentiles=[30, 70], mprt=["smooth", "efficient"], mprt_samples=2,
                      sanity_max_layers=1, batch_size=32)

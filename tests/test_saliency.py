@@ -14,35 +14,10 @@ import lico_tune.saliency as S
 from lico_tune.saliency.cam import _cam_class
 from lico_tune.saliency.equivariance import sample_crops
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster than two and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from conftest import TinyCNN
 
 
-# ----------------------------------------------------------------------------- models
-
-
-class TinyCNN(nn.Module):
-    """A small random CNN satisfying the ImageClassifier interface (cam_layer: F > 1x1)."""
-
-    def __init__(self, c_in: int = 3, k: int = 5, width: int = 8):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(c_in, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU())
-        self.fc = nn.Linear(2 * width, k)
-
-    @property
-    def cam_layer(self) -> nn.Module:
-        return self.body[-1]
-
-    def forward(self, x):
-        return self.fc(self.body(x).mean((2, 3)))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class RegionModel(nn.Module):

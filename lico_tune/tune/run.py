@@ -37,8 +37,25 @@ def init_ray(address: Optional[str]) -> bool:
                             f"Start one (`ray up ray_cluster.yaml`, or `ray start --head` here), check "
                             f"HOST:PORT, or leave out --address to run on this machine alone.") from None
     else:
+        _quiet_token_auth_notice()
         ray.init(include_dashboard=False, **kwargs)
     return True
+
+
+def _quiet_token_auth_notice() -> None:
+    """Drop Ray's notice that token authentication is on for the local Ray this process starts.
+
+    Ray >= 2.59 turns it on by itself for a new local cluster (RAY_AUTH_MODE unset: a token in
+    ~/.ray/auth_token, made if missing) and says so on every run, which drowns lico-tune's own
+    output. Only that notice goes; the protection stays. Not RAY_AUTH_MODE=disabled: the local GCS
+    and raylet listen on all interfaces, not on loopback alone, so anyone on the network could run
+    code here. Not RAY_AUTH_MODE=token either: Ray reads it once, at import, and the GCS then fails
+    to find a token it never made."""
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_auth_notice)
+
+
+def _not_auth_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
 def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool = False,
