@@ -136,9 +136,11 @@ def test_checkpoint_checksum_detects_a_flipped_weight_byte(tmp_path):
 
 
 def test_a_trial_whose_weights_diverge_on_its_last_step_exits_non_zero(tmp_path, tiny_trial_tree, capsys):
-    """lr 3e38 (near float32's largest) keeps the first (and last) loss finite and makes every updated weight inf/nan."""
+    """Loss weights near float32's largest (alpha = beta = 1e37, which the spec allows) keep the first
+    (and last) loss finite, and lr 100 (the spec's largest) turns the updated weights inf/nan."""
     tree = copy.deepcopy(tiny_trial_tree)
-    tree["train"].update(epochs=1, steps_per_epoch=1, lr=3e38, ema=None)
+    tree["train"].update(epochs=1, steps_per_epoch=1, lr=100.0, ema=None)
+    tree["lico"].update(alpha=1e37, beta=1e37)
     spec = write_spec(tmp_path / "d.yaml", tree)
     out = tmp_path / "run"
     assert main(["train", str(spec), "--out", str(out), "--quiet"]) == 1
