@@ -71,8 +71,16 @@ def test_ablations_page_shows_the_reports_numbers(results_root, monkeypatch):
     assert list(shown.columns) == list(expected.columns) and list(shown.index) == list(expected.index)
     assert shown.to_numpy().tolist() == expected.to_numpy().tolist()
     assert len(charts(at)) >= 2 * len(rep.metrics), "a bar chart per dataset and metric"
-    paired = at.dataframe[1].value
-    assert paired.to_numpy().tolist() == rep.paired_table().to_numpy().tolist()
+    paired, expected_paired = at.dataframe[1].value, rep.paired_table()
+    notes = set(expected_paired.pop("note")) - {""}
+    says_something = [c for c in expected_paired.columns if not (expected_paired[c].astype(str) == "–").all()]
+    assert "p (Wilcoxon)" not in says_something      # n = 2: Wilcoxon not run, a column of '–' (left out)
+    assert sorted(paired.columns) == sorted(says_something)           # no note column: it would not fit 1400 px
+    assert list(paired.columns).index("verdict") == list(paired.columns).index("mean diff") + 1
+    for c in paired.columns:
+        assert paired[c].tolist() == expected_paired[c].tolist(), c
+    captions = " ".join(c.value for c in at.caption)
+    assert notes and all(f"Note: {n}" in captions for n in notes)     # the notes, as sentences below
     assert any("Small n" in w.value and "df = 1" in w.value for w in at.warning), "n = 2 seeds: a small-n warning"
 
     at.text_input(key="abl_margin").set_value("test/acc=50").run()

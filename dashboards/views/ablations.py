@@ -96,7 +96,15 @@ paired = paired[paired["dataset"].isin(shown)]
 if paired.empty:
     st.info(f"No arm shares seeds with the baseline '{rep.baseline}'.")
 else:
-    st.dataframe(paired, hide_index=True, width="stretch")
+    # Fit 1400 px without a scroll bar: the verdict next to the difference, columns that say
+    # nothing here (all '–', e.g. Wilcoxon below n = 6) left out, the long notes as sentences below.
+    notes = [n for n in dict.fromkeys(paired.pop("note")) if n]
+    shown_cols = [c for c in paired.columns if not (paired[c].astype(str) == "–").all()]
+    lead = [c for c in ("dataset", "metric", "comparison", "n", "mean diff") if c in shown_cols]
+    order = lead + [c for c in ("verdict",) if c in shown_cols] + [c for c in shown_cols if c not in lead + ["verdict"]]
+    st.dataframe(paired[order], hide_index=True, width="stretch")
+    for note in notes:
+        st.caption(f"Note: {note}")
     raw = rep.paired[rep.paired["dataset"].isin(shown)].copy()
     raw["comparison"] = raw["dataset"] + SEP + raw["arm"] + " − " + raw["baseline"]
     for m, g in raw.groupby("metric", sort=False):
