@@ -57,6 +57,10 @@ def test_experiments_page(results_root, monkeypatch):
     assert len(at.error) == 4 and all("TrialDiverged: Loss became nan" in e.value for e in at.error)
     trials = at.dataframe[1].value
     assert len(trials) == 12 and set(trials["status"]) == {"finished", "errored"}
+    # The searched epsilon is shown; the grid axes that repeat dataset and seed are not (1400 px).
+    assert "lico.ot.epsilon" in trials.columns and not {"data.name", "train.seed"} & set(trials.columns)
+    assert "error" in trials.columns                         # 4 errored trials: their reasons are shown
+    assert overview.iloc[0]["created"][:4].isdigit() and len(overview.iloc[0]["created"]) <= 16
     spec = texts(at.code)
     assert "name: ablation-smoke" in spec and "lico.ot.epsilon" in spec and "broken" in spec
 

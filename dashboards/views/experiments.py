@@ -15,7 +15,7 @@ rows = []
 for _, e in res.experiments.iterrows():
     t = res.trials[res.trials["experiment"] == e["experiment"]]
     c = status_counts(t)
-    row = {"experiment": e["experiment"], "created": e["created"] or "", "trials": len(t),
+    row = {"experiment": e["experiment"], "created": str(e["created"] or "")[:16].replace("T", " "), "trials": len(t),
            "finished": c.get("finished", 0), "running": c.get("running", 0) + c.get("pending", 0),
            "errored": c.get("errored", 0), "damaged": int(t["damaged"].sum())}
     # A best accuracy per dataset: a number picked across datasets compares nothing.
@@ -67,8 +67,12 @@ if not errored.empty:
             st.code((rec or {}).get("error_detail") or f"(no {ERROR_FILE})", language="text")
 
 st.subheader("Trials")
-show = ["trial_id", "arm", "dataset", "seed", "status", "n_epochs", *r.params.get(name, []),
-        *[m for m in metrics if m in t.columns], "error", "warnings"]
+# Fit 1400 px: the grid axes data.name and train.seed repeat the dataset and seed columns, and
+# an error or warnings column with nothing in it says nothing.
+show = ["trial_id", "arm", "dataset", "seed", "status", "n_epochs",
+        *[p for p in r.params.get(name, []) if p not in ("data.name", "train.seed")],
+        *[m for m in metrics if m in t.columns],
+        *[c for c in ("error", "warnings") if c in t.columns and t[c].astype(bool).any()]]
 st.dataframe(t[[c for c in dict.fromkeys(show) if c in t.columns]], hide_index=True, width="stretch")
 
 st.subheader("Spec")
