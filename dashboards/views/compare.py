@@ -58,7 +58,8 @@ for label in picked:
     rec = common.trial_record(root, db, stamp, x["experiment"], x["trial_id"]) or {}
     for h in rec.get("history") or []:
         tag = f"{x['trial_id']} ({x['arm']})"
-        rows.append({"trial": f"{x['experiment']} · {tag}" if len(chosen) > 1 else tag, "arm": x["arm"],
+        # The trial first: a legend cuts long labels at the end, and the trial id tells them apart.
+        rows.append({"trial": f"{tag} · {x['experiment']}" if len(chosen) > 1 else tag, "arm": x["arm"],
                      "dataset": x["dataset"], **h})
 if not rows:
     st.info("Choose trials that have reported at least one epoch.")
@@ -71,7 +72,7 @@ d = hist[["trial", "arm", "dataset", "epoch", metric]].dropna()
 y = alt.Y(f"{metric}:Q", title=metric, scale=alt.Scale(zero=False))
 st.altair_chart(alt.Chart(d).mark_line(point=True, opacity=0.8).encode(
     x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)), y=y,
-    color=alt.Color("trial:N", title="trial"), strokeDash=alt.StrokeDash("dataset:N"),
+    color=alt.Color("trial:N", title="trial", legend=alt.Legend(labelLimit=360)), strokeDash=alt.StrokeDash("dataset:N"),
     tooltip=["trial", "arm", "dataset", "epoch", metric]).properties(height=380), width="stretch")
 st.caption(f"{d['trial'].nunique()} trial(s); one line per trial (colour), dash per dataset. Metrics that a trial "
            f"reports at its last epoch only (saliency) are single points.")
