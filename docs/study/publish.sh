@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Publish the study into docs/study/: copy the experiment directory (without the model weights
+# and the per-trial explain figures, which no report reads), regenerate report.md with
+# `lico-tune report`, and draw the figures. Run from anywhere; needs the project's venv.
+#
+#   docs/study/publish.sh /work/study-results/study-offline_2026-12-01_08-27-51
+#   docs/study/publish.sh --check      # regenerate the report from docs/study/results and diff it
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LICO_TUNE=${LICO_TUNE:-lico-tune}
+PYTHON=${PYTHON:-python}
+ROOT=docs/study/results
+# The analysis, declared before any study result was read (2026-12-01): both baselines, every
+# metric below, one Holm family over all of it; equivalence margins in each metric's units.
+report() {
+  "$LICO_TUNE" report "$ROOT" --experiment "$1" --no-catalog --baseline ce --baseline lico \
+    --metric test/acc_ema --metric saliency/gradcam/overall --metric saliency/gradcam/pointing_mask \
+    --margin test/acc_ema=1.0 --margin saliency/gradcam/overall=0.02 --margin saliency/gradcam/pointing_mask=0.05
+}
+if [ "${1:-}" = --check ]; then
+  name=$(basename "$(ls -d "$ROOT"/study-offline_* | tail -1)")
+  diff <(report "$name") docs/study/report.md && echo "docs/study/report.md: regenerated identically"
+  exit
+fi
+SRC=${1:?usage: docs/study/publish.sh EXPERIMENT_DIR | --check}
+name=$(basename "$SRC")
+mkdir -p "$ROOT"
+rm -rf "${ROOT:?}/$name"
+cp -r "$SRC" "$ROOT/$name"
+find "$ROOT/$name" \( -name '*.pt' -o -name explain.png -o -name curves.npz -o -name tuner.pkl \) -delete
+report "$name" > docs/study/report.md
+"$PYTHON" scripts/study_figures.py "$ROOT" "$name" docs/study/figures
+du -sh "$ROOT/$name"
