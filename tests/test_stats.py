@@ -164,6 +164,11 @@ def test_bootstrap_guard_is_backed_by_a_coverage_simulation():
 def test_intervals_are_clipped_to_the_metrics_range_and_bold_needs_separation():
     assert metric_range("test/acc") == (0, 100) and metric_range("best:test/acc_ema") == (0, 100)
     assert metric_range("saliency/gradcam/insertion") == (0, 1) and metric_range("saliency/rise/overall") == (-1, 1)
+    # The shortcut probe's and the LeRF ordering's metrics (saliency/shortcut.py, faithfulness.py)
+    assert metric_range("saliency/gradcam/patch_energy") == (0, 1) == metric_range("shortcut/patch_area")
+    assert metric_range("shortcut/acc_patched") == (0, 100) and metric_range("shortcut/patch_reliance") == (-100, 100)
+    assert metric_range("saliency/gradcam/lerf_morf") == (-1, 1) == metric_range("saliency/gradcam/patched_overall")
+    assert metric_range("saliency/gradcam/deletion_lerf") == (0, 1) and metric_range("saliency/gradcam/seconds") != (0, 1)
     res, trials = fixed_results(n_seeds=2)
     for t in trials:                  # accuracies near 100 with a spread: the raw t interval passes 100
         if t["arm"] == "lico":

@@ -2,8 +2,9 @@
 clipped to it (a t interval of an accuracy near 100% at n = 2 can reach past 100).
 
 Accuracies are stored in percent (train.evaluate: 100 * correct / total); insertion, deletion,
-pointing-game and energy scores are fractions in [0, 1]; overall = insertion - deletion in
-[-1, 1]; SES and the sanity check's Spearman correlations are in [-1, 1]; losses, temperatures,
+pointing-game and energy scores (also on the shortcut patch) are fractions in [0, 1]; overall =
+insertion - deletion and lerf_morf = LeRF - MoRF deletion in [-1, 1]; the shortcut probe's
+accuracies in percent and its patch_reliance (a difference of two) in [-100, 100]; SES and the sanity check's Spearman correlations are in [-1, 1]; losses, temperatures,
 Sinkhorn errors and times are >= 0. A name not listed has no known range (None: never clipped).
 """
 from __future__ import annotations
@@ -14,8 +15,12 @@ from typing import Optional
 
 _RANGES: list[tuple[re.Pattern, tuple[float, float]]] = [
     (re.compile(r"(^|/)acc(_ema)?$"), (0.0, 100.0)),
-    (re.compile(r"^saliency/.+/(insertion|deletion|pointing|energy|pointing_mask|energy_mask)$"), (0.0, 1.0)),
-    (re.compile(r"^saliency/.+/(overall|ses|sanity_top|sanity_full)$"), (-1.0, 1.0)),
+    (re.compile(r"^shortcut/acc_(clean|patched|shuffled)$"), (0.0, 100.0)),
+    (re.compile(r"^shortcut/patch_reliance$"), (-100.0, 100.0)),
+    (re.compile(r"^shortcut/patch_area$"), (0.0, 1.0)),
+    (re.compile(r"^saliency/.+/(insertion|deletion|pointing|energy|pointing_mask|energy_mask|insertion_lerf|"
+                r"deletion_lerf|patch_energy|patch_pointing|patched_insertion|patched_deletion)$"), (0.0, 1.0)),
+    (re.compile(r"^saliency/.+/(overall|ses|sanity_top|sanity_full|patched_overall|lerf_morf)$"), (-1.0, 1.0)),
     (re.compile(r"^saliency/.+/seconds$|^train/|^mm/temperature$|^lr$"), (0.0, math.inf)),
 ]
 
