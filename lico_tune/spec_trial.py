@@ -62,11 +62,20 @@ class ShortcutConfig(StrictModel):
     """The shortcut probe (lico_tune/data/shortcut.py): a class-coded patch in training images."""
     fraction: float = Field(0.0, ge=0.0, le=1.0, description="Share of training images given their class's patch (0: none).")
     size: int = Field(3, ge=1, le=16, description="Side of the square patch (px).")
+    region: Literal["left_half", "whole"] = Field(
+        "left_half", description="Where the class slots lie: 'left_half' (a horizontal flip sends a patch "
+        "where no class has a slot, so the position stays class-coded under data.augment); 'whole' (the "
+        "whole image: room for larger patches; only without data.augment).")
     test: Literal["absent", "shuffled"] = Field(
         "absent", description="The reported test split: without patches, or with another class's patch.")
     probe: bool = Field(False, description="Report the probe's metrics even when fraction is 0 (a control arm).")
     value: int = Field(255, ge=0, le=255, description="Pixel value of the patch (uint8).")
     seed: int = Field(0, ge=0, description="Picks the patched training images and the shuffled codes (fixed per experiment).")
+
+    @property
+    def active(self) -> bool:
+        """Whether it asks for anything (patches in training or the probe at test)."""
+        return self.fraction > 0 or self.probe
 
 
 class DataConfig(StrictModel):
@@ -91,6 +100,13 @@ class DataConfig(StrictModel):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     placed: PlacedConfig = Field(default_factory=PlacedConfig)
     shortcut: ShortcutConfig = Field(default_factory=ShortcutConfig)
+
+    @model_validator(mode="after")
+    def _shortcut_region(self) -> "DataConfig":
+        if self.augment and self.shortcut.region == "whole" and self.shortcut.active:
+            raise ValueError("shortcut.region 'whole' needs data.augment: false (a flip would move a patch onto "
+                             "another class's slot); use region left_half or turn augmentation off")
+        return self
 
 
 Backbone = Literal["tiny_cnn", "wrn28_2", "wrn28_8", "resnet18_cifar", "resnet50"]

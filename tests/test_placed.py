@@ -14,6 +14,7 @@ import torch
 from lico_tune import data as D
 from lico_tune.data import names, paths, placed
 from lico_tune.data.shortcut import patch_slots, plant
+from lico_tune.device import TrialConfigError
 from lico_tune.spec import DataConfig, PlacedConfig, SpecError, validate_trial
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -169,3 +170,26 @@ def test_shortcut_patch_where_and_as_often_as_configured(cache):
     assert torch.equal(absent.test.images, clean.test.images)
     # no shortcut section active: nothing planted, no probe
     assert clean.shortcut is None
+
+
+def test_patch_slots_whole_region_fits_larger_patches_and_says_how_when_they_do_not():
+    # 10 patches of 5 px: no room in the left half of 28 px with the crop's 4 px margin (hand count: 3 rows
+    # of 6 px in 20 px, 4 columns need 4 + 4 * 6 - 1 = 27 px > 14); room across the whole width without a
+    # margin (4 rows in 28 px, 3 columns: 17 px <= 28).
+    with pytest.raises(TrialConfigError, match="region: whole"):
+        patch_slots(28, 28, 5, 10, margin=4)
+    slots = patch_slots(28, 28, 5, 10, margin=0, region="whole")
+    assert len({tuple(s) for s in slots.tolist()}) == 10
+    assert (slots >= 0).all() and (slots[:, 0] + 5 <= 28).all() and (slots[:, 1] + 5 <= 28).all()
+    img = torch.zeros(10, 1, 28, 28, dtype=torch.uint8)
+    painted = plant(img, torch.arange(10), torch.ones(10, dtype=torch.bool), slots, 5, 1)
+    assert painted.sum(0).max() == 1 and painted.sum() == 250
+    with pytest.raises(TrialConfigError, match="whole of a 28 x 28 image with a 0 px") as info:
+        patch_slots(28, 28, 8, 10, margin=0, region="whole")
+    assert "region: whole" not in str(info.value)
+
+
+def test_whole_region_is_refused_with_augmentation():
+    with pytest.raises(SpecError, match="shortcut.region 'whole' needs data.augment: false"):
+        validate_trial({"data": {"augment": True, "shortcut": {"fraction": 0.5, "region": "whole"}}})
+    validate_trial({"data": {"augment": False, "shortcut": {"fraction": 0.5, "region": "whole"}}})

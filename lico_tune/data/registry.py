@@ -112,7 +112,9 @@ def build_data(cfg, seed: int = 0):
     if shortcut.active(cfg.shortcut):
         if not isinstance(train, ImageSet):
             raise ValueError(f"data.shortcut works on in-memory datasets, not {cfg.name}; remove data.shortcut.")
-        train, probe = shortcut.build(train, test, cfg.shortcut, len(class_names), crop_pad_for(size))
+        # 'whole' runs without augmentation (the spec says so): no crop to keep a patch inside.
+        margin = 0 if cfg.shortcut.region == "whole" else crop_pad_for(size)
+        train, probe = shortcut.build(train, test, cfg.shortcut, len(class_names), margin)
         test = probe.clean if cfg.shortcut.test == "absent" else probe.shuffled
     return DataBundle(name=cfg.name, train=train, test=test, val=val, class_names=class_names,
                       in_channels=train.in_channels, image_size=size, mean=train.mean, std=train.std,

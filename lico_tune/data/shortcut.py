@@ -3,7 +3,8 @@
 Class k's patch is a size x size square of value `value` (uint8) at slot k: slots lie on a grid in
 the left half of the image, `margin` px (the random crop's pad) from the edges, so that a random
 crop keeps the patch inside the image and a horizontal flip sends it to the right half, where no
-class has a slot (the position stays class-coded). Which training images get a patch is drawn
+class has a slot (the position stays class-coded). Without augmentation, region 'whole' spreads
+the grid over the whole width (room for larger patches: 10 of 5 px fit 28 px). Which training images get a patch is drawn
 from shortcut.seed alone (the same for every trial seed, exactly round(fraction * N) images).
 
 At test, three versions of the test split are built (the probe):
@@ -21,6 +22,7 @@ from typing import Optional
 
 import torch
 
+from ..device import TrialConfigError
 from .imageset import ImageSet
 
 
@@ -35,17 +37,23 @@ class ShortcutProbe:
     slots: torch.Tensor                  # (K, 2) top, left of each class's patch
 
 
-def patch_slots(height: int, width: int, size: int, num_classes: int, margin: int) -> torch.Tensor:
-    """(K, 2) int64 (top, left) of each class's patch: a column-major grid in the left half,
-    `margin` px from the top, bottom and left edges, 1 px apart. ValueError when K do not fit."""
+def patch_slots(height: int, width: int, size: int, num_classes: int, margin: int,
+                region: str = "left_half") -> torch.Tensor:
+    """(K, 2) int64 (top, left) of each class's patch: a column-major grid in the left half (or the
+    whole width), `margin` px from the top, bottom and left edges, 1 px apart. TrialConfigError
+    when K do not fit."""
     usable = height - 2 * margin
     rows = max(0, (usable + 1) // (size + 1))
     cols = math.ceil(num_classes / rows) if rows else math.inf
-    if rows == 0 or margin + cols * (size + 1) - 1 > width // 2:
-        raise ValueError(
-            f"data.shortcut: {num_classes} patches of size {size} do not fit in the left half of a "
-            f"{height} x {width} image with a {margin} px margin; lower data.shortcut.size or use a "
-            f"larger data.image_size.")
+    room = width // 2 if region == "left_half" else width - margin
+    if rows == 0 or margin + cols * (size + 1) - 1 > room:
+        where = "the left half" if region == "left_half" else "the whole"
+        hint = ("" if region == "whole" else
+                " or, without data.augment, set data.shortcut.region: whole")
+        raise TrialConfigError(
+            f"data.shortcut: {num_classes} patches of size {size} do not fit in {where} of a "
+            f"{height} x {width} image with a {margin} px margin; lower data.shortcut.size{hint}, or "
+            f"use a larger data.image_size.")
     k = torch.arange(num_classes)
     top = margin + (k % rows) * (size + 1)
     left = margin + (k // rows) * (size + 1)
@@ -76,7 +84,7 @@ def plant(images: torch.Tensor, codes: torch.Tensor, where: torch.Tensor, slots:
 def build(train: ImageSet, test: ImageSet, cfg, num_classes: int, margin: int) -> tuple[ImageSet, ShortcutProbe]:
     """Plant the patches of data.shortcut `cfg` in the training set; build the test probe."""
     _, _, h, w = train.images.shape
-    slots = patch_slots(h, w, cfg.size, num_classes, margin)
+    slots = patch_slots(h, w, cfg.size, num_classes, margin, cfg.region)
     g = torch.Generator().manual_seed(int(cfg.seed))
     n = len(train)
     chosen = torch.randperm(n, generator=g)[:round(cfg.fraction * n)]
@@ -97,4 +105,4 @@ def build(train: ImageSet, test: ImageSet, cfg, num_classes: int, margin: int) -
 
 def active(cfg: Optional[object]) -> bool:
     """Whether data.shortcut asks for anything (patches in training or the probe at test)."""
-    return cfg is not None and (cfg.fraction > 0 or cfg.probe)
+    return cfg is not None and cfg.active
