@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from .chance import check_predictions
 from .checkpoint import (CheckpointError, load_checkpoint, load_trainable_state,
                          save_checkpoint, trainable_state)
 from .data import build_data
@@ -21,7 +22,6 @@ from .determinism import configure as configure_determinism
 from .device import TrialConfigError, pick_device
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
-from .chance import check_predictions
 from .health import Health
 from .integrity import nonfinite_tensors
 from .layout import CHECKPOINT_FILE, METRICS_FILE

@@ -218,17 +218,18 @@ def _root(tmp_path, with_flag: bool):
         if arm == "lico":
             row.update({"health/grad_share/mm": 0.2, "health/warn/mm_inactive": 0.0})
         if with_flag:
-            row.update({AT_CHANCE_FLAG: 1.0, COLLAPSED_FLAG: 0.0})
+            row.update({AT_CHANCE_FLAG: 1.0, COLLAPSED_FLAG: 0.0,
+                        "health/warnings": chance_check(40, 360, 0.103, 0.5).warnings()[0]})
         (t / RESULT_FILE).write_text(json.dumps(row) + "\n")
         (t / TRIAL_SPEC).write_text(yaml.safe_dump({"train": {"epochs": 1, "seed": seed}}))
     return tmp_path
 
 
-def _ablations_page(root, monkeypatch) -> AppTest:
+def _page(root, monkeypatch, page: str = "ablations") -> AppTest:
     monkeypatch.setenv("LICO_TUNE_STORAGE", str(root))
     sys.path.insert(0, str(REPO / "dashboards"))
     at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=120).run()
-    at.switch_page("views/ablations.py").run()
+    at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -240,12 +241,19 @@ def test_old_experiment_without_the_flag_opens_in_report_and_dashboard(tmp_path,
     assert "At chance" not in out and "### Ablation table" in out
     ce_row = next(line for line in out.splitlines() if line.startswith("| ce | digits |"))
     assert ce_row.endswith("| - |"), ce_row      # CE without health flags: '-' (not reported), not 'none'
-    at = _ablations_page(old, monkeypatch)
+    at = _page(old, monkeypatch)
     assert at.subheader[0].value == "Ablation table" and not any("At chance" in w.value for w in at.warning)
 
     new = _root(tmp_path / "new", with_flag=True)
     assert main(["report", str(new), "--no-catalog"]) == 0
     out = capsys.readouterr().out
     assert "⚠ At chance: ce · digits: 3/3 trials, lico · digits: 3/3 trials." in out
-    at = _ablations_page(new, monkeypatch)
+    at = _page(new, monkeypatch)
     assert any("At chance: ce · digits: 3/3 trials, lico · digits: 3/3 trials." in w.value for w in at.warning)
+    # The trial page shows a CE trial's warning (CE has no LICO health curves) ...
+    at = _page(new, monkeypatch, "trial")
+    assert [w.value for w in at.warning if "at chance: test accuracy 11.1% on 360 images" in w.value]
+    assert "Health of the LICO terms" not in [s.value for s in at.subheader]
+    # ... and nothing of the kind for an old trial.
+    at = _page(old, monkeypatch, "trial")
+    assert not [w.value for w in at.warning if "at chance" in w.value]
