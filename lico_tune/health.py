@@ -105,7 +105,8 @@ class Health:
             if self.mm_ref0 is None and h.get("health/mm_ref0") is not None:
                 self.mm_ref0 = h["health/mm_ref0"]
             for w in filter(None, (h.get(HEALTH_WARNINGS) or "").split("; ")):
-                if w not in self.warned:
+                # an earlier end's at-chance verdict is not carried on: final_check judges the final model
+                if w not in self.warned and w.split(":")[0] not in CHANCE_KINDS:
                     self.warned.append(w)
 
     def start(self) -> None:

@@ -26,6 +26,7 @@ from lico_tune.data.loader import iterate_batches
 from lico_tune.layout import PARAMS_FILE, RESULT_FILE, RUN_FILE, TRIAL_SPEC
 from lico_tune.results import build_report, render
 from lico_tune.results.health_table import chance_cells, health_display, health_table
+from lico_tune.results.ranges import metric_range
 from lico_tune.results.table import build_results
 from lico_tune.spec import validate_trial
 from lico_tune.train import train_trial
@@ -65,6 +66,7 @@ def test_rule_on_predictions_collapse_and_imbalance():
     assert one_class.p_value == pytest.approx(tail(100, 1000, 0.1), rel=1e-9)
     m = one_class.metrics()
     assert set(m) == set(CHANCE_KEYS) and m[AT_CHANCE_FLAG] == 1.0 and m[COLLAPSED_FLAG] == 1.0
+    assert all(metric_range(k) == (0.0, 1.0) for k in CHANCE_KEYS)     # intervals of them are clipped to [0, 1]
     # The collapse threshold: 899 of 1000 one class is not collapsed, 900 is.
     for n_top, collapsed in ((899, False), (900, True)):
         pred = torch.cat([torch.zeros(n_top, dtype=torch.long), torch.arange(1000 - n_top) % 9 + 1])
