@@ -25,6 +25,9 @@ each epoch reports, as metrics `health/...` and one log line:
 and warns, once each, in the log, as the text `health/warnings` and as 0/1 flags
 `health/warn/<kind>` (numbers reach the results table); metrics.json lists them as `warnings`. Everything per step stays on
 the device (no sync); values are read once per epoch.
+
+At the end of every trial, LICO or not, `final_check` adds whether the explained model learned
+anything at all (lico_tune/chance.py: 'at chance', 'collapsed'), with the same flags and texts.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from .chance import CHANCE_KEYS, KINDS as CHANCE_KINDS, ChanceCheck
 from .data.loader import iterate_batches
 from .layout import HEALTH_WARNINGS
 from .models.lico import LicoModel
@@ -101,7 +105,8 @@ class Health:
             if self.mm_ref0 is None and h.get("health/mm_ref0") is not None:
                 self.mm_ref0 = h["health/mm_ref0"]
             for w in filter(None, (h.get(HEALTH_WARNINGS) or "").split("; ")):
-                if w not in self.warned:
+                # an earlier end's at-chance verdict is not carried on: final_check judges the final model
+                if w not in self.warned and w.split(":")[0] not in CHANCE_KINDS:
                     self.warned.append(w)
 
     def start(self) -> None:
@@ -226,6 +231,23 @@ class Health:
             m[f"health/warn/{kind.lower().replace(' ', '_')}"] = float(kind in given)
         m[HEALTH_WARNINGS] = "; ".join(self.warned)
         return m
+
+    def final_check(self, check: ChanceCheck, what: str = "test accuracy") -> dict:
+        """After the last epoch, for every arm: the explained model's chance check (chance.py) as
+        metrics, its 0/1 flags `health/warn/at_chance|collapsed`, and its warnings (logged, and
+        added to `warned` and the `health/warnings` text). A resumed trial's earlier verdict is
+        replaced: only the final model counts."""
+        self.warned = [w for w in self.warned if w.split(":")[0] not in CHANCE_KINDS]
+        for w in check.warnings(what):
+            self.warned.append(w)
+            self.log(f"WARNING {w}")
+        return {**check.metrics(), HEALTH_WARNINGS: "; ".join(self.warned)}
+
+    @staticmethod
+    def final_keys() -> tuple[str, ...]:
+        """The numeric keys `final_check` reports (padded with NaN into a trial's first report; the
+        `health/warnings` text is not: a NaN there would read as a numeric metric)."""
+        return CHANCE_KEYS
 
     def _warnings(self, m: dict) -> list[str]:
         lico, temp = self.cfg.lico, self.model.temperature

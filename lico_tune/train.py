@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from .chance import check_predictions
 from .checkpoint import (CheckpointError, load_checkpoint, load_trainable_state,
                          save_checkpoint, trainable_state)
 from .data import build_data
@@ -113,17 +114,27 @@ def warmup_ema(decay: float):
 
 
 @torch.no_grad()
-def evaluate(classifier: nn.Module, dataset, device: torch.device, batch_size: int) -> float:
-    """Top-1 accuracy in percent."""
+def predict(classifier: nn.Module, dataset, device: torch.device, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted, true) class indices of every image of `dataset`, both (n,) int64 on the CPU."""
     was_training = classifier.training
     classifier.eval()
-    correct = total = 0
+    preds, labels = [], []
     for x, y in iterate_batches(dataset, batch_size, shuffle=False, seed=0):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        correct += (classifier(x).argmax(1) == y).sum().item()
-        total += y.numel()
+        preds.append(classifier(x.to(device, non_blocking=True)).argmax(1).cpu())
+        labels.append(y.cpu())
     classifier.train(was_training)
-    return 100.0 * correct / max(1, total)
+    empty = torch.zeros(0, dtype=torch.long)
+    return (torch.cat(preds).long() if preds else empty), (torch.cat(labels).long() if labels else empty)
+
+
+def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * (pred == labels).sum().item() / max(1, labels.numel())
+
+
+def evaluate(classifier: nn.Module, dataset, device: torch.device, batch_size: int) -> float:
+    """Top-1 accuracy in percent."""
+    return accuracy(*predict(classifier, dataset, device, batch_size))
 
 
 def check_finite_weights(model: nn.Module, epoch: int, ckpt_path: Path) -> None:
@@ -216,7 +227,9 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
 
     # Every key the trial will report, so the first report carries them all (NaN until computed):
     # Ray fixes progress.csv's columns at a trial's first result. Only reports are padded, not history.
-    later = ["test/acc", *(["test/acc_ema"] if ema is not None else []), *saliency_metric_keys(cfg.eval, data)]
+    later = ["test/acc", *(["test/acc_ema"] if ema is not None else []), *saliency_metric_keys(cfg.eval, data),
+             *Health.final_keys()]
+    explain_ema = ema is not None and cfg.eval.model == "ema"   # the model saliency explains
     padded = False
 
     metrics: dict = history[-1] if history else {}
@@ -274,17 +287,24 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
                    **{f"train/{k}": v / n_steps for k, v in sums.items()},
                    "train/images_per_s": seen / train_time, "lr": scheduler.get_last_lr()[0]}
         check_finite_weights(model, epoch, ckpt_path)    # a finite loss can still leave inf/nan weights
+        test_pred = None   # (predicted, true) classes of the explained model on the test set
         if last or (epoch + 1) % cfg.eval.every == 0:
-            metrics["test/acc"] = evaluate(model.classifier, data.test, device, cfg.eval.batch_size)
+            test_pred = predict(model.classifier, data.test, device, cfg.eval.batch_size)
+            metrics["test/acc"] = accuracy(*test_pred)
             if ema is not None:
-                metrics["test/acc_ema"] = evaluate(ema.module, data.test, device, cfg.eval.batch_size)
+                ema_pred = predict(ema.module, data.test, device, cfg.eval.batch_size)
+                metrics["test/acc_ema"] = accuracy(*ema_pred)
+                test_pred = ema_pred if explain_ema else test_pred
             if data.val is not None:     # what searches select on (data.val_fraction)
                 metrics["val/acc"] = evaluate(model.classifier, data.val, device, cfg.eval.batch_size)
                 if ema is not None:
                     metrics["val/acc_ema"] = evaluate(ema.module, data.val, device, cfg.eval.batch_size)
         metrics.update(health.epoch_end())
         if last:
-            explained = ema.module if ema is not None and cfg.eval.model == "ema" else model.classifier
+            explained = ema.module if explain_ema else model.classifier
+            # Did the explained model learn anything? (every arm; saliency of an untrained model says nothing)
+            metrics.update(health.final_check(check_predictions(*test_pred),
+                                              "test accuracy (EMA weights)" if explain_ema else "test accuracy"))
             log(f"saliency: {', '.join(cfg.eval.cams)} on {cfg.eval.n_images} test images")
             metrics.update(trial_saliency(explained, data, cfg.eval, out_dir))
             if cfg.eval.val_saliency:

@@ -44,7 +44,7 @@ except ValueError as exc:
     st.stop()
 shown = datasets if dataset == "All datasets" else [dataset]
 
-for w in rep.small_n_warnings():
+for w in rep.chance_warnings() + rep.small_n_warnings():
     st.warning(w)
 
 st.subheader("Ablation table")

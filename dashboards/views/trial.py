@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import common
+from lico_tune.chance import KINDS as CHANCE_KINDS
 from lico_tune.layout import ERROR_FILE, TRIAL_SPEC
 
 HEALTH = {"Temperature": ["health/tau", "health/tau_target"],
@@ -62,6 +63,9 @@ if row["status"] == "errored":
             st.code(rec["error_detail"], language="text")
 if row["damaged"]:
     st.warning(f"**Damaged trial:** {row['warnings']}")
+for w in str(row.get("health") or "").split("; "):   # every arm: did the explained model learn anything?
+    if w.split(":")[0] in CHANCE_KINDS:
+        st.warning(w)
 
 st.subheader("Learning curves")
 hist = pd.DataFrame(rec.get("history") or [])
@@ -71,11 +75,12 @@ else:
     groups = {"Losses": ["train/ce", "train/mm", "train/ot", "train/loss"],
               "Accuracy (%)": ["test/acc", "test/acc_ema"]}
     curves(hist, groups)
-    if any(c.startswith("health/") for c in hist.columns):
+    if any(m in hist.columns for ms in HEALTH.values() for m in ms):    # LICO arms only
         st.subheader("Health of the LICO terms")
         given = hist["health/warnings"].dropna().iloc[-1] if "health/warnings" in hist.columns else ""
         for w in filter(None, str(given).split("; ")):
-            st.warning(w)
+            if w.split(":")[0] not in CHANCE_KINDS:     # shown above for every arm
+                st.warning(w)
         curves(hist, HEALTH)
         st.caption("MM at the reference temperature (a fixed batch, one fixed tau) should fall below its "
                    "untrained value mm_ref0; each term's gradient share is measured at the backbone's "

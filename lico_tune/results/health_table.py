@@ -3,11 +3,19 @@ metrics of the LICO terms (lico_tune/health.py) and how many trials raised each 
 
 A LICO arm can match the CE arm's accuracy because its extra terms trained nothing (MM inactive,
 OT degenerate...); this table says so next to the ablation table. Trials report the warnings as
-0/1 metrics `health/warn/<kind>` (1 once raised); a CE arm has no LICO terms and no health metrics.
+0/1 metrics `health/warn/<kind>` (1 once raised); a CE arm has no LICO terms and no LICO health
+metrics, but every arm reports at its end whether the explained model learned anything
+(lico_tune/chance.py: `health/warn/at_chance`, `health/warn/collapsed`), and `chance_cells` /
+`chance_note` say which arms and datasets have trials at chance. Experiments trained before that
+check lack the flags: their cells count nothing there (not reported, no note).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import pandas as pd
+
+from ..chance import AT_CHANCE_FLAG, CHANCE_ALPHA
 
 # (column shown, metric): what moved (MM at a fixed temperature), what trained the backbone (gradient shares).
 KEY_METRICS = [("mm_ref_change", "health/mm_ref_change"), ("grad ce", "health/grad_share/ce"),
@@ -40,8 +48,34 @@ def health_table(usable: pd.DataFrame) -> pd.DataFrame:
 HEALTH_CAPTION = ("Mean final health of the LICO terms over finished trials: mm_ref_change = relative change of "
                   "MM at a fixed temperature since the start (negative: the image manifold moved towards the "
                   "text one); grad ce/mm/ot = each term's share of the backbone's gradient (near 0: the term "
-                  "trains nothing). Warnings: how many trials raised each (lico_tune/health.py); '-': the arm "
-                  "has no LICO terms.")
+                  "trains nothing; '-': the arm has no LICO terms). Warnings: how many trials raised each "
+                  "(lico_tune/health.py; 'at chance' and 'collapsed', lico_tune/chance.py, for every arm); "
+                  "'-': the arm's trials report no health flags (trained before these checks).")
+
+
+def chance_cells(usable: pd.DataFrame) -> list[dict]:
+    """{arm, dataset, k, n} for each (arm, dataset) where k of the n trials that report the flag
+    `health/warn/at_chance` raised it (k >= 1). Trials without the flag (older runs) count in neither."""
+    if usable.empty or AT_CHANCE_FLAG not in usable.columns:
+        return []
+    out = []
+    for (arm, dataset), g in usable.groupby(["arm", "dataset"], sort=False, dropna=False):
+        flag = pd.to_numeric(g[AT_CHANCE_FLAG], errors="coerce")
+        k = int((flag > 0).sum())
+        if k:
+            out.append({"arm": arm, "dataset": dataset, "k": k, "n": int(flag.notna().sum())})
+    return out
+
+
+def chance_note(cells: list[dict]) -> Optional[str]:
+    """One plain paragraph naming the arms and datasets with trials at chance, or None."""
+    if not cells:
+        return None
+    where = ", ".join(f"{c['arm']} · {c['dataset']}: {c['k']}/{c['n']} trials" for c in cells)
+    return (f"⚠ At chance: {where}. There the explained model's test accuracy is not above always answering the "
+            f"most frequent class (one-sided exact binomial test, α = {CHANCE_ALPHA:g}): the model learned "
+            f"nothing, so its saliency and pointing numbers, and the paired comparisons of them below, are not "
+            f"evidence about LICO. Train longer or check the learning rate.")
 
 
 def health_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -53,4 +87,4 @@ def health_display(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-__all__ = ["HEALTH_CAPTION", "KEY_METRICS", "health_display", "health_table"]
+__all__ = ["HEALTH_CAPTION", "KEY_METRICS", "chance_cells", "chance_note", "health_display", "health_table"]

@@ -5,7 +5,8 @@ Accuracies are stored in percent (train.evaluate: 100 * correct / total); insert
 pointing-game and energy scores (also on the shortcut patch) are fractions in [0, 1]; overall =
 insertion - deletion and lerf_morf = LeRF - MoRF deletion in [-1, 1]; the shortcut probe's
 accuracies in percent and its patch_reliance (a difference of two) in [-100, 100]; SES and the sanity check's Spearman correlations are in [-1, 1]; losses, temperatures,
-Sinkhorn errors and times are >= 0. A name not listed has no known range (None: never clipped).
+Sinkhorn errors and times are >= 0; the at-chance check's share and p-value and the 0/1 health flags
+are in [0, 1]. A name not listed has no known range (None: never clipped).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ _RANGES: list[tuple[re.Pattern, tuple[float, float]]] = [
                 r"deletion_lerf|patch_energy|patch_pointing|patched_insertion|patched_deletion)$"), (0.0, 1.0)),
     (re.compile(r"^saliency/.+/(overall|ses|sanity_top|sanity_full|patched_overall|lerf_morf)$"), (-1.0, 1.0)),
     (re.compile(r"^saliency/.+/seconds$|^train/|^mm/temperature$|^lr$"), (0.0, math.inf)),
+    (re.compile(r"^eval/(top_pred_share|chance_p)$|^health/warn/"), (0.0, 1.0)),
 ]
 
 

@@ -32,6 +32,7 @@ def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Seque
         if rep.summary.empty:
             out.append("No finished trial with intact results yet: nothing to tabulate.")
         else:
+            out += rep.chance_warnings()      # before any table: those cells' saliency numbers mean nothing
             out.append(f"### Ablation table\n\n{_md_table(rep.ablation_table(bold='md'), index=True)}\n\n"
                        f"{rep.caption()}")
             if rep.baseline:
@@ -101,6 +102,7 @@ def to_latex(reports: list[ExperimentReport]) -> str:
             out.append(f"% {rep.experiment}: no finished trial with intact results")
             continue
         key = "".join(ch if ch.isalnum() else "-" for ch in rep.experiment)
+        out += [f"% {w}" for w in rep.chance_warnings()]
         out.append(_latex_table(rep.ablation_table(bold="latex").reset_index(), rep.caption(), f"tab:{key}-ablation"))
         if rep.baseline and not rep.paired.empty:
             out.append(_latex_table(rep.paired_table().drop(columns=["note"]),
@@ -135,6 +137,7 @@ def to_json(reports: list[ExperimentReport]) -> str:
                      "baseline": rep.baseline, "ci": {"level": rep.level, "method": rep.method},
                      "correction": {"method": rep.correction, "family": rep.family, "tests": rep.family_n},
                      "margins": rep.margins, "small_n_warnings": rep.small_n_warnings(),
+                     "at_chance": rep.at_chance, "chance_warnings": rep.chance_warnings(),
                      "status_counts": rep.counts, "usable_trials": rep.n_usable, "ablation": _records(summary),
                      "paired": _records(paired), "best": _records(rep.best), "health": _records(rep.health),
                      "errors": rep.errors,

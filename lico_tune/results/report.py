@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 import pandas as pd
 
 from .baselines import names, paired_section, resolve_baselines
-from .health_table import health_table
+from .health_table import chance_cells, chance_note, health_table
 from .power import seeds_for_half_width
 from .ranges import clip, difference_range
 from .stats import (plain_value, BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N, aggregate, best_configs,
@@ -51,6 +51,7 @@ class ExperimentReport:
     health: pd.DataFrame = field(default_factory=pd.DataFrame)   # health_table(): per arm and dataset
     pooled: dict = field(default_factory=dict)   # (arm, dataset) -> configurations pooled in that cell (> 1)
     baselines: list[str] = field(default_factory=list)   # every baseline, `baseline` first (baselines.py)
+    at_chance: list[dict] = field(default_factory=list)  # chance_cells(): {arm, dataset, k, n} with k trials at chance
 
     def __post_init__(self):
         self.baselines = list(self.baselines) or ([self.baseline] if self.baseline else [])
@@ -190,6 +191,10 @@ class ExperimentReport:
                                                                   f"{int(need)} (±{_short(w)})"))
             rows.append(row)
         return pd.DataFrame(rows, columns=cols)
+
+    def chance_warnings(self) -> list[str]:
+        """The note on arms/datasets whose trials learned nothing (health_table.chance_note), if any."""
+        return [n for n in [chance_note(self.at_chance)] if n]
 
     def small_n_warnings(self) -> list[str]:
         """Plain sentences about what this n cannot support."""
@@ -366,7 +371,7 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     return ExperimentReport(experiment, metrics, modes, arms, datasets, baseline, level, method, summary, paired,
                             best, status_counts(t), errors, damaged, len(usable), correction, family,
                             family_size(paired, family), margin_of, target_width, health=health_table(usable),
-                            pooled=pooled, baselines=baselines)
+                            pooled=pooled, baselines=baselines, at_chance=chance_cells(usable))
 
 
 def build_report(res: Results, experiment: Optional[str] = None, **kwargs) -> list[ExperimentReport]:
