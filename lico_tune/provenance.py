@@ -153,6 +153,14 @@ def dataset_identity(data_cfg) -> dict:
             pkg = _dpkg_version("dataset-fashion-mnist") if d.resolve() == fm.SYSTEM_DIR.resolve() else None
             return {"name": name, "path": str(d), "debian_package": pkg and f"dataset-fashion-mnist {pkg}",
                     **files_sha256(files, d)}
+        if name == "placed_fmnist":
+            # The canvases are a deterministic function of Fashion-MNIST and the generation parameters
+            # (placed.generate): those two identify them; a digest of the whole cache folder would
+            # change with every other parameter set cached beside them.
+            from .data import placed
+            params = placed.params_of(data_cfg.placed)
+            return {"name": name, "generated_from": dataset_identity(data_cfg.model_copy(update={"name": "fashion_mnist"})),
+                    "params": params, "cache_key": placed.cache_key(params), "path": str(placed.cache_dir(data_cfg))}
         from .data.paths import user_root
         folder = user_root(root, name)
         files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".lico-tune")] \

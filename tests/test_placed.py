@@ -193,3 +193,18 @@ def test_whole_region_is_refused_with_augmentation():
     with pytest.raises(SpecError, match="shortcut.region 'whole' needs data.augment: false"):
         validate_trial({"data": {"augment": True, "shortcut": {"fraction": 0.5, "region": "whole"}}})
     validate_trial({"data": {"augment": False, "shortcut": {"fraction": 0.5, "region": "whole"}}})
+
+
+@needs_fmnist
+def test_provenance_names_the_source_and_the_generation_parameters_not_the_cache_folder(cache):
+    from lico_tune.provenance import dataset_identity
+    cfg = small()
+    D.build_data(cfg, seed=0)                                           # caches these canvases
+    ident = dataset_identity(cfg)
+    source = dataset_identity(DataConfig(name="fashion_mnist"))
+    assert ident["generated_from"]["sha256"] == source["sha256"]
+    assert ident["params"] == placed.params_of(cfg.placed) and ident["params"]["max_items"] == 400
+    assert ident["cache_key"] == placed.cache_key(ident["params"]) == placed.cache_dir(cfg).name
+    D.build_data(small(placed={"canvas": 40}), seed=0)                 # another parameter set cached beside it
+    assert dataset_identity(cfg) == ident
+    assert dataset_identity(small(placed={"canvas": 40}))["cache_key"] != ident["cache_key"]
