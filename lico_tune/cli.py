@@ -166,7 +166,10 @@ def cmd_rerun(args) -> int:
         return EXIT_FAILED
     where = f" (kept in {out})" if args.out else ""
     if cmp.match:
-        _say(f"match: all {cmp.tensors} checkpoint tensors and {cmp.metrics} metric values are bit-identical{where}")
+        what = (f"{cmp.metrics} metric values are bit-identical (the record has no weights: metrics only)"
+                if rec.metrics_only else
+                f"all {cmp.tensors} checkpoint tensors and {cmp.metrics} metric values are bit-identical")
+        _say(f"match: {what}{where}")
         return EXIT_OK
     _say(f"MISMATCH{where}: {len(cmp.tensor_diffs)} of {cmp.tensors} tensors, {len(cmp.metric_diffs)} of "
          f"{cmp.metrics} metric values and {len(cmp.state_diffs)} other numbers differ")

@@ -7,10 +7,13 @@ config the trainable wrote, and checkpoint_NNNNNN/checkpoint.pt). The rerun trai
 config up to the epoch of the recorded checkpoint (a trial a scheduler stopped early is cut at
 the same epoch: the learning-rate schedule still spans train.epochs), then compares every tensor
 of the two checkpoints (model, optimiser, scheduler, EMA, RNG state) with torch.equal and every
-metric of every epoch with ==, except wall-clock ones (images/s, seconds).
+metric of every epoch with ==, except wall-clock ones (images/s, seconds). A published copy of a
+Ray trial without its weights (metrics.json but no checkpoint.pt, e.g. docs/study/results) is a
+metrics-only record: every metric of every epoch is compared, no tensor.
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -22,7 +25,7 @@ import torch
 import yaml
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .layout import CHECKPOINT_DIR_PREFIX, CHECKPOINT_FILE as CHECKPOINT_NAME, TRIAL_SPEC
+from .layout import CHECKPOINT_DIR_PREFIX, CHECKPOINT_FILE as CHECKPOINT_NAME, METRICS_FILE, TRIAL_SPEC
 from .spec import TrialConfig
 
 TIMING = ("images_per_s", "seconds")    # metric name endings that measure wall-clock time
@@ -36,10 +39,14 @@ class RecordError(ValueError):
 @dataclass
 class Record:
     config: TrialConfig
-    checkpoint: Path
+    checkpoint: Path                    # metrics.json for a metrics-only record
     epoch: int
-    kind: str                           # 'train' or 'ray'
+    kind: str                           # 'train', 'ray' or 'ray metrics-only' (no weights: metrics compared)
     state: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def metrics_only(self) -> bool:
+        return self.kind.endswith("metrics-only")
 
 
 @dataclass
@@ -68,15 +75,26 @@ def find_record(trial_dir: str | Path) -> Record:
                       state)
     if (d / TRIAL_SPEC).is_file():
         ckpts = sorted(p for p in d.glob(f"{CHECKPOINT_DIR_PREFIX}*") if (p / CHECKPOINT_NAME).is_file())
-        if not ckpts:
-            raise RecordError(f"{d} has {TRIAL_SPEC} but no checkpoint_*/{CHECKPOINT_NAME}: the trial saved no "
-                              f"epoch (it failed or was stopped before its first report); nothing to compare.")
-        state = load_checkpoint(ckpts[-1] / CHECKPOINT_NAME)
+        if ckpts:
+            path, kind = ckpts[-1] / CHECKPOINT_NAME, "ray"
+            state = load_checkpoint(path)
+        elif (d / METRICS_FILE).is_file():       # a copy without weights: compare the metrics only
+            path, kind = d / METRICS_FILE, "ray metrics-only"
+            try:
+                final = json.loads(path.read_text())
+                state = {"epoch": final["epoch"], "history": final["history"], "environment": final.get("environment")}
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RecordError(f"{path} is damaged ({type(exc).__name__}: {exc}); restore it from the "
+                                  f"experiment it was copied from.") from None
+        else:
+            raise RecordError(f"{d} has {TRIAL_SPEC} but neither checkpoint_*/{CHECKPOINT_NAME} nor {METRICS_FILE}: "
+                              f"the trial saved no epoch (it failed or was stopped before its first report); "
+                              f"nothing to compare.")
         try:
             cfg = TrialConfig.model_validate(yaml.safe_load((d / TRIAL_SPEC).read_text()))
         except (ValueError, yaml.YAMLError) as exc:
             raise RecordError(f"{d / TRIAL_SPEC} is not a valid trial config ({str(exc).splitlines()[0]}).") from None
-        return Record(cfg, ckpts[-1] / CHECKPOINT_NAME, int(state["epoch"]), "ray", state)
+        return Record(cfg, path, int(state["epoch"]), kind, state)
     raise RecordError(f"{d} is not a trial record: it has neither {CHECKPOINT_NAME} (a `lico-tune train` output "
                       f"directory) nor {TRIAL_SPEC} (a Ray Tune trial directory, <storage>/<experiment>/trial_*).")
 
@@ -176,6 +194,8 @@ def rerun(trial_dir: str | Path, out_dir: Optional[str | Path] = None,
         raise FileExistsError(f"{out} already holds a checkpoint; pass an empty --out directory.")
     try:
         new = retrain(rec, out, log)
+        if rec.metrics_only:
+            new = {"epoch": new["epoch"], "history": new["history"]}
         return rec, compare(rec.state, new), out
     finally:
         if not keep:

@@ -45,6 +45,11 @@ def means_figure(usable, path: str) -> None:
         for c, m in enumerate(metrics):
             ax = axes[r][c]
             sub = agg[(agg["dataset"] == ds) & (agg["metric"] == m)].set_index("arm")
+            if sub["mean"].isna().all():          # e.g. the pointing game on a dataset without boxes
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{m}\nnot measured on {ds}", ha="center", va="center", fontsize=8,
+                        transform=ax.transAxes)
+                continue
             ys = np.arange(len(arms))[::-1]
             for y, arm in zip(ys, arms):
                 if arm not in sub.index:

@@ -3,6 +3,7 @@ tensor for tensor, `lico-tune rerun` says so (and names what differs when a reco
 for a `lico-tune train` directory and for a real Ray Tune trial directory; provenance records
 what the issue lists."""
 import copy
+import json
 import re
 import shutil
 
@@ -88,7 +89,7 @@ def test_rerun_refuses_what_is_not_a_record(trained, tmp_path, capsys):
     assert "is not a trial record" in capsys.readouterr().err
     (tmp_path / "trial_spec.yaml").write_text("train: {epochs: 1}\n")
     assert main(["rerun", str(tmp_path)]) == 2
-    assert "no checkpoint_*/checkpoint.pt" in capsys.readouterr().err
+    assert "neither checkpoint_*/checkpoint.pt nor metrics.json" in capsys.readouterr().err
     (tmp_path / "checkpoint_000000").mkdir()
     shutil.copy2(trained / "checkpoint.pt", tmp_path / "checkpoint_000000" / "checkpoint.pt")
     (tmp_path / "trial_spec.yaml").write_text("train: {epochs: 0}\n")
@@ -107,3 +108,26 @@ def test_rerun_of_a_ray_trial_directory_matches(results_root, capsys):
     assert main(["rerun", str(trial), "--quiet"]) == 0
     m = re.search(r"match: all (\d+) checkpoint tensors and (\d+) metric values", capsys.readouterr().out)
     assert m and int(m[1]) >= 20 and int(m[2]) >= 20, "model, optimiser, EMA, RNG and both epochs' metrics"
+
+
+def test_rerun_of_a_copy_without_weights_compares_the_metrics(results_root, tmp_path, capsys):
+    """A published copy (docs/study/results: no checkpoint.pt) is a metrics-only record: a match
+    says so, an altered metric is named, a damaged metrics.json is a one-paragraph error."""
+    trial = sorted((results_root / "ablation-smoke").glob("trial_*_lico"))[0]
+    published = tmp_path / trial.name
+    shutil.copytree(trial, published, ignore=shutil.ignore_patterns("*.pt"))
+    rec = find_record(published)
+    assert rec.metrics_only and rec.epoch == 2 and rec.checkpoint == published / "metrics.json"
+    assert main(["rerun", str(published), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"match: (\d+) metric values are bit-identical \(the record has no weights", out)
+    assert m and int(m[1]) >= 20, out
+    final = json.loads((published / "metrics.json").read_text())
+    final["history"][0]["train/ce"] += 1e-6
+    (published / "metrics.json").write_text(json.dumps(final))
+    assert main(["rerun", str(published), "--quiet"]) == 1
+    assert "metric history.0.train/ce" in capsys.readouterr().out
+    (published / "metrics.json").write_text("{\"epoch\": 2")
+    assert main(["rerun", str(published)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.json is damaged" in err and "Traceback" not in err
