@@ -211,7 +211,7 @@ def test_shortcut_metrics_on_a_patch_reading_model():
     #                                           whole channels, so F must be zero off the patch
     train = ImageSet(base.clone(), labels, (0.0,), (1.0,), augment=False, pad=2)
     test = ImageSet(base.clone(), labels, (0.0,), (1.0,), augment=False, pad=2)
-    cfg = SimpleNamespace(fraction=0.5, size=3, seed=0, value=255)
+    cfg = SimpleNamespace(fraction=0.5, size=3, seed=0, value=255, region="left_half")
     train, probe = shortcut.build(train, test, cfg, 4, margin=2)
     model = PatchReader(probe.slots, 3, hw)
     out = shortcut_metrics(model, probe, torch.arange(8), ["gradcam"], batch_size=16, target="label")
