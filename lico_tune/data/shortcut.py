@@ -4,8 +4,9 @@ Class k's patch is a size x size square of value `value` (uint8) at slot k: slot
 the left half of the image, `margin` px (the random crop's pad) from the edges, so that a random
 crop keeps the patch inside the image and a horizontal flip sends it to the right half, where no
 class has a slot (the position stays class-coded). Without augmentation, region 'whole' spreads
-the grid over the whole width (room for larger patches: 10 of 5 px fit 28 px). Which training images get a patch is drawn
-from shortcut.seed alone (the same for every trial seed, exactly round(fraction * N) images).
+the grid over the whole width without a margin (room for larger patches: 10 of 5 px fit 28 px).
+Which training images get a patch is drawn from shortcut.seed alone (the same for every trial
+seed, exactly round(fraction * N) images).
 
 At test, three versions of the test split are built (the probe):
   clean     no patch;
