@@ -258,9 +258,11 @@ class Health:
             out.append(ot_degenerate_warning(self.model.prompts.n_points, lico.ot.target, m["health/text_cos"]))
             if "health/marginal_err" in m:
                 out.append(ot_convergence_warning(m["health/marginal_err"], m["health/sinkhorn_iters"]))
-            if lico.ot.gradient == "envelope" and m.get("health/grad_share/ot", 1.0) < SHARE_FLOOR:
+            if m.get("health/grad_share/ot", 1.0) < SHARE_FLOOR:
+                why = (" (lico.ot.gradient none: the released code's no-gradient OT trains nothing, although "
+                       "its loss is printed)" if lico.ot.gradient == "none" else "")
                 out.append(f"OT inactive: {100 * m['health/grad_share/ot']:.2g}% of the backbone's gradient "
-                           f"(floor {100 * SHARE_FLOOR:.0f}%)")
+                           f"(floor {100 * SHARE_FLOOR:.0f}%){why}")
         return [w for w in out if w]
 
 

@@ -67,3 +67,15 @@ def test_old_default_shared_unbounded_tau_is_flagged_mm_inactive(tmp_path):
     assert sum(line.startswith("WARNING MM inactive") for line in logs) == 1  # once
     written = json.loads((tmp_path / "old" / "metrics.json").read_text())
     assert written["warnings"] == final["warnings"]
+
+
+def test_no_gradient_ot_is_flagged_ot_inactive(tmp_path):
+    """The released code's no_grad OT prints a loss but trains nothing: the trial must say so."""
+    tree = copy.deepcopy(TRIAL)
+    tree["lico"]["ot"] = {"gradient": "none"}
+    tree["train"].update(epochs=1, steps_per_epoch=10)
+    logs = []
+    final = train_trial(validate_trial(tree), tmp_path / "nograd", log=logs.append)
+    assert final["train/ot"] > 0 and final["health/grad_share/ot"] == 0.0
+    flagged = [w for w in final["warnings"] if w.startswith("OT inactive")]
+    assert flagged and "no-gradient OT" in flagged[0] and final["health/warn/ot_inactive"] == 1.0, logs
