@@ -1,6 +1,7 @@
 """Spec models: YAML loading, field-path errors, overrides, schema."""
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -120,3 +121,21 @@ def test_round_trip_through_yaml():
     spec = validate_spec({"name": "rt", "base": {"lico": {"alpha": 3}}})
     again = validate_spec(yaml.safe_load(yaml.safe_dump(spec.model_dump(mode="json"))))
     assert again == spec
+
+
+def test_the_study_specs_paper_scale_recipe_validates(capsys):
+    """The `--set` recipe in study_offline.yaml's header is a promise: it must give a valid spec."""
+    import shlex
+    from lico_tune.cli import main
+    path = Path(__file__).resolve().parents[1] / "search_spaces" / "study_offline.yaml"
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "--name study-paper-scale" in line)
+    recipe = []
+    for line in lines[start:]:
+        recipe.append(line.lstrip("#").strip().rstrip("\\"))
+        if not line.rstrip().endswith("\\"):
+            break
+    words = shlex.split(" ".join(recipe))
+    sets = [w for i, w in enumerate(words) if i and words[i - 1] == "--set"]
+    assert len(sets) >= 20 and "data.augment=true" in sets
+    assert main(["validate", str(path), *[a for s in sets for a in ("--set", s)]]) == 0, capsys.readouterr().err
