@@ -109,7 +109,7 @@ def build_data(cfg, seed: int = 0):
         g_test = torch.Generator().manual_seed(TEST_SUBSET_SEED)
         test = test.subset(stratified_subset(test.labels, cfg.test_subset, g_test))
     probe = None
-    if shortcut.active(cfg.shortcut):
+    if cfg.shortcut.active:
         if not isinstance(train, ImageSet):
             raise ValueError(f"data.shortcut works on in-memory datasets, not {cfg.name}; remove data.shortcut.")
         # 'whole' runs without augmentation (the spec says so): no crop to keep a patch inside.

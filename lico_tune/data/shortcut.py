@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -102,8 +101,3 @@ def build(train: ImageSet, test: ImageSet, cfg, num_classes: int, margin: int) -
         patched_boxes=boxes_for(y, slots, cfg.size), shuffled_boxes=boxes_for(wrong, slots, cfg.size),
         train_planted=planted, slots=slots)
     return train, probe
-
-
-def active(cfg: Optional[object]) -> bool:
-    """Whether data.shortcut asks for anything (patches in training or the probe at test)."""
-    return cfg is not None and cfg.active

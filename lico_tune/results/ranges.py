@@ -4,8 +4,9 @@ clipped to it (a t interval of an accuracy near 100% at n = 2 can reach past 100
 Accuracies are stored in percent (train.evaluate: 100 * correct / total); insertion, deletion,
 pointing-game and energy scores (also on the shortcut patch) are fractions in [0, 1]; overall =
 insertion - deletion and lerf_morf = LeRF - MoRF deletion in [-1, 1]; the shortcut probe's
-accuracies in percent and its patch_reliance (a difference of two) in [-100, 100]; SES and the sanity check's Spearman correlations are in [-1, 1]; losses, temperatures,
-Sinkhorn errors and times are >= 0; the at-chance check's share and p-value and the 0/1 health flags
+accuracies in percent and its patch_reliance (a difference of two) in [-100, 100]; SES and the
+sanity check's Spearman correlations are in [-1, 1]; losses, temperatures, Sinkhorn errors and
+times are >= 0; the at-chance check's share and p-value and the 0/1 health flags
 are in [0, 1]. A name not listed has no known range (None: never clipped).
 """
 from __future__ import annotations
