@@ -35,6 +35,11 @@ import saliency  # noqa: E402
 from lean import ClipTower, PromptLearner, load_lean, wrn28  # noqa: E402
 from timing import describe, load_average, median_seconds, resolve_device  # noqa: E402
 
+# The spec's defaults (lico_tune/spec_trial.py MMConfig / OTConfig), written out: this script runs on
+# machines without pydantic, so it cannot import the spec; tests/test_benchmarks.py checks they agree.
+MM_KW = {"sign": "negative", "distance": "euclidean"}
+OT_KW = {"epsilon": 0.1, "max_iter": 100, "tol": 1e-6, "gradient": "envelope", "solver": "native"}
+
 losses = load_lean("losses")
 precision = load_lean("precision")
 
@@ -63,8 +68,8 @@ class LicoStep:
         loss = nn.functional.cross_entropy(logits, self.y)
         if self.prompts is not None:
             points, pooled = self.text()
-            loss = loss + 10.0 * losses.mm_loss(emb, pooled[self.y], self.log_tau.exp())
-            loss = loss + losses.ot_loss(fmap.flatten(2), self.proj(points)[self.y], epsilon=0.1, max_iter=100)
+            loss = loss + 10.0 * losses.mm_loss(emb, pooled[self.y], self.log_tau.exp(), **MM_KW)
+            loss = loss + losses.ot_loss(fmap.flatten(2), self.proj(points)[self.y], **OT_KW)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -96,7 +101,7 @@ def step_section(device, smoke: bool, rounds: int) -> list[dict]:
                 img = torch.randn(batch, c, hw, device=device, requires_grad=True)
                 n_points = {"eot": 1, "per_token": n_ctx + 1, "rolled": n_ctx}[feat]
                 txt = torch.randn(batch, n_points, hw, device=device, requires_grad=True)
-                ot_fns[feat] = (lambda i=img, t=txt: losses.ot_loss(i, t, epsilon=0.1, max_iter=100).backward())
+                ot_fns[feat] = (lambda i=img, t=txt: losses.ot_loss(i, t, **OT_KW).backward())
         med = median_seconds({**steps, **{f"ot:{k}": f for k, f in ot_fns.items()}}, device, rounds)
         for name in steps:
             if name == "ce":

@@ -37,7 +37,7 @@ def cost_of(x, y):
 
 
 def loss_ours(x, y, eps, max_iter, tol):
-    return ot_loss(x, y, epsilon=eps, max_iter=max_iter, tol=tol)
+    return ot_loss(x, y, epsilon=eps, max_iter=max_iter, tol=tol, gradient="envelope", solver="native")
 
 
 def loss_pot_batch(x, y, eps, max_iter, tol):

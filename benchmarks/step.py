@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from lico_tune.losses import ot_loss  # noqa: E402
 from lico_tune.models import build_classifier, build_prompt_learner  # noqa: E402
 from lico_tune.models.lico import LicoModel  # noqa: E402
-from lico_tune.spec import LicoConfig, ModelConfig, TextConfig  # noqa: E402
+from lico_tune.spec import LicoConfig, ModelConfig, OTConfig, TextConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from class_tokens import CIFAR100  # noqa: E402
@@ -49,7 +49,9 @@ def build(backbone: str, size: int, text: dict | None, n_ctx: int, names=CIFAR10
     lico = LicoConfig() if text else LicoConfig(alpha=0, beta=0)
     options = {"shared_prefix": shared} if text and text["encoder"] == "open_clip" else {}
     prompts = build_prompt_learner(TextConfig(n_ctx=n_ctx, **text), names, **options) if text else None
-    return LicoModel(classifier, prompts, lico, classifier.feature_shape(3, size)).train()
+    proj = TextConfig()  # the projection's defaults
+    return LicoModel(classifier, prompts, lico, classifier.feature_shape(3, size), proj.proj_hidden,
+                     proj.proj_dropout).train()
 
 
 def variants(encoders, k100_plain: bool):
@@ -90,7 +92,7 @@ def ot_stepper(model: LicoModel, batch: int, size: int):
     txt = torch.randn(batch, n_points, h * w, requires_grad=True)  # (B, N, H*W)
 
     def step():
-        ot_loss(img, txt, epsilon=0.1, max_iter=100).backward()
+        ot_loss(img, txt, **OTConfig().model_dump(include={"epsilon", "max_iter", "tol", "gradient", "solver"})).backward()
     return step
 
 

@@ -1,9 +1,10 @@
 """Health checks of the LICO terms, every epoch of every trial (DESIGN.md section 1, failure modes).
 
 A LICO trial can look healthy in its loss log and still train plain cross-entropy: a learnable
-temperature shared by both MM softmaxes runs away (MM -> 0 whatever the geometry), one text point
-per class makes the OT plan fixed, Sinkhorn at small epsilon stops far from a transport plan. So
-each epoch reports, as metrics `health/...` and one log line:
+temperature shared by both MM softmaxes runs away (MM -> 0 whatever the geometry), MM's dose can be
+too small to matter, OT's text points can collapse into one class-agnostic target, Sinkhorn at
+small epsilon stops far from a transport plan. So each epoch reports, as metrics `health/...` and
+one log line:
 
   tau, tau_target        the MM temperatures (tau_target only when separate)
   mm_ref, mm_ref0        MM of a fixed batch (eval mode) against the untrained model's text features,
@@ -13,18 +14,23 @@ each epoch reports, as metrics `health/...` and one log line:
                          towards the text one
   sinkhorn_iters         most Sinkhorn iterations of any solve in the epoch
   marginal_err           largest final row-marginal L1 error of any solve in the epoch
-  text_cos               mean pairwise cosine of each class's N text points (mean over classes;
-                         1 = all identical), as the text encoder gives them (the degeneracy test)
-  text_cos_proj          the same after the projection h, i.e. what OT sees (a freshly initialised
-                         ReLU MLP maps distinct points close together: 0.42 -> ~0.96 measured)
-  class_text_cos         mean pairwise cosine between the K classes' pooled text features (MM's text
-                         side; near 1 = the classes collapsed together)
-  grad_share/{ce,mm,ot}  each weighted term's share of the gradient norm at the backbone's feature
-                         map F (what flows into the backbone), mean over the sampled steps
+  text_cos               mean pairwise cosine of each class's N text points as the encoder gives them
+  text_cos_proj          the same for OT's points (after the projection h, or the frozen anchors)
+  text_cos_between       mean cosine between OT's points of different classes (near 1: collapsed),
+                         and text_cos_between0 before training
+  text_cos_image         mean cosine of OT's points with the mean image point of the fixed batch
+  class_text_cos         mean pairwise cosine between the K classes' pooled text features (MM's side)
+  grad_frac/{ce,mm,ot}   each weighted term's fraction of the squared gradient norm at the backbone's
+                         feature map F, |g_t|^2 / sum_s |g_s|^2 (the terms' gradients are nearly
+                         orthogonal there, so squared norms add), mean over the epoch's probes
+  dose/{mm,ot}           |g_alpha*MM| / |g_CE| and |g_beta*OT| / |g_CE| at F (norm ratios), likewise
+  dose0/{mm,ot}          the same on the untrained model (global step 0), once per trial
 
-and warns, once each, in the log, as the text `health/warnings` and as 0/1 flags
-`health/warn/<kind>` (numbers reach the results table); metrics.json lists them as `warnings`. Everything per step stays on
-the device (no sync); values are read once per epoch.
+The gradient probes run on GRAD_PROBES global steps spread evenly over training; step 0 gives
+dose0 only (the untrained model is not averaged into the epochs' values). Warnings (rules in
+health_rules.py) are given once each, in the log, as the text `health/warnings` and as 0/1 flags
+`health/warn/<kind>` (numbers reach the results table); metrics.json lists them as `warnings`.
+Everything per step stays on the device (no sync); values are read once per epoch.
 
 At the end of every trial, LICO or not, `final_check` adds whether the explained model learned
 anything at all (lico_tune/chance.py: 'at chance', 'collapsed'), with the same flags and texts.
@@ -40,19 +46,17 @@ from torch.nn import functional as F
 
 from .chance import CHANCE_KEYS, KINDS as CHANCE_KINDS, ChanceCheck
 from .data.loader import iterate_batches
+from .health_rules import (WARNING_KINDS, flag_key, mm_warning, ot_collapse_warning, ot_convergence_warning,
+                           ot_degenerate_warning, ot_inactive_warning)
 from .layout import HEALTH_WARNINGS
-from .models.lico import LicoModel
+from .models.lico import LicoModel, image_points
 from .models.text import TextFeatures
 from .spec import TrialConfig
 
-GRAD_EVERY = 10  # steps between gradient-share samples (step 0 of each epoch always sampled)
-REF_BATCH = 256  # images in the fixed MM_ref batch
-MARGINAL_ERR_WARN = 0.01  # final row-marginal L1 error above which a plan is "not converged" (1% of the mass)
-TAU_GROWTH_WARN = 2.0  # tau grown by this factor over its initial value, with MM_ref not falling: inactive
-NEAR_DUPLICATE_COS = 0.99  # mean cosine of a class's text points above which OT is near-degenerate
-SHARE_FLOOR = 0.01  # a term with a smaller share of the backbone gradient trains (almost) nothing
-REF_SEED = 20240613
-WARNING_KINDS = ("MM inactive", "OT inactive", "OT degenerate", "OT not converged")  # fixed: the MM_ref batch is the same for every trial of a dataset
+GRAD_PROBES = 16  # gradient probes per trial, evenly spaced over its global steps (plus step 0: dose0)
+REF_BATCH = 256  # images in the fixed reference batch (MM_ref, the mean image point)
+REF_SEED = 20240613  # fixed: the reference batch is the same for every trial of a dataset
+TERMS = ("ce", "mm", "ot")
 
 
 @contextlib.contextmanager
@@ -78,23 +82,59 @@ def _mean_offdiag_cos(points: Tensor) -> float:
     return ((cos.sum((-1, -2)) - cos.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))).mean().item()
 
 
+def between_class_cos(points: Tensor) -> float:
+    """Mean cosine between points of different classes, points (K, N, D); K = 1 gives nan."""
+    K, N = points.shape[:2]
+    if K < 2:
+        return float("nan")
+    p = F.normalize(points.float().flatten(0, 1), dim=-1)  # (K*N, D)
+    cos = p @ p.T
+    same = torch.block_diag(*[torch.ones(N, N, device=p.device)] * K).bool()
+    return cos[~same].mean().item()
+
+
+def gradient_norms(weighted: list[Optional[Tensor]], fmap: Tensor) -> Tensor:
+    """Norms (T,) of each weighted loss term's gradient at the feature map fmap (B, C, H, W); 0 for a
+    term that is off or carries no gradient. Only entries != 0 count: they are what passes on to the
+    backbone (a ReLU's backward); a dead channel's gradient through F.normalize is ~1/eps there and
+    reaches no parameter."""
+    scale = 1024.0 if fmap.dtype == torch.float16 else 1.0  # fp16: keep small gradients from flushing
+    norms = []
+    for term in weighted:
+        g = None
+        if term is not None and term.requires_grad:
+            g, = torch.autograd.grad(term * scale, fmap, retain_graph=True, allow_unused=True)
+        norms.append((g.float() * (fmap != 0)).norm() / scale if g is not None
+                     else fmap.new_zeros((), dtype=torch.float32))
+    return torch.stack(norms)
+
+
+def fractions_and_doses(norms: Tensor) -> tuple[Tensor, Tensor]:
+    """From gradient norms (ce, mm, ot): the squared-norm fractions (3,) and the doses (2,) =
+    (|g_mm|, |g_ot|) / |g_ce|."""
+    sq = norms.square()
+    return sq / sq.sum().clamp_min(1e-30), norms[1:] / norms[0].clamp_min(1e-30)
+
+
 class Health:
-    """Collects the health metrics of one trial. Call order per epoch: `before_forward(step)`,
-    forward, `after_forward(step, logits, y, terms)` (before backward), ..., `epoch_end(epoch)`."""
+    """Collects the health metrics of one trial. Call order per step: `before_forward(global_step)`,
+    forward, `after_forward(global_step, logits, y, terms)` (before backward); per epoch `epoch_end()`."""
 
     def __init__(self, model: LicoModel, cfg: TrialConfig, data, device: torch.device,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], total_steps: int):
         self.model, self.cfg, self.log = model, cfg, log
         self.active = model.prompts is not None
+        self.probe_every = max(1, total_steps // GRAD_PROBES)
         self.mm_ref0: Optional[float] = None
+        self.between0: Optional[float] = None
+        self.dose0: Optional[list[float]] = None
         self.ref_text: Optional[Tensor] = None  # (K, D) pooled text features before training
         self.warned: list[str] = []
-        if self.active and cfg.lico.alpha > 0:
+        self.ref = None
+        if self.active:
             g = torch.Generator().manual_seed(REF_SEED)
             x, y = next(iterate_batches(data.train, REF_BATCH, shuffle=True, seed=g))
             self.ref = (x.to(device), y.to(device))
-        else:
-            self.ref = None
         self._reset()
 
     # ------------------------------------------------------------------ state across epochs and resumes
@@ -110,34 +150,40 @@ class Health:
                     self.warned.append(w)
 
     def start(self) -> None:
-        """Before the first step: the untrained model's text features (MM_ref's fixed target) and
-        MM_ref, unless restored from a checkpoint."""
-        if self.ref is not None and self.ref_text is None:
+        """Before the first step: the untrained model's text features (MM_ref's fixed target), MM_ref
+        and OT's between-class cosine, unless restored from a checkpoint."""
+        if not self.active:
+            return
+        if self.cfg.lico.alpha > 0 and self.ref_text is None:
             self.ref_text = self._pooled_text()
-        if self.ref is not None and self.mm_ref0 is None:
+        if self.cfg.lico.alpha > 0 and self.mm_ref0 is None:
             self.mm_ref0 = self.mm_ref()
+        if self.model.uses_ot and self.between0 is None:
+            self.between0 = self._text_cos()["health/text_cos_between"]
 
     def state(self) -> dict:
         """For the checkpoint: what a resumed trial needs to continue the same health curves."""
-        return {"ref_text": self.ref_text, "mm_ref0": self.mm_ref0}
+        return {"ref_text": self.ref_text, "mm_ref0": self.mm_ref0, "between0": self.between0, "dose0": self.dose0}
 
     def load_state(self, state: Optional[dict]) -> None:
         if state:
             self.ref_text, self.mm_ref0 = state.get("ref_text"), state.get("mm_ref0")
+            self.between0, self.dose0 = state.get("between0"), state.get("dose0")
 
     def _reset(self) -> None:
         self.iters = 0
         self.err: Optional[Tensor] = None
-        self.shares: Optional[Tensor] = None  # (3,) sum over sampled steps of (ce, mm, ot) shares
-        self.n_shares = 0
+        self.fracs: Optional[Tensor] = None  # (3,) sum over the epoch's probes of the squared-norm fractions
+        self.doses: Optional[Tensor] = None  # (2,) sum over the epoch's probes of the dose ratios
+        self.n_probes = 0
 
     # ------------------------------------------------------------------ per step
 
-    def before_forward(self, step: int) -> None:
-        self.model.keep_fmap = self.active and step % GRAD_EVERY == 0
+    def before_forward(self, global_step: int) -> None:
+        self.model.keep_fmap = self.active and global_step % self.probe_every == 0
 
-    def after_forward(self, step: int, logits: Tensor, y: Tensor, terms: dict[str, Tensor]) -> None:
-        """Per step: OT diagnostics (kept as tensors); on sampled steps the gradient shares."""
+    def after_forward(self, global_step: int, logits: Tensor, y: Tensor, terms: dict[str, Tensor]) -> None:
+        """Per step: OT diagnostics (kept as tensors); on probe steps the gradient fractions and doses."""
         if not self.active:
             return
         info = self.model.last_ot
@@ -148,25 +194,15 @@ class Health:
         if fmap is None:
             return
         self.model.last_fmap, self.model.keep_fmap = None, False
-        lico = self.cfg.lico
-        weighted = [F.cross_entropy(logits.float(), y), lico.alpha * terms["mm"] if "mm" in terms else None,
-                    lico.beta * terms["ot"] if "ot" in terms else None]
-        # fp16 feature maps: scale the losses so that small gradients do not flush to 0 (ratios unchanged)
-        scale = 1024.0 if fmap.dtype == torch.float16 else 1.0
-        norms = []
-        for term in weighted:
-            if term is None or not term.requires_grad:
-                norms.append(fmap.new_zeros((), dtype=torch.float32))
-                continue
-            g, = torch.autograd.grad(term * scale, fmap, retain_graph=True, allow_unused=True)
-            # Only entries != 0 pass on to the backbone (a ReLU's backward): a dead channel's gradient
-            # through F.normalize is ~1/eps there and reaches no parameter, so it must not count.
-            norms.append((g.float() * (fmap != 0)).norm() if g is not None
-                         else fmap.new_zeros((), dtype=torch.float32))
-        n = torch.stack(norms)  # (3,)
-        share = n / n.sum().clamp_min(1e-30)
-        self.shares = share if self.shares is None else self.shares + share
-        self.n_shares += 1
+        weighted = self.model.weighted(terms)
+        norms = gradient_norms([F.cross_entropy(logits.float(), y), weighted.get("mm"), weighted.get("ot")], fmap)
+        frac, dose = fractions_and_doses(norms)
+        if global_step == 0:  # the untrained model: its dose, not part of the training averages
+            self.dose0 = dose.tolist()
+            return
+        self.fracs = frac if self.fracs is None else self.fracs + frac
+        self.doses = dose if self.doses is None else self.doses + dose
+        self.n_probes += 1
 
     # ------------------------------------------------------------------ per epoch
 
@@ -188,11 +224,17 @@ class Health:
 
     @torch.no_grad()
     def _text_cos(self) -> dict:
+        """The cosines of the text points: as encoded, and OT's (within, between classes, to the images)."""
         with _eval_mode(self.model) as model:
             text = model.prompts()
             m = {"health/text_cos": _mean_offdiag_cos(text.points)}  # (K, N, D)
-            if model.proj is not None:
-                m["health/text_cos_proj"] = _mean_offdiag_cos(model.proj(text.points))  # (K, N, P)
+            if model.uses_ot:
+                points = model.ot_text_points(text).float()  # (K, N, P)
+                m["health/text_cos_proj"] = _mean_offdiag_cos(points)
+                m["health/text_cos_between"] = between_class_cos(points)
+                _, fmap, _ = model.classifier.forward_all(self.ref[0])
+                mean_image = F.normalize(image_points(fmap, self.cfg.lico.ot.points).float(), dim=-1).mean((0, 1))
+                m["health/text_cos_image"] = F.cosine_similarity(points, mean_image.expand_as(points), dim=-1).mean().item()
             m["health/class_text_cos"] = _mean_offdiag_cos(text.pooled)  # (K, D)
             return m
 
@@ -210,14 +252,21 @@ class Health:
             m["health/mm_ref"] = self.mm_ref()
             m["health/mm_ref0"] = self.mm_ref0
             m["health/mm_ref_change"] = (m["health/mm_ref"] - self.mm_ref0) / max(abs(self.mm_ref0), 1e-12)
-        if lico.beta > 0:
+        if model.uses_ot:
             m["health/sinkhorn_iters"] = self.iters
             if self.err is not None:
                 m["health/marginal_err"] = self.err.item()
         m.update(self._text_cos())
-        if self.n_shares:
-            for name, v in zip(("ce", "mm", "ot"), (self.shares / self.n_shares).tolist()):
-                m[f"health/grad_share/{name}"] = v
+        if model.uses_ot and self.between0 is not None:
+            m["health/text_cos_between0"] = self.between0
+        if self.n_probes:
+            for name, v in zip(TERMS, (self.fracs / self.n_probes).tolist()):
+                m[f"health/grad_frac/{name}"] = v
+            for name, v in zip(TERMS[1:], (self.doses / self.n_probes).tolist()):
+                m[f"health/dose/{name}"] = v
+        if self.dose0 is not None:
+            for name, v in zip(TERMS[1:], self.dose0):
+                m[f"health/dose0/{name}"] = v
         self._reset()
         self.log("health: " + " ".join(f"{k.removeprefix('health/')} {_fmt(v)}" for k, v in m.items()))
         for w in self._warnings(m):
@@ -228,7 +277,7 @@ class Health:
         # numbers are kept as final metrics); the text goes to the log and metrics.json.
         given = {w.split(":")[0] for w in self.warned}
         for kind in WARNING_KINDS:
-            m[f"health/warn/{kind.lower().replace(' ', '_')}"] = float(kind in given)
+            m[flag_key(kind)] = float(kind in given)
         m[HEALTH_WARNINGS] = "; ".join(self.warned)
         return m
 
@@ -254,54 +303,13 @@ class Health:
         out = []
         if lico.alpha > 0:
             out.append(mm_warning(m, temp.initial if temp.learnable else None))
-        if lico.beta > 0:
-            out.append(ot_degenerate_warning(self.model.prompts.n_points, lico.ot.target, m["health/text_cos"]))
+        if self.model.uses_ot:
+            out.append(ot_degenerate_warning(self.model.prompts.n_points, lico.ot.target, m["health/text_cos_proj"]))
+            out.append(ot_collapse_warning(m["health/text_cos_between"], self.between0, m.get("health/text_cos_image")))
             if "health/marginal_err" in m:
                 out.append(ot_convergence_warning(m["health/marginal_err"], m["health/sinkhorn_iters"]))
-            if m.get("health/grad_share/ot", 1.0) < SHARE_FLOOR:
-                why = (" (lico.ot.gradient none: the released code's no-gradient OT trains nothing, although "
-                       "its loss is printed)" if lico.ot.gradient == "none" else "")
-                out.append(f"OT inactive: {100 * m['health/grad_share/ot']:.2g}% of the backbone's gradient "
-                           f"(floor {100 * SHARE_FLOOR:.0f}%){why}")
+            out.append(ot_inactive_warning(m, lico.ot.gradient))
         return [w for w in out if w]
-
-
-# ----------------------------------------------------------------------------- the warning rules
-
-def mm_warning(m: dict, tau_initial: Optional[float]) -> Optional[str]:
-    """'MM inactive' when a learnable tau (initially tau_initial; None = fixed) grew more than
-    TAU_GROWTH_WARN-fold and MM at the reference temperature did not fall, or when MM's share of
-    the backbone's gradient is below SHARE_FLOOR. m: the epoch's health metrics."""
-    if tau_initial is not None and m["health/tau"] > TAU_GROWTH_WARN * tau_initial \
-            and m["health/mm_ref_change"] >= 0:
-        return (f"MM inactive: tau grew to {m['health/tau']:.3g} and MM at the reference temperature did "
-                f"not fall ({m['health/mm_ref']:.4g} vs {m['health/mm_ref0']:.4g} untrained)")
-    share = m.get("health/grad_share/mm")
-    if share is not None and share < SHARE_FLOOR:
-        grew = (f"tau grew to {m['health/tau']:.3g} and " if tau_initial is not None
-                and m["health/tau"] > TAU_GROWTH_WARN * tau_initial else "")
-        return (f"MM inactive: {grew}MM carries {100 * share:.2g}% of the backbone's gradient "
-                f"(floor {100 * SHARE_FLOOR:.0f}%)")
-    return None
-
-
-def ot_convergence_warning(marginal_err: float, iters: int) -> Optional[str]:
-    """'OT not converged' when a plan's final row-marginal L1 error exceeds MARGINAL_ERR_WARN."""
-    if marginal_err > MARGINAL_ERR_WARN:
-        return (f"OT not converged: marginal error {marginal_err:.2g} > {MARGINAL_ERR_WARN} after "
-                f"{iters} iterations (raise lico.ot.max_iter or lico.ot.epsilon)")
-    return None
-
-
-def ot_degenerate_warning(n_points: int, target: str, text_cos: float) -> Optional[str]:
-    """'OT degenerate' when each image is transported to one point (the plan is then fixed: every
-    local feature sends all its mass there, whatever epsilon) or to near-duplicate points."""
-    if n_points == 1 and target == "own_class":
-        return "OT degenerate: one text point per class, epsilon has no effect"
-    if text_cos > NEAR_DUPLICATE_COS:
-        return (f"OT degenerate: the {n_points} text points of a class are near-duplicates "
-                f"(mean cosine {text_cos:.4f}), epsilon has almost no effect")
-    return None
 
 
 def _fmt(v) -> str:

@@ -2,9 +2,12 @@
 
 Core module: imports only torch (no ray, no streamlit; POT only when lico.ot.solver is 'pot').
 
-MM  mm_loss(image_emb, text_emb, temperature, sign)  KL(A^G || A^F) between the row-softmaxed
+The values of every option come from the spec (lico_tune/spec_trial.py): these signatures take
+them as required keywords, no defaults of their own.
+
+MM  mm_loss(image_emb, text_emb, temperature, sign=, distance=)  KL(A^G || A^F) between the row-softmaxed
     within-batch distance matrices of the images and of each sample's class text feature.
-OT  ot_loss(image_points, text_points, epsilon, ...)  <pi*, C> per image, batch mean, where pi* is
+OT  ot_loss(image_points, text_points, epsilon=, ...)  <pi*, C> per image, batch mean, where pi* is
     the entropic OT plan between the image's local features and its class's prompt features,
     solved for the whole batch at once by `sinkhorn_log` (log domain, early stop on the row
     marginal error, no autograd graph). Gradient: envelope (through C, pi* held fixed) or none.
@@ -53,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mm_loss", "mm_distances", "sinkhorn_log", "ot_loss", "ot_solve", "OTInfo"]
+__all__ = ["mm_loss", "mm_distances", "sinkhorn_log", "ot_loss", "ot_solve", "spread_penalty", "OTInfo"]
 
 # The early-stop test reads a scalar back from the device; on a GPU that is a sync, so only every
 # few iterations. On CPU the test itself is O(B*N), so its cost is negligible either way.
@@ -68,7 +71,7 @@ def _sq_dists(x: Tensor, y: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- manifold matching
 
-def mm_distances(x: Tensor, distance: str = "squared") -> Tensor:
+def mm_distances(x: Tensor, distance: str) -> Tensor:
     """Within-batch distance matrix (B, B) of the L2-normalised rows of x (B, D).
 
     "squared":   ||x_i - x_j||^2 = 2 - 2 cos (this project's first version).
@@ -86,9 +89,8 @@ def mm_distances(x: Tensor, distance: str = "squared") -> Tensor:
 EUCLIDEAN_CLAMP = 1e-4  # the released code's clamp of the squared distance before the square root
 
 
-def mm_loss(image_emb: Tensor, text_emb: Tensor, temperature: Union[float, Tensor],
-            sign: str = "negative", distance: str = "squared",
-            target_temperature: Union[float, Tensor, None] = None) -> Tensor:
+def mm_loss(image_emb: Tensor, text_emb: Tensor, temperature: Union[float, Tensor], *,
+            sign: str, distance: str, target_temperature: Union[float, Tensor, None] = None) -> Tensor:
     """Manifold-matching loss L_MM = KL(A^G || A^F), summed over each row, mean over the batch.
 
     image_emb: (B, Di) image embeddings e_i (GAP of the feature map).
@@ -188,7 +190,7 @@ def marginal_error(plan: Tensor) -> Tensor:
     return (plan.sum(dim=2) - 1.0 / plan.shape[1]).abs().sum(dim=1).max()
 
 
-def sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int = 100, tol: float = 1e-6) -> Tensor:
+def sinkhorn_log(cost: Tensor, epsilon: float, max_iter: int, tol: float) -> Tensor:
     """Entropic OT plans for a batch of cost matrices, log-domain Sinkhorn, uniform marginals.
 
     cost: (B, N, M). Marginals a = 1/N (rows), b = 1/M (columns). Solves
@@ -230,8 +232,8 @@ class OTInfo:
     marginal_err: Tensor
 
 
-def ot_solve(image_points: Tensor, text_points: Tensor, epsilon: float = 0.1, max_iter: int = 100,
-             tol: float = 1e-6, gradient: str = "envelope", solver: str = "native") -> tuple[Tensor, OTInfo]:
+def ot_solve(image_points: Tensor, text_points: Tensor, *, epsilon: float, max_iter: int, tol: float,
+             gradient: str, solver: str) -> tuple[Tensor, OTInfo]:
     """LICO's OT loss (mean over the batch of <pi*, C>) and the solve's diagnostics.
 
     image_points: (B, N, D) local features of each image's feature map (N points in R^D).
@@ -264,7 +266,21 @@ def ot_solve(image_points: Tensor, text_points: Tensor, epsilon: float = 0.1, ma
         return (plan * cost).sum(dim=(1, 2)).mean(), OTInfo(iters, err)
 
 
-def ot_loss(image_points: Tensor, text_points: Tensor, epsilon: float = 0.1, max_iter: int = 100,
-            tol: float = 1e-6, gradient: str = "envelope", solver: str = "native") -> Tensor:
-    """LICO's OT loss alone: `ot_solve` without the diagnostics."""
-    return ot_solve(image_points, text_points, epsilon, max_iter, tol, gradient, solver)[0]
+def ot_loss(image_points: Tensor, text_points: Tensor, *, epsilon: float, max_iter: int, tol: float,
+            gradient: str, solver: str) -> Tensor:
+    """LICO's OT loss alone: `ot_solve` without the diagnostics. The value is the transport cost
+    <pi*, C> (no entropy term), while its gradient is that of the entropic objective (see ot_solve)."""
+    return ot_solve(image_points, text_points, epsilon=epsilon, max_iter=max_iter, tol=tol,
+                    gradient=gradient, solver=solver)[0]
+
+
+def spread_penalty(points: Tensor) -> Tensor:
+    """Anti-collapse penalty on OT's projected text points (K, N, P), all K*N of them: the mean
+    squared cosine between distinct points, 0 when they are orthogonal, 1 when all coincide.
+    (lico.ot.spread_weight; not in the paper or any released code.)"""
+    p = F.normalize(points.flatten(0, -2).float(), dim=-1)  # (K*N, P)
+    n = p.shape[0]
+    if n < 2:
+        return p.new_zeros(())
+    cos = p @ p.T  # (K*N, K*N)
+    return (cos.square().sum() - cos.diagonal().square().sum()) / (n * (n - 1))

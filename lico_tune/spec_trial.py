@@ -127,8 +127,10 @@ class TextConfig(StrictModel):
         None, description="open_clip only: a pretrained tag ('openai') or a local checkpoint path; "
         "None gives random weights.")
     n_ctx: int = Field(12, ge=1, le=64, description="M, the number of learnable context vectors.")
-    class_specific: bool = Field(False, description="One context per class instead of one shared context.")
-    class_token_position: Literal["end", "middle", "front"] = "end"
+    class_specific: bool = Field(False, description="One context per class instead of one shared context "
+                                 "(paper and released HEAD: shared; January 2024 code: class-specific).")
+    class_token_position: Literal["end", "middle", "front"] = Field(
+        "end", description="Where the class name sits in the prompt (released HEAD: end; January 2024: middle).")
     ctx_init: Optional[str] = Field(
         None, description="None: random init (std 0.02). A phrase such as 'a photo of a': word init "
         "(its token embeddings; n_ctx is then taken from the phrase).")
@@ -136,19 +138,35 @@ class TextConfig(StrictModel):
         "rolled", description="Text features per class: 'rolled' = one pooled feature for each of the "
         "M rolled copies of the context (paper); 'per_token' = outputs at the M context positions plus "
         "the class token; 'eot' = a single pooled feature.")
-    shuffle_ctx: bool = Field(False, description="Shuffle the order of the context vectors every step.")
-    finetune: bool = Field(False, description="Train the text encoder too (the released code did).")
-    proj_hidden: int = Field(512, ge=1, description="Hidden width of the projection MLP h.")
-    proj_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in the projection MLP h "
-                                "(released code: 0.5, which alone breaks the symmetry of untied copies).")
+    shuffle_ctx: bool = Field(False, description="Shuffle the order of the context vectors every step "
+                              "(January 2024 code and both reproductions; not the paper or the HEAD).")
+    finetune: bool = Field(False, description="Train the text encoder too. Paper: frozen; released HEAD: "
+                           "fine-tuned (the CLIP tower's parameters are in its SGD optimizer, no no_grad).")
+    proj_hidden: int = Field(512, ge=1, description="Hidden width of the projection MLP h (released HEAD: 512; "
+                             "the paper does not say).")
+    proj_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout in the projection MLP h. Released HEAD "
+                                "and January 2024 code: 0.5 (the paper does not say); with untied copies it alone "
+                                "breaks their symmetry.")
     context_copies: Literal["rolled", "untied"] = Field(
         "rolled", description="features 'rolled' only: where the M copies of the context come from. 'rolled': "
-        "M cyclic rolls of one context (paper's description); 'untied': M separate context parameters, "
-        "initialised identical (released code): they only come apart through the projection's dropout.")
+        "M cyclic rolls of one context (paper and the authors' 2024 response); 'untied': M separate context "
+        "parameters, initialised identical (released HEAD, Oct 2024: torch.roll(ctx, shifts=1) for every copy): "
+        "they only come apart through the projection's dropout.")
+    pooled: Optional[Literal["first", "mean"]] = Field(
+        None, description="The class text feature MM reads from a class's points. 'first': the first copy "
+        "(features 'rolled': the unrolled context; released HEAD: text_features[targets] reads copy 0; the paper "
+        "does not say); 'mean': the mean over the class's points (this project's first version). null: 'first', "
+        "except 'mean' for features 'per_token' (its first point is one context slot's output, not a prompt "
+        "feature). Read through `TextConfig.pooling`.")
     max_length: int = Field(77, ge=8, description="Token limit of a prompt.")
     precision: Optional[Literal["fp32", "bf16", "fp16"]] = Field(
         None, description="Autocast of the text encoder (features come back as float32); null: as "
         "train.precision.")
+
+    @property
+    def pooling(self) -> str:
+        """`pooled` resolved: 'first' or 'mean'."""
+        return self.pooled or ("mean" if self.features == "per_token" else "first")
 
 
 class OTConfig(StrictModel):
@@ -156,55 +174,81 @@ class OTConfig(StrictModel):
     max_iter: int = Field(100, ge=1, description="Maximum Sinkhorn iterations.")
     tol: float = Field(1e-6, gt=0.0, description="Early stop when the marginal error falls below this.")
     points: Literal["channels", "spatial"] = Field(
-        "channels", description="'channels': the C channels of F are points in R^(H*W) (released code); "
-        "'spatial': the H*W positions are points in R^C.")
+        "channels", description="'channels': the C channels of F are points in R^(H*W) (released HEAD and "
+        "January 2024 code); 'spatial': the H*W positions are points in R^C.")
     gradient: Literal["envelope", "none"] = Field(
-        "envelope", description="'envelope': gradient through the cost with the plan fixed; 'none': "
-        "the released code's no_grad OT (OT then trains nothing).")
+        "envelope", description="'envelope': gradient through the cost with the plan fixed (the paper trains "
+        "with OT); 'none': the released code's no_grad OT (HEAD and January 2024: OT then trains nothing).")
     target: Literal["own_class", "all_classes"] = Field(
         "own_class", description="Which prompt features each image is transported to. 'own_class': the M "
-        "features of its label's class (paper, section 3.3); 'all_classes': all K*M prompt features of all "
-        "classes, no label (released code).")
+        "features of its label's class (paper, section 3.3; released HEAD, Oct 2024; the authors' 2024 "
+        "response); 'all_classes': all K*M prompt features of all classes, no label (January 2024 code).")
     solver: Literal["native", "pot"] = Field(
         "native", description="Sinkhorn backend: 'native' (lico_tune.losses, log domain, batched) or 'pot' "
         "(POT's ot.batch.solve_batch, log_sinkhorn): the same plan, a cross-check of the native solver.")
+    anchors: Literal["learned", "frozen"] = Field(
+        "learned", description="OT's text points. 'learned': h(text features), h and the context trained by OT "
+        "(paper, released code). Measured: OT with a gradient pulls them together until every class's points "
+        "have cosine > 0.99 with each other and with the mean image channel map (health 'OT collapsed'). "
+        "'frozen' (this project, an anti-collapse option): a fixed random orthogonal projection of the centred "
+        "text features of the untrained prompts, computed once: OT's targets cannot move, so OT only pulls the "
+        "image side (not in the paper or any released code).")
+    spread_weight: float = Field(
+        0.0, ge=0.0, description="Weight of an anti-collapse penalty on OT's projected text points (this "
+        "project, not in the paper or any code): the mean squared cosine between distinct points of all "
+        "classes (0 when they are orthogonal), added to the loss as spread_weight * penalty. 0: off.")
+
+    @model_validator(mode="after")
+    def _frozen_spread(self) -> "OTConfig":
+        if self.anchors == "frozen" and self.spread_weight > 0:
+            raise ValueError("spread_weight needs anchors 'learned' (frozen anchors cannot move); set one of them")
+        return self
 
 
 TemperatureForm = Literal["exp", "divisor", "fixed"]
 
 
 class MMConfig(StrictModel):
+    """The manifold-matching term. Defaults, field by field: the paper's text where it specifies a
+    value, else the released HEAD's (ymLeiFDU/LICO, Oct 2024: models/wideresnet_prompt.py,
+    utils/label_mapping.py, main.py). The project's stabilised temperature (a bounded learnable tau
+    with a separate fixed target tau, detached text side) is an option, named in the fields below
+    and in search_spaces/mm_dose.yaml: it is in neither the paper nor any released code."""
     sign: Literal["negative", "positive"] = Field(
-        "negative", description="softmax(-D/tau) (paper) or softmax(+D/tau) (released code).")
+        "negative", description="softmax(-D/tau) (paper) or softmax(+D/tau) (released HEAD and January 2024).")
     distance: Literal["euclidean", "squared"] = Field(
         "euclidean", description="D: 'euclidean' = ||a - b|| of the L2-normalised vectors (paper: Euclidean "
         "distance; released code: sqrt of the squared distance clamped at 1e-4); 'squared' = ||a - b||^2 "
         "= 2 - 2cos (this project's first version).")
     temperature_form: TemperatureForm = Field(
-        "exp", description="How tau is parametrised. 'exp': tau = exp(log_tau), log_tau learnable (paper: "
-        "'learnable temperature', form not given), clamped to [temperature_min, temperature_max]; "
-        "'divisor': the released code's form, a learnable scalar used as is as the divisor (init 2.659 = "
-        "log(1/0.07) there, shared by both sides, with weight decay); 'fixed': a constant tau.")
-    temperature: float = Field(0.3, gt=0.0, description="tau (initial value when learnable). Paper: not "
-                               "given; released code: 2.659; this project's first version: 1.0.")
+        "divisor", description="How tau is parametrised (the paper: 'learnable temperature', form and initial "
+        "value not given, so the released HEAD's form is the default). 'divisor': the HEAD's form, a learnable "
+        "scalar used as is as the divisor (emb_temp, init 2.659 = log(1/0.07), shared by both sides, in the SGD "
+        "optimizer with weight decay 5e-4); 'exp': tau = exp(log_tau), log_tau learnable (this project); "
+        "'fixed': a constant tau. MM's pull on the features scales about as 1/tau^2: the form and the initial "
+        "value set the dose as much as lico.alpha does (health/dose/mm).")
+    temperature: float = Field(2.659, gt=0.0, description="tau (initial value when learnable). Paper: not "
+                               "given; released HEAD: 2.659 (= log(1/0.07), the divisor form); this project's "
+                               "stabilised option: 0.3; its first version: 1.0.")
     temperature_min: Optional[float] = Field(
-        0.03, gt=0.0, description="Lower bound of a learnable tau (None: unbounded, as paper and released code).")
+        None, gt=0.0, description="Lower bound of a learnable tau (None: unbounded, as paper and released code; "
+        "the stabilised option: 0.03).")
     temperature_max: Optional[float] = Field(
-        3.0, gt=0.0, description="Upper bound of a learnable tau (None: unbounded, as paper and released code; "
-        "an unbounded tau shared by both softmaxes runs away: both rows go uniform and MM -> 0 whatever "
-        "the geometry).")
+        None, gt=0.0, description="Upper bound of a learnable tau (None: unbounded, as paper and released code; "
+        "the stabilised option: 3.0). An unbounded tau shared by both softmaxes can run away: both rows go "
+        "uniform and MM -> 0 whatever the geometry (health 'MM inactive' says so).")
     target_temperature: Optional[float] = Field(
-        0.3, gt=0.0, description="A fixed tau for the target A^G alone (then `temperature` is A^F's). "
-        "None: one tau shared by both sides (paper and released code). A separate fixed target tau "
-        "removes the degenerate optimum tau -> infinity (README: defaults that keep both terms alive).")
+        None, gt=0.0, description="A fixed tau for the target A^G alone (then `temperature` is A^F's). "
+        "None: one tau shared by both sides (paper and released code). The stabilised option sets 0.3: a "
+        "separate fixed target removes the degenerate optimum tau -> infinity (not in the paper or any code).")
     temperature_weight_decay: float = Field(
-        0.0, ge=0.0, description="Weight decay on the learnable temperature's parameter (released code: "
-        "the optimizer's 5e-4; paper: not stated).")
+        5e-4, ge=0.0, description="Weight decay on the learnable temperature's parameter (released HEAD: the "
+        "optimizer's 5e-4 applies to emb_temp too; the paper does not say).")
     text_gradient: bool = Field(
-        False, description="Let MM's gradient reach the text side (context vectors). true: paper and released "
-        "code (A^G is not detached). false: A^G is a fixed target for each step, so MM moves only the "
-        "image side and cannot pull the class text features together (measured: their mean cosine "
-        "went 0.95 -> 0.99 in 50 steps with true); the text side then learns from OT alone.")
+        True, description="Let MM's gradient reach the text side (context vectors). true: paper and released "
+        "code (A^G is not detached). false (the stabilised option): A^G is a fixed target for each step, so MM "
+        "moves only the image side and cannot pull the class text features together (measured: their mean "
+        "cosine went 0.95 -> 0.99 in 50 steps with true); the text side then learns from OT alone.")
     reference_temperature: float = Field(
         0.1, gt=0.0, description="Health check only: MM is also measured at this fixed tau (both sides) on a "
         "fixed batch every epoch, so that a falling MM means the manifolds moved, not that tau grew.")
@@ -220,7 +264,7 @@ class MMConfig(StrictModel):
             learnable = data.pop("learnable_temperature")
             if not learnable:
                 data["temperature_form"] = "fixed"
-            elif data.get("temperature_form", "exp") == "fixed":
+            elif data.setdefault("temperature_form", "exp") == "fixed":
                 raise ValueError("learnable_temperature: true contradicts temperature_form: fixed; "
                                  "drop learnable_temperature (it is deprecated)")
         return data
@@ -236,8 +280,9 @@ class MMConfig(StrictModel):
 
 
 class LicoConfig(StrictModel):
-    alpha: float = Field(10.0, ge=0.0, description="Weight of the manifold-matching loss.")
-    beta: float = Field(1.0, ge=0.0, description="Weight of the optimal-transport loss.")
+    alpha: float = Field(10.0, ge=0.0, description="Weight of the manifold-matching loss (paper and released "
+                         "HEAD: 10; its effective dose depends on the temperature: health/dose/mm).")
+    beta: float = Field(1.0, ge=0.0, description="Weight of the optimal-transport loss (paper and HEAD: 1).")
     mm: MMConfig = Field(default_factory=MMConfig)
     ot: OTConfig = Field(default_factory=OTConfig)
 
@@ -250,7 +295,8 @@ class TrainConfig(StrictModel):
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0.0, le=MAX_LR, description="Learning rate (at most 100: above, SGD and AdamW diverge).")
+    lr: float = Field(0.1, gt=0.0, le=MAX_LR, description="Learning rate (released HEAD: 0.1 with cosine decay; the paper's text says "
+                      "0.03; at most 100: above, SGD and AdamW diverge).")
     text_lr: Optional[float] = Field(None, gt=0.0, le=MAX_LR,
                                      description="Learning rate of the prompt learner (default: lr; at most 100).")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)

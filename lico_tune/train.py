@@ -214,7 +214,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         start_epoch, global_step, history = saved["epoch"], saved["global_step"], saved["history"]
         torch.set_rng_state(saved["torch_rng"])
         log(f"resumed from {ckpt_path} after epoch {start_epoch}")
-    health = Health(model, cfg, data, device, log)
+    health = Health(model, cfg, data, device, log, total_steps)
     health.restore(history)
     health.load_state(saved.get("health") if saved is not None else None)
     health.start()
@@ -224,6 +224,11 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
     log(f"{cfg.data.name}: {n_train} train{n_val} / {len(data.test)} test images, {data.num_classes} classes; "
         f"{cfg.model.backbone} + {cfg.text.encoder}:{cfg.text.model} ({n_params / 1e6:.2f}M trainable) "
         f"on {device}; {t.epochs} epochs x {steps_per_epoch} steps")
+    if model.uses_ot:
+        log("ot is printed as the transport cost <pi*, C> (no entropy term); its gradient is that of the "
+            "entropic objective <pi, C> + eps*sum(pi log pi) at the optimal plan")
+    if model.static_text:
+        log("text features: computed once (nothing in this trial can change them)")
 
     # Every key the trial will report, so the first report carries them all (NaN until computed):
     # Ray fixes progress.csv's columns at a trial's first result. Only reports are padded, not history.
@@ -244,11 +249,11 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
                 break
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
-            health.before_forward(step)
+            health.before_forward(global_step)
             with autocast(device.type, t.precision):
                 logits, terms = model(x, y)
             loss, loss_parts = model.loss(logits, y, terms)
-            health.after_forward(step, logits, y, terms)
+            health.after_forward(global_step, logits, y, terms)
             if t.fail_at_step is not None and global_step == t.fail_at_step:
                 loss = loss * float("nan")
             if not torch.isfinite(loss):
@@ -273,7 +278,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             seen += y.numel()
             sums["loss"] += loss.item()
             for k, v in loss_parts.items():
-                sums[k] += v.item()
+                sums[k] = sums.get(k, 0.0) + v.item()
             if n_steps % t.log_every == 0:
                 rate = seen / (time.perf_counter() - t0)
                 log(f"epoch {epoch + 1}/{t.epochs} step {n_steps}/{steps_per_epoch} " +

@@ -116,3 +116,15 @@ def test_plain_torch_resnet50_matches_torchvision_shapes(monkeypatch):
     ref = tv(weights=None, num_classes=10)
     assert [p.shape for p in plain.parameters()] == [p.shape for p in ref.parameters()]
     assert plain.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_all_py_loss_options_are_the_spec_defaults():
+    """benchmarks/all.py writes the spec's MM/OT defaults out (it runs without pydantic): they must agree."""
+    import ast
+
+    from lico_tune.spec import MMConfig, OTConfig
+    source = (Path(__file__).resolve().parents[1] / "benchmarks" / "all.py").read_text()
+    ns = {line.split(" = ")[0]: ast.literal_eval(line.split(" = ", 1)[1]) for line in source.splitlines()
+          if line.startswith(("MM_KW = ", "OT_KW = "))}
+    assert ns["MM_KW"] == MMConfig().model_dump(include=set(ns["MM_KW"]))
+    assert ns["OT_KW"] == OTConfig().model_dump(include=set(ns["OT_KW"]))

@@ -151,12 +151,12 @@ def test_health_table_counts_at_chance_for_ce_arms_and_keeps_grad_columns_empty(
     rows = [{"arm": "ce", "dataset": "digits", AT_CHANCE_FLAG: float(i < 3), COLLAPSED_FLAG: 0.0} for i in range(5)]
     rows += [{"arm": "ce", "dataset": "fmnist", AT_CHANCE_FLAG: 0.0, COLLAPSED_FLAG: 0.0} for _ in range(2)]
     rows += [{"arm": "lico", "dataset": "digits", AT_CHANCE_FLAG: 0.0, COLLAPSED_FLAG: 0.0,
-              "health/grad_share/ce": 0.5, "health/grad_share/mm": 0.3, "health/grad_share/ot": 0.2,
+              "health/grad_frac/ce": 0.5, "health/grad_frac/mm": 0.3, "health/grad_frac/ot": 0.2,
               "health/mm_ref_change": -0.1, "health/warn/mm_inactive": 0.0} for _ in range(2)]
     shown = health_display(health_table(_frame(rows))).set_index(["arm", "dataset"])
     assert shown.loc[("ce", "digits"), "warnings"] == "at chance 3/5"
     assert shown.loc[("ce", "fmnist"), "warnings"] == "none" and shown.loc[("lico", "digits"), "warnings"] == "none"
-    for col in ("mm_ref_change", "grad ce", "grad mm", "grad ot"):
+    for col in ("mm_ref_change", "grad² ce", "grad² mm", "grad² ot"):
         assert shown.loc[("ce", "digits"), col] == "-" and shown.loc[("lico", "digits"), col] != "-"
     assert chance_cells(_frame(rows)) == [{"arm": "ce", "dataset": "digits", "k": 3, "n": 5}]
     # An older trial without the flag counts in neither k nor n; an arm of only such trials shows '-'.
@@ -191,7 +191,7 @@ def test_report_prints_the_note_above_the_tables():
     note = md.index("⚠ At chance: ce · digits: 2/3 trials, lico · digits: 3/3 trials.")
     assert note < md.index("### Ablation table") < md.index("### Paired differences")
     assert "saliency and pointing numbers, and the paired comparisons of them below, are not evidence about LICO" in md
-    assert "| ce | digits | 3 | - | - | - | - | at chance 2/3 |" in md      # the health table counts CE too
+    assert "| ce | digits | 3 | - | - | - | - | - | - | at chance 2/3 |" in md      # the health table counts CE too
     data = json.loads(render([rep], "json"))["experiments"][0]
     assert data["at_chance"] == rep.at_chance and data["chance_warnings"] == rep.chance_warnings()
     assert "% ⚠ At chance: ce · digits: 2/3" in render([rep], "latex")
@@ -218,7 +218,7 @@ def _root(tmp_path, with_flag: bool):
         (t / PARAMS_FILE).write_text(json.dumps({"arm": arm, "data.name": "digits", "train.seed": seed}))
         row = {"epoch": 1, "test/acc": 11 + rng.normal(), "saliency/gradcam/pointing": 0.3 + rng.normal(0, 0.01)}
         if arm == "lico":
-            row.update({"health/grad_share/mm": 0.2, "health/warn/mm_inactive": 0.0})
+            row.update({"health/grad_frac/mm": 0.2, "health/warn/mm_inactive": 0.0})
         if with_flag:
             row.update({AT_CHANCE_FLAG: 1.0, COLLAPSED_FLAG: 0.0,
                         "health/warnings": chance_check(40, 360, 0.103, 0.5).warnings()[0]})

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lico_tune.health import (MARGINAL_ERR_WARN, _mean_offdiag_cos, mm_warning, ot_convergence_warning,
-                              ot_degenerate_warning)
+from lico_tune.health import _mean_offdiag_cos
+from lico_tune.health_rules import MARGINAL_ERR_WARN, mm_warning, ot_convergence_warning, ot_degenerate_warning
 from lico_tune.losses import EUCLIDEAN_CLAMP, mm_loss, ot_solve
 from lico_tune.models.temperature import Temperature
 from lico_tune.spec import MMConfig, validate_trial
@@ -54,7 +54,7 @@ def test_mm_euclidean_equals_numpy(sign, tau):
 def test_separate_target_temperature_equals_numpy():
     rng = np.random.default_rng(4)
     img, txt = rng.normal(size=(7, 4)), rng.normal(size=(7, 3))
-    got = mm_loss(torch.from_numpy(img), torch.from_numpy(txt), 0.3, distance="euclidean",
+    got = mm_loss(torch.from_numpy(img), torch.from_numpy(txt), 0.3, sign="negative", distance="euclidean",
                   target_temperature=0.1).item()
     assert got == pytest.approx(_np_mm(img, txt, 0.3, 0.1, "negative"), abs=1e-6, rel=1e-6)
 
@@ -75,7 +75,7 @@ def test_released_temperature_form_is_the_raw_divisor():
                   distance="euclidean").item()
     assert got == pytest.approx(_np_mm(img, txt, 1.7, 1.7, "positive"), abs=1e-6, rel=1e-6)
     # exp form: tau = exp(log_tau), clamped to its bounds; fixed: a buffer, no parameter
-    exp = Temperature(MMConfig(temperature=0.5, temperature_min=0.1, temperature_max=1.0))
+    exp = Temperature(MMConfig(temperature_form="exp", temperature=0.5, temperature_min=0.1, temperature_max=1.0))
     with torch.no_grad():
         exp.log_tau.fill_(math.log(12.3))
     assert exp().item() == pytest.approx(1.0)
@@ -92,6 +92,9 @@ def test_deprecated_learnable_temperature_maps_to_the_form():
     assert cfg.train.nesterov is False and cfg.lico.mm.distance == "euclidean"
 
 
+OT_REST = {"tol": 1e-6, "gradient": "envelope", "solver": "native"}  # the spec's defaults
+
+
 def _points(B=6, N=32, M=12, D=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(B, N, D, generator=g, dtype=torch.float64), torch.randn(B, M, D, generator=g,
@@ -103,9 +106,10 @@ def test_pot_backend_equals_native(eps):
     pytest.importorskip("ot.batch")
     x, y = _points()
     x.requires_grad_(True)
-    native, info_n = ot_solve(x, y, epsilon=eps, max_iter=20_000, tol=1e-9, solver="native")
+    native, info_n = ot_solve(x, y, epsilon=eps, max_iter=20_000, tol=1e-9, gradient="envelope",
+                              solver="native")
     g_native, = torch.autograd.grad(native, x)
-    pot, info_p = ot_solve(x, y, epsilon=eps, max_iter=20_000, tol=1e-9, solver="pot")
+    pot, info_p = ot_solve(x, y, epsilon=eps, max_iter=20_000, tol=1e-9, gradient="envelope", solver="pot")
     g_pot, = torch.autograd.grad(pot, x)
     assert info_n.marginal_err.item() < 1e-7 and info_p.marginal_err.item() < 1e-7  # both converged
     assert info_n.iters < 20_000 and info_p.iters < 20_000
@@ -116,8 +120,8 @@ def test_pot_backend_equals_native(eps):
 def test_convergence_diagnostic_flags_small_epsilon_and_passes_default():
     """Channels-as-points shape of the quick start (B, 32 channels, 12 prompts), unit-norm points."""
     x, y = _points(B=8, N=32, M=12, D=49, seed=1)
-    _, bad = ot_solve(x.float(), y.float(), epsilon=1e-3, max_iter=100)
-    _, good = ot_solve(x.float(), y.float(), epsilon=0.1, max_iter=100)
+    _, bad = ot_solve(x.float(), y.float(), epsilon=1e-3, max_iter=100, **OT_REST)
+    _, good = ot_solve(x.float(), y.float(), epsilon=0.1, max_iter=100, **OT_REST)
     assert bad.iters == 100 and bad.marginal_err.item() > MARGINAL_ERR_WARN
     warning = ot_convergence_warning(bad.marginal_err.item(), bad.iters)
     assert warning.startswith("OT not converged: marginal error") and "after 100 iterations" in warning
@@ -148,9 +152,10 @@ def test_mm_warning_rules():
     m = {"health/tau": 12.3, "health/mm_ref": 0.0132, "health/mm_ref0": 0.0127, "health/mm_ref_change": 0.04}
     assert mm_warning(m, 1.0).startswith("MM inactive: tau grew to 12.3 and MM at the reference")
     assert mm_warning(m, None) is None  # fixed tau: no growth
-    assert mm_warning({**m, "health/mm_ref_change": -0.3, "health/grad_share/mm": 0.2}, 1.0) is None
-    low = mm_warning({**m, "health/mm_ref_change": -0.3, "health/grad_share/mm": 0.001}, 1.0)
-    assert low.startswith("MM inactive: tau grew to 12.3 and MM carries 0.1%")
+    assert mm_warning({**m, "health/mm_ref_change": -0.3, "health/grad_frac/mm": 0.2}, 1.0) is None
+    low = mm_warning({**m, "health/mm_ref_change": -0.3, "health/grad_frac/mm": 0.001, "health/dose/mm": 0.03}, 1.0)
+    assert low.startswith("MM inactive: tau grew to 12.3 and MM holds 0.1% of the squared gradient norm")
+    assert "0.03x CE's" in low
 
 
 def test_untied_copies_start_identical_and_only_dropout_breaks_their_symmetry():

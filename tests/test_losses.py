@@ -9,6 +9,11 @@ import torch
 
 from lico_tune.losses import mm_loss, ot_loss, sinkhorn_log
 
+# The spec's values (the losses take every option as a required keyword)
+SQ = {"sign": "negative", "distance": "squared"}  # the hand-worked MM cases use squared distances
+ENV = {"gradient": "envelope", "solver": "native"}
+OT = {"epsilon": 0.1, "max_iter": 100, "tol": 1e-6, **ENV}
+
 F64 = torch.float64
 
 
@@ -47,7 +52,7 @@ def test_plan_and_loss_match_pot(B, N, M, D, eps):
     plan = sinkhorn_log(torch.from_numpy(np.stack(costs)), eps, max_iter=20_000, tol=1e-13)
     assert plan.shape == (B, N, M) and plan.dtype == F64
     np.testing.assert_allclose(plan.numpy(), ref_plans, atol=1e-5, rtol=0)
-    loss = ot_loss(x, y, epsilon=eps, max_iter=20_000, tol=1e-13)
+    loss = ot_loss(x, y, epsilon=eps, max_iter=20_000, tol=1e-13, **ENV)
     assert loss.shape == ()
     assert abs(loss.item() - ref_loss) < 1e-5
 
@@ -71,12 +76,12 @@ def test_sinkhorn_small_eps_stays_finite_float32():
     x, y = _points(8, 64, 12, 16, seed=1, dtype=torch.float32)
     x[:, 0] = -y[:, 0]  # make some costs exactly 4 (antipodal points)
     x.requires_grad_(True)
-    loss = ot_loss(x, y, epsilon=1e-4, max_iter=50)
+    loss = ot_loss(x, y, epsilon=1e-4, max_iter=50, tol=1e-6, **ENV)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
     C = torch.cdist(torch.nn.functional.normalize(x.detach(), dim=-1),
                     torch.nn.functional.normalize(y, dim=-1)) ** 2
-    plan = sinkhorn_log(C, 1e-4, max_iter=50)
+    plan = sinkhorn_log(C, 1e-4, max_iter=50, tol=1e-6)
     assert torch.isfinite(plan).all()
     assert (plan.sum(1) - 1 / 12).abs().max() < 1e-5  # columns exact even when rows have not converged
     assert abs(plan.sum(dim=(1, 2)) - 1).max() < 1e-4
@@ -84,9 +89,9 @@ def test_sinkhorn_small_eps_stays_finite_float32():
 
 def test_ot_loss_bf16_autocast_runs_in_float32():
     x, y = _points(2, 8, 3, 5, seed=2, dtype=torch.float32)
-    ref = ot_loss(x, y)
+    ref = ot_loss(x, y, **OT)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = ot_loss(x, y)
+        got = ot_loss(x, y, **OT)
     assert got.dtype == torch.float32 and abs(got - ref) < 1e-6
 
 
@@ -116,14 +121,14 @@ def test_envelope_gradient_is_gradient_of_entropic_ot(eps):
     y.requires_grad_(True)
 
     def f(x, y):
-        return ot_loss(x, y, epsilon=eps, max_iter=50_000, tol=tol) + _neg_entropy_term(x, y, eps, tol)
+        return ot_loss(x, y, epsilon=eps, max_iter=50_000, tol=tol, **ENV) + _neg_entropy_term(x, y, eps, tol)
 
     assert torch.autograd.gradcheck(f, (x, y), eps=1e-6, atol=1e-6, rtol=1e-4)
 
     # The same gradient is *not* the derivative of <pi*(C), C> alone (pi* moves with C): if this
     # passed, the test above would be unable to tell the envelope from full differentiation.
     def g(x, y):
-        return ot_loss(x, y, epsilon=eps, max_iter=50_000, tol=tol)
+        return ot_loss(x, y, epsilon=eps, max_iter=50_000, tol=tol, **ENV)
 
     assert not torch.autograd.gradcheck(g, (x, y), eps=1e-6, atol=1e-6, rtol=1e-4, raise_exception=False,
                                         fast_mode=True)
@@ -133,13 +138,13 @@ def test_gradient_none_gives_same_value_and_no_grad():
     x, y = _points(3, 6, 4, 5, seed=4)
     x.requires_grad_(True)
     y.requires_grad_(True)
-    env = ot_loss(x, y, gradient="envelope")
-    none = ot_loss(x, y, gradient="none")
+    env = ot_loss(x, y, **{**OT, "gradient": "envelope"})
+    none = ot_loss(x, y, **{**OT, "gradient": "none"})
     assert env.requires_grad
     assert not none.requires_grad and none.grad_fn is None
     assert torch.equal(env.detach(), none)
     with pytest.raises(ValueError, match="gradient"):
-        ot_loss(x, y, gradient="full")
+        ot_loss(x, y, **{**OT, "gradient": "full"})
 
 
 # ----------------------------------------------------------------------------- manifold matching
@@ -166,7 +171,7 @@ def test_mm_zero_when_geometries_match():
     txt = 3.0 * img @ q.T  # (3, 6): another width and scale, the same normalised geometry
     for tau in (0.07, 1.0):
         for sign in ("negative", "positive"):
-            assert abs(mm_loss(img, txt, tau, sign=sign).item()) < 1e-6
+            assert abs(mm_loss(img, txt, tau, sign=sign, distance="squared").item()) < 1e-6
 
 
 def test_mm_hand_worked_three_samples():
@@ -183,7 +188,7 @@ def test_mm_hand_worked_three_samples():
         return [math.exp(-d / tau) / z for d in row]
 
     want = sum(sum(g * math.log(g / f) for g, f in zip(softmax(DG[i]), softmax(DF[i]))) for i in range(3)) / 3
-    got = mm_loss(img, txt, tau).item()
+    got = mm_loss(img, txt, tau, **SQ).item()
     assert want > 0.1
     assert abs(got - want) < 1e-9
     assert abs(got - _np_mm(img.numpy(), txt.numpy(), tau)) < 1e-9
@@ -195,14 +200,14 @@ def test_mm_matches_numpy_loop_and_sign_differs():
     txt = torch.randn(5, 3, generator=g, dtype=F64)
     txt[1] = txt[3]  # two samples of one class share their text feature
     for tau in (0.5, 2.0):
-        neg = mm_loss(img, txt, tau).item()
-        pos = mm_loss(img, txt, tau, sign="positive").item()
+        neg = mm_loss(img, txt, tau, **SQ).item()
+        pos = mm_loss(img, txt, tau, sign="positive", distance="squared").item()
         assert neg > 0 and pos > 0
         assert abs(neg - _np_mm(img.numpy(), txt.numpy(), tau, -1.0)) < 1e-9
         assert abs(pos - _np_mm(img.numpy(), txt.numpy(), tau, +1.0)) < 1e-9
         assert abs(neg - pos) > 1e-3
     with pytest.raises(ValueError, match="sign"):
-        mm_loss(img, txt, 1.0, sign="minus")
+        mm_loss(img, txt, 1.0, sign="minus", distance="squared")
 
 
 def test_mm_gradients_reach_temperature_and_both_sides():
@@ -210,7 +215,7 @@ def test_mm_gradients_reach_temperature_and_both_sides():
     img = torch.randn(4, 8, generator=g, requires_grad=True)
     txt = torch.randn(4, 5, generator=g, requires_grad=True)
     log_tau = torch.tensor(0.0, requires_grad=True)
-    loss = mm_loss(img, txt, log_tau.exp())
+    loss = mm_loss(img, txt, log_tau.exp(), **SQ)
     loss.backward()
     for t in (log_tau, img, txt):
         assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0

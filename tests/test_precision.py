@@ -26,7 +26,7 @@ def test_text_precision_reaches_the_text_tower(precision, expected):
     classifier = build_classifier(ModelConfig(backbone="tiny_cnn"), len(NAMES), 3)
     text = TextConfig(encoder="open_clip", model="tiny-clip", n_ctx=3, features="rolled", precision=precision)
     model = LicoModel(classifier, build_prompt_learner(text, NAMES), LicoConfig(),
-                      classifier.feature_shape(3, 16)).train()
+                      classifier.feature_shape(3, 16), text.proj_hidden, text.proj_dropout).train()
     seen = _dtypes_of(model.prompts.encoder.transformer.resblocks[0].mlp.c_fc)
     x, y = torch.randn(4, 3, 16, 16), torch.arange(4)
     # inside a bf16 training step, text.precision fp32 switches autocast off for the text tower

@@ -52,7 +52,7 @@ def test_lico_terms_train_the_prompt_and_projection(tiny_trial_tree):
     loss.backward()
     trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert any(n.startswith("prompts.") for n in trained), "context vectors get no gradient"
-    assert any(n.startswith("proj.") for n in trained) and "temperature.log_tau" in trained
+    assert any(n.startswith("proj.") for n in trained) and "temperature.tau" in trained  # the divisor form
     assert not any(n.startswith("prompts.") and "ctx" not in n for n in trained), "frozen encoder was trained"
 
 

@@ -17,24 +17,36 @@ import pandas as pd
 
 from ..chance import AT_CHANCE_FLAG, CHANCE_ALPHA
 
-# (column shown, metric): what moved (MM at a fixed temperature), what trained the backbone (gradient shares).
-KEY_METRICS = [("mm_ref_change", "health/mm_ref_change"), ("grad ce", "health/grad_share/ce"),
-               ("grad mm", "health/grad_share/mm"), ("grad ot", "health/grad_share/ot")]
+# (column shown, metric): what moved (MM at a fixed temperature), what trained the backbone (each
+# term's fraction of the squared gradient norm at the features), MM's dose at initialisation, and
+# whether OT's targets still tell the classes apart.
+KEY_METRICS = [("mm_ref_change", "health/mm_ref_change"), ("grad² ce", "health/grad_frac/ce"),
+               ("grad² mm", "health/grad_frac/mm"), ("grad² ot", "health/grad_frac/ot"),
+               ("dose0 mm", "health/dose0/mm"), ("OT cos between", "health/text_cos_between")]
+# Experiments trained before fidelity v2 (main 881e152 and older) report a ratio of norms averaged
+# with the untrained model instead: shown under its own name, only where a trial reports it.
+LEGACY_METRICS = [("|grad| share mm (old)", "health/grad_share/mm"), ("|grad| share ot (old)", "health/grad_share/ot")]
 WARN_PREFIX = "health/warn/"
+
+
+def key_metrics(usable: pd.DataFrame) -> list[tuple[str, str]]:
+    """The columns of the health table for these trials: KEY_METRICS, and the legacy ones they report."""
+    return KEY_METRICS + [(c, m) for c, m in LEGACY_METRICS if m in usable.columns]
 
 
 def health_table(usable: pd.DataFrame) -> pd.DataFrame:
     """One row per (arm, dataset) of finished trials: trials, the key metrics' means (NaN where no
     trial reported them) and 'warnings': '<kind> k/n' for each warning raised by k of n trials,
     'none' when no trial raised one, '-' when the arm reports no health metrics."""
-    cols = ["arm", "dataset", "trials"] + [c for c, _ in KEY_METRICS] + ["warnings"]
+    metrics = key_metrics(usable)
+    cols = ["arm", "dataset", "trials"] + [c for c, _ in metrics] + ["warnings"]
     if usable.empty or not any(c.startswith("health/") for c in usable.columns):
         return pd.DataFrame(columns=cols)
     warn_cols = [c for c in usable.columns if c.startswith(WARN_PREFIX)]
     rows = []
     for (arm, dataset), g in usable.groupby(["arm", "dataset"], sort=False, dropna=False):
         row = {"arm": arm, "dataset": dataset, "trials": len(g)}
-        for name, metric in KEY_METRICS:
+        for name, metric in metrics:
             row[name] = pd.to_numeric(g[metric], errors="coerce").mean() if metric in g.columns else float("nan")
         flags = {c: pd.to_numeric(g[c], errors="coerce") for c in warn_cols}
         reported = [c for c, v in flags.items() if v.notna().any()]
@@ -47,8 +59,11 @@ def health_table(usable: pd.DataFrame) -> pd.DataFrame:
 
 HEALTH_CAPTION = ("Mean final health of the LICO terms over finished trials: mm_ref_change = relative change of "
                   "MM at a fixed temperature since the start (negative: the image manifold moved towards the "
-                  "text one); grad ce/mm/ot = each term's share of the backbone's gradient (near 0: the term "
-                  "trains nothing; '-': the arm has no LICO terms). Warnings: how many trials raised each "
+                  "text one); grad² ce/mm/ot = each weighted term's fraction of the squared gradient norm at the "
+                  "backbone's feature map, over the last epoch's probes (near 0: the term trains nothing; '-': the "
+                  "arm has no LICO terms); dose0 mm = |gradient of alpha*MM| / |gradient of CE| there on the "
+                  "untrained model; OT cos between = mean cosine between OT's text points of different classes "
+                  "(near 1: OT's targets no longer tell the classes apart). Warnings: how many trials raised each "
                   "(lico_tune/health.py; 'at chance' and 'collapsed', lico_tune/chance.py, for every arm); "
                   "'-': the arm's trials report no health flags (trained before these checks).")
 
@@ -81,10 +96,10 @@ def chance_note(cells: list[dict]) -> Optional[str]:
 def health_display(table: pd.DataFrame) -> pd.DataFrame:
     """The table with its numbers as text (3 significant digits, '-' where missing)."""
     shown = table.copy()
-    for name, _ in KEY_METRICS:
+    for name in [c for c, _ in KEY_METRICS + LEGACY_METRICS if c in shown.columns]:
         shown[name] = [("-" if pd.isna(v) else f"{v:+.3g}" if name == "mm_ref_change" else f"{v:.3g}")
                        for v in shown[name]]
     return shown
 
 
-__all__ = ["HEALTH_CAPTION", "KEY_METRICS", "chance_cells", "chance_note", "health_display", "health_table"]
+__all__ = ["HEALTH_CAPTION", "KEY_METRICS", "LEGACY_METRICS", "key_metrics", "chance_cells", "chance_note", "health_display", "health_table"]

@@ -12,7 +12,8 @@ context vectors and the three ways of turning prompts into features (TextConfig.
   'rolled'     K*M prompts in one batch: copy m has the context rolled
                by m (torch.roll along the context axis); pooled each   -> points (K, M, D)
 
-`pooled` (K, D) is the mean over points (used by the MM loss).
+`pooled` (K, D) is the class feature the MM loss reads: the first point or the mean over points
+(text.pooled, resolved by TextConfig.pooling).
 """
 from __future__ import annotations
 
@@ -38,7 +39,12 @@ class TextEncoderCorrupt(TextEncoderMissing):
 @dataclass
 class TextFeatures:
     points: Tensor  # (K, N, D): the N text features of each class
-    pooled: Tensor  # (K, D): mean over points
+    pooled: Tensor  # (K, D): the class feature MM reads (the first point, or the mean over points)
+
+    @classmethod
+    def of(cls, points: Tensor, pooling: str) -> "TextFeatures":
+        """Features from points (K, N, D) with `pooled` by TextConfig.pooling ('first' or 'mean')."""
+        return cls(points=points, pooled=points[:, 0] if pooling == "first" else points.mean(dim=1))
 
 
 class PromptLearner(nn.Module):
@@ -57,6 +63,7 @@ class PromptLearner(nn.Module):
         self.class_specific = cfg.class_specific
         self.shuffle_ctx = cfg.shuffle_ctx
         self.finetune = cfg.finetune
+        self.pooling = cfg.pooling
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -162,7 +169,7 @@ class PromptLearner(nn.Module):
                 at_ctx = tokens.gather(1, self.ctx_pos[..., None].expand(K, M, D))  # (K, M, D)
                 name = torch.einsum("kl,kld->kd", self.name_weight.to(tokens.dtype), tokens)  # (K, D)
                 points = torch.cat([at_ctx, name[:, None]], dim=1)  # (K, M+1, D)
-        return TextFeatures(points=points, pooled=points.mean(dim=1))
+        return TextFeatures.of(points, self.pooling)
 
 
 def clean_class_name(name: str) -> str:

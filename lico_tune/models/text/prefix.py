@@ -136,4 +136,4 @@ def shared_prefix_forward(learner, p: int):
         tokens = enc.project(xs)  # (K, S, D)
         name = torch.einsum("ks,ksd->kd", learner.name_weight[:, p:].to(tokens.dtype), tokens)  # (K, D)
         points = torch.cat([at_ctx.expand(K, M, -1), name[:, None]], dim=1)  # (K, M+1, D)
-    return TextFeatures(points=points, pooled=points.mean(dim=1))
+    return TextFeatures.of(points, learner.pooling)
