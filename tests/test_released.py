@@ -143,8 +143,9 @@ def test_stabilised_option_is_named_and_not_default():
 
 
 def test_converged_study_specs_share_their_base():
-    """One base for both parts of the converged study: only the dataset differs."""
+    """One base for both parts of the converged study: only the dataset and its budget differ."""
     fm = load_spec(ROOT / "search_spaces/study_converged.yaml").base.model_dump()
     pl = load_spec(ROOT / "search_spaces/study_converged_placed.yaml").base.model_dump()
     assert fm["data"].pop("name") == "fashion_mnist" and pl["data"].pop("name") == "placed_fmnist"
+    assert (fm["train"].pop("epochs"), pl["train"].pop("epochs")) == (3, 5)
     assert fm == pl
