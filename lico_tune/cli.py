@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", action="append", default=[], metavar="NAME",
                    help="a metric to tabulate, e.g. saliency/gradcam/insertion (repeatable; default: the spec's "
                         "search metrics, test/acc, test/acc_ema and each saliency method's overall score)")
+    p.add_argument("--arm", action="append", metavar="ARM", dest="arms",
+                   help="only this arm (repeatable) and the baselines in the tables and tests: a declared "
+                        "family, e.g. --arm lico --arm mm_default (default: every arm)")
     p.add_argument("--baseline", action="append", metavar="ARM",
                    help="arm the others are compared with (default: ce); repeatable: --baseline ce --baseline "
                         "lico compares every arm with each (the first leads the table and decides what is bold); "

@@ -87,7 +87,7 @@ def cmd_report(args) -> int:
     try:
         reports = build_report(res, args.experiment, metrics=args.metric or None, baseline=args.baseline,
                                level=args.level, method=args.ci, correction=args.correction, family=args.family,
-                               margins=args.margin, target_width=args.target_width)
+                               margins=args.margin, target_width=args.target_width, only_arms=args.arms or ())
     except KeyError as exc:
         _error(str(exc.args[0]))
         return EXIT_BAD_INPUT

@@ -8,7 +8,7 @@ config up to the epoch of the recorded checkpoint (a trial a scheduler stopped e
 the same epoch: the learning-rate schedule still spans train.epochs), then compares every tensor
 of the two checkpoints (model, optimiser, scheduler, EMA, RNG state) with torch.equal and every
 metric of every epoch with ==, except wall-clock ones (images/s, seconds). A published copy of a
-Ray trial without its weights (metrics.json but no checkpoint.pt, e.g. docs/study/results) is a
+Ray trial without its weights (metrics.json but no checkpoint.pt, e.g. docs/study/2026-12-01_32-steps/results) is a
 metrics-only record: every metric of every epoch is compared, no tensor.
 """
 from __future__ import annotations

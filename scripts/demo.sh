@@ -42,8 +42,8 @@ cat <<NEXT
       make dashboard      (or: $LICO_TUNE dashboard $STORAGE)
   The newest experiment's report again (--format json|csv|latex for the numbers):
       $LICO_TUNE report $STORAGE --experiment latest
-  A bigger study: LICO's disputed choices, 28 arms x 5 seeds x 2 datasets, ~90 min on 2 CPU cores:
-      $LICO_TUNE run search_spaces/study_offline.yaml   (its results: docs/study/README.md)
+  A bigger study: LICO and its terms trained to convergence, 9 arms x 5 seeds, ~3 h on 2 CPU cores:
+      $LICO_TUNE run search_spaces/study_converged.yaml   (where it stands: docs/study/README.md)
   One training run without Ray (the quick start's base trial):
       make train          (or: $LICO_TUNE train $SPEC)
 NEXT

@@ -1,7 +1,7 @@
 """Figures of a study experiment (docs/study/): arm means with 95% intervals, the shortcut probe,
 and the saliency gallery of chosen arms side by side. Reads only; writes PNGs into OUT_DIR.
 
-    python scripts/study_figures.py docs/study/results study-offline docs/study/figures
+    python scripts/study_figures.py docs/study/results study-converged_2026-12-04 docs/study/figures/study-converged_2026-12-04
 
 The numbers come from lico-tune's own results table and statistics (lico_tune.results: the same
 final-epoch values and Student t intervals as `lico-tune report`), so figure and report agree.

@@ -117,3 +117,19 @@ def test_cli_takes_repeated_baselines_and_refuses_an_unknown_second_one(tmp_path
         err = capsys.readouterr().err
         assert "--baseline 'nope' is not an arm with finished trials; arms: ce, lico, other" in err
         assert "Traceback" not in err
+
+
+def test_only_arms_is_a_declared_family_of_those_contrasts(capsys):
+    """`--arm lico`: the tables and the tests hold lico and the baseline only, so Holm runs over the
+    declared contrasts (2 datasets x 2 metrics), with the same p values as in the full report."""
+    res, _ = fixed_results()
+    full = build_report(res, baseline="ce")[0]
+    rep = build_report(res, baseline="ce", only_arms=["lico"])[0]
+    assert rep.arms == ["ce", "lico"] and set(rep.paired["arm"]) == {"lico"} and rep.family_n == 4
+    mine = rep.paired.set_index(["dataset", "metric"])["p_t"]
+    theirs = full.paired[full.paired["arm"] == "lico"].set_index(["dataset", "metric"])["p_t"]
+    assert mine.sort_index().to_numpy() == pytest.approx(theirs.sort_index().to_numpy(), rel=1e-12)
+    assert rep.paired["p_adj"].to_numpy() == pytest.approx(multipletests(rep.paired["p_t"].to_numpy(),
+                                                                         method="holm")[1], rel=1e-12)
+    with pytest.raises(KeyError, match="no finished trial of arm nope"):
+        build_report(res, baseline="ce", only_arms=["nope"])

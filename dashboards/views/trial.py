@@ -10,11 +10,17 @@ from lico_tune.layout import ERROR_FILE, TRIAL_SPEC
 
 HEALTH = {"Temperature": ["health/tau", "health/tau_target"],
           "MM at the reference temperature": ["health/mm_ref", "health/mm_ref0"],
-          "Share of the backbone's gradient": ["health/grad_share/ce", "health/grad_share/mm",
-                                               "health/grad_share/ot"],
+          "Fraction of the squared gradient norm at the features": [
+              "health/grad_frac/ce", "health/grad_frac/mm", "health/grad_frac/ot"],
+          "Dose: |grad term| / |grad CE| at the features": ["health/dose/mm", "health/dose/ot"],
           "Text points (mean cosine)": ["health/text_cos", "health/text_cos_proj", "health/class_text_cos"],
+          "OT's text points: between classes, to the images": [
+              "health/text_cos_between", "health/text_cos_between0", "health/text_cos_image"],
           "Sinkhorn final marginal error": ["health/marginal_err"],
-          "Sinkhorn iterations": ["health/sinkhorn_iters"]}
+          "Sinkhorn iterations": ["health/sinkhorn_iters"],
+          # experiments trained before fidelity v2 (a ratio of norms, averaged with the untrained model)
+          "Share of the gradient norm (older runs)": [
+              "health/grad_share/ce", "health/grad_share/mm", "health/grad_share/ot"]}
 
 
 def curves(hist: pd.DataFrame, groups: dict) -> None:
@@ -81,11 +87,14 @@ else:
         for w in filter(None, str(given).split("; ")):
             if w.split(":")[0] not in CHANCE_KINDS:     # shown above for every arm
                 st.warning(w)
-        curves(hist, HEALTH)
+        curves(hist, {title: ms for title, ms in HEALTH.items()     # the older runs' group only where reported
+                      if "older runs" not in title or any(m in hist.columns for m in ms)})
         st.caption("MM at the reference temperature (a fixed batch, one fixed tau) should fall below its "
-                   "untrained value mm_ref0; each term's gradient share is measured at the backbone's "
-                   "feature map; marginal error is the largest final row-marginal L1 error of the "
-                   "epoch's Sinkhorn solves; text cosines near 1 mean degenerate text points.")
+                   "untrained value mm_ref0; each term's fraction of the squared gradient norm and its dose "
+                   "(a ratio of norms to CE's) are measured at the backbone's feature map on 16 steps spread "
+                   "over training (dose0: the untrained model); marginal error is the largest final "
+                   "row-marginal L1 error of the epoch's Sinkhorn solves; text cosines near 1 mean degenerate "
+                   "(within a class) or collapsed (between classes) text points.")
     with st.expander("Every reported metric per epoch"):
         st.dataframe(hist, hide_index=True, width="stretch")
 

@@ -23,15 +23,19 @@ from ..chance import AT_CHANCE_FLAG, CHANCE_ALPHA
 KEY_METRICS = [("mm_ref_change", "health/mm_ref_change"), ("grad² ce", "health/grad_frac/ce"),
                ("grad² mm", "health/grad_frac/mm"), ("grad² ot", "health/grad_frac/ot"),
                ("dose0 mm", "health/dose0/mm"), ("OT cos between", "health/text_cos_between")]
-# Experiments trained before fidelity v2 (main 881e152 and older) report a ratio of norms averaged
-# with the untrained model instead: shown under its own name, only where a trial reports it.
-LEGACY_METRICS = [("|grad| share mm (old)", "health/grad_share/mm"), ("|grad| share ot (old)", "health/grad_share/ot")]
+# Experiments trained before fidelity v2 (main 881e152 and older) report, instead of the gradient
+# fractions and doses, a ratio of norms averaged with the untrained model: their table shows that,
+# under its own name.
+LEGACY_METRICS = [("mm_ref_change", "health/mm_ref_change"), ("|grad| share ce (old)", "health/grad_share/ce"),
+                  ("|grad| share mm (old)", "health/grad_share/mm"), ("|grad| share ot (old)", "health/grad_share/ot")]
 WARN_PREFIX = "health/warn/"
 
 
 def key_metrics(usable: pd.DataFrame) -> list[tuple[str, str]]:
-    """The columns of the health table for these trials: KEY_METRICS, and the legacy ones they report."""
-    return KEY_METRICS + [(c, m) for c, m in LEGACY_METRICS if m in usable.columns]
+    """The columns of the health table: KEY_METRICS, or LEGACY_METRICS for trials of the older kind."""
+    old = any(m in usable.columns for _, m in LEGACY_METRICS[1:])
+    new = any(m in usable.columns for _, m in KEY_METRICS[1:])
+    return LEGACY_METRICS if old and not new else KEY_METRICS
 
 
 def health_table(usable: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +67,8 @@ HEALTH_CAPTION = ("Mean final health of the LICO terms over finished trials: mm_
                   "backbone's feature map, over the last epoch's probes (near 0: the term trains nothing; '-': the "
                   "arm has no LICO terms); dose0 mm = |gradient of alpha*MM| / |gradient of CE| there on the "
                   "untrained model; OT cos between = mean cosine between OT's text points of different classes "
-                  "(near 1: OT's targets no longer tell the classes apart). Warnings: how many trials raised each "
+                  "(near 1: OT's targets no longer tell the classes apart); experiments trained before these were "
+                  "measured show '|grad| share (old)', a ratio of gradient norms. Warnings: how many trials raised each "
                   "(lico_tune/health.py; 'at chance' and 'collapsed', lico_tune/chance.py, for every arm); "
                   "'-': the arm's trials report no health flags (trained before these checks).")
 
@@ -96,7 +101,7 @@ def chance_note(cells: list[dict]) -> Optional[str]:
 def health_display(table: pd.DataFrame) -> pd.DataFrame:
     """The table with its numbers as text (3 significant digits, '-' where missing)."""
     shown = table.copy()
-    for name in [c for c, _ in KEY_METRICS + LEGACY_METRICS if c in shown.columns]:
+    for name in dict.fromkeys(c for c, _ in KEY_METRICS + LEGACY_METRICS if c in shown.columns):
         shown[name] = [("-" if pd.isna(v) else f"{v:+.3g}" if name == "mm_ref_change" else f"{v:.3g}")
                        for v in shown[name]]
     return shown

@@ -338,9 +338,16 @@ def parse_margins(items: Sequence[str], metrics: Sequence[str]) -> dict[str, flo
 def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[str]] = None,
                       baseline: Union[None, str, Sequence[str]] = None, level: float = 0.95, method: str = "t",
                       correction: str = "holm", family: str = "report", margins: Sequence[str] = (),
-                      target_width: Optional[float] = None) -> ExperimentReport:
+                      target_width: Optional[float] = None, only_arms: Sequence[str] = ()) -> ExperimentReport:
     r = res.experiment(experiment)
     usable = r.usable
+    if only_arms:  # a declared family: these arms and the baselines, nothing else in the tables or tests
+        keep = set(only_arms) | ({baseline} if isinstance(baseline, str) else set(baseline or ["ce"]))
+        unknown = sorted(keep - set(usable["arm"])) if not usable.empty else sorted(keep)
+        if unknown:
+            raise KeyError(f"{experiment}: no finished trial of arm {', '.join(unknown)}; arms: "
+                           f"{', '.join(sorted(set(usable['arm'])))}")
+        usable = usable[usable["arm"].isin(keep)]
     metrics = [m for m in (metrics or default_metrics(r, experiment))]
     missing = [m for m in metrics if m not in r.trials.columns]
     if missing:
