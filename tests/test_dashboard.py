@@ -175,10 +175,11 @@ def test_trial_page(results_root, monkeypatch):
     label = next(o for o in at.selectbox(key="trial_pick").options if o.startswith(lico["trial_id"]))
     at.selectbox(key="trial_pick").set_value(label).run()
     assert not at.exception
-    # learning curves (2 charts), then the LICO health curves: tau, MM_ref, gradient shares, text
-    # cosines, Sinkhorn error and iterations (6 charts)
+    # learning curves (2 charts), then the LICO health curves: tau, MM_ref, gradient fractions, doses,
+    # text cosines, OT's between-class/image cosines, Sinkhorn error and iterations (8 charts; the
+    # older runs' gradient shares are not drawn for a trial that does not report them)
     assert [s.value for s in at.subheader][:2] == ["Learning curves", "Health of the LICO terms"]
-    assert len(charts(at)) == 8
+    assert len(charts(at)) == 10
     spec = (results_root / EXP / lico["trial_dir"] / "trial_spec.yaml").read_text()
     code = [c.value for c in at.code]
     assert spec.strip() in [c.strip() for c in code] and lico["checkpoint"] in code

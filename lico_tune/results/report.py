@@ -341,13 +341,6 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
                       target_width: Optional[float] = None, only_arms: Sequence[str] = ()) -> ExperimentReport:
     r = res.experiment(experiment)
     usable = r.usable
-    if only_arms:  # a declared family: these arms and the baselines, nothing else in the tables or tests
-        keep = set(only_arms) | ({baseline} if isinstance(baseline, str) else set(baseline or ["ce"]))
-        unknown = sorted(keep - set(usable["arm"])) if not usable.empty else sorted(keep)
-        if unknown:
-            raise KeyError(f"{experiment}: no finished trial of arm {', '.join(unknown)}; arms: "
-                           f"{', '.join(sorted(set(usable['arm'])))}")
-        usable = usable[usable["arm"].isin(keep)]
     metrics = [m for m in (metrics or default_metrics(r, experiment))]
     missing = [m for m in metrics if m not in r.trials.columns]
     if missing:
@@ -359,6 +352,12 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     arms = [a for a in spec_arms if a in present] + sorted(a for a in present if a not in spec_arms)
     baselines = resolve_baselines(res, experiment, arms, baseline)
     baseline = baselines[0] if baselines else None
+    if only_arms:  # a declared family: these arms and the baselines, nothing else in the tables or tests
+        unknown = sorted(set(only_arms) - set(arms))
+        if unknown:
+            raise KeyError(f"{experiment}: no finished trial of arm {', '.join(unknown)}; arms: {', '.join(arms)}")
+        arms = [a for a in arms if a in set(only_arms) | set(baselines)]
+        usable = usable[usable["arm"].isin(arms)]
     if baseline in arms:
         arms = [baseline] + [a for a in arms if a != baseline]
     datasets = sorted(set(usable["dataset"].dropna())) if not usable.empty else []
