@@ -14,6 +14,7 @@ from typing import Optional
 import lico_tune
 from .cli_help import epilog, train_display
 from .layout import CATALOG_FILE, CHECKPOINT_FILE
+from .names import SALIENCY_METHODS
 from .spec import SpecError, dump_yaml, json_schema, load_spec
 
 from .cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, error as _error, say as _say
@@ -280,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help=f"{CHECKPOINT_FILE} or the run directory holding it")
     p.add_argument("images", nargs="*", metavar="IMAGES",
                    help="image files (default: the trial's fixed test images)")
-    p.add_argument("--method", action="append", choices=["gradcam", "gradcampp", "scorecam", "layercam", "rise"],
+    p.add_argument("--method", action="append", choices=SALIENCY_METHODS,
                    help="saliency method; repeatable (default: gradcam)")
     p.add_argument("-o", "--output", default="explain.png", help="figure path (default: explain.png)")
     p.add_argument("-n", type=int, default=6, help="number of fixed test images when none are given")

@@ -7,6 +7,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .names import BACKBONES, DATASETS, SALIENCY_METHODS
+
 
 # Torch computes in float32: a finite Python float beyond its range overflows (torch's SGD raises
 # "value cannot be converted to type float without overflow"), one below its smallest normal number
@@ -35,7 +37,7 @@ class StrictModel(BaseModel):
 
 # ----------------------------------------------------------------------------- trial sections
 
-DatasetName = Literal["fashion_mnist", "digits", "placed_fmnist", "cifar10", "cifar100", "svhn", "imagefolder"]
+DatasetName = Literal[DATASETS]
 
 
 class PlacedConfig(StrictModel):
@@ -109,7 +111,7 @@ class DataConfig(StrictModel):
         return self
 
 
-Backbone = Literal["tiny_cnn", "wrn28_2", "wrn28_8", "resnet18_cifar", "resnet50"]
+Backbone = Literal[BACKBONES]
 
 
 class ModelConfig(StrictModel):
@@ -171,8 +173,10 @@ class TextConfig(StrictModel):
 
 class OTConfig(StrictModel):
     epsilon: float = Field(0.1, gt=0.0, description="Entropic regularisation of the OT problem (paper: 0.1).")
-    max_iter: int = Field(100, ge=1, description="Maximum Sinkhorn iterations.")
-    tol: float = Field(1e-6, gt=0.0, description="Early stop when the marginal error falls below this.")
+    max_iter: int = Field(100, ge=1, description="Maximum Sinkhorn iterations (released HEAD: 100).")
+    tol: float = Field(1e-6, gt=0.0, description="Early stop when the row-marginal L1 error falls below this "
+                       "(released HEAD: another test, the mean L1 change of the dual u below 1e-3; the paper does "
+                       "not say).")
     points: Literal["channels", "spatial"] = Field(
         "channels", description="'channels': the C channels of F are points in R^(H*W) (released HEAD and "
         "January 2024 code); 'spatial': the H*W positions are points in R^C.")
@@ -306,7 +310,8 @@ class TrainConfig(StrictModel):
                                 description="Weight decay (at most 10: above, the weights collapse in a few steps).")
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0)
-    ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null disables.")
+    ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null "
+                                 "disables (released HEAD: 0.999, used only with its --use-ema flag, off by default).")
     seed: int = 0
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision (CUDA).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
@@ -322,7 +327,7 @@ class TrainConfig(StrictModel):
         None, ge=0, description="Testing aid: make the loss NaN at this global step.")
 
 
-CamMethod = Literal["gradcam", "gradcampp", "scorecam", "layercam", "rise"]
+CamMethod = Literal[SALIENCY_METHODS]
 
 
 class EvalConfig(StrictModel):

@@ -1,4 +1,5 @@
-"""Class names in label order (class_names[y] is the name of label y), and the dataset list.
+"""Class names in label order (class_names[y] is the name of label y); the dataset list is
+lico_tune/names.py's.
 
 Hard-coded so that names are known without loading (or downloading) a dataset; tests check
 them against torchvision and against the data itself. Names go into text prompts, so they are
@@ -6,7 +7,7 @@ words: digits are spelled out and CIFAR-100's underscores become spaces.
 """
 from __future__ import annotations
 
-DATASETS = ("fashion_mnist", "digits", "placed_fmnist", "cifar10", "cifar100", "svhn", "imagefolder")
+from ..names import DATASETS  # noqa: F401  (re-exported: the registry and data/__init__ read it here)
 
 # torchvision.datasets.FashionMNIST.classes (a class attribute).
 FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..names import CAM_METHODS
 from ._util import as_targets, frozen_eval, model_device, normalise_maps
 
-CAM_METHODS = ("gradcam", "gradcampp", "scorecam", "layercam")
 
 
 @functools.lru_cache(maxsize=None)

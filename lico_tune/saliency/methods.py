@@ -9,10 +9,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ._util import SaliencyFn
-from .cam import CAM_METHODS, saliency_maps
+from ..names import SALIENCY_METHODS
+from .cam import saliency_maps
 from .rise import rise_maps
 
-METHODS = CAM_METHODS + ("rise",)
+METHODS = SALIENCY_METHODS
 
 
 def make_saliency_fn(model: nn.Module, method: str, target_layer: nn.Module | str | None = None,
