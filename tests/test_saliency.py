@@ -294,6 +294,31 @@ def test_evaluate_saliency_end_to_end_grid_game():
     assert torch.equal(res.predictions, labels) and torch.equal(res.targets, labels)
 
 
+def test_each_metrics_table_entry_writes_exactly_its_keys():
+    """The saliency metrics table (evaluate.METRICS) declares each entry's keys; trial.py derives a
+    trial's keys from it before training. Every entry, run on real maps, writes exactly those keys."""
+    from lico_tune.saliency.evaluate import METRICS, Context, compute_maps
+    from lico_tune.saliency.methods import make_saliency_fn
+    x, labels = channel_class_images(16, k=4)
+    model = ChannelClassModel(4)
+    fn = make_saliency_fn(model, "gradcam", batch_size=16)
+    maps = compute_maps(fn, x, labels, 16)
+    masks = torch.zeros(16, 8, 8, dtype=torch.bool)
+    masks[:, :4, :4] = True
+    kw = dict(opts={"batch_size": 16}, batch_size=16, pixels_per_step=8, blur_sigma=5.0, blur_kernel_size=None,
+              insertion_substrate="blur", deletion_substrate="zeros", precision="fp32",
+              road_percentiles=[30, 70], road_noise=0.01, n_grids=4, grid_seed=0, ses_seed=0, ses_scale=(0.5, 1.0),
+              ses_flip_p=0.5, sanity_max_layers=1, mprt_samples=2, mprt_noise=0.1)
+    seen = []
+    for metric in METRICS:
+        ctx = Context(model, x, labels, labels, "gradcam", fn, maps, masks, kw, {})
+        out = metric.compute(ctx)
+        assert set(out) == set(metric.tails), metric.tails
+        assert all(math.isfinite(v) for v in out.values()), out
+        seen += metric.tails
+    assert len(seen) == len(set(seen)), "two entries write the same key"
+
+
 # ----------------------------------------------------------------------------- sanity, SES
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,133 @@ from .methods import make_saliency_fn
 from .mprt import efficient_mprt, smooth_mprt
 from .road import PERCENTILES, road as road_scores
 from .sanity import cascading_randomisation
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Which metrics run, as far as known before any map is drawn (evaluate_saliency's options, whether
+    masks are given, how many classes the images hold): the same answer for the keys a trial will
+    report (saliency/trial.py) and for what evaluate_saliency computes."""
+    orderings: tuple[str, ...]
+    road: bool
+    grid: bool
+    masks: bool
+    n_classes: int
+    ses: bool
+    sanity: bool
+    mprt: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class Context:
+    """What the metrics of one method read: the model, the images (N, C, H, W), labels and targets
+    (N,), the method's maps (N, H, W) and saliency function, evaluate_saliency's options (`kw`), and
+    `curves`, where each metric leaves its per-image results."""
+    model: nn.Module
+    images: Tensor
+    labels: Tensor
+    targets: Tensor
+    method: str
+    fn: SaliencyFn
+    maps: Tensor
+    masks: Tensor | None
+    kw: dict
+    curves: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One entry of the saliency metrics table: the key tails it writes (saliency/<method>/<tail>),
+    when it runs, and how it computes them ({tail: value})."""
+    tails: tuple[str, ...]
+    wanted: Callable[[Plan], bool]
+    compute: Callable[[Context], dict[str, float]]
+
+
+def _faithfulness(c: Context, order: str = "morf") -> dict:
+    k = c.kw
+    return insertion_deletion(c.model, c.images, c.maps, c.targets, k["pixels_per_step"], k["batch_size"],
+                              k["blur_sigma"], k["blur_kernel_size"], insertion_substrate=k["insertion_substrate"],
+                              deletion_substrate=k["deletion_substrate"], order=order, precision=k["precision"])
+
+
+def _morf(c: Context) -> dict[str, float]:
+    faith = c.curves.setdefault("morf", _faithfulness(c))
+    return {m: faith[m].mean().item() for m in ("insertion", "deletion", "overall")}
+
+
+def _lerf(c: Context) -> dict[str, float]:
+    lerf = c.curves["lerf"] = _faithfulness(c, "lerf")
+    morf = c.curves.setdefault("morf", _faithfulness(c))
+    return {"insertion_lerf": lerf["insertion"].mean().item(), "deletion_lerf": lerf["deletion"].mean().item(),
+            "lerf_morf": (lerf["deletion"] - morf["deletion"]).mean().item()}
+
+
+def _road(c: Context) -> dict[str, float]:
+    k = c.kw
+    r = c.curves["road"] = road_scores(c.model, c.images, c.maps, c.targets, k["road_percentiles"],
+                                       k["batch_size"], k["road_noise"])
+    return {f"road_{m}": r[m].mean().item() for m in ("morf", "lerf", "combined")}
+
+
+def _grid(c: Context) -> dict[str, float]:
+    k = c.kw
+    loc = grid_localisation(c.fn, c.images, c.labels, k["n_grids"] or max(1, len(c.images) // 4), k["grid_seed"],
+                            k["batch_size"])
+    return {"pointing": loc["pointing"].mean().item(), "energy": loc["energy"].mean().item()}
+
+
+def _masks(c: Context) -> dict[str, float]:
+    return {"pointing_mask": pointing_game_masks(c.maps, c.masks).mean().item(),
+            "energy_mask": energy_masks(c.maps, c.masks).mean().item()}
+
+
+def _ses(c: Context) -> dict[str, float]:
+    k = c.kw
+    c.curves["ses"] = salience_equivariance(c.fn, c.images, c.targets, k["ses_seed"], k["ses_scale"],
+                                            flip_p=k["ses_flip_p"], batch_size=k["batch_size"], maps=c.maps)
+    return {"ses": c.curves["ses"].mean().item()}
+
+
+def _top_full(rand: dict, prefix: str) -> dict[str, float]:
+    return {f"{prefix}_top": rand["mean"][min(1, len(rand["mean"]) - 1)].item(), f"{prefix}_full": rand["mean"][-1].item()}
+
+
+def _sanity(c: Context) -> dict[str, float]:
+    rand = c.curves["sanity"] = cascading_randomisation(c.model, c.images, c.targets, c.method,
+                                                        max_layers=c.kw["sanity_max_layers"], **c.kw["opts"])
+    return _top_full(rand, "sanity")
+
+
+def _smprt(c: Context) -> dict[str, float]:
+    k = c.kw
+    sm = c.curves["smprt"] = smooth_mprt(c.model, c.images, c.targets, c.method, k["mprt_samples"], k["mprt_noise"],
+                                         k["sanity_max_layers"], **k["opts"])
+    return _top_full(sm, "smprt")
+
+
+def _emprt(c: Context) -> dict[str, float]:
+    em = c.curves["emprt"] = efficient_mprt(c.model, c.images, c.targets, c.method, **c.kw["opts"])
+    return {"emprt": em["ratio"].mean().item()}
+
+
+# The table: every saliency metric, in the order it is computed and reported.
+METRICS = (
+    Metric(("insertion", "deletion", "overall"), lambda p: True, _morf),
+    Metric(("insertion_lerf", "deletion_lerf", "lerf_morf"), lambda p: "lerf" in p.orderings, _lerf),
+    Metric(("road_morf", "road_lerf", "road_combined"), lambda p: p.road, _road),
+    Metric(("pointing", "energy"), lambda p: p.grid and p.n_classes >= 4, _grid),
+    Metric(("pointing_mask", "energy_mask"), lambda p: p.masks, _masks),
+    Metric(("ses",), lambda p: p.ses, _ses),
+    Metric(("sanity_top", "sanity_full"), lambda p: p.sanity, _sanity),
+    Metric(("smprt_top", "smprt_full"), lambda p: "smooth" in p.mprt, _smprt),
+    Metric(("emprt",), lambda p: "efficient" in p.mprt, _emprt),
+)
+
+
+def metric_tails(plan: Plan) -> list[str]:
+    """The key tails (saliency/<method>/<tail>) evaluate_saliency writes under `plan`, 'seconds' last."""
+    return [t for m in METRICS if m.wanted(plan) for t in m.tails] + ["seconds"]
 
 
 @dataclasses.dataclass
@@ -90,7 +217,13 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
     targets = labels if target == "label" else preds
     opts = dict(target_layer=target_layer, batch_size=batch_size, rise_n_masks=rise_n_masks,
                 rise_cells=rise_cells, rise_p=rise_p, rise_seed=rise_seed)
-    n_classes = len(torch.unique(labels))
+    kw = dict(opts=opts, batch_size=batch_size, pixels_per_step=pixels_per_step, blur_sigma=blur_sigma,
+              blur_kernel_size=blur_kernel_size, insertion_substrate=insertion_substrate,
+              deletion_substrate=deletion_substrate, precision=precision, road_percentiles=road_percentiles,
+              road_noise=road_noise, n_grids=n_grids, grid_seed=grid_seed, ses_seed=ses_seed, ses_scale=ses_scale,
+              ses_flip_p=ses_flip_p, sanity_max_layers=sanity_max_layers, mprt_samples=mprt_samples,
+              mprt_noise=mprt_noise)
+    plan = Plan(tuple(orderings), road, grid, masks is not None, len(torch.unique(labels)), ses, sanity, tuple(mprt))
     metrics: dict[str, float] = {}
     curves: dict[str, dict] = {}
     all_maps: dict[str, Tensor] = {}
@@ -98,57 +231,15 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
         metrics["eval/mask_area"] = masks.flatten(1).float().mean().item()
     for method in methods:
         t0 = time.perf_counter()
-        key = f"saliency/{method}"
         fn = make_saliency_fn(model, method, **opts)
         maps = compute_maps(fn, images, targets, batch_size)  # (N, H, W)
-        faith = insertion_deletion(model, images, maps, targets, pixels_per_step, batch_size,
-                                   blur_sigma, blur_kernel_size, insertion_substrate=insertion_substrate,
-                                   deletion_substrate=deletion_substrate, precision=precision)
-        for m in ("insertion", "deletion", "overall"):
-            metrics[f"{key}/{m}"] = faith[m].mean().item()
-        if "lerf" in orderings:
-            lerf = insertion_deletion(model, images, maps, targets, pixels_per_step, batch_size, blur_sigma,
-                                      blur_kernel_size, insertion_substrate=insertion_substrate,
-                                      deletion_substrate=deletion_substrate, order="lerf", precision=precision)
-            faith["lerf"] = lerf
-            metrics[f"{key}/insertion_lerf"] = lerf["insertion"].mean().item()
-            metrics[f"{key}/deletion_lerf"] = lerf["deletion"].mean().item()
-            metrics[f"{key}/lerf_morf"] = (lerf["deletion"] - faith["deletion"]).mean().item()
-        if road:
-            r = road_scores(model, images, maps, targets, road_percentiles, batch_size, road_noise)
-            faith["road"] = r
-            metrics[f"{key}/road_morf"] = r["morf"].mean().item()
-            metrics[f"{key}/road_lerf"] = r["lerf"].mean().item()
-            metrics[f"{key}/road_combined"] = r["combined"].mean().item()
-        if grid and n_classes >= 4:
-            loc = grid_localisation(fn, images, labels, n_grids or max(1, len(images) // 4), grid_seed,
-                                    batch_size)
-            metrics[f"{key}/pointing"] = loc["pointing"].mean().item()
-            metrics[f"{key}/energy"] = loc["energy"].mean().item()
-        if masks is not None:
-            metrics[f"{key}/pointing_mask"] = pointing_game_masks(maps, masks).mean().item()
-            metrics[f"{key}/energy_mask"] = energy_masks(maps, masks).mean().item()
-        if ses:
-            faith["ses"] = salience_equivariance(fn, images, targets, ses_seed, ses_scale,
-                                                 flip_p=ses_flip_p, batch_size=batch_size, maps=maps)
-            metrics[f"{key}/ses"] = faith["ses"].mean().item()
-        if sanity:
-            rand = cascading_randomisation(model, images, targets, method, max_layers=sanity_max_layers,
-                                           **opts)
-            faith["sanity"] = rand
-            metrics[f"{key}/sanity_top"] = rand["mean"][min(1, len(rand["mean"]) - 1)].item()
-            metrics[f"{key}/sanity_full"] = rand["mean"][-1].item()
-        if "smooth" in mprt:
-            sm = smooth_mprt(model, images, targets, method, mprt_samples, mprt_noise, sanity_max_layers, **opts)
-            faith["smprt"] = sm
-            metrics[f"{key}/smprt_top"] = sm["mean"][min(1, len(sm["mean"]) - 1)].item()
-            metrics[f"{key}/smprt_full"] = sm["mean"][-1].item()
-        if "efficient" in mprt:
-            em = efficient_mprt(model, images, targets, method, **opts)
-            faith["emprt"] = em
-            metrics[f"{key}/emprt"] = em["ratio"].mean().item()
-        metrics[f"{key}/seconds"] = time.perf_counter() - t0
-        curves[method] = faith
+        ctx = Context(model, images, labels, targets, method, fn, maps, masks, kw, {})
+        for metric in METRICS:
+            if metric.wanted(plan):
+                metrics.update({f"saliency/{method}/{t}": v for t, v in metric.compute(ctx).items()})
+        metrics[f"saliency/{method}/seconds"] = time.perf_counter() - t0
+        faith = ctx.curves.pop("morf")  # the RISE-protocol curves, with the other metrics' results beside them
+        curves[method] = {**faith, **ctx.curves}
         if return_maps:
             all_maps[method] = maps
     return SaliencyEvaluation(metrics, curves, targets, preds, all_maps)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..layout import GALLERY
-from .evaluate import evaluate_saliency
+from .evaluate import Plan, evaluate_saliency, metric_tails
 from .gallery import write_gallery
 from .localisation import boxes_to_masks
 from .shortcut import RENAMED as SHORTCUT_RENAMED, shortcut_metrics
@@ -36,7 +36,8 @@ def protocol_options(cfg) -> dict:
 def saliency_metric_keys(cfg, data) -> list[str]:
     """The keys `trial_saliency(classifier, data, cfg, ...)` returns, known before training (a trial
     reports them from its first epoch, empty until computed: Ray fixes progress.csv's columns at the
-    first report). tests/test_protocols.py checks this list against trial_saliency's output."""
+    first report). Derived from the saliency metrics table (evaluate.METRICS) under the trial's Plan;
+    tests/test_protocols.py checks this list against trial_saliency's output."""
     idx = fixed_test_indices(data.test, cfg.n_images, cfg.seed)
     methods = list(cfg.cams) if cfg.n_images else []
     keys: list[str] = []
@@ -52,16 +53,8 @@ def saliency_metric_keys(cfg, data) -> list[str]:
     n_classes = len(torch.unique(data.test.batch(idx, augment=False)[1]))
     if masks:
         keys.append("eval/mask_area")
-    tails = ["insertion", "deletion", "overall"]
-    tails += ["insertion_lerf", "deletion_lerf", "lerf_morf"] if "lerf" in cfg.orderings else []
-    tails += ["road_morf", "road_lerf", "road_combined"] if cfg.road else []
-    tails += ["pointing", "energy"] if not masks and n_classes >= 4 else []
-    tails += ["pointing_mask", "energy_mask"] if masks else []
-    tails += ["ses"] if cfg.ses else []
-    tails += ["sanity_top", "sanity_full"] if cfg.sanity else []
-    tails += ["smprt_top", "smprt_full"] if "smooth" in cfg.mprt else []
-    tails += ["emprt"] if "efficient" in cfg.mprt else []
-    keys += [f"saliency/{m}/{t}" for m in methods for t in [*tails, "seconds"]]
+    plan = Plan(tuple(cfg.orderings), cfg.road, not masks, masks, n_classes, cfg.ses, cfg.sanity, tuple(cfg.mprt))
+    keys += [f"saliency/{m}/{t}" for m in methods for t in metric_tails(plan)]
     return list(dict.fromkeys(keys))
 
 
