@@ -13,7 +13,7 @@ from typing import Optional
 
 import lico_tune
 from .cli_help import epilog, train_display
-from .layout import CATALOG_FILE, CHECKPOINT_FILE
+from .layout import CATALOG_FILE, CHECKPOINT_FILE, DEFAULT_STORAGE
 from .names import SALIENCY_METHODS
 from .spec import SpecError, dump_yaml, json_schema, load_spec
 
@@ -333,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = command("dashboard", help="start the Streamlit dashboard of a storage root")
-    p.add_argument("storage", metavar="STORAGE", nargs="?", default="~/lico-tune-results",
-                   help="results root (default: ~/lico-tune-results)")
+    p.add_argument("storage", metavar="STORAGE", nargs="?", default=DEFAULT_STORAGE,
+                   help=f"results root (default: {DEFAULT_STORAGE})")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--db", metavar="URL", help=f"catalog database (default: sqlite:///STORAGE/{CATALOG_FILE})")

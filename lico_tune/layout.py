@@ -79,8 +79,9 @@ def newest_stamped(parent: Path, name: str) -> Optional[Path]:
     return parent / name if (parent / name).is_dir() else None
 
 
-# ----------------------------------------------------------------------------- driver-side caches
-CACHE_DIR = Path("~/.cache/lico-tune")      # SQLite files of cloud roots (SQLite cannot live in a bucket)
+# ----------------------------------------------------------------------------- default places
+DEFAULT_STORAGE = "~/lico-tune-results"     # the results root of a spec, the CLI and the dashboard
+CACHE_DIR = Path("~/.cache/lico-tune")      # datasets, checksums, SQLite files of cloud roots (not in a bucket)
 
 
 def cache_path(*parts: str) -> Path:

@@ -16,11 +16,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Optional
 
+from .layout import CACHE_DIR
+
 PACKAGES = {"python": None, "lico-tune": "lico-tune", "torch": "torch", "torchvision": "torchvision",
             "numpy": "numpy", "transformers": "transformers", "open_clip": "open_clip_torch", "ray": "ray",
             "optuna": "optuna", "scipy": "scipy", "scikit-learn": "scikit-learn", "POT": "POT",
             "grad-cam": "grad-cam"}
-CHECKSUM_CACHE = Path("~/.cache/lico-tune/checksums.json")
+CHECKSUM_CACHE = CACHE_DIR / "checksums.json"
 FULL_HASH_LIMIT = 256 * 2**20        # folders above this are identified by a listing (names, sizes)
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError, first_error, format_errors, suggest
+from .layout import DEFAULT_STORAGE
 from .overrides import check_override_path
 from .safe_yaml import load_text as _load_yaml_text, read_file as _read_yaml_file
 # The sections live in spec_trial and spec_search; lico_tune.spec stays the one import path.
@@ -29,7 +30,7 @@ class Spec(StrictModel):
     ablation: Optional[dict[str, dict[str, Any]]] = None
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    storage: str = "~/lico-tune-results"
+    storage: str = DEFAULT_STORAGE
 
     @field_validator("name")
     @classmethod

@@ -8,7 +8,9 @@ from typing import Iterator, Optional
 
 import torch
 
-DATA_HOME = Path("~/.cache/lico-tune/data")
+from ..layout import CACHE_DIR
+
+DATA_HOME = CACHE_DIR / "data"
 
 
 def default_root(name: Optional[str] = None) -> Path:
