@@ -128,18 +128,21 @@ class TextConfig(StrictModel):
     pretrained: Optional[str] = Field(
         None, description="open_clip only: a pretrained tag ('openai') or a local checkpoint path; "
         "None gives random weights.")
-    n_ctx: int = Field(12, ge=1, le=64, description="M, the number of learnable context vectors.")
+    n_ctx: int = Field(12, ge=1, le=64, description="M, the number of learnable context vectors (paper and "
+                       "released code: 12; the HEAD's OT reshapes its text points to 6 copies, so it cannot run "
+                       "at 12 as published).")
     class_specific: bool = Field(False, description="One context per class instead of one shared context "
                                  "(paper and released HEAD: shared; January 2024 code: class-specific).")
     class_token_position: Literal["end", "middle", "front"] = Field(
         "end", description="Where the class name sits in the prompt (released HEAD: end; January 2024: middle).")
     ctx_init: Optional[str] = Field(
-        None, description="None: random init (std 0.02). A phrase such as 'a photo of a': word init "
+        None, description="None: random init (std 0.02; released code). A phrase such as 'a photo of a': word init "
         "(its token embeddings; n_ctx is then taken from the phrase).")
     features: Literal["rolled", "per_token", "eot"] = Field(
         "rolled", description="Text features per class: 'rolled' = one pooled feature for each of the "
-        "M rolled copies of the context (paper); 'per_token' = outputs at the M context positions plus "
-        "the class token; 'eot' = a single pooled feature.")
+        "M rolled copies of the context (paper; released HEAD: M copies, see context_copies); 'per_token' = "
+        "outputs at the M context positions plus the class token (a reproduction); 'eot' = a single pooled "
+        "feature (January 2024 code; another reproduction).")
     shuffle_ctx: bool = Field(False, description="Shuffle the order of the context vectors every step "
                               "(January 2024 code and both reproductions; not the paper or the HEAD).")
     finetune: bool = Field(False, description="Train the text encoder too. Paper: frozen; released HEAD: "
