@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Continue the converged study in a new session: the pinned code in a detached worktree, the state
+# committed at the end of the last part (docs/study/state/) copied back to the storage it ran in,
+# then `lico-tune resume` (finished trials are not rerun; an interrupted one restarts from its last
+# epoch's checkpoint). Stop it with one Ctrl-C (or SIGINT to the driver) before the session ends,
+# then commit the state again: docs/study/continue.sh --save.
+#
+#   docs/study/continue.sh            # resume the Fashion-MNIST part (then the placed part, see README)
+#   docs/study/continue.sh --save     # after stopping it: copy the state back into docs/study/state/
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+COMMIT=17c936c                         # the study's code (docs/study/README.md: Parts)
+WT=/work/wt-study
+STORAGE=/work/study-results
+NAME=${NAME:-study-converged_2026-12-04}
+STATE=docs/study/state/$NAME
+MAX_FILE=$((4 * 1024 * 1024))          # larger files (a fine-tuned encoder's checkpoint) are not committed
+if [ "${1:-}" = --save ]; then
+  rm -rf "$STATE" && mkdir -p "$(dirname "$STATE")"
+  cp -r "$STORAGE/$NAME" "$STATE"
+  # A finished trial's large checkpoint is not needed to resume; an unfinished trial's is: say so.
+  find "$STATE" -type f -size +$((MAX_FILE / 1024))k | while read -r big; do
+    trial=${big#"$STATE"/}; trial=${trial%%/*}
+    [ -f "$STATE/$trial/metrics.json" ] || echo "WARNING: $big belongs to an unfinished trial; resume will restart it" >&2
+    rm -f "$big"
+  done
+  du -sh "$STATE"
+  exit
+fi
+[ -d "$WT" ] || git worktree add --detach "$WT" "$COMMIT"
+mkdir -p "$STORAGE"
+[ -d "$STORAGE/$NAME" ] || cp -r "$STATE" "$STORAGE/$NAME"
+cd "$WT"
+export RAY_TMPDIR=${RAY_TMPDIR:-/tmp/rt-study}
+mkdir -p "$RAY_TMPDIR"
+PYTHON=${PYTHON:-$REPO/.venv/bin/python}
+exec env PYTHONPATH="$WT" "$PYTHON" -m lico_tune.cli resume "$STORAGE/$NAME"
