@@ -1,0 +1,123 @@
+"""True status after an interruption: real sweeps stopped by SIGINT, SIGTERM and SIGKILL.
+
+Ray saves the trial that was running as RUNNING (and `ExperimentAnalysis` reads it back as
+PENDING); `lico-tune report`, the catalog, summary.json and the dashboard must say 'interrupted',
+and while the sweep runs, 'running'. A graceful stop leaves no trial scratch folder in the temp
+folder. One sweep per signal (3 seeds, one at a time, 6 epochs: the signal lands in the first trial)."""
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ray_helpers import REPO, kill_started, lico_tune, private_tmpdir, ray_env, write_spec
+
+SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
+APP = REPO / "dashboards" / "app.py"
+
+
+def _sweep_and_stop(sig: str, spec: Path, storage: Path, scratch: Path) -> dict:
+    """Run the sweep, read the results while its first trial runs, then stop it with `sig`."""
+    tmpdir = private_tmpdir()
+    exp = storage / sig.lower()
+    driver = subprocess.Popen([sys.executable, "-m", "lico_tune.cli", "run", str(spec), "--storage", str(storage),
+                               "--name", exp.name], cwd=REPO, env=ray_env(tmpdir, TMPDIR=str(scratch)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = {}
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(exp.glob("trial_*/result.json")):
+            assert driver.poll() is None, driver.stdout.read()
+            time.sleep(0.3)
+        from lico_tune.results import load_results
+        live = load_results(str(storage), use_catalog=False).experiment(exp.name)
+        seen["live"] = (live.experiments.iloc[0]["run_state"], set(live.trials["status"]))
+        if sig == "SIGKILL":
+            os.killpg(driver.pid, signal.SIGKILL)
+        else:
+            driver.send_signal(getattr(signal, sig))
+        out, _ = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+        left = kill_started([tmpdir])
+    assert not left
+    seen.update(rc=driver.returncode, out=out, tmpdir=tmpdir, exp=exp)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    from conftest import TINY_TRIAL
+    work = tmp_path_factory.mktemp("true_status")
+    tree = copy.deepcopy(TINY_TRIAL)
+    tree["train"].update(epochs=6, steps_per_epoch=4)
+    spec = write_spec(work / "s.yaml", tree, name="s", search={"space": {"train.seed": {"grid": [0, 1, 2]}},
+                                                              "max_concurrent": 1})
+    storage = work / "res"
+    runs = {}
+    for sig in SIGNALS:
+        scratch = work / f"tmp_{sig}"
+        scratch.mkdir()
+        runs[sig] = {**_sweep_and_stop(sig, spec, storage, scratch), "scratch": scratch}
+    return storage, runs
+
+
+def test_while_it_runs_the_trial_is_running(stopped):
+    _, runs = stopped
+    for sig, run in runs.items():
+        assert run["live"] == ("running", {"running"}), (sig, run["live"])
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_report_catalog_and_summary_say_interrupted(stopped, sig):
+    storage, runs = stopped
+    run = runs[sig]
+    assert run["rc"] == {"SIGINT": 130, "SIGTERM": 143, "SIGKILL": -signal.SIGKILL}[sig], run["out"][-3000:]
+    exp = run["exp"]
+    # Ray's own reader: the trial it saved as RUNNING comes back PENDING, never as stopped.
+    from ray.tune import ExperimentAnalysis
+    ray_status = {t.trial_id: t.status for t in ExperimentAnalysis(str(exp)).trials}
+    assert set(ray_status.values()) <= {"RUNNING", "PENDING"} and ray_status
+
+    rep = lico_tune(["report", str(storage), "--experiment", exp.name, "--format", "json"], run["tmpdir"], timeout=120)
+    assert rep.returncode == 0, rep.stdout[-3000:]
+    data = json.loads(rep.stdout[rep.stdout.index("{"):])["experiments"][0]
+    assert data["status_counts"] == {"interrupted": len(ray_status)}, data["status_counts"]
+    assert data["run_state"] == "interrupted" and data["planned_trials"] == 3
+    assert ("stopped by " + sig) in data["run_note"] if sig != "SIGKILL" else "is gone" in data["run_note"]
+    md = lico_tune(["report", str(storage), "--experiment", exp.name], run["tmpdir"], timeout=120).stdout
+    assert f"started; continue it with `lico-tune resume {exp}`" in md
+
+    from lico_tune.results import Catalog           # the catalog `report` synced: the same statuses
+    cat = Catalog(str(storage))
+    assert {t["status"] for t in cat.trials(exp.name)} == {"interrupted"}
+    (row,) = [e for e in cat.experiments() if e["experiment"] == exp.name]
+    assert row["run_state"] == "interrupted"
+
+    if sig != "SIGKILL":
+        summary = json.loads((exp / "summary.json").read_text())
+        assert [r["status"] for r in summary] == ["interrupted"] * len(summary)
+        # Ctrl-C and SIGTERM stop the trials gracefully: no scratch folder is left behind.
+        assert not [p.name for p in run["scratch"].iterdir() if p.name.startswith("lico-")]
+
+
+@pytest.mark.starts_server
+def test_dashboard_shows_the_interrupted_experiments(stopped, monkeypatch):
+    storage, runs = stopped
+    monkeypatch.setenv("LICO_TUNE_STORAGE", str(storage))
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    overview = at.dataframe[0].value.set_index("experiment")
+    for sig in SIGNALS:
+        row = overview.loc[sig.lower()]
+        assert row["running"] == 0 and row["interrupted"] >= 1 and row["state"] == "interrupted", row.to_dict()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Running"] == "0" and int(metrics["Interrupted"]) >= 1
