@@ -102,9 +102,9 @@ class DriverState:
     why: str                      # one line: 'SIGINT', 'driver gone (pid 123 on host h)', ...
 
 
-def driver_state(storage: Storage, path: str, newest_mtime: float = 0.0) -> DriverState:
+def driver_state(storage: Storage, path: str, newest_mtime: Optional[float] = None) -> DriverState:
     """The experiment's state from its driver record (older experiments: from summary.json, else
-    from how recently its files changed)."""
+    from how recently its files changed: `newest_mtime`, read from the directory when not given)."""
     rec = read_driver(storage, path)
     if rec is not None:
         if driver_alive(rec):
@@ -128,6 +128,8 @@ def driver_state(storage: Storage, path: str, newest_mtime: float = 0.0) -> Driv
         if first.get("interrupted"):
             return DriverState(False, "interrupted", f"stopped by {first['interrupted']}")
         return DriverState(False, "finished", "summary written")
+    if newest_mtime is None:
+        newest_mtime = max((e.mtime for e in storage.list(path)), default=0.0)
     if time.time() - newest_mtime < LEGACY_RECENT_S:
         return DriverState(True, "running", "files changed recently (no driver record)")
     return DriverState(False, "interrupted", "no driver record and no summary")
