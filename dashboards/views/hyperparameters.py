@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import common
-from charts import parallel_coordinates
+from charts import log_params, parallel_coordinates
 from lico_tune.results import aggregate, param_importance, pareto_mask
 from lico_tune.results.ranges import metric_range
 from lico_tune.selection import TRIAL_INDEX
@@ -44,6 +44,7 @@ if t.empty:
     st.info("No trial matches the selection.")
     st.stop()
 
+logs = frozenset(log_params(r.experiments.iloc[0]["spec"]))     # loguniform parameters: log axes
 st.subheader(f"{metric} against each searched parameter")
 if not params:
     st.info("This selection varies no searched parameter (one value each): nothing to plot.")
@@ -56,7 +57,7 @@ for i, p in enumerate(params):
     if rng is not None:      # a t interval at n = 2 can reach far past the metric's range (accuracy 0-100)
         s = s.assign(ci_low=s["ci_low"].clip(*rng), ci_high=s["ci_high"].clip(*rng))
     if numeric:
-        log = bool((d["x"] > 0).all() and d["x"].max() / d["x"].min() > 20)
+        log = bool((d["x"] > 0).all() and (p in logs or d["x"].max() / d["x"].min() > 20))
         x = alt.X("x:Q", title=p, scale=alt.Scale(zero=False, type="log" if log else "linear"))
     else:
         x = alt.X("x:N", title=p, axis=alt.Axis(labelAngle=0))
@@ -93,7 +94,7 @@ if "config_id" in t.columns and t["config_id"].notna().any():
 st.subheader("Parallel coordinates")
 axes = params + [metric]
 if len(axes) >= 2:
-    st.plotly_chart(parallel_coordinates(t, axes, metric), width="stretch", key="hp_parcoords")
+    st.plotly_chart(parallel_coordinates(t, axes, metric, logs), width="stretch", key="hp_parcoords")
     st.caption("Drag along an axis to keep only the trials in that range (drag again elsewhere to clear); "
                "categorical axes show their values as ticks.")
 else:
