@@ -103,6 +103,7 @@ def test_report_catalog_and_summary_say_interrupted(stopped, sig):
     assert row["run_state"] == "interrupted"
 
     if sig != "SIGKILL":
+        assert "== Summary of " + exp.name + ": 1 of 3 planned trials, 0 finished, 0 errored, 1 unfinished" in run["out"]
         summary = json.loads((exp / "summary.json").read_text())
         assert [r["status"] for r in summary] == ["interrupted"] * len(summary)
         # Ctrl-C and SIGTERM stop the trials gracefully: no scratch folder is left behind.
@@ -121,3 +122,24 @@ def test_dashboard_shows_the_interrupted_experiments(stopped, monkeypatch):
         assert row["running"] == 0 and row["interrupted"] >= 1 and row["state"] == "interrupted", row.to_dict()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Running"] == "0" and int(metrics["Interrupted"]) >= 1
+
+
+def test_a_driver_on_another_host_is_alive_while_its_heartbeat_is_fresh(tmp_path):
+    from lico_tune.results.liveness import STALE_S, driver_alive, driver_state, read_driver
+    from lico_tune.storage import Storage
+    from lico_tune.tune.driver import driving
+    store = Storage(str(tmp_path))
+    with driving(str(tmp_path), every_s=0.05) as outcome:
+        first = read_driver(store, str(tmp_path))
+        time.sleep(0.3)
+        beat = read_driver(store, str(tmp_path))
+        assert beat["heartbeat"] > first["heartbeat"] and driver_state(store, str(tmp_path)).live
+        outcome.set("SIGTERM")
+    end = read_driver(store, str(tmp_path))
+    assert end["outcome"] == "SIGTERM" and end["ended"] and not driver_alive(end)
+    assert driver_state(store, str(tmp_path)).why == "stopped by SIGTERM"
+    away = {**end, "ended": None, "host": "another-host", "pid": 1}
+    assert driver_alive({**away, "heartbeat": time.time() - STALE_S / 2})
+    assert not driver_alive({**away, "heartbeat": time.time() - STALE_S - 1})
+    here = {**end, "ended": None, "proc_start": "0"}       # our PID, but another process's start time
+    assert not driver_alive(here), "a reused PID is not the driver"

@@ -1,9 +1,12 @@
 """The driver's side of an experiment's liveness (results/liveness.py) and its clean-up.
 
     with driving(plan.experiment_path) as outcome:       # writes lico_driver.json: this PID, host
-        results = tuner.fit()                            # DriverHeartbeat refreshes it every 30 s
-        outcome.set("SIGINT")                            # or left at 'finished'
-    # closed: ended + outcome ('failed' when fit raised); the trials' scratch folders are removed
+        results = tuner.fit()                            # a thread refreshes its heartbeat every 30 s
+        outcome.set("finished")                          # or "SIGINT", ...
+    # closed: ended + outcome ('failed' when fit raised)
+
+The heartbeat is a thread of the driver, not a Tune callback: a callback would live in tuner.pkl,
+and experiments pickled before it existed would resume without one.
 
 A trial's scratch folder (`<tmp>/lico-<trial id>-*`: checkpoints before Tune copies them) is
 removed by the trial itself, except when Tune kills its actor mid-trial (Ctrl-C, SIGTERM): then
@@ -17,13 +20,12 @@ import glob
 import os
 import shutil
 import tempfile
+import threading
 import time
 from typing import Iterable, Iterator
 
-from ray.tune import Callback
-
 from ..layout import scratch_prefix
-from ..results.liveness import HEARTBEAT_S, driver_record, read_driver, write_driver
+from ..results.liveness import HEARTBEAT_S, driver_record, write_driver
 from ..storage import Storage
 
 
@@ -36,43 +38,31 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def driving(experiment_path: str) -> Iterator[Outcome]:
+def driving(experiment_path: str, every_s: float = HEARTBEAT_S) -> Iterator[Outcome]:
     storage = Storage(experiment_path)
     record = driver_record()
     write_driver(storage, experiment_path, record)
-    outcome = Outcome()
+    outcome, stop = Outcome(), threading.Event()
+
+    def beat() -> None:          # read by other hosts: a heartbeat older than liveness.STALE_S = gone
+        while not stop.wait(every_s):
+            try:
+                write_driver(storage, experiment_path, {**record, "heartbeat": time.time()})
+            except OSError:      # never fail a sweep over its heartbeat
+                pass
+
+    thread = threading.Thread(target=beat, name="lico-tune-heartbeat", daemon=True)
+    thread.start()
     try:
         yield outcome
     finally:
+        stop.set()
+        thread.join()
         now = time.time()
         record.update(heartbeat=now, ended=now, outcome=outcome.value)
         try:
             write_driver(storage, experiment_path, record)
         except OSError:
-            pass
-
-
-class DriverHeartbeat(Callback):
-    """Refreshes the driver record's heartbeat while Tune runs (read by other hosts: a driver whose
-    heartbeat is older than liveness.STALE_S is gone). Stateless, so it survives tuner.pkl."""
-
-    def __init__(self, experiment_path: str, every_s: float = HEARTBEAT_S):
-        self.experiment_path = experiment_path
-        self.every_s = every_s
-        self._last = 0.0
-
-    def on_step(self, iteration, trials, **info):
-        now = time.time()
-        if now - self._last < self.every_s:
-            return
-        self._last = now
-        try:
-            storage = Storage(self.experiment_path)
-            rec = read_driver(storage, self.experiment_path)
-            if rec is not None and rec.get("pid") == os.getpid() and not rec.get("ended"):
-                rec["heartbeat"] = now
-                write_driver(storage, self.experiment_path, rec)
-        except OSError:       # never fail a sweep over its heartbeat
             pass
 
 

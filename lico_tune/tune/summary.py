@@ -141,9 +141,10 @@ def summarize(results, plan: Plan, out=sys.stdout, interrupted: Optional[str] = 
     unfinished = [r for r in rows if not r["error"] and not r["finished"]]
     lines = [f"\n== INTERRUPTED by {interrupted}: the experiment did not finish "
              f"(continue with: lico-tune resume {plan.experiment_path}) =="] if interrupted else []
-    lines += [f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, "
+    started = len(rows) if len(rows) >= plan.n_trials else f"{len(rows)} of {plan.n_trials} planned"   # a stopped search
+    lines += [f"\n== Summary of {plan.experiment}: {started} trials, {len(done)} finished, "
              f"{len(errors)} errored ==" if not unfinished else
-             f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, {len(errors)} errored, "
+             f"\n== Summary of {plan.experiment}: {started} trials, {len(done)} finished, {len(errors)} errored, "
              f"{len(unfinished)} unfinished (continue with: lico-tune resume {plan.experiment_path}) =="]
     for r in rows:      # as `lico-tune report` says it (results/liveness.py)
         r["status"] = "errored" if r["error"] else "finished" if r["finished"] else "interrupted"

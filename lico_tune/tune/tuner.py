@@ -10,7 +10,6 @@ from ray import tune
 from ..layout import trial_dirname as _dirname
 from ..plan import Plan
 from .callbacks import CatalogCallback, KeepResultsOnRetry
-from .driver import DriverHeartbeat
 from .progress import TrialEvents, quiet_trial_tracebacks
 from .searchers import scheduler, search_algorithm
 from .trainable import make_trainable
@@ -85,8 +84,7 @@ def build_tuner(plan: Plan, verbose: bool = False, status_every_s: float = 30.0)
         reuse_actors=True,
         trial_dirname_creator=trial_dirname)
     # The catalog callback keeps `lico-tune report` and the dashboard current while trials run.
-    callbacks = [KeepResultsOnRetry(), DriverHeartbeat(plan.experiment_path), CatalogCallback(plan.storage),
-                 *tracker_callbacks(plan)]
+    callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage), *tracker_callbacks(plan)]
     if not verbose:
         callbacks.append(TrialEvents(list(plan.metrics), plan.n_trials, status_every_s))
         quiet_trial_tracebacks()
