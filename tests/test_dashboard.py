@@ -191,6 +191,9 @@ def test_trial_page(results_root, monkeypatch):
     code = [c.value for c in at.code]
     assert spec.strip() in [c.strip() for c in code] and lico["checkpoint"] in code
     assert {m.label: m.value for m in at.metric}["test/acc"] == f"{lico['test/acc']:.4g}"
+    per_epoch = at.dataframe[-1].value                 # saliency metrics come at the last epoch only
+    cells = per_epoch.astype(str).to_numpy().ravel().tolist()
+    assert "None" not in cells and "nan" not in cells and "–" in cells
 
     broken = res.trials[res.trials["status"] == "errored"].iloc[0]
     label = next(o for o in at.selectbox(key="trial_pick").options if o.startswith(broken["trial_id"]))

@@ -85,7 +85,7 @@ if "config_id" in t.columns and t["config_id"].notna().any():
     if first is not None:
         table = table.join(first, on="config_id")
     full = table["n"] == table["n"].max()
-    st.dataframe(table.assign(all_seeds=full).sort_values("mean", ascending=mode == "min"),
+    st.dataframe(common.tidy(table.assign(all_seeds=full).sort_values("mean", ascending=mode == "min")),
                  hide_index=True, width="stretch")
     st.caption(f"One row per configuration (config_id: its arm and searched values, seeds and repeats pooled); "
                f"mean and 95% t interval of {metric} over its n seeds. A configuration is only 'best' with all "
@@ -136,6 +136,6 @@ else:
         alt.Chart(front).mark_line(strokeDash=[5, 3], color="black").encode(x=f"{xa}:Q", y=f"{ya}:Q"),
     ).properties(height=340)
     st.altair_chart(chart, width="stretch")
-    st.dataframe(front.drop(columns=["front"]), hide_index=True, width="stretch")
+    st.dataframe(common.tidy(front.drop(columns=["front"])), hide_index=True, width="stretch")
     st.caption(f"{int(d['front'].sum())} of {len(d)} trials of {dataset} are on the front: no other trial is at least as good "
                f"on both and better on one.")

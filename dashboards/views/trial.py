@@ -90,7 +90,7 @@ else:
                    "feature map; marginal error is the largest final row-marginal L1 error of the "
                    "epoch's Sinkhorn solves; text cosines near 1 mean degenerate text points.")
     with st.expander("Every reported metric per epoch"):
-        st.dataframe(hist, hide_index=True, width="stretch")
+        st.dataframe(common.tidy(hist), hide_index=True, width="stretch")
 
 left, right = st.columns([3, 2])
 with right:
