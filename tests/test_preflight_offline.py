@@ -73,3 +73,12 @@ def test_a_non_retryable_trial_error_is_tried_once_and_explained_in_one_line(ray
         assert errors.count("Failure #") == 1, errors[:2000]               # one attempt, no retry
         log = (d / "train.log").read_text()
         assert "Traceback" in log and "DatasetMissing" in log
+
+
+def test_the_shipped_paper_spec_offline_is_refused_before_ray(ray_tmp, tmp_path):
+    # What a new user types first on a machine without internet (HOME empty: no cached CIFAR-10).
+    started = time.time()
+    out = lico_tune(["run", "search_spaces/ot_eps.yaml", "--set", "resources.gpu=0", "--storage", str(tmp_path / "res")],
+                    ray_tmp, timeout=120, HOME=str(tmp_path / "home"), **OFFLINE)
+    text = _refused_before_ray(out, ray_tmp, tmp_path / "res", started)
+    assert "Dataset 'cifar10'" in text and str(tmp_path / "home" / ".cache" / "lico-tune" / "data" / "cifar10") in text
