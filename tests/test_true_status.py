@@ -143,3 +143,21 @@ def test_a_driver_on_another_host_is_alive_while_its_heartbeat_is_fresh(tmp_path
     assert not driver_alive({**away, "heartbeat": time.time() - STALE_S - 1})
     here = {**end, "ended": None, "proc_start": "0"}       # our PID, but another process's start time
     assert not driver_alive(here), "a reused PID is not the driver"
+
+
+def test_experiments_from_before_the_driver_record_fall_back_to_their_summary_and_file_times(tmp_path):
+    from lico_tune.results.liveness import LEGACY_RECENT_S, driver_state, true_status
+    from lico_tune.storage import Storage
+    store = Storage(str(tmp_path))
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    assert driver_state(store, str(tmp_path)).live, "files written just now: a sweep may be running"
+    old = time.time() - LEGACY_RECENT_S - 60
+    os.utime(tmp_path / "experiment_state-2026-01-01_00-00-00.json", (old, old))
+    gone = driver_state(store, str(tmp_path))
+    assert not gone.live and gone.state == "interrupted" and true_status("running", gone) == "interrupted"
+    (tmp_path / "summary.json").write_text(json.dumps([{"interrupted": "SIGINT"}]))
+    assert driver_state(store, str(tmp_path)).why == "stopped by SIGINT"
+    (tmp_path / "summary.json").write_text(json.dumps([{"interrupted": None}]))
+    done = driver_state(store, str(tmp_path))
+    assert done.state == "finished" and true_status("finished", done) == "finished"
+    assert true_status("errored", done) == "errored" and true_status("pending", done) == "interrupted"
