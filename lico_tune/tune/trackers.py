@@ -40,6 +40,7 @@ from ..storage import Storage, join
 
 MLFLOW_PARAM_LIMIT = 100          # MlflowClient.log_batch accepts at most 100 params per call
 CLOSE_WAIT_S = 30.0               # longest wait for a finished trial's metrics.json before its run is closed anyway
+CHECK_EVERY_S = 1.0               # how often the driver looks for it
 
 
 def tracked_metrics(result: dict) -> dict[str, float]:
@@ -123,11 +124,16 @@ class TrackerCallback(Callback):
         self._mlflow_runs: dict[str, str] = {}  # Ray trial id -> MLflow run id
         self._wandb_runs: dict[str, Any] = {}   # Ray trial id -> wandb Run
         self._closing: dict[str, tuple] = {}    # Ray trial id -> (trial, deadline): finished, metrics.json awaited
+        self._checked = 0.0
 
     def __getstate__(self):                    # Tune pickles the callbacks into tuner.pkl
         state = dict(self.__dict__)
-        state.update(_mlflow=None, _mlflow_experiment_id=None, _mlflow_runs={}, _wandb_runs={}, _closing={})
+        state.update(_mlflow=None, _mlflow_experiment_id=None, _mlflow_runs={}, _wandb_runs={}, _closing={},
+                     _checked=0.0)
         return state
+
+    def __setstate__(self, state):             # a tuner.pkl of an older lico-tune lacks the newer fields
+        self.__dict__.update({"_closing": {}, "_checked": 0.0, **state})
 
     # ------------------------------------------------------------------ Tune hooks
 
@@ -171,9 +177,13 @@ class TrackerCallback(Callback):
         self._end(trial, failed=True, final=None)
 
     def on_step_end(self, iteration, trials, **info):
+        now = time.time()
+        if now - self._checked < CHECK_EVERY_S:     # a look per second at most (a GET each on s3://)
+            return
+        self._checked = now
         for trial_id, (trial, deadline) in list(self._closing.items()):
             final = final_metrics(str(trial.path))
-            if final is not None or time.time() > deadline:
+            if final is not None or now > deadline:
                 self._closing.pop(trial_id)
                 self._end(trial, failed=False, final=final)
 
