@@ -59,8 +59,11 @@ def test_a_non_retryable_trial_error_is_tried_once_and_explained_in_one_line(ray
     tree["data"] = {"name": "imagefolder", "root": str(tmp_path / "images"), "val_fraction": 0.2}
     spec = write_spec(tmp_path / "f.yaml", tree, name="f", search={"space": {"train.seed": {"grid": [0, 1]}},
                                                                   "max_failures": 3})
+    spec.write_text("# A header as the shipped specs have.\n# Cost: 2 tiny trials,\n# seconds each. More.\n"
+                    + spec.read_text())
     out = lico_tune(["run", str(spec), "--storage", str(tmp_path / "res"), "--name", "f"], ray_tmp, timeout=240)
     assert out.returncode == 1, out.stdout[-3000:]
+    assert f"note: {spec} says: Cost: 2 tiny trials, seconds each. This run asks for no GPU" in out.stdout
     assert not re.search(r"^\d\d:\d\d:\d\d retry ", out.stdout, re.M), out.stdout[-3000:]
     assert out.stdout.count("(not retried: a retry cannot fix it)") == 2
     assert "Traceback" not in out.stdout, "Ray's traceback goes to the trial's files, not the terminal"

@@ -86,6 +86,11 @@ def test_report_catalog_and_summary_say_interrupted(stopped, sig):
     from ray.tune import ExperimentAnalysis
     ray_status = {t.trial_id: t.status for t in ExperimentAnalysis(str(exp)).trials}
     assert set(ray_status.values()) <= {"RUNNING", "PENDING"} and ray_status
+    # The one adapter (results/tune_state.py, Ray-free) reads the same trials and Ray's saved status.
+    from lico_tune.results.tune_state import latest_state_name, read_state
+    from lico_tune.storage import Storage
+    ours = read_state(Storage(str(exp)), str(exp), latest_state_name(p.name for p in exp.iterdir()))
+    assert set(ours) == set(ray_status) and {s["status"] for s in ours.values()} <= {"RUNNING", "PENDING"}
 
     rep = lico_tune(["report", str(storage), "--experiment", exp.name, "--format", "json"], run["tmpdir"], timeout=120)
     assert rep.returncode == 0, rep.stdout[-3000:]
