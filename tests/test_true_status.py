@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ray_helpers import REPO, kill_started, lico_tune, private_tmpdir, ray_env, write_spec
+from ray_helpers import REPO, kill_started, private_tmpdir, ray_env, write_spec
 
 SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
 APP = REPO / "dashboards" / "app.py"
@@ -77,7 +77,7 @@ def test_while_it_runs_the_trial_is_running(stopped):
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
-def test_report_catalog_and_summary_say_interrupted(stopped, sig):
+def test_report_catalog_and_summary_say_interrupted(stopped, sig, capsys):
     storage, runs = stopped
     run = runs[sig]
     assert run["rc"] == {"SIGINT": 130, "SIGTERM": 143, "SIGKILL": -signal.SIGKILL}[sig], run["out"][-3000:]
@@ -92,14 +92,15 @@ def test_report_catalog_and_summary_say_interrupted(stopped, sig):
     ours = read_state(Storage(str(exp)), str(exp), latest_state_name(p.name for p in exp.iterdir()))
     assert set(ours) == set(ray_status) and {s["status"] for s in ours.values()} <= {"RUNNING", "PENDING"}
 
-    rep = lico_tune(["report", str(storage), "--experiment", exp.name, "--format", "json"], run["tmpdir"], timeout=120)
-    assert rep.returncode == 0, rep.stdout[-3000:]
-    data = json.loads(rep.stdout[rep.stdout.index("{"):])["experiments"][0]
+    from lico_tune.cli import main                  # in this process: report needs no Ray
+    assert main(["report", str(storage), "--experiment", exp.name, "--format", "json"]) == 0
+    text = capsys.readouterr().out
+    data = json.loads(text[text.index("{"):])["experiments"][0]
     assert data["status_counts"] == {"interrupted": len(ray_status)}, data["status_counts"]
     assert data["run_state"] == "interrupted" and data["planned_trials"] == 3
     assert ("stopped by " + sig) in data["run_note"] if sig != "SIGKILL" else "is gone" in data["run_note"]
-    md = lico_tune(["report", str(storage), "--experiment", exp.name], run["tmpdir"], timeout=120).stdout
-    assert f"started; continue it with `lico-tune resume {exp}`" in md
+    assert main(["report", str(storage), "--experiment", exp.name]) == 0
+    assert f"started; continue it with `lico-tune resume {exp}`" in capsys.readouterr().out
 
     from lico_tune.results import Catalog           # the catalog `report` synced: the same statuses
     cat = Catalog(str(storage))
