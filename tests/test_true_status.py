@@ -7,6 +7,7 @@ folder. One sweep per signal (3 seeds, one at a time, 6 epochs: the signal lands
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,8 +49,9 @@ def _sweep_and_stop(sig: str, spec: Path, storage: Path, scratch: Path) -> dict:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
         left = kill_started([tmpdir])
+        shutil.rmtree(tmpdir, ignore_errors=True)
     assert not left
-    seen.update(rc=driver.returncode, out=out, tmpdir=tmpdir, exp=exp)
+    seen.update(rc=driver.returncode, out=out, exp=exp)
     return seen
 
 
