@@ -87,7 +87,7 @@ for m in metrics:
             b.mark_tick(color="black", size=18, thickness=1.5).encode(y=alt.Y("ci_high:Q", title=m)),
             alt.Chart(pd_).mark_circle(color="#444", size=28, opacity=0.8).encode(
                 x=alt.X("arm:N", sort=rep.arms), y=alt.Y("value:Q", title=m), tooltip=["trial_id", "seed", "value"]),
-        ).properties(title=f"{ds}: {m}", height=260)
+        ).properties(title=alt.TitleParams([ds, m], anchor="start"), height=260)   # two lines: fits a narrow column
         col.altair_chart(layer, width="stretch")
 
 st.subheader(f"Paired differences against {rep.baseline}")
