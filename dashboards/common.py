@@ -3,7 +3,9 @@
 Data comes from the catalog database (lico_tune.results.catalog), brought up to date with
 `Catalog.sync` at most every 30 s (or at once with the sidebar's Rescan button); every cached
 function is keyed on the catalog's stamp (when its rows last changed), so a page rerun costs one
-small query until the results change.
+small query until the results change. The sidebar's "Live update" toggle (on by default while an
+experiment runs) re-reads the results every LIVE_EVERY_S seconds and reruns the page when they
+changed, as optuna-dashboard's live update does.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import streamlit as st
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +27,8 @@ from lico_tune.storage import Storage, normalise_root  # noqa: E402
 
 ENV_ROOT = "LICO_TUNE_STORAGE"
 DEFAULT_ROOT = "~/lico-tune-results"
+LIVE_EVERY_S = 5
+MISSING = "–"        # what an empty cell shows (never the text "None")
 
 
 def _cli_args() -> argparse.Namespace:
@@ -112,16 +117,76 @@ def sidebar(res: Optional[Results], root: str, db: Optional[str]) -> None:
         if st.button("Rescan storage", help="Re-read experiments whose files changed"):
             st.session_state["rescan"] = st.session_state.get("rescan", 0) + 1
             st.rerun()
+        running = res is not None and "run_state" in res.experiments and (res.experiments["run_state"] == "running").any()
+        if st.toggle("Live update", value=running, key="live",
+                     help=f"Re-read the results every {LIVE_EVERY_S} s and refresh the page when they changed "
+                          f"(on by default while an experiment runs)"):
+            _watch(root, db)
         if res is not None:
             st.caption(f"{len(res.experiments)} experiment(s), {len(res.trials)} trial(s). "
                        f"Catalog: `{res.source}`")
 
 
+@st.fragment(run_every=LIVE_EVERY_S)
+def _watch(root: str, db: Optional[str]) -> None:
+    """While live update is on: sync the catalog now and then; rerun the whole page when it changed."""
+    cat = Catalog(root, db)
+    cat.sync()
+    stamp = cat.stamp()
+    seen = st.session_state.setdefault("_live_stamp", stamp)
+    if stamp != seen:
+        st.session_state["_live_stamp"] = stamp
+        st.session_state["rescan"] = st.session_state.get("rescan", 0) + 1    # past the 30 s sync cache
+        st.rerun(scope="app")
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """A table for st.dataframe without 'None' cells: a column with gaps shows them as MISSING
+    (its numbers as text with 4 significant digits); complete columns keep their types."""
+    out = df.copy()
+    for c in out.columns:
+        col = out[c]
+        if not col.isna().any():
+            continue
+        num = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        out[c] = [MISSING if _missing(v) else (f"{v:.4g}" if num or isinstance(v, float) else v) for v in col]
+    return out
+
+
+def _missing(v) -> bool:
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):     # a list or dict cell
+        return False
+
+
+def trial_filter(t: pd.DataFrame, metrics: list[str], key: str) -> pd.DataFrame:
+    """The trials that pass the filter above the table: arm, dataset, status, and a range of one metric."""
+    with st.expander("Filter trials", expanded=False):
+        c = st.columns(4)
+        keep = pd.Series(True, index=t.index)
+        for col, field in zip(c[:3], ("arm", "dataset", "status")):
+            values = sorted(str(v) for v in t[field].dropna().unique())
+            chosen = col.multiselect(field.capitalize(), values, default=values, key=f"{key}_f_{field}")
+            keep &= t[field].astype(str).isin(chosen)
+        metric = c[3].selectbox("Metric range", [MISSING, *metrics], key=f"{key}_f_metric")
+        if metric != MISSING:
+            vals = pd.to_numeric(t[metric], errors="coerce")
+            lo, hi = float(vals.min()), float(vals.max())
+            if lo < hi:
+                a, b = st.slider(metric, lo, hi, (lo, hi), key=f"{key}_f_range")
+                keep &= vals.between(a, b)
+    out = t[keep]
+    st.caption(f"{len(out)} of {len(t)} trials shown.")
+    return out
+
+
 def pick_experiment(res: Results, key: str) -> str:
-    """An experiment selector whose choice carries over between pages."""
+    """An experiment selector whose choice carries over between pages; the newest by default."""
+    from lico_tune.results.pick import latest_experiment
     names = list(res.experiments["experiment"])
     qp = st.query_params.get("experiment")
-    current = st.session_state.get("_experiment") or qp
+    current = st.session_state.get("_experiment") or qp or latest_experiment(res)
     index = names.index(current) if current in names else len(names) - 1
     name = st.selectbox("Experiment", names, index=index, key=f"experiment_{key}")
     st.session_state["_experiment"] = name

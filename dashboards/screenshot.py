@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = {"experiments": "Best metrics", "ablations": "Best configuration per metric", "hyperparameters": "Parallel coordinates",
+PAGES = {"experiments": "Filter trials", "ablations": "Best configuration per metric", "hyperparameters": "Parallel coordinates",
          "saliency": "Insertion and deletion curves", "trial": "Learning curves", "compare": "Learning curves"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",

@@ -5,7 +5,9 @@ Exit codes: 0 success, 1 a trial failed (e.g. diverged), 2 bad input (spec, data
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -115,12 +117,26 @@ def cmd_run(args) -> int:
                            smoke=args.smoke_test)
         from .preflight import preflight
         preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
+        if not plan.smoke and (note := _cost_note(args.spec)):
+            _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
+                                                     "takes far longer." if not plan.spec.resources.gpu else ""))
         from .tune import run
         summary = run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every)
     except SpecError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     return _sweep_exit(summary)
+
+
+def _cost_note(path: str) -> Optional[str]:
+    """The 'Cost: ...' sentence of a spec file's header comment (the shipped paper-scale specs have one)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    header = " ".join(ln.lstrip("#").strip() for ln in itertools.takewhile(lambda ln: ln.startswith("#"), lines))
+    m = re.search(r"Cost:.*?\.(?=\s|$)", header)
+    return m.group(0) if m else None
 
 
 def _sweep_exit(summary) -> int:

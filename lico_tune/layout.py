@@ -9,6 +9,7 @@ Every writer and every reader imports its names from here; the strings are the o
         lico_run.yaml                    RUN_FILE: the plan; what `lico-tune resume` needs
         lico_checksums.json              MANIFEST_FILE: SHA-256 of lico_run.yaml and tuner.pkl
         summary.json                     SUMMARY_FILE: the end-of-run summary's rows
+        lico_driver.json                 DRIVER_FILE: the driver's PID, host, heartbeat, outcome
         optuna.db                        OPTUNA_FILE: the Optuna study (search.algorithm optuna)
         experiment_state-<time>.json     written by Ray Tune (see results/tune_state.py)
         <trial dir>/                     trial_<id>[_<arm>], named by TRIAL_DIR_PREFIX
@@ -38,6 +39,7 @@ CATALOG_FILE = "lico-tune.db"
 # ----------------------------------------------------------------------------- experiment
 RUN_FILE = "lico_run.yaml"
 SUMMARY_FILE = "summary.json"
+DRIVER_FILE = "lico_driver.json"            # is the experiment's driver still running? (results/liveness.py)
 OPTUNA_FILE = "optuna.db"
 TRIAL_DIR_PREFIX = "trial_"
 RAY_DRIVER_DIR = "driver_artifacts"         # Ray's, not a trial
@@ -91,6 +93,11 @@ def cache_path(*parts: str) -> Path:
 def trial_dirname(trial_id: str, arm: str | None) -> str:
     """The directory of one trial inside its experiment: trial_<id> or trial_<id>_<arm>."""
     return f"{TRIAL_DIR_PREFIX}{trial_id}" + (f"_{arm}" if arm else "")
+
+
+def scratch_prefix(trial_id: str) -> str:
+    """A trial's scratch directory in the worker's temp folder: <tmp>/lico-<trial id>-<random>."""
+    return f"lico-{trial_id}-"
 
 
 # ----------------------------------------------------------------------------- keys inside result.json

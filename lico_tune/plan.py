@@ -118,7 +118,7 @@ class Plan:
     def to_yaml(self) -> str:
         from .provenance import provenance
         return yaml.safe_dump({
-            "experiment": self.experiment, "storage": self.storage, "smoke": self.smoke,
+            "experiment": self.experiment, "storage": self.storage, "smoke": self.smoke, "n_trials": self.n_trials,
             "arms": self.arms, "grid": self.grid, "limits": self.limits, "force": self.force,
             "optuna_storage": self.optuna_url,
             "created": _dt.datetime.now().isoformat(timespec="seconds"), **provenance(),

@@ -6,8 +6,10 @@
   GPU runs on the CPU instead, with a printed notice. Called with this machine's resources before
   Ray starts (local runs) and with `ray.cluster_resources()` after joining a cluster.
 - `check_inputs`: every dataset and text-encoder weight file the trials need is found on this
-  machine, with the same errors as `lico-tune train` (local runs; on a cluster the workers'
-  disks count and are not checked here).
+  machine, with the same errors as `lico-tune train`, or, where the spec lets trials download it
+  (`data.download: true`, an open_clip `pretrained` tag such as `openai`), can be downloaded now:
+  one request with a short timeout per URL (fetchable.py), so that an offline machine is told in
+  seconds (local runs; on a cluster the workers' disks count and are not checked here).
 Raises SpecError (the CLI exits 2). No Ray import.
 """
 from __future__ import annotations
@@ -99,8 +101,14 @@ def _check_data(data) -> None:
         return
     if name in ("fashion_mnist", "placed_fmnist"):
         from .data import fashion_mnist
-        if fashion_mnist.find_dir(data.root) is None and not data.download:
-            fashion_mnist.load(data)             # raises DatasetMissing with the fix
+        if fashion_mnist.find_dir(data.root) is None:
+            if not data.download:
+                fashion_mnist.load(data)             # raises DatasetMissing with the fix
+            from torchvision.datasets import FashionMNIST
+            _downloadable("fashion_mnist", FashionMNIST.mirrors[0] + FashionMNIST.resources[0][0],
+                          fashion_mnist.candidate_dirs(data.root), "the four idx .gz files of Fashion-MNIST",
+                          "sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or `python -c \"import "
+                          "torchvision; torchvision.datasets.FashionMNIST('DIR', download=True)\"")
         return
     if name == "imagefolder":
         from .data.errors import missing
@@ -108,13 +116,18 @@ def _check_data(data) -> None:
             raise missing("imagefolder", [data.root or "(data.root not set)"],
                           "Set data.root to a folder with train/ and test/ class folders.")
         return
-    if name in ("cifar10", "cifar100", "svhn") and not data.download:
+    if name in ("cifar10", "cifar100", "svhn"):
         from .data import torchvision_sets
         cls = torchvision_sets._class(name)
         root = torchvision_sets._root(data, name, cls)
         inner, what = torchvision_sets._expected(name, cls)
-        if not (root / inner).exists():
+        if (root / inner).exists():
+            return
+        if not data.download:
             torchvision_sets.load(data, name)    # raises DatasetMissing with the fix
+        url = cls.split_list["train"][0] if name == "svhn" else cls.url
+        _downloadable(name, url, [root / inner], what,
+                      f"python -c \"import torchvision; torchvision.datasets.{cls.__name__}('{root}', download=True)\"")
 
 
 def _check_text(text) -> None:
@@ -141,6 +154,51 @@ def _check_text(text) -> None:
         p = Path(text.pretrained).expanduser()
         if not p.is_file():
             read_checkpoint(p)                   # raises TextEncoderMissing with the fix
+    elif text.encoder == "open_clip" and text.pretrained:
+        _check_clip_tag(text.model, text.pretrained)
+
+
+def _downloadable(name: str, url: str, looked: list, what: str, command: str) -> None:
+    """A dataset that trials would download: refused now when its URL does not answer."""
+    from .fetchable import probe
+    from .data.errors import missing
+    why = probe(url)
+    if why is not None:
+        raise missing(name, looked, f"data.download is true, but it cannot be downloaded now: {url} gave {why} "
+                      f"(one try, {_timeout()}); this machine may be offline. Fetch it where there is internet "
+                      f"(`{command}`) and copy it here, or set data.root to a folder that holds {what}.",
+                      why="is not on this machine")
+
+
+def _check_clip_tag(arch: str, tag: str) -> None:
+    """CLIP weights named by an open_clip tag: in the cache, or downloadable now."""
+    import open_clip
+    from .fetchable import clip_weights_cached, clip_weights_url, hub_offline, probe
+    from .models import TextEncoderMissing
+    from .models.text.base import hf_cache_dir
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise SpecError(f"text.pretrained: '{tag}' is neither a file nor a pretrained tag of {arch} "
+                        f"(tags: {', '.join(tags) or 'none'}).")
+    if clip_weights_cached(cfg):
+        return
+    url = clip_weights_url(cfg)
+    offline = hub_offline()
+    why = f"{offline} is set, so nothing is downloaded" if offline and cfg.get("hf_hub") else (
+        f"{url} gave {probe(url)} (one try, {_timeout()})" if url and probe(url) else None)
+    if why:
+        raise TextEncoderMissing(
+            f"The CLIP weights {arch}/{tag} (text.pretrained) are not in the Hugging Face cache {hf_cache_dir()} "
+            f"(repo {cfg.get('hf_hub', '?').rstrip('/')}) nor in {Path('~/.cache/clip').expanduser()}, and cannot be "
+            f"downloaded now: {why}. Run `python -c \"import open_clip; open_clip.create_model('{arch}', "
+            f"pretrained='{tag}')\"` on a machine with internet and copy that cache here, or set text.pretrained "
+            f"to the path of a local checkpoint file.")
+
+
+def _timeout() -> str:
+    from .fetchable import TIMEOUT_S
+    return f"timeout {TIMEOUT_S:g} s"
 
 
 def _looks_like_path(s: str) -> bool:

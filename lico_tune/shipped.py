@@ -10,21 +10,26 @@ from typing import Optional
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
-def _package_dir(package: str, checkout_dir: str) -> Optional[Path]:
+def _package_dir(package: str, checkout_dir: str, marker: str) -> Optional[Path]:
+    """The checkout's own folder when this lico_tune was imported from a checkout (so a checkout's
+    dashboard is not replaced by another copy installed in the same environment), else the
+    installed package."""
+    local = CHECKOUT / checkout_dir
+    if any(local.glob(marker)):
+        return local
     spec = importlib.util.find_spec(package)
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
-    local = CHECKOUT / checkout_dir
-    return local if local.is_dir() else None
+    return None
 
 
 def dashboard_app() -> Optional[Path]:
     """The Streamlit entry script (app.py), or None when neither an installation nor a checkout has it."""
-    where = _package_dir("lico_tune_dashboard", "dashboards")
+    where = _package_dir("lico_tune_dashboard", "dashboards", "app.py")
     return where / "app.py" if where is not None and (where / "app.py").is_file() else None
 
 
 def specs_dir() -> Optional[Path]:
     """The directory of the example specs (quickstart.yaml, ablation.yaml, ...)."""
-    where = _package_dir("lico_tune_specs", "search_spaces")
+    where = _package_dir("lico_tune_specs", "search_spaces", "*.yaml")
     return where if where is not None and any(where.glob("*.yaml")) else None

@@ -1,10 +1,18 @@
-"""Cluster recipes: the KubeRay RayJob and the SLURM batch script parse, and the `lico-tune`
-command each one runs is accepted by lico-tune's own parser and names a spec that validates."""
+"""Cluster recipes: the KubeRay RayJob (valid against the RayJob CRD schema of the KubeRay version
+it names), its Dockerfile (everything it copies exists; it installs this repository where the
+entrypoint expects search_spaces/), ray_cluster.yaml (pinned image, an instance profile on every
+node type) and the SLURM batch script (bash -n, shellcheck when installed, SQLite off NFS); the
+`lico-tune` command each one runs is accepted by lico-tune's own parser and names a spec that
+validates, and the README's cluster commands match the recipes."""
+import copy
+import json
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lico_tune.cli import build_parser, main
@@ -13,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RAYJOB = ROOT / "deploy" / "kuberay" / "rayjob.yaml"
 PVC = ROOT / "deploy" / "kuberay" / "results-pvc.yaml"
 SBATCH = ROOT / "deploy" / "slurm" / "lico-tune.sbatch"
+DOCKERFILE = ROOT / "deploy" / "kuberay" / "Dockerfile"
+CLUSTER = ROOT / "ray_cluster.yaml"
+README = ROOT / "README.md"
 
 
 def _check_command(argv: list[str]) -> None:
@@ -55,10 +66,116 @@ def test_sbatch_is_valid_bash_and_runs_lico_tune_against_its_ray_head():
     assert re.search(r"^#SBATCH --nodes=\d+", text, re.M) and "--gpus-per-task" in text
     assert "ray start --head" in text and 'ray start --address="$address"' in text
     default_spec = re.search(r"^SPEC=\$\{SPEC:-(\S+)\}", text, re.M).group(1)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("lico-tune ")]
+    joined = text.replace("\\\n", " ")                  # continuation lines
+    lines = [ln.split("|| status")[0].strip() for ln in joined.splitlines() if ln.strip().startswith("lico-tune ")]
     assert {ln.split()[1] for ln in lines} == {"run", "resume"}
     for line in lines:
         filled = (line.replace('"$SPEC"', default_spec).replace('"$address"', "10.0.0.1:6379")
                   .replace('"$RESULTS"', "/shared/results").replace('"$NAME"', "n")
-                  .replace('"$RESUME"', "/shared/results/n"))
+                  .replace('"$RESUME"', "/shared/results/n")
+                  .replace('"$OPTUNA_STORAGE"', "sqlite:////tmp/lico-tune-u/optuna-n.db"))
         _check_command(shlex.split(filled))
+
+
+def _schema(path: Path) -> dict:
+    """The stored CRD schema, strict as `kubectl apply` (field validation Strict) is: an object
+    with properties and no x-kubernetes-preserve-unknown-fields accepts no other field."""
+    def strict(node):
+        if isinstance(node, dict):
+            node = {k: strict(v) for k, v in node.items()}
+            if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields") \
+                    and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            return node
+        return [strict(v) for v in node] if isinstance(node, list) else node
+    return strict(json.loads(path.read_text()))
+
+
+def test_rayjob_is_valid_against_the_rayjob_crd_of_the_kuberay_version_it_names():
+    import jsonschema
+    text = RAYJOB.read_text()
+    version = re.search(r"Written for KubeRay\s+(v\d+\.\d+\.\d+)", text.replace("#", " ")).group(1)
+    schema = _schema(ROOT / "tests" / "data" / f"kuberay-{version}-rayjob.schema.json")
+    assert version in schema["$comment"]
+    job = yaml.safe_load(text)
+    jsonschema.Draft7Validator(schema).validate(job)
+    assert "backoffLimit" in job["spec"] and "backoffLimit" in schema["properties"]["spec"]["properties"]
+    bad = copy.deepcopy(job)                    # the check can fail: a misspelt field is refused
+    bad["spec"]["shutdownAfterJobFinish"] = bad["spec"].pop("shutdownAfterJobFinishes")
+    with pytest.raises(jsonschema.ValidationError, match="shutdownAfterJobFinish"):
+        jsonschema.validate(bad, schema)
+
+
+def _dockerfile_copies() -> list[tuple[list[str], str]]:
+    out = []
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY "):
+            parts = [p for p in shlex.split(line)[1:] if not p.startswith("--")]
+            out.append((parts[:-1], parts[-1]))
+    return out
+
+
+def test_the_dockerfile_installs_this_repository_where_the_rayjob_expects_it():
+    text = DOCKERFILE.read_text()
+    import ray
+    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+    assert base == f"rayproject/ray:{ray.__version__}-py311-gpu"
+    job = yaml.safe_load(RAYJOB.read_text())
+    assert job["spec"]["rayClusterSpec"]["rayVersion"] == ray.__version__
+    workdir = re.findall(r"^WORKDIR (\S+)", text, re.M)[-1]
+    cluster = job["spec"]["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
+    assert {p["containers"][0]["workingDir"] for p in pods} == {workdir}
+    images = {p["containers"][0]["image"] for p in pods}
+    assert len(images) == 1 and not images.pop().endswith(":latest")
+    ignored = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+               if ln.strip() and not ln.startswith("#")]
+    copied = []
+    for sources, _dest in _dockerfile_copies():          # the build context is the repository root
+        for src in sources:
+            assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
+            assert not any(src.rstrip("/") == i.rstrip("/") for i in ignored), f"{src} is in .dockerignore"
+            copied.append(src.rstrip("/"))
+    assert {"pyproject.toml", "setup.py", "lico_tune", "search_spaces", "dashboards"} <= set(copied)
+    assert re.search(r'pip install [^\n]*-e "\.\[tune,saliency\]"', text), "installs this checkout"
+    assert "pip install lico-tune" not in text and '"lico-tune[' not in text, "lico-tune is not on PyPI"
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert (ROOT / argv[2]).is_file() and argv[2].split("/")[0] in copied   # the spec is in the image
+
+
+def test_ray_cluster_yaml_pins_its_image_and_gives_every_node_type_an_instance_profile():
+    import ray
+    cfg = yaml.safe_load(CLUSTER.read_text())
+    image = cfg["docker"]["image"]
+    assert image == f"rayproject/ray:{ray.__version__}-py311-gpu", image     # Python 3.11, CUDA 12
+    for name, node in cfg["available_node_types"].items():
+        nc = node["node_config"]
+        assert nc["IamInstanceProfile"].get("Name") or nc["IamInstanceProfile"].get("Arn"), name
+        assert nc["ImageId"] not in ("", "latest_dlami"), f"{name}: latest_dlami is an Ubuntu 18.04 / CUDA 11.2 AMI"
+        assert "ubuntu-22.04" in nc["ImageId"] or nc["ImageId"].startswith("ami-"), nc["ImageId"]
+    assert not any("ray[" in c for c in cfg["setup_commands"]), "Ray comes with the pinned image"
+
+
+def test_the_readme_cluster_commands_match_the_recipes():
+    text = README.read_text()
+    section = text[text.index("### On a cluster"):text.index("### Experiment trackers")]
+    submits = re.findall(r"ray job submit[^\n]*", section)
+    assert submits and all("--working-dir ." in s for s in submits), submits
+    assert "for role in lico-tune-head lico-tune-worker; do" in section and "create-instance-profile" in section
+    cfg = yaml.safe_load(CLUSTER.read_text())
+    assert {n["node_config"]["IamInstanceProfile"]["Name"] for n in cfg["available_node_types"].values()} == \
+        {"lico-tune-head", "lico-tune-worker"}
+    assert "docker build -f deploy/kuberay/Dockerfile" in section and "docker build -f deploy/kuberay/Dockerfile" \
+        in DOCKERFILE.read_text()
+    assert 'pip install "lico-tune[' not in section
+
+
+def test_sbatch_keeps_sqlite_off_the_shared_filesystem_and_passes_shellcheck():
+    text = SBATCH.read_text()
+    assert re.search(r"^export LICO_TUNE_CATALOG=\$\{LICO_TUNE_CATALOG:-sqlite:///\$DB_DIR/", text, re.M)
+    assert 'search.optuna_storage="$OPTUNA_STORAGE"' in text and "OPTUNA_STORAGE:-sqlite:///$DB_DIR/" in text
+    assert "RESULTS" not in re.search(r"^DB_DIR=.*$", text, re.M).group(0)
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    out = subprocess.run(["shellcheck", "-s", "bash", str(SBATCH)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout

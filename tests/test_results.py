@@ -309,8 +309,11 @@ def test_sync_rereads_only_experiments_whose_files_changed(results_root, tmp_pat
 
 def test_callback_upserts_live_trials_and_reindexes_at_the_end(results_root, tmp_path):
     from lico_tune.tune.callbacks import CatalogCallback
+    from lico_tune.results.liveness import driver_record, write_driver
+    from lico_tune.storage import Storage
     root = tmp_path / "root"
     shutil.copytree(results_root / EXP, root / EXP)
+    write_driver(Storage(str(root / EXP)), str(root / EXP), driver_record())   # its sweep's driver: running (us)
     finished = sorted((root / EXP).glob("trial_*_lico"))[0]
     staging = tmp_path / "staging" / finished.name               # the driver's copy of a trial
     shutil.copytree(finished, staging, ignore=shutil.ignore_patterns("checkpoint_*"))

@@ -2,6 +2,7 @@
 (a smoke sweep of the quick start, an Optuna study in SQLite, a failing trial with retries)."""
 import copy
 import json
+import re
 
 import optuna
 import pytest
@@ -199,6 +200,9 @@ def test_failed_trial_is_reported_and_retried_from_its_last_checkpoint(ray_tmp, 
     out = lico_tune(["run", str(spec), "--storage", str(tmp_path / "res"), "--name", "fail"], ray_tmp, timeout=240)
     assert out.returncode == 1, out.stdout[-5000:]   # a trial failed: exit 1, but the sweep finished
     assert "2 trials, 1 finished, 1 errored" in out.stdout
+    # Each retry line says why the trial failed and which retry this is.
+    assert re.search(r"retry +\w+_\d+ arm transient  lico_tune.train.TrialDiverged: Loss became nan .*; retry 1 of 1,",
+                     out.stdout), out.stdout[-3000:]
     assert ("(arm permanent, dataset digits): lico_tune.train.TrialDiverged: Loss became nan at epoch 1, "
             "step 1") in out.stdout
     (permanent,) = [t for t in trial_dirs(tmp_path / "res" / "fail") if t.name.endswith("_permanent")]

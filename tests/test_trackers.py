@@ -1,5 +1,7 @@
 """Trackers: a real smoke sweep logs to a local MLflow store (SQLite) and to W&B in offline mode, and
-both are read back with the libraries' own readers (MlflowClient; W&B's offline run files)."""
+both are read back with the libraries' own readers (MlflowClient; W&B's offline run files): every
+run holds metrics.json (written after the trial's last report) and its final metrics as the run's
+summary, and W&B's config keeps the values' types."""
 import copy
 import json
 from pathlib import Path
@@ -66,7 +68,9 @@ def test_smoke_sweep_logs_params_metrics_and_gallery_to_mlflow_and_wandb(ray_tmp
         assert max(acc, key=lambda m: m.step).value == final["test/acc"]
         assert run.data.metrics["saliency/gradcam/overall"] == final["saliency/gradcam/overall"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"gallery", "trial_spec.yaml", "provenance.json"} <= artifacts   # metrics.json lands after the last report
+        assert {"gallery", "trial_spec.yaml", "provenance.json", "metrics.json"} <= artifacts
+        local = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path / run.info.run_id))
+        assert json.loads(Path(local).read_text())["test/acc"] == final["test/acc"]
         gallery = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "gallery")}
         assert gallery and gallery == {p.name for p in (trial_dir / "gallery").iterdir()}
 
@@ -80,12 +84,21 @@ def test_smoke_sweep_logs_params_metrics_and_gallery_to_mlflow_and_wandb(ray_tmp
                    for r in recs if r.WhichOneof("record_type") == "history"]
         history = [h for h in history if "epoch" in h]          # W&B adds rows of its own
         final = json.loads((trials[config["arm"]] / "metrics.json").read_text())
-        assert float(config["lico.ot.epsilon"]) == 0.1
+        # Typed: a number stays a number (W&B makes a string a categorical axis).
+        assert config["lico.ot.epsilon"] == 0.1 and isinstance(config["lico.ot.epsilon"], float)
+        assert config["train.epochs"] == 2 and isinstance(config["train.epochs"], int)
+        assert config["eval.cams"] == ["gradcam"]
         assert [h["epoch"] for h in history] == [1, 2]
+        summary = {}
+        for r in recs:
+            if r.WhichOneof("record_type") == "summary":
+                summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
+        assert summary["test/acc"] == final["test/acc"] and summary["val/acc"] == final["val/acc"]
         assert history[-1]["test/acc"] == final["test/acc"]
         assert history[-1]["saliency/gradcam/overall"] == final["saliency/gradcam/overall"]
         arts = [r.artifact for r in recs if r.WhichOneof("record_type") == "artifact"]
         assert arts and arts[0].type == "saliency-gallery"
+        assert {"metrics.json", "trial_spec.yaml", "provenance.json"} <= {c.path for c in arts[0].manifest.contents}
 
 
 def test_a_tracker_store_that_cannot_open_is_refused_before_ray_starts(ray_tmp, tmp_path, tiny_trial_tree):

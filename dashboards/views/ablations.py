@@ -87,7 +87,7 @@ for m in metrics:
             b.mark_tick(color="black", size=18, thickness=1.5).encode(y=alt.Y("ci_high:Q", title=m)),
             alt.Chart(pd_).mark_circle(color="#444", size=28, opacity=0.8).encode(
                 x=alt.X("arm:N", sort=rep.arms), y=alt.Y("value:Q", title=m), tooltip=["trial_id", "seed", "value"]),
-        ).properties(title=f"{ds}: {m}", height=260)
+        ).properties(title=alt.TitleParams([ds, m], anchor="start"), height=260)   # two lines: fits a narrow column
         col.altair_chart(layer, width="stretch")
 
 st.subheader(f"Paired differences against {rep.baseline}")
@@ -102,7 +102,7 @@ else:
     shown_cols = [c for c in paired.columns if not (paired[c].astype(str) == "–").all()]
     lead = [c for c in ("dataset", "metric", "comparison", "n", "mean diff") if c in shown_cols]
     order = lead + [c for c in ("verdict",) if c in shown_cols] + [c for c in shown_cols if c not in lead + ["verdict"]]
-    st.dataframe(paired[order], hide_index=True, width="stretch")
+    st.dataframe(common.tidy(paired[order]), hide_index=True, width="stretch")
     for note in notes:
         st.caption(f"Note: {note}")
     raw = rep.paired[rep.paired["dataset"].isin(shown)].copy()
@@ -126,5 +126,5 @@ else:
 
 st.subheader("Best configuration per metric")
 bt = rep.best_table()
-st.dataframe(bt[bt["dataset"].isin(shown)], hide_index=True, width="stretch")
+st.dataframe(common.tidy(bt[bt["dataset"].isin(shown)]), hide_index=True, width="stretch")
 common.warn_damaged(r)

@@ -1,5 +1,7 @@
-"""Experiments: every experiment of the results root with its spec, status counts, best metrics,
-trials and errors."""
+"""Experiments: every experiment of the results root with its state (running, finished,
+interrupted), status counts, best validation metrics, trials (with a filter) and errors, and its spec.
+Nothing here is selected on test numbers: the headline is the best validation value (the Ablations
+page gives means, intervals and verdicts over seeds)."""
 import pandas as pd
 import streamlit as st
 import yaml
@@ -15,17 +17,19 @@ rows = []
 for _, e in res.experiments.iterrows():
     t = res.trials[res.trials["experiment"] == e["experiment"]]
     c = status_counts(t)
-    row = {"experiment": e["experiment"], "created": str(e["created"] or "")[:16].replace("T", " "), "trials": len(t),
+    row = {"experiment": e["experiment"], "created": str(e["created"] or "")[:16].replace("T", " "),
+           "state": e.get("run_state") or common.MISSING, "trials": len(t),
            "finished": c.get("finished", 0), "running": c.get("running", 0) + c.get("pending", 0),
-           "errored": c.get("errored", 0), "damaged": int(t["damaged"].sum())}
-    # A best accuracy per dataset: a number picked across datasets compares nothing.
-    if "test/acc" in t.columns:
+           "interrupted": c.get("interrupted", 0), "errored": c.get("errored", 0), "damaged": int(t["damaged"].sum())}
+    # A best validation accuracy per dataset (never test: that would select on it; a number picked
+    # across datasets compares nothing).
+    if "val/acc" in t.columns:
         u = t[t["usable"]]
         for ds, g in u.groupby("dataset"):
-            acc = pd.to_numeric(g["test/acc"], errors="coerce").dropna()
-            row[f"best test/acc · {ds}"] = acc.max() if not acc.empty else None
+            acc = pd.to_numeric(g["val/acc"], errors="coerce").dropna()
+            row[f"best val/acc · {ds}"] = acc.max() if not acc.empty else None
     rows.append(row)
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+st.dataframe(common.tidy(pd.DataFrame(rows)), hide_index=True, width="stretch")
 
 name = common.pick_experiment(res, "experiments")
 r = res.experiment(name)
@@ -34,18 +38,24 @@ e = r.experiments.iloc[0]
 counts = status_counts(t)
 
 st.header(name)
+if e.get("run_state") == "interrupted":
+    st.warning(f"**Interrupted** ({e.get('run_note')}): continue it with `lico-tune resume {e['path']}`.")
+elif e.get("run_state") == "running":
+    st.info(f"**Running** ({e.get('run_note')}). Turn on *Live update* in the sidebar to follow it.")
 cols = st.columns(5)
 for col, status in zip(cols, ("finished", "running", "pending", "errored", "interrupted")):
     col.metric(status.capitalize(), counts.get(status, 0))
 
 metrics = default_metrics(r, name)
-if metrics and not r.usable.empty:
-    st.subheader("Best metrics per dataset")
-    st.caption("One trial each (one seed): the Ablations page gives means and intervals over seeds.")
+headline = [m for m in metrics if m.startswith("val/")]        # what a search may select on
+if headline and not r.usable.empty:
+    st.subheader("Best validation metrics per dataset")
+    st.caption("One trial each (one seed), chosen on validation numbers, never on test ones: the Ablations page "
+               "gives means, intervals and verdicts over seeds.")
     for ds, u in r.usable.groupby("dataset"):
         st.markdown(f"**{ds}**")
-        cols = st.columns(min(4, len(metrics)))
-        for i, m in enumerate(metrics):
+        cols = st.columns(min(4, len(headline)))
+        for i, m in enumerate(headline):
             mode = r.mode(m, name)
             vals = pd.to_numeric(u[m], errors="coerce").dropna()
             if vals.empty:
@@ -53,6 +63,9 @@ if metrics and not r.usable.empty:
             best = u.loc[vals.idxmax() if mode == "max" else vals.idxmin()]
             cols[i % len(cols)].metric(f"{ds} · {m} ({mode})", f"{best[m]:.4g}",
                                        help=f"trial {best['trial_id']}, arm {best['arm']}, seed {best['seed']}")
+elif metrics and not r.usable.empty:
+    st.info("This experiment reports no validation metric (data.val_fraction 0), so nothing is headlined here: "
+            "picking the best test number would select on test. See the Ablations page's verdicts.")
 
 common.warn_damaged(r)
 
@@ -73,7 +86,8 @@ show = ["trial_id", "arm", "dataset", "seed", "status", "n_epochs",
         *[p for p in r.params.get(name, []) if p not in ("data.name", "train.seed")],
         *[m for m in metrics if m in t.columns],
         *[c for c in ("error", "warnings") if c in t.columns and t[c].astype(bool).any()]]
-st.dataframe(t[[c for c in dict.fromkeys(show) if c in t.columns]], hide_index=True, width="stretch")
+shown = common.trial_filter(t, [m for m in metrics if m in t.columns], key="exp")
+st.dataframe(common.tidy(shown[[c for c in dict.fromkeys(show) if c in t.columns]]), hide_index=True, width="stretch")
 
 st.subheader("Spec")
 if isinstance(e["spec"], dict):

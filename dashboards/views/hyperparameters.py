@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import common
-from charts import parallel_coordinates
+from charts import log_params, parallel_coordinates
 from lico_tune.results import aggregate, param_importance, pareto_mask
 from lico_tune.results.ranges import metric_range
 from lico_tune.selection import TRIAL_INDEX
@@ -44,6 +44,7 @@ if t.empty:
     st.info("No trial matches the selection.")
     st.stop()
 
+logs = frozenset(log_params(r.experiments.iloc[0]["spec"]))     # loguniform parameters: log axes
 st.subheader(f"{metric} against each searched parameter")
 if not params:
     st.info("This selection varies no searched parameter (one value each): nothing to plot.")
@@ -56,7 +57,7 @@ for i, p in enumerate(params):
     if rng is not None:      # a t interval at n = 2 can reach far past the metric's range (accuracy 0-100)
         s = s.assign(ci_low=s["ci_low"].clip(*rng), ci_high=s["ci_high"].clip(*rng))
     if numeric:
-        log = bool((d["x"] > 0).all() and d["x"].max() / d["x"].min() > 20)
+        log = bool((d["x"] > 0).all() and (p in logs or d["x"].max() / d["x"].min() > 20))
         x = alt.X("x:Q", title=p, scale=alt.Scale(zero=False, type="log" if log else "linear"))
     else:
         x = alt.X("x:N", title=p, axis=alt.Axis(labelAngle=0))
@@ -84,7 +85,7 @@ if "config_id" in t.columns and t["config_id"].notna().any():
     if first is not None:
         table = table.join(first, on="config_id")
     full = table["n"] == table["n"].max()
-    st.dataframe(table.assign(all_seeds=full).sort_values("mean", ascending=mode == "min"),
+    st.dataframe(common.tidy(table.assign(all_seeds=full).sort_values("mean", ascending=mode == "min")),
                  hide_index=True, width="stretch")
     st.caption(f"One row per configuration (config_id: its arm and searched values, seeds and repeats pooled); "
                f"mean and 95% t interval of {metric} over its n seeds. A configuration is only 'best' with all "
@@ -93,7 +94,7 @@ if "config_id" in t.columns and t["config_id"].notna().any():
 st.subheader("Parallel coordinates")
 axes = params + [metric]
 if len(axes) >= 2:
-    st.plotly_chart(parallel_coordinates(t, axes, metric), width="stretch", key="hp_parcoords")
+    st.plotly_chart(parallel_coordinates(t, axes, metric, logs), width="stretch", key="hp_parcoords")
     st.caption("Drag along an axis to keep only the trials in that range (drag again elsewhere to clear); "
                "categorical axes show their values as ticks.")
 else:
@@ -135,6 +136,6 @@ else:
         alt.Chart(front).mark_line(strokeDash=[5, 3], color="black").encode(x=f"{xa}:Q", y=f"{ya}:Q"),
     ).properties(height=340)
     st.altair_chart(chart, width="stretch")
-    st.dataframe(front.drop(columns=["front"]), hide_index=True, width="stretch")
+    st.dataframe(common.tidy(front.drop(columns=["front"])), hide_index=True, width="stretch")
     st.caption(f"{int(d['front'].sum())} of {len(d)} trials of {dataset} are on the front: no other trial is at least as good "
                f"on both and better on one.")

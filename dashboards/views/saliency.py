@@ -145,7 +145,7 @@ st.subheader("Scores")
 cols = [m for m in sal_metrics if m.split("/")[1] == method and not m.endswith("/seconds")]
 if cols:
     table = sel[["trial_id", "arm", "dataset", "seed", *cols]].rename(columns={c: c.split("/")[-1] for c in cols})
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(common.tidy(table), hide_index=True, width="stretch")
     st.caption("insertion/deletion: AUC (higher/lower is better); overall = insertion − deletion; pointing, energy: "
                "2×2 grid pointing game (chance 0.25); ses: salience equivariance (higher is better); sanity_top / "
                "sanity_full: Spearman correlation of the maps after randomising the top / all layers (should fall).")

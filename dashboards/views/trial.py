@@ -44,7 +44,10 @@ def curves(hist: pd.DataFrame, groups: dict) -> None:
 res, root, db, stamp = common.page("Trial", "One trial in detail.")
 name = common.pick_experiment(res, "trial")
 r = res.experiment(name)
-t = r.trials
+t = common.trial_filter(r.trials, [m for m in r.metrics if m in r.trials.columns], key="trial")
+if t.empty:
+    st.info("No trial passes the filter.")
+    st.stop()
 labels = {common.trial_label(x): x["trial_id"] for _, x in t.iterrows()}
 ids = list(labels.values())
 wanted = st.query_params.get("trial") or st.session_state.get("_trial")
@@ -96,7 +99,7 @@ else:
                    "row-marginal L1 error of the epoch's Sinkhorn solves; text cosines near 1 mean degenerate "
                    "(within a class) or collapsed (between classes) text points.")
     with st.expander("Every reported metric per epoch"):
-        st.dataframe(hist, hide_index=True, width="stretch")
+        st.dataframe(common.tidy(hist), hide_index=True, width="stretch")
 
 left, right = st.columns([3, 2])
 with right:

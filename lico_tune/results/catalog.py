@@ -22,6 +22,7 @@ from sqlalchemy import (JSON, Boolean, Column, Float, Integer, MetaData, String,
                         delete, event, func, insert, select)
 
 from ..layout import CATALOG_FILE, RUN_FILE, cache_path
+from .liveness import driver_state
 from .scan import find_experiments, fingerprint, scan_experiment
 from ..storage import Storage, basename, is_uri, normalise_root
 
@@ -36,6 +37,7 @@ experiments_table = Table(
     Column("created", String(64)), Column("smoke", Boolean), Column("optuna_storage", Text),
     Column("lico_tune_version", String(64)), Column("git_sha", String(64)),
     Column("state_file", String(256)), Column("n_trials", Integer), Column("status_counts", JSON),
+    Column("n_planned", Integer), Column("run_state", String(32)), Column("run_note", Text),
     Column("fingerprint", String(64)), Column("warnings", JSON), Column("updated", Float),
     Column("live", Float),   # heartbeat of a running sweep's callback; None once it ended
 )
@@ -196,17 +198,21 @@ class Catalog:
         return exps, trials
 
     def sync(self) -> list[str]:
-        """Re-index the experiments whose files changed since they were indexed; returns their names."""
+        """Re-index the experiments whose files changed since they were indexed, and those indexed
+        as running whose driver has stopped since (killed: no file changes); returns their names."""
         storage = Storage(self.root)
-        known = {e["experiment"]: e.get("fingerprint") for e in self.experiments()}
+        rows = {e["experiment"]: e for e in self.experiments()}
+        known = {name: e.get("fingerprint") for name, e in rows.items()}
         changed, on_disk = [], set()
-        live = {e["experiment"] for e in self.experiments() if e.get("live") and time.time() - e["live"] < LIVE_S}
+        live = {name for name, e in rows.items() if e.get("live") and time.time() - e["live"] < LIVE_S}
         for path in find_experiments(storage):
             name = basename(path)
             on_disk.add(name)
-            if name in live:   # the sweep's callback writes fresher rows than storage holds yet
+            was_running = name in live or (rows.get(name) or {}).get("run_state") == "running"
+            running = was_running and driver_state(storage, path).live
+            if name in live and running:   # the sweep's callback writes fresher rows than storage holds yet
                 continue
-            if known.get(name) != fingerprint(storage, path):
+            if known.get(name) != fingerprint(storage, path) or (was_running and not running):
                 self.index_experiment(storage, path)
                 changed.append(name)
         for name in set(known) - on_disk - live:

@@ -24,11 +24,26 @@ def _md_table(df: pd.DataFrame, index: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _run_line(rep: ExperimentReport) -> str:
+    """' The experiment is interrupted (SIGINT): 1 of 3 planned trials started; continue with ...'."""
+    run = rep.run or {}
+    if not run.get("state"):
+        return ""
+    started, planned = sum(rep.counts.values()), run.get("planned")
+    of = f" {started} of {planned} planned trials started;" if planned and planned > started else ""
+    if run["state"] == "interrupted":
+        return (f" The experiment is interrupted ({run.get('note')}):{of} continue it with "
+                f"`lico-tune resume {run.get('path')}`.")
+    if run["state"] == "running":
+        return f" The experiment is running ({run.get('note')}).{of.rstrip(';')}"
+    return ""
+
+
 def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Sequence[str] = ()) -> str:
     out = []
     for rep in reports:
         counts = ", ".join(f"{n} {s}" for s, n in rep.counts.items())
-        out.append(f"## {rep.experiment}\n\n{sum(rep.counts.values())} trials: {counts}.")
+        out.append(f"## {rep.experiment}\n\n{sum(rep.counts.values())} trials: {counts}.{_run_line(rep)}")
         if rep.summary.empty:
             out.append("No finished trial with intact results yet: nothing to tabulate.")
         else:
@@ -138,7 +153,9 @@ def to_json(reports: list[ExperimentReport]) -> str:
                      "correction": {"method": rep.correction, "family": rep.family, "tests": rep.family_n},
                      "margins": rep.margins, "small_n_warnings": rep.small_n_warnings(),
                      "at_chance": rep.at_chance, "chance_warnings": rep.chance_warnings(),
-                     "status_counts": rep.counts, "usable_trials": rep.n_usable, "ablation": _records(summary),
+                     "status_counts": rep.counts, "run_state": (rep.run or {}).get("state"),
+                     "run_note": (rep.run or {}).get("note"), "planned_trials": (rep.run or {}).get("planned"),
+                     "usable_trials": rep.n_usable, "ablation": _records(summary),
                      "paired": _records(paired), "best": _records(rep.best), "health": _records(rep.health),
                      "errors": rep.errors,
                      "damaged": rep.damaged})

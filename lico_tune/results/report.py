@@ -52,6 +52,7 @@ class ExperimentReport:
     pooled: dict = field(default_factory=dict)   # (arm, dataset) -> configurations pooled in that cell (> 1)
     baselines: list[str] = field(default_factory=list)   # every baseline, `baseline` first (baselines.py)
     at_chance: list[dict] = field(default_factory=list)  # chance_cells(): {arm, dataset, k, n} with k trials at chance
+    run: dict = field(default_factory=dict)      # run_state(): {state, note, planned, path} (results/liveness.py)
 
     def __post_init__(self):
         self.baselines = list(self.baselines) or ([self.baseline] if self.baseline else [])
@@ -377,7 +378,18 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     return ExperimentReport(experiment, metrics, modes, arms, datasets, baseline, level, method, summary, paired,
                             best, status_counts(t), errors, damaged, len(usable), correction, family,
                             family_size(paired, family), margin_of, target_width, health=health_table(usable),
-                            pooled=pooled, baselines=baselines, at_chance=chance_cells(usable))
+                            pooled=pooled, baselines=baselines, at_chance=chance_cells(usable), run=run_state(r))
+
+
+def run_state(r: Results) -> dict:
+    """{state: running/finished/interrupted, note: why, planned: trials in the plan, path} of the one
+    experiment in r (None values where the experiment predates them)."""
+    if r.experiments.empty:
+        return {}
+    e = r.experiments.iloc[0]
+    planned = e.get("n_planned")
+    return {"state": e.get("run_state"), "note": e.get("run_note"), "path": e.get("path"),
+            "planned": int(planned) if planned is not None and planned == planned else None}
 
 
 def build_report(res: Results, experiment: Optional[str] = None, **kwargs) -> list[ExperimentReport]:

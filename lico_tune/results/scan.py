@@ -2,6 +2,7 @@
 
     <root>/<experiment>/experiment_state-<time>.json   trial statuses, errors, last results (tune_state.py)
     <root>/<experiment>/lico_run.yaml                  lico-tune's plan: the spec, arms, metrics
+    <root>/<experiment>/lico_driver.json               is its driver still running? (liveness.py)
     <root>/<experiment>/<trial dir>/result.json        one JSON object per reported epoch
                                    params.json         the trial's sampled config
                                    error.txt           why it failed (failed trials)
@@ -10,6 +11,8 @@
                                    provenance.json     package version, git SHA, arm (lico-tune)
                                    gallery/            saliency overlays and curves (lico-tune)
 
+A trial's status is Ray's, made true by the driver's state (`liveness.true_status`): a trial Ray
+saved as RUNNING or PENDING when its driver was stopped (Ctrl-C, SIGTERM, SIGKILL) is 'interrupted'.
 A damaged trial (a result.json cut off mid-write, a finished trial without a checkpoint) is kept
 with a warning; only trials that finished with intact results enter the statistics (`usable`).
 """
@@ -18,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from typing import Any, Optional
 
 import yaml
@@ -28,6 +30,7 @@ from ..selection import config_id
 from ..layout import (HEALTH_WARNINGS, CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..storage import Storage, basename, join
+from .liveness import DriverState, driver_state, true_status
 from .tune_state import TUNE_STATUS, is_state_file, latest_state_name, read_state
 
 STATUSES = ("finished", "running", "pending", "paused", "errored", "interrupted")
@@ -143,7 +146,8 @@ def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         exp = {"experiment": name, "path": path, "spec": None, "metrics": {}, "arms": {}, "created": None,
                "smoke": False, "optuna_storage": None, "lico_tune_version": None, "git_sha": None,
-               "state_file": None, "n_trials": 0, "status_counts": {}, "fingerprint": fingerprint(storage, path),
+               "state_file": None, "n_trials": 0, "n_planned": None, "run_state": None, "run_note": None,
+               "status_counts": {}, "fingerprint": fingerprint(storage, path),
                "warnings": [f"{name}: its files are damaged or not written by lico-tune/Ray ({why}); "
                             f"skipped. Restore them from a copy or delete the experiment directory."]}
         return exp, []
@@ -163,6 +167,7 @@ def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
                             f"(restore it from a copy, or leave it: `lico-tune resume` needs it)")
     by_dir = {s["dir"]: tid for tid, s in state.items() if s.get("dir")}
     newest = max((e.mtime for e in entries), default=0.0)
+    driver = driver_state(storage, path, newest)
     trials = []
     for e in entries:
         if not e.is_dir or e.name.startswith((".", CHECKPOINT_DIR_PREFIX)) or e.name == RAY_DRIVER_DIR:
@@ -173,12 +178,12 @@ def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
             continue
         tid = by_dir.get(e.name)
         trials.append(scan_trial(storage, tdir, inner, name, declared, state.get(tid) if tid else None,
-                                 tid, recent=time.time() - newest < 900))
+                                 tid, driver=driver))
     # Trials Tune knows but whose directory was never written (pending ones).
     seen = {t["trial_id"] for t in trials}
     for tid, s in state.items():
         if tid not in seen:
-            trials.append(_empty_trial(name, tid, join(path, s.get("dir") or tid), s))
+            trials.append(_empty_trial(name, tid, join(path, s.get("dir") or tid), s, driver))
     counts: dict[str, int] = {}
     for t in trials:
         counts[t["status"]] = counts.get(t["status"], 0) + 1
@@ -190,6 +195,8 @@ def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
            "lico_tune_version": run.get("lico_tune_version") if isinstance(run, dict) else None,
            "git_sha": run.get("git_sha") if isinstance(run, dict) else None,
            "state_file": state_name, "n_trials": len(trials), "status_counts": counts,
+           "n_planned": run.get("n_trials") if isinstance(run, dict) and isinstance(run.get("n_trials"), int) else None,
+           "run_state": driver.state, "run_note": driver.why,
            "fingerprint": fingerprint(storage, path), "warnings": warnings}
     return exp, trials
 
@@ -197,21 +204,23 @@ def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
 # ----------------------------------------------------------------------------- trials
 
 
-def _empty_trial(experiment: str, tid: str, path: str, s: dict) -> dict:
+def _empty_trial(experiment: str, tid: str, path: str, s: dict, driver: DriverState) -> dict:
     return {"experiment": experiment, "trial_id": tid, "trial_dir": basename(path), "path": path,
             "arm": (s.get("config") or {}).get("arm") or "-",
             "dataset": (s.get("config") or {}).get("data.name"), "seed": (s.get("config") or {}).get("train.seed"),
-            "status": TUNE_STATUS.get(s.get("status"), "pending"), "error": None, "error_detail": None,
+            "status": true_status(TUNE_STATUS.get(s.get("status"), "pending"), driver), "error": None,
+            "error_detail": None,
             "params": {k: v for k, v in (s.get("config") or {}).items() if k != "arm"},
             "final": {}, "best": {}, "n_epochs": 0, "history": [], "checkpoint": None, "gallery": None,
             "spec": None, "provenance": None, "warnings": [], "damaged": False, "usable": False}
 
 
 def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: dict,
-               state: Optional[dict], tid: Optional[str], recent: bool = False,
+               state: Optional[dict], tid: Optional[str], driver: Optional[DriverState] = None,
                status: Optional[str] = None) -> dict:
     """One trial directory -> a record. `status` (from a live Tune callback) wins over the
-    experiment state and over what the files suggest."""
+    experiment state and over what the files suggest; otherwise Ray's status is made true by the
+    driver's state (no driver given: the driver is taken to be gone)."""
     names = {f.name: f for f in inner}
     warnings: list[str] = []
     params = _load_json(storage, join(tdir, PARAMS_FILE)) if PARAMS_FILE in names else None
@@ -245,16 +254,16 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
             m = _TRIAL_ID.search(basename(tdir))
             tid = m.group(1) if m else basename(tdir)
 
-    if status is not None:
-        pass
-    elif state and state.get("status") in TUNE_STATUS:
-        status = TUNE_STATUS[state["status"]]
-    elif error_text:
-        status = "errored"
-    elif history and spec.get("train", {}).get("epochs") and history[-1].get("epoch", 0) >= spec["train"]["epochs"]:
-        status = "finished"
-    else:
-        status = "running" if recent else "interrupted"
+    if status is None:
+        if state and state.get("status") in TUNE_STATUS:
+            status = TUNE_STATUS[state["status"]]
+        elif error_text:
+            status = "errored"
+        elif history and spec.get("train", {}).get("epochs") and history[-1].get("epoch", 0) >= spec["train"]["epochs"]:
+            status = "finished"
+        else:
+            status = "running"
+        status = true_status(status, driver or DriverState(False, "interrupted", "no driver"))
 
     ckpts = sorted(n for n, f in names.items() if f.is_dir and n.startswith(CHECKPOINT_DIR_PREFIX))
     checkpoint = join(tdir, ckpts[-1]) if ckpts else None

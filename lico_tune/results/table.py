@@ -117,7 +117,8 @@ def build_results(root: str, experiments: list[dict], trials: list[dict], source
     df = pd.DataFrame(rows, columns=columns)
     if not df.empty:
         df = df.sort_values(["experiment", "trial_id"], kind="stable").reset_index(drop=True)
-    exp_cols = ["experiment", "path", "spec", "metrics", "arms", "created", "smoke", "n_trials", "status_counts",
+    exp_cols = ["experiment", "path", "spec", "metrics", "arms", "created", "smoke", "n_trials", "n_planned",
+                "run_state", "run_note", "status_counts",
                 "state_file", "lico_tune_version", "git_sha", "optuna_storage", "warnings"]
     edf = pd.DataFrame([{k: e.get(k) for k in exp_cols} for e in experiments], columns=exp_cols)
     warnings = [w for e in experiments for w in (e.get("warnings") or [])]

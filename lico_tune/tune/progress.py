@@ -9,6 +9,7 @@ table (`lico-tune run --verbose` keeps that table, `tuner.reporter`).
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Optional
 from ray.tune import Callback
 
 from ..errors import error_reason
+from .retry import retryable_text
 
 
 def _short(name: str) -> str:
@@ -66,14 +68,14 @@ class TrialEvents(Callback):
         self._say("done", trial, self._values(trial.last_result or {}))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._say("retry", trial, "failed; starting again (from its last checkpoint, if it wrote one)")
+        n, limit = trial.run_metadata.num_failures, trial.max_failures
+        of = "" if limit < 0 else f" {n} of {limit}"
+        self._say("retry", trial, f"{_reason(trial) or 'failed'}; retry{of}, from its last checkpoint if it wrote one")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        reason = error_reason(str(trial.get_error() or "")) if hasattr(trial, "get_error") else None
-        path = trial.error_file
-        if not reason and path and Path(path).is_file():
-            reason = error_reason(Path(path).read_text(errors="replace"))
-        self._say("ERROR", trial, reason or "failed (see error.txt in its directory)")
+        why = _reason(trial)
+        final = " (not retried: a retry cannot fix it)" if why and not retryable_text(why) else ""
+        self._say("ERROR", trial, (why or "failed (see error.txt in its directory)") + final)
 
     def on_step_end(self, iteration, trials, **info):
         now = time.monotonic()
@@ -83,6 +85,32 @@ class TrialEvents(Callback):
             return
         self.last_status = now
         print(status_line(trials, self.n_trials, now - self.started), flush=True)
+
+
+class _NoTrialTracebacks(logging.Filter):
+    """Drops Tune's 'Trial task failed for trial ...' record (its traceback is in the trial's error.txt
+    and train.log) and its 'Trials did not complete' summary: the ERROR and retry lines above say
+    which trial failed and why."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not msg.startswith(("Trial task failed for trial", "Trials did not complete"))
+
+
+def quiet_trial_tracebacks() -> None:
+    """Keep the terminal to one line per trial error (`lico-tune run --verbose` keeps Ray's tracebacks)."""
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTrialTracebacks) for f in logger.filters):
+            logger.addFilter(_NoTrialTracebacks())
+
+
+def _reason(trial) -> Optional[str]:
+    """The exception line of the trial's latest failure (Tune appends each one to error.txt)."""
+    path = trial.error_file
+    if path and Path(path).is_file():
+        return error_reason(Path(path).read_text(errors="replace").rsplit("Failure # ", 1)[-1])
+    return None
 
 
 def status_line(trials, n_trials: Optional[int], elapsed_s: float) -> str:

@@ -15,8 +15,13 @@ from ..integrity import record_manifest, verify_manifest
 from ..plan import Plan
 from ..preflight import check_resources
 from ..storage import join, normalise_root, read_text, write_text
+from ..results.tune_state import latest_state_name, read_state
+from ..storage import Storage
 from . import legacy
+from .driver import driving, remove_scratch
+from .retry import install as no_retry_of_permanent_errors
 from .interrupt import graceful_stop
+from .progress import quiet_trial_tracebacks
 from .summary import Summary, summarize
 from .trackers import check_trackers
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
@@ -74,12 +79,36 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool
               (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)
         tuner = build_tuner(plan, verbose, status_every_s)   # writes Ray's tuner.pkl
         record_manifest(plan.experiment_path)       # its checksum, checked before `resume` unpickles it
-        with graceful_stop() as stop:
-            results = tuner.fit()
-        return summarize(results, plan, out=out, interrupted=stop.received)
+        results, stopped_by = _fit(tuner, plan.experiment_path)
+        return summarize(results, plan, out=out, interrupted=stopped_by)
     finally:
         if started:
             ray.shutdown()
+        _remove_scratch(plan.experiment_path)
+
+
+def _fit(tuner: tune.Tuner, experiment_path: str):
+    """tuner.fit() under the driver record (lico_driver.json: who runs the experiment, and how it
+    ended) and the graceful SIGINT/SIGTERM stop; returns (ResultGrid, the signal that stopped it)."""
+    no_retry_of_permanent_errors()
+    with driving(experiment_path) as outcome, graceful_stop() as stop:
+        try:
+            results = tuner.fit()
+            outcome.set("finished")
+        finally:
+            if stop.received:            # a second signal raises KeyboardInterrupt out of fit()
+                outcome.set(stop.received)
+    return results, stop.received
+
+
+def _remove_scratch(experiment_path: str) -> None:
+    """The scratch folders of this experiment's trials that a stopped trial left behind."""
+    try:
+        storage = Storage(experiment_path)
+        state = read_state(storage, experiment_path, latest_state_name(e.name for e in storage.list(experiment_path)))
+        remove_scratch(state)
+    except OSError:
+        pass
 
 
 def load_plan(experiment_dir: str) -> Plan:
@@ -108,16 +137,17 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
                             f"(the run was stopped before its first snapshot); start it again with `lico-tune run`.")
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
         legacy.install()    # experiments started before lico_tune.tune existed name its old modules
+        quiet_trial_tracebacks()
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
-        with graceful_stop() as stop:
-            results = tuner.fit()
-        summary = summarize(results, plan, out=out, interrupted=stop.received)
+        results, stopped_by = _fit(tuner, experiment_dir)
+        summary = summarize(results, plan, out=out, interrupted=stopped_by)
         if not summary.n_unfinished:
             close_orphan_optuna_trials(plan)
         return summary
     finally:
         if started:
             ray.shutdown()
+        _remove_scratch(experiment_dir)
 
 
 def close_orphan_optuna_trials(plan: Plan) -> int:

@@ -111,6 +111,18 @@ def _best_lines(done: list[dict], metrics: dict[str, str], experiment: str) -> l
     return lines
 
 
+def _all_errored(errors: list[dict]) -> str:
+    """'every trial errored: REASON' (the distinct reasons, most frequent first, up to three)."""
+    reasons: dict[str, int] = {}
+    for r in errors:
+        reasons[r["error"]] = reasons.get(r["error"], 0) + 1
+    ranked = sorted(reasons, key=lambda k: -reasons[k])
+    if len(ranked) == 1:
+        return f"every trial errored: {ranked[0]}"
+    more = f"; and {len(ranked) - 3} other reason(s)" if len(ranked) > 3 else ""
+    return "every trial errored: " + "; ".join(f"{reasons[k]}x {k}" for k in ranked[:3]) + more
+
+
 def _front(done: list[dict], metrics: dict[str, str]) -> list[dict]:
     """The rows on the Pareto front of `metrics` (rows missing a metric are never on it)."""
     if not done:
@@ -129,11 +141,17 @@ def summarize(results, plan: Plan, out=sys.stdout, interrupted: Optional[str] = 
     unfinished = [r for r in rows if not r["error"] and not r["finished"]]
     lines = [f"\n== INTERRUPTED by {interrupted}: the experiment did not finish "
              f"(continue with: lico-tune resume {plan.experiment_path}) =="] if interrupted else []
-    lines += [f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, "
+    started = len(rows) if len(rows) >= plan.n_trials else f"{len(rows)} of {plan.n_trials} planned"   # a stopped search
+    lines += [f"\n== Summary of {plan.experiment}: {started} trials, {len(done)} finished, "
              f"{len(errors)} errored ==" if not unfinished else
-             f"\n== Summary of {plan.experiment}: {len(rows)} trials, {len(done)} finished, {len(errors)} errored, "
+             f"\n== Summary of {plan.experiment}: {started} trials, {len(done)} finished, {len(errors)} errored, "
              f"{len(unfinished)} unfinished (continue with: lico-tune resume {plan.experiment_path}) =="]
-    lines += _best_lines(done, metrics, plan.experiment)
+    for r in rows:      # as `lico-tune report` says it (results/liveness.py)
+        r["status"] = "errored" if r["error"] else "finished" if r["finished"] else "interrupted"
+    if rows and len(errors) == len(rows):
+        lines.append(_all_errored(errors))
+    else:
+        lines += _best_lines(done, metrics, plan.experiment)
     if len(metrics) >= 2:
         front = _front(done, metrics)
         lines.append(f"Pareto front ({', '.join(f'{m} {d}' for m, d in metrics.items())}): " +

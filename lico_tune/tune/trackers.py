@@ -5,9 +5,18 @@ The spec's `tracking` section turns them on. The driver logs, for each trial:
   Ray trial id (also as tags, so a tracker run links back to its trial directory);
 - every reported epoch's metrics (keys with a '/': `test/acc`, `train/mm`, `health/...`,
   `saliency/...`), at step = epoch;
-- at the end, the trial's gallery, trial spec, provenance and metrics as artifacts (when the trial
-  directory is on this machine's filesystem; for s3:// or gs:// storage the run gets an
-  `artifacts_uri` tag pointing at the trial directory instead).
+- at the end, the trial's final metrics (metrics.json's numbers) as the run's summary, and its
+  gallery, trial spec, provenance and metrics.json as artifacts (the gallery when the trial
+  directory is on this machine's filesystem; for s3:// or gs:// storage the run also gets an
+  `artifacts_uri` tag pointing at the trial directory).
+
+A trial writes metrics.json after its last report, and Tune copies it to storage only when it
+stops the trial's actor, after `on_trial_complete`. So a finished trial's run is closed once its
+metrics.json is in storage (checked every Tune step) or, at the latest, at the experiment's end
+(Tune has stopped every actor by then).
+
+Config values keep their types in W&B (epsilon is a number, not the text "0.1"); MLflow stores
+every parameter as text (its API), so there they are strings.
 
 The libraries are used directly (MlflowClient with explicit run ids, W&B runs created with
 `reinit="create_new"`), not through Ray's logger callbacks: those log only the searched values as
@@ -16,16 +25,22 @@ A resumed experiment continues the same tracker runs (found by the trial id tag 
 """
 from __future__ import annotations
 
+import json
 import math
 import re
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ray.tune import Callback
 
 from .. import layout
+from ..storage import Storage, join
 
 MLFLOW_PARAM_LIMIT = 100          # MlflowClient.log_batch accepts at most 100 params per call
+CLOSE_WAIT_S = 30.0               # longest wait for a finished trial's metrics.json before its run is closed anyway
+CHECK_EVERY_S = 1.0               # how often the driver looks for it
 
 
 def tracked_metrics(result: dict) -> dict[str, float]:
@@ -45,10 +60,29 @@ def artifact_location(cfg) -> Optional[str]:
     return None
 
 
-def _artifact_files(trial_dir: str) -> list[Path]:
-    root = Path(trial_dir)
-    names = [layout.TRIAL_SPEC, layout.PROVENANCE, layout.METRICS_FILE]
-    return [root / n for n in names if (root / n).is_file()]
+def _artifact_files(trial_dir: str, into: Path) -> list[Path]:
+    """The trial spec, provenance and metrics.json of a trial directory (local or s3://, gs://),
+    as local files (copied into `into` when the directory is remote)."""
+    if "://" not in trial_dir:
+        root = Path(trial_dir)
+        return [root / n for n in (layout.TRIAL_SPEC, layout.PROVENANCE, layout.METRICS_FILE) if (root / n).is_file()]
+    storage, out = Storage(trial_dir), []
+    for n in (layout.TRIAL_SPEC, layout.PROVENANCE, layout.METRICS_FILE):
+        text = storage.read_text(join(trial_dir, n))
+        if text is not None:
+            (into / n).write_text(text)
+            out.append(into / n)
+    return out
+
+
+def final_metrics(trial_dir: str) -> Optional[dict[str, float]]:
+    """The numeric metrics of a trial's metrics.json (None while it is not in storage)."""
+    text = Storage(trial_dir).read_text(join(trial_dir, layout.METRICS_FILE))
+    try:
+        data = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return tracked_metrics(data) if isinstance(data, dict) else None
 
 
 def check_trackers(tracking) -> None:
@@ -89,11 +123,17 @@ class TrackerCallback(Callback):
         self._mlflow_experiment_id: Optional[str] = None
         self._mlflow_runs: dict[str, str] = {}  # Ray trial id -> MLflow run id
         self._wandb_runs: dict[str, Any] = {}   # Ray trial id -> wandb Run
+        self._closing: dict[str, tuple] = {}    # Ray trial id -> (trial, deadline): finished, metrics.json awaited
+        self._checked = 0.0
 
     def __getstate__(self):                    # Tune pickles the callbacks into tuner.pkl
         state = dict(self.__dict__)
-        state.update(_mlflow=None, _mlflow_experiment_id=None, _mlflow_runs={}, _wandb_runs={})
+        state.update(_mlflow=None, _mlflow_experiment_id=None, _mlflow_runs={}, _wandb_runs={}, _closing={},
+                     _checked=0.0)
         return state
+
+    def __setstate__(self, state):             # a tuner.pkl of an older lico-tune lacks the newer fields
+        self.__dict__.update({"_closing": {}, "_checked": 0.0, **state})
 
     # ------------------------------------------------------------------ Tune hooks
 
@@ -130,12 +170,27 @@ class TrackerCallback(Callback):
             run.log({**metrics, "epoch": epoch})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._end(trial, failed=False)
+        self._closing[trial.trial_id] = (trial, time.time() + CLOSE_WAIT_S)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trial, failed=True)
+        self._closing.pop(trial.trial_id, None)
+        self._end(trial, failed=True, final=None)
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.time()
+        if now - self._checked < CHECK_EVERY_S:     # a look per second at most (a GET each on s3://)
+            return
+        self._checked = now
+        for trial_id, (trial, deadline) in list(self._closing.items()):
+            final = final_metrics(str(trial.path))
+            if final is not None or now > deadline:
+                self._closing.pop(trial_id)
+                self._end(trial, failed=False, final=final)
 
     def on_experiment_end(self, trials, **info):
+        for trial_id, (trial, _) in list(self._closing.items()):   # every actor has stopped and synced
+            self._closing.pop(trial_id)
+            self._end(trial, failed=False, final=final_metrics(str(trial.path)))
         if self._wandb_runs or self.tracking.wandb is not None:
             for trial_id in list(self._wandb_runs):
                 self._wandb_runs.pop(trial_id).finish()
@@ -144,8 +199,9 @@ class TrackerCallback(Callback):
 
     # ------------------------------------------------------------------ helpers
 
-    def _params(self, trial) -> dict[str, str]:
-        params = {k: str(v) for k, v in self.resolve(trial.config).items()}
+    def _params(self, trial) -> dict[str, Any]:
+        """The resolved config with its types (W&B keeps them; MLflow gets their text)."""
+        params = dict(self.resolve(trial.config))
         params["arm"] = str(trial.config.get("arm", "-"))
         return params
 
@@ -159,7 +215,7 @@ class TrackerCallback(Callback):
             client.update_run(run_id, status="RUNNING")
             return run_id
         run = client.create_run(self._mlflow_experiment_id, run_name=str(trial), tags=tags)
-        items = [Param(k, v[:6000]) for k, v in params.items()]
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), MLFLOW_PARAM_LIMIT):
             client.log_batch(run.info.run_id, params=items[i:i + MLFLOW_PARAM_LIMIT])
         return run.info.run_id
@@ -176,27 +232,47 @@ class TrackerCallback(Callback):
                           tags=[tags["arm"]], notes=f"Ray trial {trial.trial_id}: {trial.path}",
                           resume="allow", reinit="create_new")
 
-    def _end(self, trial, failed: bool) -> None:
+    def _end(self, trial, failed: bool, final: Optional[dict[str, float]]) -> None:
         trial_dir = str(trial.path)
         local = "://" not in trial_dir and Path(trial_dir).is_dir()
         gallery = Path(trial_dir) / layout.GALLERY
+        with tempfile.TemporaryDirectory(prefix="lico-tracker-") as tmp:
+            files = _artifact_files(trial_dir, Path(tmp))
+            self._end_mlflow(trial, failed, final, files, gallery if local else None)
+            self._end_wandb(trial, failed, final, files, gallery if local else None)
+
+    def _end_mlflow(self, trial, failed: bool, final, files: list[Path], gallery: Optional[Path]) -> None:
         run_id = self._mlflow_runs.pop(trial.trial_id, None)
-        if run_id:
-            if self.tracking.mlflow.artifacts and local:
-                for file in _artifact_files(trial_dir):
-                    self._mlflow.log_artifact(run_id, str(file))
-                if gallery.is_dir():
-                    self._mlflow.log_artifacts(run_id, str(gallery), artifact_path=layout.GALLERY)
-            elif not local:
-                self._mlflow.set_tag(run_id, "artifacts_uri", trial_dir)
-            self._mlflow.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+        if not run_id:
+            return
+        if final:   # metrics only metrics.json has (the last result carries the others already)
+            from mlflow.entities import Metric
+            last = tracked_metrics(trial.last_result or {})
+            epoch = int((trial.last_result or {}).get("epoch") or 0)
+            extra = [Metric(k, v, int(time.time() * 1000), epoch) for k, v in final.items() if k not in last]
+            if extra:
+                self._mlflow.log_batch(run_id, metrics=extra)
+        if self.tracking.mlflow.artifacts:
+            for file in files:
+                self._mlflow.log_artifact(run_id, str(file))
+            if gallery is not None and gallery.is_dir():
+                self._mlflow.log_artifacts(run_id, str(gallery), artifact_path=layout.GALLERY)
+        if gallery is None:
+            self._mlflow.set_tag(run_id, "artifacts_uri", str(trial.path))
+        self._mlflow.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+    def _end_wandb(self, trial, failed: bool, final, files: list[Path], gallery: Optional[Path]) -> None:
         run = self._wandb_runs.pop(trial.trial_id, None)
-        if run is not None:
-            if self.tracking.wandb.artifacts and local and gallery.is_dir():
-                import wandb
-                art = wandb.Artifact(f"gallery-{run.id}", type="saliency-gallery")
+        if run is None:
+            return
+        if final:
+            run.summary.update(final)
+        if self.tracking.wandb.artifacts and (files or (gallery is not None and gallery.is_dir())):
+            import wandb
+            art = wandb.Artifact(f"gallery-{run.id}", type="saliency-gallery")
+            if gallery is not None and gallery.is_dir():
                 art.add_dir(str(gallery))
-                for file in _artifact_files(trial_dir):
-                    art.add_file(str(file))
-                run.log_artifact(art)
-            run.finish(exit_code=1 if failed else 0)
+            for file in files:
+                art.add_file(str(file))
+            run.log_artifact(art)
+        run.finish(exit_code=1 if failed else 0)

@@ -19,13 +19,14 @@ import shutil
 import socket
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import ray
 import yaml
 from ray import tune
 
-from ..layout import CHECKPOINT_FILE, GALLERY, METRICS_FILE, PROVENANCE, TRAIN_LOG, TRIAL_SPEC
+from ..layout import CHECKPOINT_FILE, GALLERY, METRICS_FILE, PROVENANCE, TRAIN_LOG, TRIAL_SPEC, scratch_prefix
 from ..provenance import provenance
 from ..selection import TRIAL_INDEX, config_id
 from ..trial_config import resolve_trial
@@ -64,7 +65,7 @@ def run_trial(config: dict, runtime: dict) -> None:
     (trial_dir / TRIAL_SPEC).write_text(spec_text)
     (trial_dir / PROVENANCE).write_text(json.dumps(info, indent=2))
 
-    scratch = Path(tempfile.mkdtemp(prefix=f"lico-{ctx.get_trial_id()}-"))
+    scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix(ctx.get_trial_id())))   # the driver removes it if we are killed
     log_file = open(trial_dir / TRAIN_LOG, "a", buffering=1)
 
     def log(msg: str) -> None:
@@ -108,7 +109,7 @@ def run_trial(config: dict, runtime: dict) -> None:
         if (scratch / METRICS_FILE).exists():
             shutil.copy2(scratch / METRICS_FILE, trial_dir / METRICS_FILE)
     except Exception as exc:
-        log(f"failed: {type(exc).__name__}: {exc}")
+        log(f"failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")   # the terminal gets one line
         raise
     finally:
         log_file.close()

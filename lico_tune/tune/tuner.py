@@ -10,7 +10,7 @@ from ray import tune
 from ..layout import trial_dirname as _dirname
 from ..plan import Plan
 from .callbacks import CatalogCallback, KeepResultsOnRetry
-from .progress import TrialEvents
+from .progress import TrialEvents, quiet_trial_tracebacks
 from .searchers import scheduler, search_algorithm
 from .trainable import make_trainable
 from ..trial_config import resolve_trial
@@ -87,6 +87,7 @@ def build_tuner(plan: Plan, verbose: bool = False, status_every_s: float = 30.0)
     callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage), *tracker_callbacks(plan)]
     if not verbose:
         callbacks.append(TrialEvents(list(plan.metrics), plan.n_trials, status_every_s))
+        quiet_trial_tracebacks()
     run_config = tune.RunConfig(
         name=plan.experiment, storage_path=plan.storage, callbacks=callbacks,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=s.num_to_keep),

@@ -1,0 +1,142 @@
+"""Is an experiment's driver still running? The fact that turns Ray's saved statuses into true ones.
+
+Ray Tune saves a trial that was running when its driver stopped (Ctrl-C, SIGTERM, SIGKILL, a
+crash) as RUNNING, and `ray.tune.ExperimentAnalysis` reads it back as PENDING: neither says that
+nothing runs it any more. So `lico-tune run` and `resume` keep one small record of their driver
+in the experiment directory, `lico_driver.json` (DRIVER_FILE):
+
+    {"pid": 1234, "host": "node-1", "proc_start": "81234", "started": 1764900000.0,
+     "heartbeat": 1764900030.0, "ended": null, "outcome": null}
+
+written when the driver starts, refreshed every HEARTBEAT_S while it runs (a Tune callback), and
+closed with `ended` and `outcome` ('finished', 'SIGINT', 'SIGTERM', 'failed': an exception) when it
+stops. A SIGKILLed driver closes nothing; it is found dead by its PID (same host: the process is
+gone, or the PID now belongs to another process) or by a stale heartbeat (another host).
+
+`driver_state` gives the experiment's state; `true_status` the status of a trial under it: a
+trial Ray left RUNNING, PENDING or PAUSED in an experiment whose driver is gone is 'interrupted'.
+No Ray import: the report and the dashboard read this on machines without Ray.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from ..layout import DRIVER_FILE, SUMMARY_FILE
+from ..storage import Storage, join
+
+HEARTBEAT_S = 30.0          # how often a running driver refreshes its heartbeat
+STALE_S = 4 * HEARTBEAT_S   # a heartbeat older than this (another host's driver) means the driver is gone
+LEGACY_RECENT_S = 900       # experiments from before DRIVER_FILE: live when their files changed this recently
+UNFINISHED = ("running", "pending", "paused")
+
+
+def _proc_start(pid: int) -> Optional[str]:
+    """The start time of process `pid` (field 22 of /proc/PID/stat), None when there is no such process.
+    With it a PID reused by another process is not taken for the driver."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        if not os.path.isdir("/proc"):          # not Linux: only whether the PID exists
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return None
+            except PermissionError:
+                pass
+            return "?"
+        return None
+    if fields[0] == b"Z":                       # a zombie has ended
+        return None
+    return fields[19].decode()
+
+
+def driver_record(pid: Optional[int] = None) -> dict:
+    """A new record of this process as an experiment's driver."""
+    pid = pid or os.getpid()
+    now = time.time()
+    return {"pid": pid, "host": socket.gethostname(), "proc_start": _proc_start(pid), "started": now,
+            "heartbeat": now, "ended": None, "outcome": None}
+
+
+def write_driver(storage: Storage, experiment_path: str, record: dict) -> None:
+    """Write the record (locally through a rename, so that a reader never sees half a file)."""
+    path, text = join(experiment_path, DRIVER_FILE), json.dumps(record, indent=1)
+    if not storage.is_local:
+        storage.write_text(path, text)
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    storage.write_text(tmp, text)
+    os.replace(tmp, path)
+
+
+def read_driver(storage: Storage, experiment_path: str) -> Optional[dict]:
+    text = storage.read_text(join(experiment_path, DRIVER_FILE))
+    try:
+        rec = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def driver_alive(rec: dict, now: Optional[float] = None) -> bool:
+    """Whether the driver of a record that was not closed is still running."""
+    if rec.get("ended"):
+        return False
+    if rec.get("host") == socket.gethostname() and isinstance(rec.get("pid"), int):
+        start = _proc_start(rec["pid"])
+        return start is not None and (rec.get("proc_start") in (None, "?") or start == rec["proc_start"])
+    beat = rec.get("heartbeat")
+    return isinstance(beat, (int, float)) and (now or time.time()) - beat < STALE_S
+
+
+@dataclass
+class DriverState:
+    live: bool                    # a driver is running this experiment now
+    state: str                    # 'running', 'finished', 'interrupted'
+    why: str                      # one line: 'SIGINT', 'driver gone (pid 123 on host h)', ...
+
+
+def driver_state(storage: Storage, path: str, newest_mtime: Optional[float] = None) -> DriverState:
+    """The experiment's state from its driver record (older experiments: from summary.json, else
+    from how recently its files changed: `newest_mtime`, read from the directory when not given)."""
+    rec = read_driver(storage, path)
+    if rec is not None:
+        if driver_alive(rec):
+            return DriverState(True, "running", f"driver pid {rec.get('pid')} on {rec.get('host')}")
+        outcome = rec.get("outcome")
+        if outcome == "finished":
+            return DriverState(False, "finished", "finished")
+        if outcome in ("SIGINT", "SIGTERM"):
+            return DriverState(False, "interrupted", f"stopped by {outcome}")
+        if outcome:
+            return DriverState(False, "interrupted", f"its driver {outcome}")
+        return DriverState(False, "interrupted", f"its driver, pid {rec.get('pid')} on {rec.get('host')}, is gone "
+                                                 f"(killed or crashed)")
+    summary = storage.read_text(join(path, SUMMARY_FILE))
+    if summary is not None:
+        try:
+            rows = json.loads(summary)
+            first = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
+        except ValueError:
+            first = {}
+        if first.get("interrupted"):
+            return DriverState(False, "interrupted", f"stopped by {first['interrupted']}")
+        return DriverState(False, "finished", "summary written")
+    if newest_mtime is None:
+        newest_mtime = max((e.mtime for e in storage.list(path)), default=0.0)
+    if time.time() - newest_mtime < LEGACY_RECENT_S:
+        return DriverState(True, "running", "files changed recently (no driver record)")
+    return DriverState(False, "interrupted", "no driver record and no summary")
+
+
+def true_status(status: str, driver: DriverState) -> str:
+    """A trial's status as it is: one Ray left unfinished under a driver that is gone was interrupted."""
+    if not driver.live and status in UNFINISHED:
+        return "interrupted"
+    return status
