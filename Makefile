@@ -15,7 +15,7 @@ STORAGE ?= $(HOME)/lico-tune-results
 step = t0=$$(date +%s); if ( $(2) ) >>$(LOG) 2>&1; then echo "$(1): ok ($$(( $$(date +%s) - t0 )) s)"; \
        else echo "$(1): FAILED, last lines of $(LOG):"; tail -n 25 $(LOG); exit 1; fi
 
-.PHONY: install demo train dashboard test data browser bench
+.PHONY: install demo train dashboard test data browser shellcheck bench
 
 $(DEPS_STAMP):
 	@mkdir -p $(VENV) && : > $(LOG)
@@ -38,6 +38,11 @@ browser:
 	@command -v chromium >/dev/null || { mkdir -p $(VENV); $(call step,browser (Debian package chromium),apt-get update -qq && apt-get install -y -qq chromium) || \
 	  { echo "Could not install chromium; run 'sudo apt-get install chromium'"; exit 1; }; }
 
+# shellcheck checks the SLURM recipe in the tests.
+shellcheck:
+	@command -v shellcheck >/dev/null || { mkdir -p $(VENV); $(call step,shellcheck (Debian package shellcheck),apt-get update -qq && apt-get install -y -qq shellcheck) || \
+	  { echo "Could not install shellcheck; run 'sudo apt-get install shellcheck'"; exit 1; }; }
+
 # The quick-start ablation as a Ray Tune sweep (a new experiment each time), its report with the
 # health of the LICO terms, the saliency maps of the best LICO trial, and what to do next.
 demo: install data
@@ -51,7 +56,7 @@ dashboard: install
 train: install data
 	$(VENV)/bin/lico-tune train search_spaces/quickstart.yaml
 
-test: install data browser
+test: install data browser shellcheck
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: install data
