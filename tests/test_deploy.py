@@ -3,7 +3,7 @@ it names), its Dockerfile (everything it copies exists; it installs this reposit
 entrypoint expects search_spaces/), ray_cluster.yaml (pinned image, an instance profile on every
 node type) and the SLURM batch script (bash -n, shellcheck when installed, SQLite off NFS); the
 `lico-tune` command each one runs is accepted by lico-tune's own parser and names a spec that
-validates, and the README's cluster commands match the recipes."""
+validates, and the cluster commands of the docs (docs/cluster.md, the README's summary) match the recipes."""
 import copy
 import json
 import re
@@ -24,6 +24,7 @@ SBATCH = ROOT / "deploy" / "slurm" / "lico-tune.sbatch"
 DOCKERFILE = ROOT / "deploy" / "kuberay" / "Dockerfile"
 CLUSTER = ROOT / "ray_cluster.yaml"
 README = ROOT / "README.md"
+CLUSTER_DOC = ROOT / "docs" / "cluster.md"
 
 
 def _check_command(argv: list[str]) -> None:
@@ -185,10 +186,10 @@ def test_ray_cluster_yaml_pins_its_image_and_gives_every_node_type_an_instance_p
     assert not any("ray[" in c for c in cfg["setup_commands"]), "Ray comes with the pinned image"
 
 
-def test_the_readme_cluster_commands_match_the_recipes():
-    text = README.read_text()
-    section = text[text.index("### On a cluster"):text.index("### Experiment trackers")]
-    submits = re.findall(r"ray job submit[^\n]*", section)
+def test_the_documented_cluster_commands_match_the_recipes():
+    text = CLUSTER_DOC.read_text()
+    section = text[text.index("## On a cluster"):text.index("## Experiment trackers")]
+    submits = re.findall(r"ray job submit[^\n]*", section) + re.findall(r"ray job submit[^\n]*", README.read_text())
     assert submits and all("--working-dir ." in s for s in submits), submits
     assert "for role in lico-tune-head lico-tune-worker; do" in section and "create-instance-profile" in section
     cfg = yaml.safe_load(CLUSTER.read_text())
