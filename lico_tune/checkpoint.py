@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import BadInput
 from .integrity import CHECKSUM_KEY, tensor_digest
 from .layout import CHECKPOINT_FILE
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(BadInput, RuntimeError):
     """A checkpoint that is missing, damaged, or does not fit the model."""
 
 

@@ -17,6 +17,7 @@ import lico_tune
 from .cli_help import epilog, train_display
 from .layout import CATALOG_FILE, CHECKPOINT_FILE, DEFAULT_STORAGE
 from .names import SALIENCY_METHODS
+from .errors import BadInput
 from .spec import SpecError, dump_yaml, json_schema, load_spec
 
 from .cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, error as _error, say as _say
@@ -62,27 +63,16 @@ def cmd_schema(args) -> int:
 
 def cmd_train(args) -> int:
     # Imported here so `validate` and `schema` stay fast and need no torch import.
-    from .checkpoint import CheckpointError
-    from .data import DatasetMissing
     from .layout import METRICS_FILE
-    from .models import TextEncoderMissing
-    from .train import ResumeMismatch, TrialConfigError, TrialDiverged, train_trial
+    from .train import TrialDiverged, train_trial
 
-    try:
-        spec = _load(args.spec, args.set)
-    except SpecError as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
+    spec = _load(args.spec, args.set)
     out = _train_out(args, spec.name)
     if out is None:
         return EXIT_BAD_INPUT
     log, progress, close = train_display(args.quiet)
     try:
         final = train_trial(spec.base, out, log=log, resume=args.resume, progress=progress)
-    except (DatasetMissing, TextEncoderMissing, CheckpointError, ResumeMismatch, TrialConfigError,
-            FileExistsError) as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
     except TrialDiverged as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -112,20 +102,14 @@ def _train_out(args, spec_name: str) -> Optional[Path]:
 def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
     from .plan import plan_search
-    try:
-        plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage,
-                           smoke=args.smoke_test)
-        from .preflight import preflight
-        preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
-        if not plan.smoke and (note := _cost_note(args.spec)):
-            _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
-                                                     "takes far longer." if not plan.spec.resources.gpu else ""))
-        from .tune import run
-        summary = run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every)
-    except SpecError as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
-    return _sweep_exit(summary)
+    plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage, smoke=args.smoke_test)
+    from .preflight import preflight
+    preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
+    if not plan.smoke and (note := _cost_note(args.spec)):
+        _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
+                                                 "takes far longer." if not plan.spec.resources.gpu else ""))
+    from .tune import run
+    return _sweep_exit(run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every))
 
 
 def _cost_note(path: str) -> Optional[str]:
@@ -148,25 +132,16 @@ def _sweep_exit(summary) -> int:
 
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
-    try:
-        from .preflight import check_resume
-        check_resume(args.experiment_dir)            # plan and checksums, before Ray starts
-        from .tune import resume
-        summary = resume(args.experiment_dir, address=args.address)
-    except SpecError as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
-    return _sweep_exit(summary)
+    from .preflight import check_resume
+    check_resume(args.experiment_dir)            # plan and checksums, before Ray starts
+    from .tune import resume
+    return _sweep_exit(resume(args.experiment_dir, address=args.address))
 
 
 def cmd_rerun(args) -> int:
     """Retrain one trial from its record; exit 0 when bit-identical, 1 when not."""
-    from .checkpoint import CheckpointError
-    from .data import DatasetMissing
-    from .models import TextEncoderMissing
-    from .rerun import RecordError, find_record, rerun, warnings_for
-    from .spec import SpecError as _SpecError
-    from .train import TrialConfigError, TrialDiverged
+    from .rerun import find_record, rerun, warnings_for
+    from .train import TrialDiverged
     try:
         rec = find_record(args.trial_dir)
         for w in warnings_for(rec):
@@ -174,10 +149,6 @@ def cmd_rerun(args) -> int:
         _say(f"retraining {args.trial_dir} ({rec.kind} record, epoch {rec.epoch} of {rec.config.train.epochs}, "
              f"seed {rec.config.train.seed})")
         rec, cmp, out = rerun(args.trial_dir, args.out, log=None if args.quiet else _say)
-    except (RecordError, CheckpointError, DatasetMissing, TextEncoderMissing, TrialConfigError, FileExistsError,
-            _SpecError, ValueError) as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
     except TrialDiverged as exc:
         _error(f"the rerun diverged where the record did not: {exc}")
         return EXIT_FAILED
@@ -199,8 +170,6 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .checkpoint import CheckpointError
-    from .data import DatasetMissing
     from .explain import explain
 
     checkpoint = args.checkpoint
@@ -208,16 +177,12 @@ def cmd_explain(args) -> int:
         from .results.pick import best_trial
         try:
             best = best_trial(args.checkpoint, arm=args.arm, dataset=args.dataset)
-        except (FileNotFoundError, KeyError) as exc:
-            _error(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        except KeyError as exc:
+            _error(str(exc.args[0]))
             return EXIT_BAD_INPUT
         _say(f"explaining the {best.reason()}")
         checkpoint = best.checkpoint
-    try:
-        out = explain(checkpoint, args.images, args.method or ["gradcam"], args.output, args.n, args.weights)
-    except (CheckpointError, DatasetMissing, FileNotFoundError) as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
+    out = explain(checkpoint, args.images, args.method or ["gradcam"], args.output, args.n, args.weights)
     _say(f"wrote {out} (overlays and curve data in {out.with_name(out.stem + '_files')})")
     return EXIT_OK
 
@@ -362,6 +327,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BadInput as exc:     # every error the user can fix, once: one paragraph, exit 2 (bugs keep their traceback)
+        _error(str(exc))
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _error("interrupted; the last finished epoch's checkpoint is kept (resume with --resume)")
         return 130

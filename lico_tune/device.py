@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .errors import BadInput
 
-class TrialConfigError(ValueError):
+
+class TrialConfigError(BadInput, ValueError):
     """A trial setting this machine cannot run (no CUDA, fp16 on the CPU)."""
 
 

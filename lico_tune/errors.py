@@ -1,7 +1,11 @@
 """Error types and the formatting of errors into one line a researcher can act on.
 
+- `BadInput`: the base of every error the user can fix (a spec, a missing dataset or weight file,
+  a damaged checkpoint, an output that already exists, a setting this machine cannot run). Its
+  message is one paragraph naming what is wrong and the fix; the CLI catches it once, prints it and
+  exits 2. Anything else is a bug and keeps its traceback.
 - `SpecError`: a spec (or an experiment directory) that cannot be used; its message names the
-  field path or file and the fix. The CLI prints it and exits 2.
+  field path or file and the fix.
 - `format_errors` / `first_error`: a pydantic ValidationError as `- field.path: message` lines,
   with a "did you mean" for misspelled field names.
 - `error_reason`: the exception line of a failed trial's traceback, for summaries and reports.
@@ -15,8 +19,20 @@ import re
 from typing import Optional
 
 
-class SpecError(ValueError):
+class BadInput(Exception):
+    """An error the user can fix; its message names what is wrong and how to fix it (CLI: exit 2)."""
+
+
+class SpecError(BadInput, ValueError):
     """A spec that cannot be used; the message names the field path and the fix."""
+
+
+class OutputExists(BadInput, FileExistsError):
+    """An output that would overwrite results already there."""
+
+
+class UnreadableInput(BadInput, FileNotFoundError):
+    """A file or directory the user named that is missing or cannot be read."""
 
 
 def suggest(word: str, candidates: list[str]) -> str:

@@ -10,6 +10,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import build_data
+from .errors import UnreadableInput
 from .models import build_classifier
 from .saliency.gallery import write_gallery
 from .saliency.trial import fixed_test_images
@@ -46,7 +47,7 @@ def load_image_files(paths: Sequence[str | Path], data) -> torch.Tensor:
         try:
             img = Image.open(path).convert(mode).resize((data.image_size, data.image_size), Image.BILINEAR)
         except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-            raise FileNotFoundError(f"Cannot read image {path}: {exc}. Pass PNG or JPEG files.") from None
+            raise UnreadableInput(f"Cannot read image {path}: {exc}. Pass PNG or JPEG files.") from None
         arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
         arr = arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)  # (C, H, W)
         out.append(arr)

@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .errors import BadInput, OutputExists
 from .layout import CHECKPOINT_DIR_PREFIX, CHECKPOINT_FILE as CHECKPOINT_NAME, METRICS_FILE, TRIAL_SPEC
 from .spec import TrialConfig
 
@@ -32,7 +33,7 @@ TIMING = ("images_per_s", "seconds")    # metric name endings that measure wall-
 SKIP = ("config", "class_names", "lico_tune_version", "git_sha", "git_dirty", "git_changes", "environment")
 
 
-class RecordError(ValueError):
+class RecordError(BadInput, ValueError):
     """A directory that is not a trial record (no checkpoint, no config)."""
 
 
@@ -191,7 +192,7 @@ def rerun(trial_dir: str | Path, out_dir: Optional[str | Path] = None,
     keep = out_dir is not None
     out = Path(out_dir) if keep else Path(tempfile.mkdtemp(prefix="lico-rerun-"))
     if keep and (out / CHECKPOINT_NAME).exists():
-        raise FileExistsError(f"{out} already holds a checkpoint; pass an empty --out directory.")
+        raise OutputExists(f"{out} already holds a checkpoint; pass an empty --out directory.")
     try:
         new = retrain(rec, out, log)
         if rec.metrics_only:

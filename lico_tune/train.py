@@ -20,6 +20,7 @@ from .data import build_data
 from .data.loader import iterate_batches
 from .determinism import configure as configure_determinism
 from .device import TrialConfigError, pick_device
+from .errors import BadInput, OutputExists
 from .models import build_classifier, build_prompt_learner
 from .models.lico import LicoModel
 from .health import Health
@@ -38,7 +39,7 @@ class TrialDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
 
 
-class ResumeMismatch(ValueError):
+class ResumeMismatch(BadInput, ValueError):
     """--resume with a spec that differs from the one the checkpoint was trained with."""
 
 
@@ -184,7 +185,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
         saved = load_checkpoint(ckpt_path)
         _check_resume(saved["config"], cfg)
     elif ckpt_path.exists():
-        raise FileExistsError(f"{out_dir} already holds a checkpoint. Pass --resume to continue it, "
+        raise OutputExists(f"{out_dir} already holds a checkpoint. Pass --resume to continue it, "
                               f"or choose another output directory.")
 
     parts = build_trial(cfg, device)

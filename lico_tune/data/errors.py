@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from ..errors import BadInput
 
-class DatasetMissing(FileNotFoundError):
+
+class DatasetMissing(BadInput, FileNotFoundError):
     """A dataset that is not on disk (or could not be downloaded).
 
     The message is one paragraph: which dataset, every place that was searched, and the command

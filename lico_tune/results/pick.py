@@ -13,6 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
+from ..errors import UnreadableInput
 from ..layout import CHECKPOINT_FILE, RUN_FILE
 from ..storage import Storage, basename, join
 from .scan import load_yaml_or_none, find_experiments, is_experiment, metric_mode, scan_experiment
@@ -40,13 +41,13 @@ def experiment_dir(path: str) -> str:
     results root). Raises FileNotFoundError when there is none."""
     storage = Storage(path)
     if not storage.exists():
-        raise FileNotFoundError(f"{path}: no such directory. Pass an experiment directory "
+        raise UnreadableInput(f"{path}: no such directory. Pass an experiment directory "
                                 f"(<storage>/<experiment>, as `lico-tune run` printed) or a results root.")
     if is_experiment(storage.list(storage.root)):
         return storage.root
     found = find_experiments(storage)
     if not found:
-        raise FileNotFoundError(f"{path} holds no experiment (no <experiment>/{RUN_FILE}); run "
+        raise UnreadableInput(f"{path} holds no experiment (no <experiment>/{RUN_FILE}); run "
                                 f"`lico-tune run SPEC --storage {path}` first.")
     return max(found, key=lambda p: (_created(storage, p), basename(p)))
 

@@ -24,11 +24,12 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ...errors import BadInput
 from ...spec import TextConfig
 from .prompts import PromptLayout, build_layout
 
 
-class TextEncoderMissing(FileNotFoundError):
+class TextEncoderMissing(BadInput, FileNotFoundError):
     """A text encoder's weight file is not here; the message says what, where we looked, and how to get it."""
 
 
