@@ -32,10 +32,19 @@ def repeat_seed(seed: int, index: int) -> int:
     return int(seed) + int(index)
 
 
+SEED_COLUMNS = ("seed", SEED_PATH, TRIAL_INDEX)  # the results table's seed, the field, Ray's repeat index
+
+
+def is_seed(name: str) -> bool:
+    """Whether a parameter or column is a trial's seed (noise, never a hyperparameter): the one rule
+    the configuration id, the best-configuration table and the dashboard use."""
+    return name in SEED_COLUMNS
+
+
 def config_id(params: dict) -> str:
     """The id shared by the seeds of one configuration: a hash of the trial's params (arm, grid
     and sampled values) without the repeat index and the seed. 10 hex digits."""
-    key = {k: v for k, v in params.items() if k not in (TRIAL_INDEX, SEED_PATH)}
+    key = {k: v for k, v in params.items() if not is_seed(k)}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

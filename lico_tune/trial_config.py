@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from .selection import TRIAL_INDEX, repeat_seed
+from .selection import SEED_PATH, TRIAL_INDEX, repeat_seed
 from .spec import TrialConfig, field_paths, get_path, set_path
 
 
@@ -26,7 +26,7 @@ def resolve_trial(runtime: dict, params: dict) -> TrialConfig:
     for path, value in (runtime["arms"].get(arm, {}) if arm is not None else {}).items():
         set_path(tree, path, value)
     if TRIAL_INDEX in params:      # repeat i of a configuration (search.repeats)
-        set_path(tree, "train.seed", repeat_seed(get_path(tree, "train.seed"), params[TRIAL_INDEX]))
+        set_path(tree, SEED_PATH, repeat_seed(get_path(tree, SEED_PATH), params[TRIAL_INDEX]))
     for path, cap in runtime.get("limits", {}).items():
         now = get_path(tree, path)
         set_path(tree, path, cap if now is None else min(now, cap))

@@ -207,3 +207,13 @@ def test_random_with_repeats_goes_through_the_repeater_and_smoke_keeps_two_trial
     assert space == {} and num_samples == plan.n_trials == 12
     smoke = plan_search(load_spec(REPO / "search_spaces" / "ot_eps.yaml"), storage=str(tmp_path), smoke=True)
     assert (smoke.spec.search.repeats, smoke.spec.search.num_samples, smoke.n_trials) == (2, 1, 2)
+
+
+def test_one_seed_rule_for_config_ids_best_configs_and_the_dashboard():
+    """selection.is_seed is the one rule: the seed, the train.seed field and Ray's repeat index are
+    seeds; a searched value is not, not even one whose name holds 'seed'."""
+    from lico_tune.selection import TRIAL_INDEX, config_id, is_seed
+    assert all(is_seed(c) for c in ("seed", "train.seed", TRIAL_INDEX))
+    assert not any(is_seed(c) for c in ("lico.ot.epsilon", "data.val_seed", "arm"))
+    a = {"arm": "lico", "lico.ot.epsilon": 0.1, "train.seed": 0, TRIAL_INDEX: 0}
+    assert config_id(a) == config_id({**a, "train.seed": 3, TRIAL_INDEX: 2}) != config_id({**a, "lico.ot.epsilon": 0.2})

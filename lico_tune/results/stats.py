@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..selection import TRIAL_INDEX
+from ..selection import is_seed
 
 from .power import mde_paired, tost_paired
 from .ranges import clip as _clip
@@ -332,7 +332,7 @@ def _eta_squared(df: pd.DataFrame, params: list[str], metric: str) -> dict[str, 
 
 
 def best_configs(trials: pd.DataFrame, metrics: dict[str, str], params: Sequence[str],
-                 seed_columns: Sequence[str] = ("seed", "train.seed", TRIAL_INDEX), level: float = 0.95,
+                 level: float = 0.95,
                  method: str = "t") -> pd.DataFrame:
     """For each metric, the configuration (arm, dataset and the searched parameters that vary,
     except the seed and the repeat index) with the best mean over its seeds. Only configurations
@@ -345,7 +345,7 @@ def best_configs(trials: pd.DataFrame, metrics: dict[str, str], params: Sequence
     if trials.empty:
         return pd.DataFrame(columns=cols)
     # The configuration: searched values that vary (fixed ones and the seed say nothing).
-    cfg_cols = [p for p in params if p in trials.columns and p not in seed_columns and p != "data.name"
+    cfg_cols = [p for p in params if p in trials.columns and not is_seed(p) and p != "data.name"
                 and trials[p].nunique(dropna=False) > 1]
     for (exp, dataset), g in trials.groupby(["experiment", "dataset"], sort=True):
         for m, mode in metrics.items():
