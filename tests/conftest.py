@@ -5,6 +5,8 @@ import pytest
 import torch
 from torch import nn
 
+from ray_helpers import ray_tmp  # noqa: F401  (the fixture every Ray test asks for by name)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -6,7 +6,7 @@ import copy
 import re
 import time
 
-from ray_helpers import lico_tune, ray_tmp, trial_dirs, write_spec  # noqa: F401
+from ray_helpers import lico_tune, trial_dirs, write_spec
 
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}

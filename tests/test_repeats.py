@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from ray_helpers import REPO, lico_tune, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
+from ray_helpers import REPO, lico_tune, result_rows, trial_dirs, write_spec
 from scipy import stats
 
 from lico_tune.data import build_data

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from ray_helpers import REPO, kill_started, lico_tune, ray_env, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
+from ray_helpers import REPO, kill_started, lico_tune, ray_env, result_rows, trial_dirs, write_spec
 
 EPOCHS = 3
 

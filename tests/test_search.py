@@ -7,7 +7,7 @@ import re
 import optuna
 import pytest
 import yaml
-from ray_helpers import REPO, lico_tune, ray_tmp, result_rows, trial_dirs, write_spec  # noqa: F401
+from ray_helpers import REPO, lico_tune, result_rows, trial_dirs, write_spec
 
 from lico_tune.errors import error_reason
 from lico_tune.plan import plan_search

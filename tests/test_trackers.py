@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import yaml
-from ray_helpers import lico_tune, ray_tmp, trial_dirs, write_spec  # noqa: F401
+from ray_helpers import lico_tune, trial_dirs, write_spec
 
 
 def wandb_records(path: Path):

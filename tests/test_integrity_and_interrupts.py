@@ -21,7 +21,7 @@ from lico_tune.errors import SpecError
 from lico_tune.layout import CATALOG_FILE, MANIFEST_FILE, RUN_FILE, TUNER_FILE
 from lico_tune.plan import plan_search
 from lico_tune.spec import validate_spec
-from ray_helpers import REPO, kill_started, ray_env, ray_tmp, write_spec  # noqa: F401
+from ray_helpers import REPO, kill_started, ray_env, write_spec
 
 
 def _spec(tree: dict, **sections):

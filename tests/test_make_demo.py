@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import yaml
-from ray_helpers import REPO, ray_env, ray_tmp, trial_dirs, write_spec  # noqa: F401
+from ray_helpers import REPO, ray_env, trial_dirs, write_spec
 
 from lico_tune.cli import main
 from lico_tune.layout import newest_stamped
