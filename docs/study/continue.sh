@@ -19,11 +19,18 @@ MAX_FILE=$((4 * 1024 * 1024))          # larger files (a fine-tuned encoder's ch
 if [ "${1:-}" = --save ]; then
   rm -rf "$STATE" && mkdir -p "$(dirname "$STATE")"
   cp -r "$STORAGE/$NAME" "$STATE"
-  # A finished trial's large checkpoint is not needed to resume; an unfinished trial's is: say so.
-  find "$STATE" -type f -size +$((MAX_FILE / 1024))k | while read -r big; do
-    trial=${big#"$STATE"/}; trial=${trial%%/*}
-    [ -f "$STATE/$trial/metrics.json" ] || echo "WARNING: $big belongs to an unfinished trial; resume will restart it" >&2
-    rm -f "$big"
+  # A finished trial's weights are not needed to resume (its metrics are; `lico-tune rerun` of such a
+  # record compares the metrics): they are left out. An unfinished trial keeps its last checkpoint,
+  # unless it is too large to commit: then resume cannot continue it, and this says so.
+  for trial in "$STATE"/trial_*/; do
+    if [ -f "$trial/metrics.json" ]; then
+      find "$trial" -name '*.pt' -delete
+    else
+      find "$trial" -type f -size +$((MAX_FILE / 1024))k | while read -r big; do
+        echo "WARNING: $big (unfinished trial) is over 4 MiB and left out: stop the study when no such trial runs" >&2
+        rm -f "$big"
+      done
+    fi
   done
   du -sh "$STATE"
   exit
