@@ -57,7 +57,7 @@ def _check_state(state, path: Path) -> None:
     tensors still match the checksum written with them (checkpoints older than the checksum pass)."""
     from pydantic import ValidationError
     from .errors import first_error
-    from .spec import TrialConfig
+    from .spec import TrialConfig, saved_trial
     if not isinstance(state, dict):
         raise _damaged(path, f"it holds a {type(state).__name__}, not a dict of model state and config")
     missing = [k for k in ("model", "config", "epoch") if k not in state]
@@ -66,7 +66,7 @@ def _check_state(state, path: Path) -> None:
     if not isinstance(state["model"], dict) or not isinstance(state["config"], dict):
         raise _damaged(path, "its model or config entry is not a mapping")
     try:
-        TrialConfig.model_validate(state["config"])
+        TrialConfig.model_validate(saved_trial(state["config"]))
     except ValidationError as exc:
         raise _damaged(path, f"its saved config is not valid: {first_error(exc, TrialConfig)}") from None
     recorded = state.get(CHECKSUM_KEY)

@@ -14,14 +14,14 @@ from .errors import UnreadableInput
 from .models import build_classifier
 from .saliency.gallery import write_gallery
 from .saliency.trial import fixed_test_images
-from .spec import validate_trial
+from .spec import saved_trial, validate_trial
 
 
 def load_classifier(checkpoint: str | Path, weights: str = "ema"):
     """(classifier in eval mode, trial config, data bundle) from a checkpoint file or run dir.
     weights: 'ema' (when the checkpoint has EMA weights) or 'raw'."""
     state = load_checkpoint(checkpoint)
-    cfg = validate_trial(state["config"], source=f"the spec saved in {checkpoint}")
+    cfg = validate_trial(saved_trial(state["config"]), source=f"the spec saved in {checkpoint}")
     data = build_data(cfg.data, seed=cfg.train.seed)
     classifier = build_classifier(cfg.model, data.num_classes, data.in_channels)
     if weights == "ema" and state.get("ema") is not None:

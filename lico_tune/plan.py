@@ -48,7 +48,7 @@ from pydantic import ValidationError
 from .errors import SpecError, first_error
 from .layout import OPTUNA_FILE, RUN_FILE, cache_path, stamped
 from .selection import check_repeats, check_selection
-from .spec import Spec, TrialConfig, validate_spec
+from .spec import Spec, TrialConfig, saved_trial, validate_spec
 from .safe_yaml import load_text
 from .spec_checks import check_distribution, check_name, check_optuna_url, check_storage
 from .storage import is_uri, join, normalise_root
@@ -130,6 +130,8 @@ class Plan:
         if not isinstance(data, dict) or not isinstance(data.get("spec"), dict) or "experiment" not in data:
             raise SpecError(f"{RUN_FILE} is damaged: it lacks the experiment's spec or name (it is written by "
                             f"`lico-tune run`). Restore it from a copy or start the experiment again.")
+        if isinstance(data["spec"].get("base"), dict):   # saved by the run: read with today's fields
+            data["spec"]["base"] = saved_trial(data["spec"]["base"])
         plan = plan_search(validate_spec(data["spec"], source=RUN_FILE), name=data["experiment"],
                            storage=data["storage"], new=False)
         plan.arms, plan.grid = data.get("arms") or {}, data.get("grid") or {}

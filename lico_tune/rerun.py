@@ -27,7 +27,7 @@ import yaml
 from .checkpoint import CheckpointError, load_checkpoint
 from .errors import BadInput, OutputExists
 from .layout import CHECKPOINT_DIR_PREFIX, CHECKPOINT_FILE as CHECKPOINT_NAME, METRICS_FILE, TRIAL_SPEC
-from .spec import TrialConfig
+from .spec import TrialConfig, saved_trial
 
 TIMING = ("images_per_s", "seconds")    # metric name endings that measure wall-clock time
 SKIP = ("config", "class_names", "lico_tune_version", "git_sha", "git_dirty", "git_changes", "environment")
@@ -72,7 +72,7 @@ def find_record(trial_dir: str | Path) -> Record:
         state = load_checkpoint(d / CHECKPOINT_NAME)
         if "config" not in state:
             raise RecordError(f"{d / CHECKPOINT_NAME} holds no trial config: it was not written by lico-tune train.")
-        return Record(TrialConfig.model_validate(state["config"]), d / CHECKPOINT_NAME, int(state["epoch"]), "train",
+        return Record(TrialConfig.model_validate(saved_trial(state["config"])), d / CHECKPOINT_NAME, int(state["epoch"]), "train",
                       state)
     if (d / TRIAL_SPEC).is_file():
         ckpts = sorted(p for p in d.glob(f"{CHECKPOINT_DIR_PREFIX}*") if (p / CHECKPOINT_NAME).is_file())
@@ -92,7 +92,7 @@ def find_record(trial_dir: str | Path) -> Record:
                               f"the trial saved no epoch (it failed or was stopped before its first report); "
                               f"nothing to compare.")
         try:
-            cfg = TrialConfig.model_validate(yaml.safe_load((d / TRIAL_SPEC).read_text()))
+            cfg = TrialConfig.model_validate(saved_trial(yaml.safe_load((d / TRIAL_SPEC).read_text())))
         except (ValueError, yaml.YAMLError) as exc:
             raise RecordError(f"{d / TRIAL_SPEC} is not a valid trial config ({str(exc).splitlines()[0]}).") from None
         return Record(cfg, path, int(state["epoch"]), kind, state)

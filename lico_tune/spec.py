@@ -193,6 +193,22 @@ def validate_spec(tree: dict, source: str = "spec") -> Spec:
                         f"Fix the fields named above (`lico-tune schema` lists every field).") from None
 
 
+# Fields added since a trial config could first be saved, with the value that reproduces what the
+# older lico-tune did. A saved config (a checkpoint's, a trial_spec.yaml, a run file's base) holds
+# every field of the version that wrote it, so a missing one means an older writer.
+LEGACY_FIELDS = {"text.pooled": "mean"}   # before fidelity v2 (2026-12-04) MM read the mean of a class's points
+
+
+def saved_trial(tree: dict) -> dict:
+    """A trial config saved by any lico-tune version, as the current fields read it (LEGACY_FIELDS)."""
+    tree = copy.deepcopy(tree)
+    for path, old in LEGACY_FIELDS.items():
+        section, name = path.split(".")
+        if isinstance(tree.get(section), dict) and name not in tree[section]:
+            tree[section][name] = old
+    return tree
+
+
 def validate_trial(tree: dict, source: str = "trial config") -> TrialConfig:
     try:
         return TrialConfig.model_validate(tree)

@@ -29,7 +29,7 @@ from .layout import CHECKPOINT_FILE, METRICS_FILE
 from .precision import autocast
 from .provenance import provenance
 from .saliency.trial import saliency_metric_keys, trial_saliency, val_saliency
-from .spec import TrialConfig
+from .spec import TrialConfig, saved_trial
 
 Report = Callable[[dict, Path], None]  # (metrics of one epoch, checkpoint file)
 Log = Callable[[str], None]
@@ -149,7 +149,7 @@ def check_finite_weights(model: nn.Module, epoch: int, ckpt_path: Path) -> None:
 
 
 def _check_resume(saved: dict, cfg: TrialConfig) -> None:
-    old = TrialConfig.model_validate(saved).model_dump()
+    old = TrialConfig.model_validate(saved_trial(saved)).model_dump()
     new = cfg.model_dump()
     for key in ("epochs", "fail_at_step", "log_every", "threads"):  # may change between runs
         old["train"].pop(key), new["train"].pop(key)

@@ -149,3 +149,16 @@ def test_converged_study_specs_share_their_base():
     assert fm["data"].pop("name") == "fashion_mnist" and pl["data"].pop("name") == "placed_fmnist"
     assert (fm["train"].pop("epochs"), pl["train"].pop("epochs")) == (3, 5)
     assert fm == pl
+
+
+def test_configs_saved_before_text_pooled_keep_reading_the_mean():
+    """A saved config holds every field of the version that wrote it: one without text.pooled comes
+    from before fidelity v2, when MM read the mean of a class's points, and reruns and resumes that
+    way (measured: a rolled trial of the 32-step study trains to other bits with 'first')."""
+    from lico_tune.spec import saved_trial
+    old = TrialConfig().model_dump(mode="json")
+    del old["text"]["pooled"]
+    assert validate_trial(saved_trial(old)).text.pooling == "mean"
+    new = TrialConfig().model_dump(mode="json")
+    assert validate_trial(saved_trial(new)).text.pooling == "first" and saved_trial(new) == new
+    assert "pooled" not in old["text"]  # the caller's tree is not changed
