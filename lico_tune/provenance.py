@@ -72,10 +72,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags_digest() -> Optional[str]:
+    """sha256 (16 hex digits) of the CPU's feature flags (/proc/cpuinfo): two machines that report the
+    same model name can still differ in instruction sets, and with them in floating-point results."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                return hashlib.sha256(flags.encode()).hexdigest()[:16]
+    except OSError:
+        pass
+    return None
+
+
 def hardware() -> dict:
     import torch
     cuda = torch.cuda.is_available()
+    # cpu_capability: the kernels torch dispatches to (DEFAULT, AVX2, AVX512...): a rerun on a machine
+    # with another one computes other bits (measured: a 32-step study trial rerun on another EPYC VM).
     return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_flags": cpu_flags_digest(),
             "gpu": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None}
 

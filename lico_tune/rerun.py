@@ -179,8 +179,16 @@ def warnings_for(rec: Record) -> list[str]:
         changed = [f"{k} {then[k]} -> {now.get(k)}" for k in then if then[k] != now.get(k) and k != "lico-tune"]
         if changed:
             out.append("package versions differ from the record's: " + ", ".join(changed))
-        if (env.get("hardware") or {}).get("cpu") not in (None, hardware()["cpu"]):
-            out.append(f"other CPU model than the record's ({env['hardware']['cpu']})")
+        then_hw, now_hw = env.get("hardware") or {}, hardware()
+        if then_hw.get("cpu") not in (None, now_hw["cpu"]):
+            out.append(f"other CPU model than the record's ({then_hw['cpu']})")
+        if "cpu_flags" not in then_hw:
+            out.append("the record does not name its CPU's instruction sets (written before lico-tune recorded "
+                       "them): on another machine, even of the same model name, the bits can differ")
+        elif (then_hw.get("cpu_capability"), then_hw.get("cpu_flags")) != (now_hw["cpu_capability"], now_hw["cpu_flags"]):
+            out.append(f"other CPU instruction sets than the record's (torch kernels {then_hw.get('cpu_capability')} "
+                       f"-> {now_hw['cpu_capability']}, flags {then_hw.get('cpu_flags')} -> {now_hw['cpu_flags']}): "
+                       f"the bits can differ")
     return out
 
 

@@ -131,3 +131,24 @@ def test_rerun_of_a_copy_without_weights_compares_the_metrics(results_root, tmp_
     assert main(["rerun", str(published)]) == 2
     err = capsys.readouterr().err
     assert "metrics.json is damaged" in err and "Traceback" not in err
+
+
+def test_rerun_warns_when_the_record_ran_on_other_cpu_instruction_sets():
+    """Same model name, other kernels: a rerun of a 32-step study trial on another EPYC VM differed in
+    the 7th digit of the untrained model's MM. The record names its instruction sets; rerun says when
+    they differ, and when an older record does not name them."""
+    from pathlib import Path
+
+    from lico_tune.provenance import hardware, versions
+    from lico_tune.rerun import Record, warnings_for
+    from lico_tune.spec import TrialConfig
+    now = hardware()
+
+    def record(hw: dict) -> Record:
+        env = {"versions": versions(), "hardware": hw, "determinism": {"deterministic_algorithms": True}}
+        return Record(TrialConfig(), Path("x"), 1, "train", {"environment": env})
+    assert warnings_for(record(now)) == []
+    other = warnings_for(record({**now, "cpu_capability": "AVX2"}))
+    assert len(other) == 1 and "other CPU instruction sets" in other[0] and "AVX2 -> " in other[0]
+    old = {k: v for k, v in now.items() if k not in ("cpu_capability", "cpu_flags")}
+    assert any("does not name its CPU's instruction sets" in w for w in warnings_for(record(old)))

@@ -38,8 +38,19 @@ fi
 [ -d "$WT" ] || git worktree add --detach "$WT" "$COMMIT"
 mkdir -p "$STORAGE"
 [ -d "$STORAGE/$NAME" ] || cp -r "$STATE" "$STORAGE/$NAME"
+# The numbers depend on these versions (the MiniLM features changed between transformers 5.24 and
+# 5.25): every part runs with the ones part 1 ran with (each trial's provenance.json records them).
+PYTHON=${PYTHON:-$REPO/.venv/bin/python}
+want="transformers==5.25.0 tokenizers==0.23.3 numpy==2.4.6 torch==2.14.1"
+have=$("$PYTHON" -c 'import transformers, tokenizers, numpy, torch
+t = torch.__version__.split("+")[0]
+print(f"transformers=={transformers.__version__} tokenizers=={tokenizers.__version__} numpy=={numpy.__version__} torch=={t}")')
+if [ "$have" != "$want" ]; then
+  echo "This venv has $have; the study ran with $want. Install those (\"$PYTHON\" -m pip install ${want% torch*};" >&2
+  echo "torch 2.14.1 comes from this machine's disk, see the Makefile), then run this again." >&2
+  exit 2
+fi
 cd "$WT"
 export RAY_TMPDIR=${RAY_TMPDIR:-/tmp/rt-study}
 mkdir -p "$RAY_TMPDIR"
-PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 exec env PYTHONPATH="$WT" "$PYTHON" -m lico_tune.cli resume "$STORAGE/$NAME"
