@@ -1,7 +1,7 @@
 """Packaging beyond pyproject.toml: the wheel also carries the dashboard (dashboards/ installed as
 the package `lico_tune_dashboard`) and the example specs (search_spaces/ as `lico_tune_specs`),
 so `lico-tune dashboard` works from an installed wheel. Everything else is in pyproject.toml;
-`lico_tune.shipped` finds these files in an installation or a checkout."""
+`lico_tune.cli.shipped` finds these files in an installation or a checkout."""
 from setuptools import find_packages, setup
 
 setup(

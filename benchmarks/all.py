@@ -35,7 +35,7 @@ import saliency  # noqa: E402
 from lean import ClipTower, PromptLearner, load_lean, wrn28  # noqa: E402
 from timing import describe, load_average, median_seconds, resolve_device  # noqa: E402
 
-# The spec's defaults (lico_tune/spec_trial.py MMConfig / OTConfig), written out: this script runs on
+# The spec's defaults (lico_tune/spec/trial.py MMConfig / OTConfig), written out: this script runs on
 # machines without pydantic, so it cannot import the spec; tests/test_benchmarks.py checks they agree.
 MM_KW = {"sign": "negative", "distance": "euclidean"}
 OT_KW = {"epsilon": 0.1, "max_iter": 100, "tol": 1e-6, "gradient": "envelope", "solver": "native"}

@@ -20,7 +20,7 @@ def load_average() -> str:
 
 
 def resolve_device(name: str) -> torch.device:
-    """lico-tune's own device rule (lico_tune/device.py imports torch only); its error as an exit."""
+    """lico-tune's own device rule (lico_tune/compute.py imports torch only); its error as an exit."""
     device = load_lean("device")
     try:
         return device.pick_device(name, "--device")

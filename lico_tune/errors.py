@@ -35,6 +35,10 @@ class UnreadableInput(BadInput, FileNotFoundError):
     """A file or directory the user named that is missing or cannot be read."""
 
 
+class TrialConfigError(BadInput, ValueError):
+    """A trial setting this machine cannot run (no CUDA, fp16 on the CPU, a shortcut that does not fit)."""
+
+
 def suggest(word: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

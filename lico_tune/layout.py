@@ -98,7 +98,3 @@ def trial_dirname(trial_id: str, arm: str | None) -> str:
 def scratch_prefix(trial_id: str) -> str:
     """A trial's scratch directory in the worker's temp folder: <tmp>/lico-<trial id>-<random>."""
     return f"lico-{trial_id}-"
-
-
-# ----------------------------------------------------------------------------- keys inside result.json
-HEALTH_WARNINGS = "health/warnings"          # a trial's health warnings as text, joined by "; "

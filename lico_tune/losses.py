@@ -2,7 +2,7 @@
 
 Core module: imports only torch (no ray, no streamlit; POT only when lico.ot.solver is 'pot').
 
-The values of every option come from the spec (lico_tune/spec_trial.py): these signatures take
+The values of every option come from the spec (lico_tune/spec/trial.py): these signatures take
 them as required keywords, no defaults of their own.
 
 MM  mm_loss(image_emb, text_emb, temperature, sign=, distance=)  KL(A^G || A^F) between the row-softmaxed

@@ -1,5 +1,5 @@
 """The name lists of the spec's choices, written once: the spec types are built from them
-(lico_tune/spec_trial.py) and each registry checks that it implements exactly these
+(lico_tune/spec/trial.py) and each registry checks that it implements exactly these
 (tests/test_names.py). Imports nothing, so that every layer can read it."""
 from __future__ import annotations
 

@@ -167,7 +167,7 @@ def dataset_identity(data_cfg) -> dict:
             d = fm.find_dir(root)
             if d is None:
                 return {"name": name, "error": "data files not found"}
-            files = [fm._file(d, stem) for pair in fm.FILES.values() for stem in pair]
+            files = [fm.find_file(d, stem) for pair in fm.FILES.values() for stem in pair]
             pkg = _dpkg_version("dataset-fashion-mnist") if d.resolve() == fm.SYSTEM_DIR.resolve() else None
             return {"name": name, "path": str(d), "debian_package": pkg and f"dataset-fashion-mnist {pkg}",
                     **files_sha256(files, d)}
@@ -218,7 +218,7 @@ def provenance(cfg=None) -> dict:
     if cfg is not None:
         import torch
 
-        from .determinism import resolve, state
+        from .compute import determinism_state as state, resolve_determinism as resolve
         auto = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(auto if cfg.train.device == "auto" else cfg.train.device)
         det, threads = resolve(cfg.train.deterministic, cfg.train.threads, device)

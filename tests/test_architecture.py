@@ -108,8 +108,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_the_package_has_no_import_cycle():
     modules = all_modules()
-    assert {"lico_tune.plan", "lico_tune.layout", "lico_tune.tune.tuner", "lico_tune.models.text.hf",
-            "lico_tune.results.tune_state"} <= set(modules)
+    assert {"lico_tune.plan", "lico_tune.plan.cells", "lico_tune.layout", "lico_tune.tune.tuner",
+            "lico_tune.models.text.hf", "lico_tune.results.tune_state", "lico_tune.train.loop"} <= set(modules)
     eager, every = imports(modules, lazy=False), imports(modules, lazy=True)
     assert "lico_tune.results.scan" in eager["lico_tune.results.catalog"]        # the graph is not empty
     assert "lico_tune.models.text.hf" in every["lico_tune.models.text"]          # lazy imports are seen
@@ -120,14 +120,21 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_imports_follow_the_data_flow():
-    """Lazy imports included: nothing outside the Ray side imports it (the CLI starts it), the
-    results never import the planner or the trainer, and the trainer never imports the planner."""
+    """Lazy imports included: nothing outside the Ray side and the command imports them (the CLI
+    starts the Ray side), the results never import the planner or the trainer, the trainer never
+    imports the planner, the spec language imports nothing of the method, and the modules every
+    layer reads (keys, names, errors, layout, legacy) import nothing of lico_tune. A package's
+    modules may import each other."""
     graph = imports(all_modules(), lazy=True)
     rules = {  # importer prefix -> forbidden prefixes
         "lico_tune": [RAY_SIDE, "lico_tune.cli"],
-        "lico_tune.results": ["lico_tune.plan", "lico_tune.train", "lico_tune.trial_config"],
+        "lico_tune.results": ["lico_tune.plan", "lico_tune.train"],
         "lico_tune.train": ["lico_tune.plan", "lico_tune.results"],
-        "lico_tune.spec": ["lico_tune.plan", "lico_tune.models", "lico_tune.data", "lico_tune.results"],
+        "lico_tune.plan": ["lico_tune.train", "lico_tune.results"],
+        "lico_tune.spec": ["lico_tune.plan", "lico_tune.train", "lico_tune.models", "lico_tune.data",
+                           "lico_tune.results", "lico_tune.saliency"],
+        **{leaf: ["lico_tune."] for leaf in ("lico_tune.keys", "lico_tune.names", "lico_tune.errors",
+                                              "lico_tune.layout", "lico_tune.legacy")},
     }
     allowed = {"lico_tune.cli": [RAY_SIDE]}      # `lico-tune run/resume` start the Ray side
     bad = []
@@ -138,15 +145,31 @@ def test_imports_follow_the_data_flow():
             if mod == RAY_SIDE or mod.startswith(RAY_SIDE + "."):
                 continue
             for t in targets:
-                if any(t == f or t.startswith(f + ".") for f in forbidden) and \
-                        not any(t == a or t.startswith(a + ".") for a in allowed.get(mod, [])):
+                hit = [f for f in forbidden if t == f or t.startswith(f if f.endswith(".") else f + ".")]
+                inside = [f for f in hit if mod == f or mod.startswith(f.rstrip(".") + ".")]  # its own package
+                if set(hit) - set(inside) and not any(t == a or t.startswith(a + ".") for a in allowed.get(
+                        next((k for k in allowed if mod == k or mod.startswith(k + ".")), ""), [])):
                     bad.append(f"{mod} imports {t}")
     assert not bad, "imports against the data flow:\n" + "\n".join(sorted(set(bad)))
 
 
+def test_the_layering_check_catches_a_wrong_import(tmp_path):
+    """The rules above on a package of two files: a results module importing the trainer is caught."""
+    pkg = tmp_path / "lico_tune"
+    (pkg / "results").mkdir(parents=True)
+    (pkg / "train").mkdir()
+    for f in ("__init__.py", "results/__init__.py", "train/__init__.py", "train/loop.py"):
+        (pkg / f).write_text("")
+    (pkg / "results" / "scan.py").write_text("def f():\n    from ..train.loop import x\n")
+    graph = imports(all_modules(pkg), lazy=True)
+    assert "lico_tune.train.loop" in graph["lico_tune.results.scan"]
+    assert "lico_tune.train.loop" not in imports(all_modules(pkg), lazy=False)["lico_tune.results.scan"]
+
+
 def test_the_core_imports_neither_ray_nor_streamlit():
     """Every module outside lico_tune.tune, imported in a fresh interpreter, loads neither."""
-    core = sorted(m for m in all_modules() if not (m == RAY_SIDE or m.startswith(RAY_SIDE + ".")))
+    core = sorted(m for m in all_modules() if not (m == RAY_SIDE or m.startswith(RAY_SIDE + "."))
+                  and not m.endswith(".__main__"))      # `python -m lico_tune.cli` runs the command
     assert {"lico_tune.spec", "lico_tune.plan", "lico_tune.data", "lico_tune.models", "lico_tune.losses",
             "lico_tune.train", "lico_tune.saliency", "lico_tune.results.scan", "lico_tune.results.catalog",
             "lico_tune.results.tune_state", "lico_tune.cli"} <= set(core)
@@ -160,29 +183,72 @@ def test_the_core_imports_neither_ray_nor_streamlit():
     assert loaded == {"ray": False, "streamlit": False, "lico_tune.train": True}
 
 
-def test_pickles_of_experiments_started_before_the_move_still_load():
-    """tuner.pkl and searcher state written by lico-tune before lico_tune.tune existed name the old
-    modules; `legacy.install` (run by resume) makes those names load as the current objects."""
+def test_pickles_of_experiments_started_before_the_moves_still_load():
+    """tuner.pkl and searcher state written by older lico-tune versions name modules that have
+    moved (lico_tune.search, lico_tune.selection, lico_tune.spec_trial, ...); each old name loads
+    as the current object, through the import hook lico_tune installs (lico_tune/legacy.py)."""
+    import importlib
     import pickle
 
-    from lico_tune.tune import callbacks, legacy, searchers, tuner
-    legacy.install()
+    from lico_tune import keys, legacy
+    from lico_tune.errors import TrialConfigError
+    from lico_tune.plan import selection
+    from lico_tune.tune import callbacks, searchers, tuner
     for old, new in [("lico_tune.search\n_OptunaCells", searchers.OptunaCells),
                      ("lico_tune.search\ntrial_dirname", tuner.trial_dirname),
                      ("lico_tune.tune_support\nLicoOptunaSearch", searchers.LicoOptunaSearch),
                      ("lico_tune.tune_support\nKeepResultsOnRetry", callbacks.KeepResultsOnRetry),
-                     ("lico_tune.results.callback\nCatalogCallback", callbacks.CatalogCallback)]:
+                     ("lico_tune.results.callback\nCatalogCallback", callbacks.CatalogCallback),
+                     ("lico_tune.selection\nconfig_id", keys.config_id),
+                     ("lico_tune.selection\ncheck_repeats", selection.check_repeats),
+                     ("lico_tune.device\nTrialConfigError", TrialConfigError),
+                     ("lico_tune.chance\nKINDS", keys.CHANCE_KINDS)]:
         assert pickle.loads(f"c{old}\n.".encode()) is new     # the GLOBAL opcode: module, name
+    modules = all_modules()
+    for old, new in legacy.RENAMED.items():
+        assert old not in modules and new in modules, (old, new)
+        assert importlib.import_module(old) is importlib.import_module(new)
+    for old, names in legacy.SPLIT.items():
+        assert old not in modules
+        for name, where in names.items():
+            assert getattr(importlib.import_module(old), name) is legacy.resolve(where), (old, name)
 
 
-def test_no_private_name_is_imported_across_modules():
-    """`from x import _name` reaches into another module's internals (as text_openclip once did
-    with text_hf's _hf_cache): refused between lico_tune's modules, lazy imports included.
-    (Third-party internals are another matter: openclip.py builds open_clip's text tower alone with
-    open_clip.model._build_text_tower, which open_clip has no public name for.)"""
+def test_no_module_imports_an_old_name():
+    """The old names are for pickles only: lico_tune, its dashboard, tests and benchmarks import the
+    current modules."""
+    from lico_tune import legacy
+    old = set(legacy.RENAMED) | set(legacy.SPLIT)
     bad = []
-    for name, file in all_modules().items():
-        for node in ast.walk(ast.parse(file.read_text())):
+    for folder in (PKG, PKG.parent / "dashboards", PKG.parent / "tests", PKG.parent / "benchmarks"):
+        for file in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(file.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                bad += [f"{file.relative_to(PKG.parent)}: {n}" for n in names if n in old]
+    assert not bad, bad
+
+
+def test_no_private_name_is_used_across_modules():
+    """`from x import _name`, or `x._name` on a lico_tune module `x` this module imported, reaches into
+    another module's internals (as text_openclip once did with text_hf's _hf_cache): refused between
+    lico_tune's modules, lazy imports included. (Third-party internals are another matter:
+    openclip.py builds open_clip's text tower alone with open_clip.model._build_text_tower, which
+    open_clip has no public name for.)"""
+    modules = all_modules()
+    bad = []
+    for name, file in modules.items():
+        tree = ast.parse(file.read_text())
+        bound = set()    # local names of lico_tune modules: `from . import keys`, `import lico_tune.x as y`
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("lico_tune")):
-                bad += [f"{name}: {a.name}" for a in node.names if a.name.startswith("_")]
+                bad += [f"{name}: from {node.module} import {a.name}" for a in node.names if a.name.startswith("_")]
+                base = _resolve(name, file.name == "__init__.py", node)
+                bound |= {a.asname or a.name for a in node.names if f"{base}.{a.name}" in modules}
+            elif isinstance(node, ast.Import):
+                bound |= {a.asname for a in node.names if a.asname and a.name.startswith("lico_tune")}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                bad.append(f"{name}: {node.value.id}.{node.attr}")
     assert not bad, bad

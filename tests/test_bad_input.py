@@ -63,7 +63,7 @@ def ws(tmp_path, monkeypatch, tmp_path_factory):
     fake.run = fake.resume = _no_ray
     monkeypatch.setitem(sys.modules, "lico_tune.tune", fake)
     # the same answer on any machine: the GPU cases must be refused on a GPU machine too
-    monkeypatch.setattr("lico_tune.preflight.local_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
+    monkeypatch.setattr("lico_tune.plan.preflight.local_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     spec = copy.deepcopy(VALID)
@@ -380,7 +380,7 @@ def _make_checkpoint(kind: str, path: Path) -> None:
     import io
     import pickle
     import torch
-    from lico_tune.checkpoint import save_checkpoint
+    from lico_tune.train.checkpoint import save_checkpoint
     state = _good_state()
     if kind == "empty":
         path.write_bytes(b"")

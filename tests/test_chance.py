@@ -1,4 +1,4 @@
-"""The "at chance" check (lico_tune/chance.py): a trained model that learned nothing is flagged for
+"""The "at chance" check (lico_tune/train/chance.py): a trained model that learned nothing is flagged for
 every arm (CE included), counted in the health table and named in a note above the report's tables;
 old experiments without the flag still open in `report` and the dashboard.
 
@@ -18,8 +18,8 @@ import yaml
 from scipy import stats as sps
 from streamlit.testing.v1 import AppTest
 
-from lico_tune.chance import (AT_CHANCE_FLAG, CHANCE_ALPHA, CHANCE_KEYS, COLLAPSE_SHARE, COLLAPSED_FLAG,
-                              TOP_PRED_SHARE, chance_check, check_predictions)
+from lico_tune.keys import AT_CHANCE_FLAG, CHANCE_ALPHA, CHANCE_KEYS, COLLAPSED_FLAG, TOP_PRED_SHARE
+from lico_tune.train.chance import COLLAPSE_SHARE, chance_check, check_predictions
 from lico_tune.cli import main
 from lico_tune.data import build_data
 from lico_tune.data.loader import iterate_batches

@@ -8,7 +8,7 @@ import pytest
 
 import lico_tune
 from lico_tune.cli import build_parser
-from lico_tune.cli_help import train_display
+from lico_tune.cli.help import train_display
 from ray_helpers import REPO
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lico_tune.health import _mean_offdiag_cos
-from lico_tune.health_rules import MARGINAL_ERR_WARN, mm_warning, ot_convergence_warning, ot_degenerate_warning
+from lico_tune.train.health import _mean_offdiag_cos
+from lico_tune.train.health_rules import MARGINAL_ERR_WARN, mm_warning, ot_convergence_warning, ot_degenerate_warning
 from lico_tune.losses import EUCLIDEAN_CLAMP, mm_loss, ot_solve
 from lico_tune.models.temperature import Temperature
 from lico_tune.spec import MMConfig, validate_trial

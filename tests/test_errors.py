@@ -3,13 +3,13 @@ derives from it, the CLI catches it once (one paragraph, exit 2), and anything e
 its traceback instead of reading as "bad input"."""
 import pytest
 
-import lico_tune.cli as cli
-from lico_tune.checkpoint import CheckpointError
+import lico_tune.cli.commands as cli
+from lico_tune.train.checkpoint import CheckpointError
 from lico_tune.data import DatasetMissing
-from lico_tune.device import TrialConfigError
+from lico_tune.errors import TrialConfigError
 from lico_tune.errors import BadInput, OutputExists, SpecError, UnreadableInput
 from lico_tune.models import TextEncoderMissing
-from lico_tune.rerun import RecordError
+from lico_tune.train.rerun import RecordError
 from lico_tune.train import ResumeMismatch
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import TINY_TRIAL
 from lico_tune.cli import main
-from lico_tune.explain import load_classifier
+from lico_tune.train.explain import load_classifier
 from lico_tune.saliency.trial import fixed_test_images
 from lico_tune.spec import validate_trial
 from lico_tune.train import train_trial

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from lico_tune.health import between_class_cos, fractions_and_doses, gradient_norms
-from lico_tune.health_rules import COLLAPSE_COS, ot_collapse_warning
+from lico_tune.train.health import between_class_cos, fractions_and_doses, gradient_norms
+from lico_tune.train.health_rules import COLLAPSE_COS, ot_collapse_warning
 from lico_tune.losses import spread_penalty
 from lico_tune.models.lico import random_orthogonal
 

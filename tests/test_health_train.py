@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lico_tune.health_rules import COLLAPSE_COS, FRACTION_FLOOR
+from lico_tune.keys import HEALTH_KEYS, HEALTH_WARNINGS, WARN_PREFIX
 from lico_tune.spec import validate_trial
+from lico_tune.train.health_rules import COLLAPSE_COS, FRACTION_FLOOR
 from lico_tune.train import train_trial
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -66,6 +67,10 @@ def test_stabilised_mm_and_frozen_anchors_move_the_image_side_with_both_terms(tm
     assert any(line.startswith("health: tau") for line in logs)
     written = json.loads((tmp_path / "alive" / "metrics.json").read_text())
     assert written["warnings"] == [] and "health/mm_ref" in written
+    # the one list of health keys (lico_tune/keys.py, charted by the dashboard) is what a LICO trial
+    # with OT and a target temperature reports: no key missing from it, none it lists unreported
+    reported = {k for k in final if k.startswith("health/") and not k.startswith(WARN_PREFIX) and k != HEALTH_WARNINGS}
+    assert reported == set(HEALTH_KEYS)
 
 
 def test_default_mm_dose_is_small_and_flagged_mm_inactive(tmp_path):

@@ -42,7 +42,7 @@ def no_ray(monkeypatch):
 
 
 def test_gpu_spec_on_a_cpu_machine_is_refused_before_ray(tmp_path, tiny_trial_tree, capsys, no_ray, monkeypatch):
-    monkeypatch.setattr("lico_tune.preflight.local_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
+    monkeypatch.setattr("lico_tune.plan.preflight.local_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
     spec = write_spec(tmp_path / "g.yaml", tiny_trial_tree, resources={"cpu": 1, "gpu": 1},
                       storage=str(tmp_path / "res"))
     assert main(["run", str(spec)]) == 2
@@ -52,8 +52,8 @@ def test_gpu_spec_on_a_cpu_machine_is_refused_before_ray(tmp_path, tiny_trial_tr
 
 
 def test_smoke_test_of_a_gpu_spec_runs_on_cpu_with_a_notice(tiny_trial_tree):
-    from lico_tune.preflight import check_resources
-    from lico_tune.trial_config import resolve_trial
+    from lico_tune.plan.preflight import check_resources
+    from lico_tune.plan.resolve import resolve_trial
     tree = copy.deepcopy(tiny_trial_tree)
     tree["train"]["device"] = "cuda"
     plan = plan_search(_spec(tree, resources={"cpu": 1, "gpu": 1}), name="x", storage="/tmp/unused", smoke=True)
@@ -94,7 +94,7 @@ def _experiment(tmp_path: Path, tree: dict) -> Path:
 
 
 def test_a_replaced_tuner_pkl_is_refused_before_it_is_unpickled(tmp_path, tiny_trial_tree, capsys, no_ray):
-    from lico_tune.preflight import check_resume
+    from lico_tune.plan.preflight import check_resume
     exp = _experiment(tmp_path, tiny_trial_tree)
     check_resume(str(exp))                                        # untouched: accepted
     marker = tmp_path / "pwned"
@@ -120,7 +120,7 @@ def test_an_edited_run_file_or_a_missing_manifest_is_refused(tmp_path, tiny_tria
 
 def test_checkpoint_checksum_detects_a_flipped_weight_byte(tmp_path):
     import torch
-    from lico_tune.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from lico_tune.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from lico_tune.spec import TrialConfig
     w = torch.arange(256, dtype=torch.float32)
     state = {"model": {"w": w}, "config": TrialConfig().model_dump(mode="json"), "epoch": 1}

@@ -13,7 +13,7 @@ from lico_tune.cli import main
 from lico_tune.layout import newest_stamped
 from lico_tune.plan import plan_search
 from lico_tune.spec import load_spec
-from lico_tune.trial_config import resolve_trial
+from lico_tune.plan.resolve import resolve_trial
 
 QUICKSTART = str(REPO / "search_spaces" / "quickstart.yaml")
 PNG = b"\x89PNG\r\n\x1a\n"

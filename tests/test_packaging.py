@@ -36,7 +36,7 @@ def test_wheel_holds_the_dashboard_app_its_views_and_the_specs(wheel):
     assert {"lico_tune_dashboard/app.py", "lico_tune_dashboard/common.py"} <= names
     assert {f"lico_tune_dashboard/views/{v}" for v in views} <= names and "experiments.py" in views
     assert {f"lico_tune_specs/{s}" for s in specs} <= names and "quickstart.yaml" in specs
-    assert "lico_tune/cli.py" in names and "lico_tune/tune/tuner.py" in names
+    assert "lico_tune/cli/commands.py" in names and "lico_tune/tune/tuner.py" in names
 
 
 def test_installed_wheel_finds_its_dashboard_and_specs_outside_a_checkout(wheel, tmp_path):
@@ -46,7 +46,7 @@ def test_installed_wheel_finds_its_dashboard_and_specs_outside_a_checkout(wheel,
     assert res.returncode == 0, res.stderr[-3000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("import lico_tune, lico_tune.shipped as s; print(lico_tune.__file__); print(s.dashboard_app()); "
+    code = ("import lico_tune, lico_tune.cli.shipped as s; print(lico_tune.__file__); print(s.dashboard_app()); "
             "print(s.specs_dir())")
     # Only the installed copy on the path (not the checkout); the venv's site-packages stay for the deps.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -14,7 +14,7 @@ import torch
 from lico_tune import data as D
 from lico_tune.data import names, paths, placed
 from lico_tune.data.shortcut import patch_slots, plant
-from lico_tune.device import TrialConfigError
+from lico_tune.errors import TrialConfigError
 from lico_tune.spec import DataConfig, PlacedConfig, SpecError, validate_trial
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

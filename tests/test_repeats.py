@@ -15,9 +15,9 @@ from scipy import stats
 from lico_tune.data import build_data
 from lico_tune.data.split import validation_indices
 from lico_tune.plan import plan_search
-from lico_tune.selection import TRIAL_INDEX, config_id
+from lico_tune.keys import TRIAL_INDEX, config_id
 from lico_tune.spec import SpecError, validate_spec
-from lico_tune.trial_config import resolve_trial
+from lico_tune.plan.resolve import resolve_trial
 
 
 def spec_of(trial_tree, **sections):
@@ -212,7 +212,7 @@ def test_random_with_repeats_goes_through_the_repeater_and_smoke_keeps_two_trial
 def test_one_seed_rule_for_config_ids_best_configs_and_the_dashboard():
     """selection.is_seed is the one rule: the seed, the train.seed field and Ray's repeat index are
     seeds; a searched value is not, not even one whose name holds 'seed'."""
-    from lico_tune.selection import TRIAL_INDEX, config_id, is_seed
+    from lico_tune.keys import TRIAL_INDEX, config_id, is_seed
     assert all(is_seed(c) for c in ("seed", "train.seed", TRIAL_INDEX))
     assert not any(is_seed(c) for c in ("lico.ot.epsilon", "data.val_seed", "arm"))
     a = {"arm": "lico", "lico.ot.epsilon": 0.1, "train.seed": 0, TRIAL_INDEX: 0}

@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from lico_tune.checkpoint import load_checkpoint, save_checkpoint
+from lico_tune.train.checkpoint import load_checkpoint, save_checkpoint
 from lico_tune.cli import main
-from lico_tune.determinism import resolve
-from lico_tune.rerun import compare, find_record
+from lico_tune.compute import resolve_determinism as resolve
+from lico_tune.train.rerun import compare, find_record
 from lico_tune.spec import validate_trial
 from lico_tune.train import train_trial
 
@@ -140,7 +140,7 @@ def test_rerun_warns_when_the_record_ran_on_other_cpu_instruction_sets():
     from pathlib import Path
 
     from lico_tune.provenance import hardware, versions
-    from lico_tune.rerun import Record, warnings_for
+    from lico_tune.train.rerun import Record, warnings_for
     from lico_tune.spec import TrialConfig
     now = hardware()
 

@@ -11,7 +11,7 @@ from ray_helpers import REPO, lico_tune, result_rows, trial_dirs, write_spec
 
 from lico_tune.errors import error_reason
 from lico_tune.plan import plan_search
-from lico_tune.trial_config import resolve_trial
+from lico_tune.plan.resolve import resolve_trial
 from lico_tune.tune import build_tuner
 from lico_tune.tune.searchers import OptunaCells, search_algorithm
 from lico_tune.spec import SpecError, load_spec, validate_spec
@@ -52,6 +52,16 @@ def test_arms_cross_the_grid_and_seeds_and_sampled_fields_are_drawn(tiny_trial_t
     assert (cfg.lico.alpha, cfg.lico.beta, cfg.data.name, cfg.train.seed) == (0, 0, "fashion_mnist", 2)
     cfg = resolve_trial(plan.runtime(), {"arm": "lico", "data.name": "digits", "train.seed": 0, "lico.alpha": 3.0})
     assert cfg.lico.alpha == 3.0 and cfg.data.name == "digits"
+
+    # Resolved once: the plan keeps every cell's validated config, and a trial that is just its cell
+    # reads it (the same object, nothing resolved again); a sampled trial resolves as the trainable does.
+    assert len(plan.cell_configs) == len(plan.cells)
+    for cell, kept in zip(plan.cells, plan.cell_configs):
+        assert kept == resolve_trial(plan.runtime(), cell)
+        assert plan.trial_config(dict(cell)) is kept
+    sampled = {"arm": "lico", "data.name": "digits", "train.seed": 0, "lico.alpha": 3.0}
+    assert plan.trial_config(sampled) == resolve_trial(plan.runtime(), sampled)
+    assert plan.trial_config(sampled).lico.alpha == 3.0
 
 
 @pytest.mark.parametrize("search, message", [

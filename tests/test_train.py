@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from lico_tune.checkpoint import CheckpointError, load_checkpoint
+from lico_tune.train.checkpoint import CheckpointError, load_checkpoint
 from lico_tune.cli import main
 from lico_tune.spec import validate_trial
 from lico_tune.train import ResumeMismatch, TrialDiverged, build_trial, train_trial

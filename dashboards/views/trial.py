@@ -5,22 +5,10 @@ import pandas as pd
 import streamlit as st
 
 import common
-from lico_tune.chance import KINDS as CHANCE_KINDS
+from lico_tune.keys import CHANCE_KINDS, HEALTH_GROUPS, HEALTH_WARNINGS, OLD_HEALTH_GROUPS
 from lico_tune.layout import ERROR_FILE, TRIAL_SPEC
 
-HEALTH = {"Temperature": ["health/tau", "health/tau_target"],
-          "MM at the reference temperature": ["health/mm_ref", "health/mm_ref0"],
-          "Fraction of the squared gradient norm at the features": [
-              "health/grad_frac/ce", "health/grad_frac/mm", "health/grad_frac/ot"],
-          "Dose: |grad term| / |grad CE| at the features": ["health/dose/mm", "health/dose/ot"],
-          "Text points (mean cosine)": ["health/text_cos", "health/text_cos_proj", "health/class_text_cos"],
-          "OT's text points: between classes, to the images": [
-              "health/text_cos_between", "health/text_cos_between0", "health/text_cos_image"],
-          "Sinkhorn final marginal error": ["health/marginal_err"],
-          "Sinkhorn iterations": ["health/sinkhorn_iters"],
-          # experiments trained before fidelity v2 (a ratio of norms, averaged with the untrained model)
-          "Share of the gradient norm (older runs)": [
-              "health/grad_share/ce", "health/grad_share/mm", "health/grad_share/ot"]}
+HEALTH = {**HEALTH_GROUPS, **OLD_HEALTH_GROUPS}   # experiments trained before fidelity v2 show their own
 
 
 def curves(hist: pd.DataFrame, groups: dict) -> None:
@@ -86,7 +74,7 @@ else:
     curves(hist, groups)
     if any(m in hist.columns for ms in HEALTH.values() for m in ms):    # LICO arms only
         st.subheader("Health of the LICO terms")
-        given = hist["health/warnings"].dropna().iloc[-1] if "health/warnings" in hist.columns else ""
+        given = hist[HEALTH_WARNINGS].dropna().iloc[-1] if HEALTH_WARNINGS in hist.columns else ""
         for w in filter(None, str(given).split("; ")):
             if w.split(":")[0] not in CHANCE_KINDS:     # shown above for every arm
                 st.warning(w)
@@ -106,7 +94,7 @@ with right:
     st.subheader("Checkpoint")
     if isinstance(row["checkpoint"], str) and row["checkpoint"]:
         st.code(row["checkpoint"], language="text", wrap_lines=True)
-        st.caption("Reload it with `lico-tune explain` or `lico_tune.checkpoint.load_checkpoint(<dir>/checkpoint.pt)`.")
+        st.caption("Reload it with `lico-tune explain` or `lico_tune.train.checkpoint.load_checkpoint(<dir>/checkpoint.pt)`.")
     else:
         st.info("No checkpoint: the trial failed before its first epoch ended, or its checkpoint directories "
                 "are missing.")

@@ -31,7 +31,7 @@ def candidate_dirs(root: Optional[str]) -> list[Path]:
     return dirs
 
 
-def _file(folder: Path, stem: str) -> Optional[Path]:
+def find_file(folder: Path, stem: str) -> Optional[Path]:
     for p in (folder / f"{stem}.gz", folder / stem):
         if p.is_file():
             return p
@@ -40,7 +40,7 @@ def _file(folder: Path, stem: str) -> Optional[Path]:
 
 def find_dir(root: Optional[str]) -> Optional[Path]:
     for d in candidate_dirs(root):
-        if all(_file(d, stem) for pair in FILES.values() for stem in pair):
+        if all(find_file(d, stem) for pair in FILES.values() for stem in pair):
             return d
     return None
 
@@ -64,8 +64,8 @@ def read_idx(path: Path) -> np.ndarray:
 def _read_dir(folder: str) -> RawSplits:
     out = {}
     for split, (img, lab) in FILES.items():
-        x = read_idx(_file(Path(folder), img))                                # (N, 28, 28) uint8
-        y = read_idx(_file(Path(folder), lab))                                # (N,) uint8
+        x = read_idx(find_file(Path(folder), img))                                # (N, 28, 28) uint8
+        y = read_idx(find_file(Path(folder), lab))                                # (N,) uint8
         out[split] = (torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))
     return RawSplits(*out["train"], *out["test"], source=folder)
 

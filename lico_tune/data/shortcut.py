@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..device import TrialConfigError
+from ..errors import TrialConfigError
 from .imageset import ImageSet
 
 

@@ -15,20 +15,20 @@ _FIX = ("Set data.download: true to let torchvision download it into {root} (nee
         "or set data.root to a folder that holds {what}.")
 
 
-def _class(name: str):
+def dataset_class(name: str):
     import torchvision.datasets as tvd
 
     return {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "svhn": tvd.SVHN}[name]
 
 
-def _expected(name: str, cls) -> tuple[Path, str]:
+def expected_files(name: str, cls) -> tuple[Path, str]:
     """(what must exist under root, its description)."""
     if name == "svhn":
         return Path("train_32x32.mat"), "train_32x32.mat and test_32x32.mat"
     return Path(cls.base_folder), f"{cls.base_folder}/"
 
 
-def _root(cfg, name: str, cls) -> Path:
+def dataset_root(cfg, name: str, cls) -> Path:
     root = user_root(cfg.root, name)
     if name != "svhn" and root.name == cls.base_folder:                      # root given as the inner folder
         root = root.parent
@@ -66,8 +66,8 @@ def _to_raw(name: str, train, test, source: str) -> RawSplits:
 
 @lru_cache(maxsize=2)
 def _read(name: str, root: str, download: bool) -> RawSplits:
-    cls = _class(name)
-    inner, what = _expected(name, cls)
+    cls = dataset_class(name)
+    inner, what = expected_files(name, cls)
     path = Path(root)
     fix = _FIX.format(root=root, what=what)
     if download:
@@ -89,5 +89,5 @@ def _read(name: str, root: str, download: bool) -> RawSplits:
 
 
 def load(cfg, name: str) -> RawSplits:
-    root = _root(cfg, name, _class(name))
+    root = dataset_root(cfg, name, dataset_class(name))
     return _read(name, str(root), bool(cfg.download))

@@ -19,8 +19,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..compute import autocast
 from ..losses import OTInfo, mm_loss, ot_solve, spread_penalty
-from ..precision import autocast
 from ..spec import LicoConfig
 from .backbones import ImageClassifier
 from .temperature import Temperature

@@ -1,11 +1,11 @@
 """The health summary of an ablation: per arm and dataset, the mean final value of the key health
-metrics of the LICO terms (lico_tune/health.py) and how many trials raised each warning.
+metrics of the LICO terms (lico_tune/train/health.py) and how many trials raised each warning.
 
 A LICO arm can match the CE arm's accuracy because its extra terms trained nothing (MM inactive,
 OT degenerate...); this table says so next to the ablation table. Trials report the warnings as
 0/1 metrics `health/warn/<kind>` (1 once raised); a CE arm has no LICO terms and no LICO health
 metrics, but every arm reports at its end whether the explained model learned anything
-(lico_tune/chance.py: `health/warn/at_chance`, `health/warn/collapsed`), and `chance_cells` /
+(lico_tune/train/chance.py: `health/warn/at_chance`, `health/warn/collapsed`), and `chance_cells` /
 `chance_note` say which arms and datasets have trials at chance. Experiments trained before that
 check lack the flags: their cells count nothing there (not reported, no note).
 """
@@ -15,20 +15,20 @@ from typing import Optional
 
 import pandas as pd
 
-from ..chance import AT_CHANCE_FLAG, CHANCE_ALPHA
+from ..keys import (AT_CHANCE_FLAG, CHANCE_ALPHA, MM_REF_CHANGE, TEXT_COS_BETWEEN, WARN_PREFIX, dose, grad_frac,
+                    old_grad_share)
 
 # (column shown, metric): what moved (MM at a fixed temperature), what trained the backbone (each
 # term's fraction of the squared gradient norm at the features), MM's dose at initialisation, and
 # whether OT's targets still tell the classes apart.
-KEY_METRICS = [("mm_ref_change", "health/mm_ref_change"), ("grad² ce", "health/grad_frac/ce"),
-               ("grad² mm", "health/grad_frac/mm"), ("grad² ot", "health/grad_frac/ot"),
-               ("dose0 mm", "health/dose0/mm"), ("OT cos between", "health/text_cos_between")]
+KEY_METRICS = [("mm_ref_change", MM_REF_CHANGE), ("grad² ce", grad_frac("ce")),
+               ("grad² mm", grad_frac("mm")), ("grad² ot", grad_frac("ot")),
+               ("dose0 mm", dose("mm", True)), ("OT cos between", TEXT_COS_BETWEEN)]
 # Experiments trained before fidelity v2 (main 881e152 and older) report, instead of the gradient
 # fractions and doses, a ratio of norms averaged with the untrained model: their table shows that,
 # under its own name.
-LEGACY_METRICS = [("mm_ref_change", "health/mm_ref_change"), ("|grad| share ce (old)", "health/grad_share/ce"),
-                  ("|grad| share mm (old)", "health/grad_share/mm"), ("|grad| share ot (old)", "health/grad_share/ot")]
-WARN_PREFIX = "health/warn/"
+LEGACY_METRICS = [("mm_ref_change", MM_REF_CHANGE), ("|grad| share ce (old)", old_grad_share("ce")),
+                  ("|grad| share mm (old)", old_grad_share("mm")), ("|grad| share ot (old)", old_grad_share("ot"))]
 
 
 def key_metrics(usable: pd.DataFrame) -> list[tuple[str, str]]:
@@ -69,7 +69,7 @@ HEALTH_CAPTION = ("Mean final health of the LICO terms over finished trials: mm_
                   "untrained model; OT cos between = mean cosine between OT's text points of different classes "
                   "(near 1: OT's targets no longer tell the classes apart); experiments trained before these were "
                   "measured show '|grad| share (old)', a ratio of gradient norms. Warnings: how many trials raised each "
-                  "(lico_tune/health.py; 'at chance' and 'collapsed', lico_tune/chance.py, for every arm); "
+                  "(the LICO terms' health checks; 'at chance' and 'collapsed', the chance check, for every arm); "
                   "'-': the arm's trials report no health flags (trained before these checks).")
 
 

@@ -26,8 +26,8 @@ from typing import Any, Optional
 import yaml
 
 from ..errors import error_reason
-from ..selection import config_id
-from ..layout import (HEALTH_WARNINGS, CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
+from ..keys import HEALTH_WARNINGS, config_id
+from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..storage import Storage, basename, join
 from .liveness import DriverState, driver_state, true_status
@@ -307,7 +307,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
 
 
 def _health_warnings(rows: list[dict]) -> list[str]:
-    """The trial's health warnings (lico_tune.health: 'MM inactive: ...', 'OT not converged: ...'),
+    """The trial's health warnings (lico_tune.train.health: 'MM inactive: ...', 'OT not converged: ...'),
     each once, from the `health/warnings` text of its reported epochs."""
     found: list[str] = []
     for row in rows:

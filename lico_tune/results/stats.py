@@ -28,11 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..selection import is_seed
-
+from ..keys import is_seed
 from .power import mde_paired, tost_paired
-from .ranges import clip as _clip
-from .ranges import metric_range
+from .ranges import clip as _clip, metric_range
 
 WILCOXON_MIN_N = 6
 # The smallest n at which the BCa bootstrap's nominal 95% interval covered at least 90% for both

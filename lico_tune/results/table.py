@@ -13,9 +13,9 @@ from typing import Optional
 
 import pandas as pd
 
-from .scan import STATUSES, metric_mode, scan_root
-from ..selection import config_id
+from ..keys import config_id
 from ..storage import normalise_root
+from .scan import STATUSES, metric_mode, scan_root
 
 BASE_COLUMNS = ["experiment", "trial_id", "arm", "dataset", "seed", "config_id", "status", "error", "n_epochs",
                 "damaged", "usable", "warnings", "health", "checkpoint", "gallery", "path", "trial_dir"]
@@ -165,10 +165,12 @@ def _from_catalog(root: str, db: Optional[str], refresh: bool):
     """(experiments, trials, source, notes) from the catalog, or (None, None, ..) when it cannot be used:
     an unwritable root or database (then the files are read). A catalog that is not a database:
     in the user cache it is rebuilt; anywhere else it is left alone with a warning."""
-    import sqlalchemy.exc
     from pathlib import Path
-    from .catalog import Catalog, default_url
+
+    import sqlalchemy.exc
+
     from ..layout import cache_path
+    from .catalog import Catalog, default_url
     for attempt in (1, 2):
         try:
             cat = Catalog(root, db)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..precision import autocast
+from ..compute import autocast
 from ._util import as_targets, frozen_eval, model_device
 
 MODES = ("insertion", "deletion")

@@ -17,9 +17,9 @@ import numpy as np
 from ray.tune.search import Repeater
 from ray.tune.search.repeater import TRIAL_INDEX as RAY_TRIAL_INDEX
 
-from ..selection import TRIAL_INDEX
+from ..keys import TRIAL_INDEX
 
-assert RAY_TRIAL_INDEX == TRIAL_INDEX, "Ray renamed the repeat index key; update lico_tune.selection"
+assert RAY_TRIAL_INDEX == TRIAL_INDEX, "Ray renamed the repeat index key; update lico_tune.keys"
 
 
 def repeat_objective(values: list[float], mode: str, objective: str) -> float:

@@ -10,18 +10,16 @@ import ray
 from ray import tune
 
 from ..errors import SpecError
-from ..layout import RUN_FILE
 from ..integrity import record_manifest, verify_manifest
+from ..layout import RUN_FILE
 from ..plan import Plan
-from ..preflight import check_resources
-from ..storage import join, normalise_root, read_text, write_text
+from ..plan.preflight import check_resources
 from ..results.tune_state import latest_state_name, read_state
-from ..storage import Storage
-from . import legacy
+from ..storage import Storage, join, normalise_root, read_text, write_text
 from .driver import driving, remove_scratch
-from .retry import install as no_retry_of_permanent_errors
 from .interrupt import graceful_stop
 from .progress import quiet_trial_tracebacks
+from .retry import install as no_retry_of_permanent_errors
 from .summary import Summary, summarize
 from .trackers import check_trackers
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
@@ -136,7 +134,6 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
             raise SpecError(f"{experiment_dir}: Ray Tune finds no experiment state to restore there "
                             f"(the run was stopped before its first snapshot); start it again with `lico-tune run`.")
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
-        legacy.install()    # experiments started before lico_tune.tune existed name its old modules
         quiet_trial_tracebacks()
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
         results, stopped_by = _fit(tuner, experiment_dir)

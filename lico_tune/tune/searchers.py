@@ -20,9 +20,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from ..keys import TRIAL_INDEX
 from ..plan import Plan
-from ..selection import TRIAL_INDEX
-from ..trial_config import resolve_trial
 from .repeater import SeedRepeater
 
 
@@ -143,7 +142,6 @@ def scheduler(plan: Plan):
     sc = plan.spec.search.scheduler
     if sc.name == "fifo":
         return FIFOScheduler()
-    runtime = plan.runtime()
-    max_t = max(resolve_trial(runtime, cell).train.epochs for cell in plan.cells)
+    max_t = max(cfg.train.epochs for cfg in plan.cell_configs)
     return LicoASHA(time_attr="epoch", max_t=max(max_t, sc.grace_period),
                          grace_period=sc.grace_period, reduction_factor=sc.reduction_factor)

@@ -13,12 +13,11 @@ from typing import Optional
 import pandas as pd
 
 from ..errors import error_reason
+from ..keys import config_id
 from ..layout import SUMMARY_FILE
 from ..plan import Plan
-from ..selection import config_id
 from ..results.stats import aggregate, best_configs, pareto_mask
 from ..storage import join, write_text
-from ..trial_config import resolve_trial
 
 
 @dataclass
@@ -49,7 +48,7 @@ def _rows(results, plan: Plan) -> list[dict]:
         dataset = m.get("dataset")
         if dataset is None:
             try:
-                dataset = resolve_trial(plan.runtime(), cfg).data.name
+                dataset = plan.trial_config(cfg).data.name
             except Exception:  # a config that no longer resolves: leave it unknown
                 pass
         row = {"trial_id": trial_id, "arm": cfg.get("arm"), "config_id": m.get("config_id") or config_id(cfg),
@@ -191,7 +190,7 @@ def _unfinished_by_epochs(rows: list[dict], plan: Plan) -> None:
             continue
         try:
             params = {**r["params"], **({"arm": r["arm"]} if r["arm"] else {})}
-            epochs = resolve_trial(plan.runtime(), params).train.epochs
+            epochs = plan.trial_config(params).train.epochs
         except Exception:  # a config that no longer resolves: trust Tune's status
             continue
         r["finished"] = isinstance(r["epoch"], int) and r["epoch"] >= epochs

@@ -1,7 +1,7 @@
 """The Ray Tune function trainable: one trial of an experiment, wrapping `train.train_trial`.
 
-Per trial it resolves the config (base + sampled values + arm, see `trial_config.resolve_trial`),
-writes the resolved trial spec and provenance into the trial directory, trains, and reports each
+Per trial it resolves the config once (base + sampled values + arm, `plan.resolve.resolve_trial`:
+sampled values exist only here), writes the resolved trial spec and provenance into the trial directory, trains, and reports each
 epoch through `tune.report` with a checkpoint. When Tune retries a failed trial
 (`FailureConfig(max_failures)`) or resumes an experiment, `tune.get_checkpoint()` gives the last
 checkpoint and training continues from it.
@@ -26,10 +26,10 @@ import ray
 import yaml
 from ray import tune
 
+from ..keys import TRIAL_INDEX, config_id
 from ..layout import CHECKPOINT_FILE, GALLERY, METRICS_FILE, PROVENANCE, TRAIN_LOG, TRIAL_SPEC, scratch_prefix
+from ..plan.resolve import resolve_trial
 from ..provenance import provenance
-from ..selection import TRIAL_INDEX, config_id
-from ..trial_config import resolve_trial
 
 
 def make_trainable(runtime: dict):
@@ -48,7 +48,7 @@ def _scalar_metrics(metrics: dict) -> dict:
 
 
 def run_trial(config: dict, runtime: dict) -> None:
-    from ..train import train_trial   # here, not at the top: the driver builds the Tuner without torch
+    from ..train import train_trial  # here, not at the top: the driver builds the Tuner without torch
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)   # no "Checkpoint created" line per epoch
     cfg = resolve_trial(runtime, config)

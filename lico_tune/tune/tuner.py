@@ -13,7 +13,6 @@ from .callbacks import CatalogCallback, KeepResultsOnRetry
 from .progress import TrialEvents, quiet_trial_tracebacks
 from .searchers import scheduler, search_algorithm
 from .trainable import make_trainable
-from ..trial_config import resolve_trial
 
 
 def trial_dirname(trial) -> str:
@@ -40,7 +39,7 @@ def quiet_ray_env() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def flat_trial_config(runtime: dict, params: dict) -> dict:
+def flat_trial_config(plan: Plan, params: dict) -> dict:
     """A trial's resolved config as dotted keys ({'lico.ot.epsilon': 0.1, ...}) for the trackers."""
     def walk(node, prefix=""):
         for key, value in node.items():
@@ -48,7 +47,7 @@ def flat_trial_config(runtime: dict, params: dict) -> dict:
                 yield from walk(value, f"{prefix}{key}.")
             else:
                 yield f"{prefix}{key}", value
-    return dict(walk(resolve_trial(runtime, params).model_dump(mode="json")))
+    return dict(walk(plan.trial_config(params).model_dump(mode="json")))
 
 
 def tracker_callbacks(plan: Plan) -> list:
@@ -57,9 +56,10 @@ def tracker_callbacks(plan: Plan) -> list:
     if tracking.mlflow is None and tracking.wandb is None:
         return []
     from .trackers import TrackerCallback
+
     # A partial of a module-level function: Tune pickles the callbacks into tuner.pkl.
     return [TrackerCallback(tracking, plan.experiment, plan.experiment_path,
-                            resolve=functools.partial(flat_trial_config, plan.runtime()))]
+                            resolve=functools.partial(flat_trial_config, plan))]
 
 
 def trainable_with_resources(plan: Plan):

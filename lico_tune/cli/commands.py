@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Optional
 
 import lico_tune
-from .cli_help import epilog, train_display
-from .layout import CATALOG_FILE, CHECKPOINT_FILE, DEFAULT_STORAGE
-from .names import SALIENCY_METHODS
-from .errors import BadInput
-from .spec import SpecError, dump_yaml, json_schema, load_spec
 
-from .cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, error as _error, say as _say
-from .cli_results import cmd_dashboard, cmd_index, cmd_report
+from ..errors import BadInput
+from ..layout import CATALOG_FILE, CHECKPOINT_FILE, DEFAULT_STORAGE
+from ..names import SALIENCY_METHODS
+from ..spec import SpecError, dump_yaml, json_schema, load_spec
+from .help import epilog, train_display
+from .output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, error as _error, say as _say
+from .results import cmd_dashboard, cmd_index, cmd_report
 
 
 def _load(path: str, overrides: list[str]):
@@ -34,7 +34,7 @@ def _load(path: str, overrides: list[str]):
 
 
 def cmd_validate(args) -> int:
-    from .plan import plan_search
+    from ..plan import plan_search
     status = EXIT_OK
     for path in args.specs:
         try:
@@ -63,8 +63,8 @@ def cmd_schema(args) -> int:
 
 def cmd_train(args) -> int:
     # Imported here so `validate` and `schema` stay fast and need no torch import.
-    from .layout import METRICS_FILE
-    from .train import TrialDiverged, train_trial
+    from ..layout import METRICS_FILE
+    from ..train import TrialDiverged, train_trial
 
     spec = _load(args.spec, args.set)
     out = _train_out(args, spec.name)
@@ -85,7 +85,7 @@ def cmd_train(args) -> int:
 
 def _train_out(args, spec_name: str) -> Optional[Path]:
     """--out, else a new runs/<spec name>_<date>_<time>; with --resume, the newest of those."""
-    from .layout import RUNS_DIR, newest_stamped, stamped
+    from ..layout import RUNS_DIR, newest_stamped, stamped
     if args.out:
         return Path(args.out)
     if not args.resume:
@@ -101,14 +101,14 @@ def _train_out(args, spec_name: str) -> Optional[Path]:
 
 def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
-    from .plan import plan_search
+    from ..plan import plan_search
     plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage, smoke=args.smoke_test)
-    from .preflight import preflight
+    from ..plan.preflight import preflight
     preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
     if not plan.smoke and (note := _cost_note(args.spec)):
         _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
                                                  "takes far longer." if not plan.spec.resources.gpu else ""))
-    from .tune import run
+    from ..tune import run
     return _sweep_exit(run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every))
 
 
@@ -124,7 +124,7 @@ def _cost_note(path: str) -> Optional[str]:
 
 
 def _sweep_exit(summary) -> int:
-    from .tune.interrupt import EXIT_CODES
+    from ..tune.interrupt import EXIT_CODES
     if getattr(summary, "interrupted", None):       # 130 (SIGINT) / 143 (SIGTERM), as a shell would
         return EXIT_CODES.get(summary.interrupted, EXIT_FAILED)
     return EXIT_FAILED if summary.n_errors or summary.n_unfinished else EXIT_OK
@@ -132,16 +132,16 @@ def _sweep_exit(summary) -> int:
 
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
-    from .preflight import check_resume
+    from ..plan.preflight import check_resume
     check_resume(args.experiment_dir)            # plan and checksums, before Ray starts
-    from .tune import resume
+    from ..tune import resume
     return _sweep_exit(resume(args.experiment_dir, address=args.address))
 
 
 def cmd_rerun(args) -> int:
     """Retrain one trial from its record; exit 0 when bit-identical, 1 when not."""
-    from .rerun import find_record, rerun, warnings_for
-    from .train import TrialDiverged
+    from ..train import TrialDiverged
+    from ..train.rerun import find_record, rerun, warnings_for
     try:
         rec = find_record(args.trial_dir)
         for w in warnings_for(rec):
@@ -170,11 +170,11 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .explain import explain
+    from ..train.explain import explain
 
     checkpoint = args.checkpoint
     if args.arm is not None or args.dataset is not None:
-        from .results.pick import best_trial
+        from ..results.pick import best_trial
         try:
             best = best_trial(args.checkpoint, arm=args.arm, dataset=args.dataset)
         except KeyError as exc:

@@ -24,10 +24,10 @@ from typing import Callable, Optional
 import torch
 import yaml
 
+from ..errors import BadInput, OutputExists
+from ..layout import CHECKPOINT_DIR_PREFIX, CHECKPOINT_FILE as CHECKPOINT_NAME, METRICS_FILE, TRIAL_SPEC
+from ..spec import TrialConfig, saved_trial
 from .checkpoint import CheckpointError, load_checkpoint
-from .errors import BadInput, OutputExists
-from .layout import CHECKPOINT_DIR_PREFIX, CHECKPOINT_FILE as CHECKPOINT_NAME, METRICS_FILE, TRIAL_SPEC
-from .spec import TrialConfig, saved_trial
 
 TIMING = ("images_per_s", "seconds")    # metric name endings that measure wall-clock time
 SKIP = ("config", "class_names", "lico_tune_version", "git_sha", "git_dirty", "git_changes", "environment")
@@ -106,7 +106,7 @@ class _Stop(Exception):
 
 def retrain(rec: Record, out_dir: Path, log: Optional[Callable[[str], None]] = None) -> dict:
     """Train rec.config into out_dir up to rec.epoch; returns the new checkpoint's state."""
-    from .train import train_trial
+    from .loop import train_trial
 
     def stop_at_epoch(metrics: dict, _ckpt: Path) -> None:
         if metrics["epoch"] >= rec.epoch:
@@ -174,7 +174,7 @@ def warnings_for(rec: Record) -> list[str]:
         out.append("the record has no environment provenance (written before lico-tune recorded it): thread "
                    "count and versions unknown")
     else:
-        from .provenance import hardware, versions
+        from ..provenance import hardware, versions
         now, then = versions(), env.get("versions") or {}
         changed = [f"{k} {then[k]} -> {now.get(k)}" for k in then if then[k] != now.get(k) and k != "lico-tune"]
         if changed:

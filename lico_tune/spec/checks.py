@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import SpecError
-from .spec import TrialConfig
+from ..errors import SpecError
+from .document import TrialConfig
 
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
@@ -47,7 +47,8 @@ def field_type(path: str) -> Any:
 
 
 def check_distribution(where: str, path: str, kind: str, args: list) -> None:
-    """Refuse bounds that are not finite numbers and continuous draws on an integer field."""
+    """Every check of a search.space distribution's arguments, in one place: finite numbers, no
+    continuous draws on an integer field, ordered bounds."""
     numeric = [a for a in args if isinstance(a, float)]
     if kind != "choice" and any(not math.isfinite(a) for a in numeric):
         raise SpecError(f"{where}: {kind} bounds must be finite numbers, got {args}.")
@@ -56,6 +57,35 @@ def check_distribution(where: str, path: str, kind: str, args: list) -> None:
     if field_type(path) is int and kind in ("uniform", "loguniform", "quniform"):
         raise SpecError(f"{where}: {path} takes whole numbers but {kind} draws fractions; use "
                         f"{{randint: [low, high]}} (high excluded) or {{grid: [...]}}.")
+    if kind != "grid":
+        _check_range(where, kind, args)
+
+
+def _check_range(where: str, kind: str, args: list) -> None:
+    """low < high (> 0 for loguniform), integer randint bounds, q > 0."""
+    if kind == "choice":
+        return
+    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+        raise SpecError(f"{where}: {kind} takes numbers, got {args}.")
+    low, high = args[0], args[1]
+    if not low < high:
+        raise SpecError(f"{where}: {kind} needs low < high, got [{low}, {high}].")
+    if kind == "loguniform" and low <= 0:
+        raise SpecError(f"{where}: loguniform needs low > 0, got {low}.")
+    if kind == "randint" and not (isinstance(low, int) and isinstance(high, int)):
+        raise SpecError(f"{where}: randint takes integers [low, high) (high excluded), got {args}.")
+    if kind == "quniform" and not args[2] > 0:
+        raise SpecError(f"{where}: quniform's q must be > 0, got {args[2]}.")
+
+
+def distribution_bounds(kind: str, args: list) -> list:
+    """The extreme values a distribution can draw (randint's high is excluded): the plan checks
+    each cell at each of them."""
+    if kind == "choice":
+        return list(args)
+    if kind == "randint":
+        return [args[0], args[1] - 1]
+    return [args[0], args[1]]
 
 
 def check_storage(storage: str) -> None:

@@ -33,7 +33,7 @@ health_rules.py) are given once each, in the log, as the text `health/warnings` 
 Everything per step stays on the device (no sync); values are read once per epoch.
 
 At the end of every trial, LICO or not, `final_check` adds whether the explained model learned
-anything at all (lico_tune/chance.py: 'at chance', 'collapsed'), with the same flags and texts.
+anything at all (lico_tune/train/chance.py: 'at chance', 'collapsed'), with the same flags and texts.
 """
 from __future__ import annotations
 
@@ -44,19 +44,20 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .chance import CHANCE_KEYS, KINDS as CHANCE_KINDS, ChanceCheck
-from .data.loader import iterate_batches
-from .health_rules import (WARNING_KINDS, flag_key, mm_warning, ot_collapse_warning, ot_convergence_warning,
+from ..data.loader import iterate_batches
+from ..keys import (CHANCE_KEYS, CHANCE_KINDS, CLASS_TEXT_COS, HEALTH_WARNINGS, MARGINAL_ERR, MM_REF, MM_REF0,
+                    MM_REF_CHANGE, SINKHORN_ITERS, TAU, TAU_TARGET, TERMS, TEXT_COS, TEXT_COS_BETWEEN, TEXT_COS_BETWEEN0,
+                    TEXT_COS_IMAGE, TEXT_COS_PROJ, dose, grad_frac, warn_flag)
+from ..models.lico import LicoModel, image_points
+from ..models.text import TextFeatures
+from ..spec import TrialConfig
+from .chance import ChanceCheck
+from .health_rules import (WARNING_KINDS, mm_warning, ot_collapse_warning, ot_convergence_warning,
                            ot_degenerate_warning, ot_inactive_warning)
-from .layout import HEALTH_WARNINGS
-from .models.lico import LicoModel, image_points
-from .models.text import TextFeatures
-from .spec import TrialConfig
 
 GRAD_PROBES = 16  # gradient probes per trial, evenly spaced over its global steps (plus step 0: dose0)
 REF_BATCH = 256  # images in the fixed reference batch (MM_ref, the mean image point)
 REF_SEED = 20240613  # fixed: the reference batch is the same for every trial of a dataset
-TERMS = ("ce", "mm", "ot")
 
 
 @contextlib.contextmanager
@@ -142,8 +143,8 @@ class Health:
     def restore(self, history: list[dict]) -> None:
         """Continue a resumed trial: the untrained MM_ref and the warnings already given."""
         for h in history:
-            if self.mm_ref0 is None and h.get("health/mm_ref0") is not None:
-                self.mm_ref0 = h["health/mm_ref0"]
+            if self.mm_ref0 is None and h.get(MM_REF0) is not None:
+                self.mm_ref0 = h[MM_REF0]
             for w in filter(None, (h.get(HEALTH_WARNINGS) or "").split("; ")):
                 # an earlier end's at-chance verdict is not carried on: final_check judges the final model
                 if w not in self.warned and w.split(":")[0] not in CHANCE_KINDS:
@@ -159,7 +160,7 @@ class Health:
         if self.cfg.lico.alpha > 0 and self.mm_ref0 is None:
             self.mm_ref0 = self.mm_ref()
         if self.model.uses_ot and self.between0 is None:
-            self.between0 = self._text_cos()["health/text_cos_between"]
+            self.between0 = self._text_cos()[TEXT_COS_BETWEEN]
 
     def state(self) -> dict:
         """For the checkpoint: what a resumed trial needs to continue the same health curves."""
@@ -227,15 +228,15 @@ class Health:
         """The cosines of the text points: as encoded, and OT's (within, between classes, to the images)."""
         with _eval_mode(self.model) as model:
             text = model.prompts()
-            m = {"health/text_cos": _mean_offdiag_cos(text.points)}  # (K, N, D)
+            m = {TEXT_COS: _mean_offdiag_cos(text.points)}  # (K, N, D)
             if model.uses_ot:
                 points = model.ot_text_points(text).float()  # (K, N, P)
-                m["health/text_cos_proj"] = _mean_offdiag_cos(points)
-                m["health/text_cos_between"] = between_class_cos(points)
+                m[TEXT_COS_PROJ] = _mean_offdiag_cos(points)
+                m[TEXT_COS_BETWEEN] = between_class_cos(points)
                 _, fmap, _ = model.classifier.forward_all(self.ref[0])
                 mean_image = F.normalize(image_points(fmap, self.cfg.lico.ot.points).float(), dim=-1).mean((0, 1))
-                m["health/text_cos_image"] = F.cosine_similarity(points, mean_image.expand_as(points), dim=-1).mean().item()
-            m["health/class_text_cos"] = _mean_offdiag_cos(text.pooled)  # (K, D)
+                m[TEXT_COS_IMAGE] = F.cosine_similarity(points, mean_image.expand_as(points), dim=-1).mean().item()
+            m[CLASS_TEXT_COS] = _mean_offdiag_cos(text.pooled)  # (K, D)
             return m
 
     def epoch_end(self) -> dict:
@@ -245,28 +246,28 @@ class Health:
         lico, model = self.cfg.lico, self.model
         m: dict = {}
         if lico.alpha > 0:
-            m["health/tau"] = model.temperature().item()
+            m[TAU] = model.temperature().item()
             target = model.temperature.target_tau()
             if target is not None:
-                m["health/tau_target"] = target.item()
-            m["health/mm_ref"] = self.mm_ref()
-            m["health/mm_ref0"] = self.mm_ref0
-            m["health/mm_ref_change"] = (m["health/mm_ref"] - self.mm_ref0) / max(abs(self.mm_ref0), 1e-12)
+                m[TAU_TARGET] = target.item()
+            m[MM_REF] = self.mm_ref()
+            m[MM_REF0] = self.mm_ref0
+            m[MM_REF_CHANGE] = (m[MM_REF] - self.mm_ref0) / max(abs(self.mm_ref0), 1e-12)
         if model.uses_ot:
-            m["health/sinkhorn_iters"] = self.iters
+            m[SINKHORN_ITERS] = self.iters
             if self.err is not None:
-                m["health/marginal_err"] = self.err.item()
+                m[MARGINAL_ERR] = self.err.item()
         m.update(self._text_cos())
         if model.uses_ot and self.between0 is not None:
-            m["health/text_cos_between0"] = self.between0
+            m[TEXT_COS_BETWEEN0] = self.between0
         if self.n_probes:
             for name, v in zip(TERMS, (self.fracs / self.n_probes).tolist()):
-                m[f"health/grad_frac/{name}"] = v
+                m[grad_frac(name)] = v
             for name, v in zip(TERMS[1:], (self.doses / self.n_probes).tolist()):
-                m[f"health/dose/{name}"] = v
+                m[dose(name)] = v
         if self.dose0 is not None:
             for name, v in zip(TERMS[1:], self.dose0):
-                m[f"health/dose0/{name}"] = v
+                m[dose(name, untrained=True)] = v
         self._reset()
         self.log("health: " + " ".join(f"{k.removeprefix('health/')} {_fmt(v)}" for k, v in m.items()))
         for w in self._warnings(m):
@@ -277,7 +278,7 @@ class Health:
         # numbers are kept as final metrics); the text goes to the log and metrics.json.
         given = {w.split(":")[0] for w in self.warned}
         for kind in WARNING_KINDS:
-            m[flag_key(kind)] = float(kind in given)
+            m[warn_flag(kind)] = float(kind in given)
         m[HEALTH_WARNINGS] = "; ".join(self.warned)
         return m
 
@@ -304,10 +305,10 @@ class Health:
         if lico.alpha > 0:
             out.append(mm_warning(m, temp.initial if temp.learnable else None))
         if self.model.uses_ot:
-            out.append(ot_degenerate_warning(self.model.prompts.n_points, lico.ot.target, m["health/text_cos_proj"]))
-            out.append(ot_collapse_warning(m["health/text_cos_between"], self.between0, m.get("health/text_cos_image")))
-            if "health/marginal_err" in m:
-                out.append(ot_convergence_warning(m["health/marginal_err"], m["health/sinkhorn_iters"]))
+            out.append(ot_degenerate_warning(self.model.prompts.n_points, lico.ot.target, m[TEXT_COS_PROJ]))
+            out.append(ot_collapse_warning(m[TEXT_COS_BETWEEN], self.between0, m.get(TEXT_COS_IMAGE)))
+            if MARGINAL_ERR in m:
+                out.append(ot_convergence_warning(m[MARGINAL_ERR], m[SINKHORN_ITERS]))
             out.append(ot_inactive_warning(m, lico.ot.gradient))
         return [w for w in out if w]
 

@@ -7,8 +7,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .names import BACKBONES, DATASETS, SALIENCY_METHODS
-
+from ..names import BACKBONES, DATASETS, SALIENCY_METHODS
 
 # Torch computes in float32: a finite Python float beyond its range overflows (torch's SGD raises
 # "value cannot be converted to type float without overflow"), one below its smallest normal number
@@ -325,7 +324,7 @@ class TrainConfig(StrictModel):
         None, ge=1, description="torch CPU threads (default: 1 when deterministic, else torch's choice); recorded.")
     deterministic: Optional[bool] = Field(
         None, description="Bit-identical reruns: fixed threads, torch.use_deterministic_algorithms, cuDNN "
-        "deterministic (default: on for CPU trials, off on CUDA). See lico_tune/determinism.py.")
+        "deterministic (default: on for CPU trials, off on CUDA). See lico_tune/compute.py.")
     fail_at_step: Optional[int] = Field(
         None, ge=0, description="Testing aid: make the loss NaN at this global step.")
 

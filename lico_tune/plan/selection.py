@@ -8,44 +8,21 @@
 * **Repeats.** With `search.repeats: N` every configuration a searcher proposes runs N times; repeat
   i (the trial's `__trial_index__`, Ray's `Repeater.TRIAL_INDEX`) trains with
   `train.seed = s + i`, s the seed the configuration resolves to (base, then arm). `train.seed` can
-  therefore not be a searched axis too. The seeds of one configuration share a `config_id`.
+  therefore not be a searched axis too. The seeds of one configuration share a `config_id`
+  (the identity names are in lico_tune/keys.py).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from typing import TYPE_CHECKING
 
-from .errors import SpecError
+from ..errors import SpecError
+from ..keys import SEED_PATH
 
 if TYPE_CHECKING:
-    from .spec import Spec
+    from ..spec import Spec
 
-TRIAL_INDEX = "__trial_index__"               # = ray.tune.search.repeater.TRIAL_INDEX
 TEST_PREFIXES = ("test/", "saliency/", "shortcut/")   # metrics measured on test images
-SEED_PATH = "train.seed"
-
-
-def repeat_seed(seed: int, index: int) -> int:
-    """The seed of repeat `index` (0-based) of a configuration whose own seed is `seed`."""
-    return int(seed) + int(index)
-
-
-SEED_COLUMNS = ("seed", SEED_PATH, TRIAL_INDEX)  # the results table's seed, the field, Ray's repeat index
-
-
-def is_seed(name: str) -> bool:
-    """Whether a parameter or column is a trial's seed (noise, never a hyperparameter): the one rule
-    the configuration id, the best-configuration table and the dashboard use."""
-    return name in SEED_COLUMNS
-
-
-def config_id(params: dict) -> str:
-    """The id shared by the seeds of one configuration: a hash of the trial's params (arm, grid
-    and sampled values) without the repeat index and the seed. 10 hex digits."""
-    key = {k: v for k, v in params.items() if not is_seed(k)}
-    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def is_test_metric(metric: str) -> bool:

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import BadInput
-from .integrity import CHECKSUM_KEY, tensor_digest
-from .layout import CHECKPOINT_FILE
+from ..errors import BadInput
+from ..integrity import CHECKSUM_KEY, tensor_digest
+from ..layout import CHECKPOINT_FILE
 
 
 class CheckpointError(BadInput, RuntimeError):
@@ -56,8 +56,9 @@ def _check_state(state, path: Path) -> None:
     """A lico-tune checkpoint is a dict with the model's tensors and a valid trial config, whose
     tensors still match the checksum written with them (checkpoints older than the checksum pass)."""
     from pydantic import ValidationError
-    from .errors import first_error
-    from .spec import TrialConfig, saved_trial
+
+    from ..errors import first_error
+    from ..spec import TrialConfig, saved_trial
     if not isinstance(state, dict):
         raise _damaged(path, f"it holds a {type(state).__name__}, not a dict of model state and config")
     missing = [k for k in ("model", "config", "epoch") if k not in state]

@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import SpecError
-from .plan import Plan
-from .trial_config import resolve_trial
+from ..errors import SpecError
+from .cells import Plan
 
 
 def local_resources() -> dict[str, float]:
@@ -71,12 +70,8 @@ def check_resources(plan: Plan, available: dict[str, float], where: str = "this 
 
 def _distinct_trials(plan: Plan):
     """One resolved config per distinct (data, text) section among the plan's cells."""
-    runtime, seen = plan.runtime(), set()
-    for cell in plan.cells:
-        try:
-            cfg = resolve_trial(runtime, cell)
-        except Exception:     # plan_search already refused invalid cells
-            continue
+    seen = set()
+    for cfg in plan.cell_configs:
         key = json.dumps([cfg.data.model_dump(mode="json"), cfg.text.model_dump(mode="json")], sort_keys=True)
         if key not in seen:
             seen.add(key)
@@ -85,8 +80,8 @@ def _distinct_trials(plan: Plan):
 
 def check_inputs(plan: Plan) -> None:
     """Every dataset and text-encoder weight file of the plan's cells exists here."""
-    from .data import DatasetMissing
-    from .models import TextEncoderMissing
+    from ..data import DatasetMissing
+    from ..models import TextEncoderMissing
     for cfg in _distinct_trials(plan):
         try:
             _check_data(cfg.data)
@@ -100,7 +95,7 @@ def _check_data(data) -> None:
     if name == "digits":
         return
     if name in ("fashion_mnist", "placed_fmnist"):
-        from .data import fashion_mnist
+        from ..data import fashion_mnist
         if fashion_mnist.find_dir(data.root) is None:
             if not data.download:
                 fashion_mnist.load(data)             # raises DatasetMissing with the fix
@@ -111,16 +106,16 @@ def _check_data(data) -> None:
                           "torchvision; torchvision.datasets.FashionMNIST('DIR', download=True)\"")
         return
     if name == "imagefolder":
-        from .data.errors import missing
+        from ..data.errors import missing
         if data.root is None or not Path(data.root).expanduser().is_dir():
             raise missing("imagefolder", [data.root or "(data.root not set)"],
                           "Set data.root to a folder with train/ and test/ class folders.")
         return
     if name in ("cifar10", "cifar100", "svhn"):
-        from .data import torchvision_sets
-        cls = torchvision_sets._class(name)
-        root = torchvision_sets._root(data, name, cls)
-        inner, what = torchvision_sets._expected(name, cls)
+        from ..data import torchvision_sets
+        cls = torchvision_sets.dataset_class(name)
+        root = torchvision_sets.dataset_root(data, name, cls)
+        inner, what = torchvision_sets.expected_files(name, cls)
         if (root / inner).exists():
             return
         if not data.download:
@@ -132,14 +127,15 @@ def _check_data(data) -> None:
 
 def _check_text(text) -> None:
     if text.encoder == "hf":
-        from .models.text.hf import minilm_dir
+        from ..models.text.hf import minilm_dir
         if text.model == "minilm":
             minilm_dir()
             return
         if Path(text.model).expanduser().is_dir():
             return
         from huggingface_hub import try_to_load_from_cache
-        from .models import TextEncoderMissing
+
+        from ..models import TextEncoderMissing
         try:
             cached = try_to_load_from_cache(text.model, "config.json")
         except Exception:                    # not a valid repo id (e.g. a path that does not exist)
@@ -150,7 +146,7 @@ def _check_text(text) -> None:
                 f"the Hugging Face cache; nothing is downloaded at run time. Set text.model to 'minilm' or to "
                 f"a local directory with config.json, the weights and the tokenizer files.")
     elif text.encoder == "open_clip" and text.pretrained and _looks_like_path(text.pretrained):
-        from .models.text.openclip import read_checkpoint
+        from ..models.text.openclip import read_checkpoint
         p = Path(text.pretrained).expanduser()
         if not p.is_file():
             read_checkpoint(p)                   # raises TextEncoderMissing with the fix
@@ -160,8 +156,8 @@ def _check_text(text) -> None:
 
 def _downloadable(name: str, url: str, looked: list, what: str, command: str) -> None:
     """A dataset that trials would download: refused now when its URL does not answer."""
+    from ..data.errors import missing
     from .fetchable import probe
-    from .data.errors import missing
     why = probe(url)
     if why is not None:
         raise missing(name, looked, f"data.download is true, but it cannot be downloaded now: {url} gave {why} "
@@ -173,9 +169,10 @@ def _downloadable(name: str, url: str, looked: list, what: str, command: str) ->
 def _check_clip_tag(arch: str, tag: str) -> None:
     """CLIP weights named by an open_clip tag: in the cache, or downloadable now."""
     import open_clip
+
+    from ..models import TextEncoderMissing
+    from ..models.text.base import hf_cache_dir
     from .fetchable import clip_weights_cached, clip_weights_url, hub_offline, probe
-    from .models import TextEncoderMissing
-    from .models.text.base import hf_cache_dir
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(arch)
@@ -216,9 +213,9 @@ def preflight(plan: Plan, address: Optional[str], say: Callable[[str], None] = p
 def check_resume(experiment_dir: str) -> None:
     """What `resume` checks before Ray starts: the directory holds a readable plan, and its plan and
     Ray's tuner.pkl are the files `run` wrote (their checksums match)."""
-    from .integrity import verify_manifest
-    from .layout import RUN_FILE
-    from .storage import join, normalise_root, read_text
+    from ..integrity import verify_manifest
+    from ..layout import RUN_FILE
+    from ..storage import join, normalise_root, read_text
     d = normalise_root(experiment_dir)
     text = read_text(join(d, RUN_FILE))
     if text is None:

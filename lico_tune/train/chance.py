@@ -21,16 +21,9 @@ import torch
 from scipy.stats import binomtest
 from torch import Tensor
 
-CHANCE_ALPHA = 0.01      # one-sided level of the binomial test
-COLLAPSE_SHARE = 0.9     # share of test images predicted as one class from which predictions count as collapsed
+from ..keys import AT_CHANCE_FLAG, CHANCE_ALPHA, CHANCE_P, COLLAPSED_FLAG, TOP_PRED_SHARE
 
-# The metric keys each trial reports at its end (flags as 0/1 so the results table can count k/n).
-TOP_PRED_SHARE = "eval/top_pred_share"
-CHANCE_P = "eval/chance_p"
-AT_CHANCE_FLAG = "health/warn/at_chance"
-COLLAPSED_FLAG = "health/warn/collapsed"
-CHANCE_KEYS = (TOP_PRED_SHARE, CHANCE_P, AT_CHANCE_FLAG, COLLAPSED_FLAG)
-KINDS = ("at chance", "collapsed")   # the warnings' kinds: the text before ':'
+COLLAPSE_SHARE = 0.9     # share of test images predicted as one class from which predictions count as collapsed
 
 
 @dataclass(frozen=True)
@@ -88,5 +81,4 @@ def check_predictions(pred: Tensor, labels: Tensor) -> ChanceCheck:
                         int(pred_counts.max()) / n, int(pred_counts.argmax()))
 
 
-__all__ = ["AT_CHANCE_FLAG", "CHANCE_ALPHA", "CHANCE_KEYS", "CHANCE_P", "COLLAPSED_FLAG", "COLLAPSE_SHARE",
-           "ChanceCheck", "KINDS", "TOP_PRED_SHARE", "chance_check", "check_predictions"]
+__all__ = ["COLLAPSE_SHARE", "ChanceCheck", "chance_check", "check_predictions"]

@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 from typing import Optional
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def _package_dir(package: str, checkout_dir: str, marker: str) -> Optional[Path]:

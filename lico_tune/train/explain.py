@@ -8,13 +8,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..data import build_data
+from ..errors import UnreadableInput
+from ..models import build_classifier
+from ..saliency.gallery import write_gallery
+from ..saliency.trial import fixed_test_images
+from ..spec import saved_trial, validate_trial
 from .checkpoint import CheckpointError, load_checkpoint
-from .data import build_data
-from .errors import UnreadableInput
-from .models import build_classifier
-from .saliency.gallery import write_gallery
-from .saliency.trial import fixed_test_images
-from .spec import saved_trial, validate_trial
 
 
 def load_classifier(checkpoint: str | Path, weights: str = "ema"):

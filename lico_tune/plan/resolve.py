@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 
-from .selection import SEED_PATH, TRIAL_INDEX, repeat_seed
-from .spec import TrialConfig, field_paths, get_path, set_path
+from ..keys import SEED_PATH, TRIAL_INDEX, repeat_seed
+from ..spec import TrialConfig, field_paths, get_path, set_path
 
 
 def resolve_trial(runtime: dict, params: dict) -> TrialConfig:

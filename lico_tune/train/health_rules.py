@@ -1,8 +1,10 @@
-"""The warning rules of the LICO health checks (lico_tune/health.py): thresholds and the text of
+"""The warning rules of the LICO health checks (train/health.py): thresholds and the text of
 each warning. Pure functions of a trial's health metrics for one epoch, `m`."""
 from __future__ import annotations
 
 from typing import Optional
+
+from ..keys import MM_REF, MM_REF0, MM_REF_CHANGE, TAU, dose, grad_frac
 
 MARGINAL_ERR_WARN = 0.01  # final row-marginal L1 error above which a plan is "not converged" (1% of the mass)
 TAU_GROWTH_WARN = 2.0  # tau grown by this factor over its initial value, with MM_ref not falling: inactive
@@ -17,24 +19,19 @@ FRACTION_FLOOR = 0.01
 WARNING_KINDS = ("MM inactive", "OT inactive", "OT degenerate", "OT collapsed", "OT not converged")
 
 
-def flag_key(kind: str) -> str:
-    """The 0/1 metric of a warning kind: 'OT collapsed' -> 'health/warn/ot_collapsed'."""
-    return f"health/warn/{kind.lower().replace(' ', '_')}"
-
-
 def mm_warning(m: dict, tau_initial: Optional[float]) -> Optional[str]:
     """'MM inactive' when a learnable tau (initially tau_initial; None = fixed) grew more than
     TAU_GROWTH_WARN-fold and MM at the reference temperature did not fall, or when MM's fraction of
     the squared gradient norm at the backbone's feature map is below FRACTION_FLOOR."""
-    grew = tau_initial is not None and m["health/tau"] > TAU_GROWTH_WARN * tau_initial
-    if grew and m["health/mm_ref_change"] >= 0:
-        return (f"MM inactive: tau grew to {m['health/tau']:.3g} and MM at the reference temperature did "
-                f"not fall ({m['health/mm_ref']:.4g} vs {m['health/mm_ref0']:.4g} untrained)")
-    frac = m.get("health/grad_frac/mm")
+    grew = tau_initial is not None and m[TAU] > TAU_GROWTH_WARN * tau_initial
+    if grew and m[MM_REF_CHANGE] >= 0:
+        return (f"MM inactive: tau grew to {m[TAU]:.3g} and MM at the reference temperature did "
+                f"not fall ({m[MM_REF]:.4g} vs {m[MM_REF0]:.4g} untrained)")
+    frac = m.get(grad_frac("mm"))
     if frac is not None and frac < FRACTION_FLOOR:
-        dose = m.get("health/dose/mm")
-        ratio = f", |grad| {dose:.2g}x CE's" if dose is not None else ""
-        return (f"MM inactive: {'tau grew to %.3g and ' % m['health/tau'] if grew else ''}MM holds "
+        mm_dose = m.get(dose("mm"))
+        ratio = f", |grad| {mm_dose:.2g}x CE's" if mm_dose is not None else ""
+        return (f"MM inactive: {'tau grew to %.3g and ' % m[TAU] if grew else ''}MM holds "
                 f"{100 * frac:.2g}% of the squared gradient norm at the backbone's features{ratio} "
                 f"(floor {100 * FRACTION_FLOOR:.0f}%)")
     return None
@@ -42,7 +39,7 @@ def mm_warning(m: dict, tau_initial: Optional[float]) -> Optional[str]:
 
 def ot_inactive_warning(m: dict, gradient: str) -> Optional[str]:
     """'OT inactive' when OT's fraction of the squared gradient norm at F is below FRACTION_FLOOR."""
-    frac = m.get("health/grad_frac/ot")
+    frac = m.get(grad_frac("ot"))
     if frac is None or frac >= FRACTION_FLOOR:
         return None
     why = (" (lico.ot.gradient none: the released code's no-gradient OT trains nothing, although its loss "

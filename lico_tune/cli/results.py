@@ -4,13 +4,13 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from .cli_common import EXIT_BAD_INPUT, EXIT_OK, error as _error, say as _say
-from .layout import RUN_FILE
+from ..layout import RUN_FILE
+from .output import EXIT_BAD_INPUT, EXIT_OK, error as _error, say as _say
 
 
 def _results_root(storage: str) -> Optional[str]:
     """The normalised root, or None (after an error message) when it does not exist."""
-    from .storage import Storage
+    from ..storage import Storage
     st = Storage(storage)
     if not st.exists():
         _error(f"{storage}: no such results root. Pass the storage directory (or s3://, gs:// URI) "
@@ -23,7 +23,7 @@ def _results_root(storage: str) -> Optional[str]:
 
 def _has_experiments(st) -> bool:
     """Checked before any catalog is opened, so that a wrong root gets an error and no file."""
-    from .results.scan import find_experiments
+    from ..results.scan import find_experiments
     try:
         found = find_experiments(st)
     except OSError as exc:
@@ -38,7 +38,7 @@ def _has_experiments(st) -> bool:
 
 def cmd_index(args) -> int:
     """Rebuild the results catalog of a storage root from its files."""
-    from .results import index
+    from ..results import index
     root = _results_root(args.storage)
     if root is None:
         return EXIT_BAD_INPUT
@@ -50,7 +50,7 @@ def cmd_index(args) -> int:
                f"a damaged file, or not a lico-tune catalog. Delete it (it is rebuilt from the files) or "
                f"pass another --db.")
         return EXIT_BAD_INPUT
-    from .results.table import status_counts
+    from ..results.table import status_counts
     counts = ", ".join(f"{n} {s}" for s, n in status_counts(res.trials).items()) or "no trials"
     _say(f"indexed {len(res.experiments)} experiment(s), {len(res.trials)} trial(s) ({counts}) "
          f"from {root} into {res.source}")
@@ -61,7 +61,7 @@ def cmd_index(args) -> int:
 
 def cmd_report(args) -> int:
     """Print the ablation table, paired differences and best configurations."""
-    from .results import build_report, load_results, render
+    from ..results import build_report, load_results, render
     if not 0 < args.level < 1:
         _error(f"--level {args.level}: a confidence level lies between 0 and 1; pass e.g. --level 0.95")
         return EXIT_BAD_INPUT
@@ -81,7 +81,7 @@ def cmd_report(args) -> int:
                f"run `lico-tune run SPEC --storage {root}` first.")
         return EXIT_BAD_INPUT
     if args.experiment == "latest":
-        from .results.pick import latest_experiment
+        from ..results.pick import latest_experiment
         args.experiment = latest_experiment(res)
         print(f"latest experiment of {root}: {args.experiment}", file=sys.stderr, flush=True)
     try:
@@ -104,8 +104,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    """Start the Streamlit dashboard (lico_tune.shipped.dashboard_app) on HOST:PORT."""
+    """Start the Streamlit dashboard (lico_tune.cli.shipped.dashboard_app) on HOST:PORT."""
     import importlib.util
+
     from .shipped import dashboard_app
     app = dashboard_app()
     if app is None:
@@ -115,12 +116,12 @@ def cmd_dashboard(args) -> int:
     if importlib.util.find_spec("streamlit") is None:
         _error("the dashboard needs Streamlit: pip install 'lico-tune[dashboard]'")
         return EXIT_BAD_INPUT
-    from .storage import normalise_root
+    from ..storage import normalise_root
     storage = normalise_root(args.storage)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
            "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal",
            "--", "--storage", storage] + (["--db", args.db] if args.db else [])
     _say(f"lico-tune dashboard of {storage} at http://{args.host}:{args.port} (Ctrl-C stops it)")
-    from .signals import run_forwarding_signals
+    from .dashboard import run_forwarding_signals
     return run_forwarding_signals(cmd)

@@ -45,14 +45,14 @@ from typing import Any, Optional
 import yaml
 from pydantic import ValidationError
 
-from .errors import SpecError, first_error
-from .layout import OPTUNA_FILE, RUN_FILE, cache_path, stamped
+from ..errors import SpecError, first_error
+from ..layout import OPTUNA_FILE, RUN_FILE, cache_path, stamped
+from ..spec import Spec, TrialConfig, saved_trial, validate_spec
+from ..spec.checks import check_distribution, check_name, check_optuna_url, check_storage, distribution_bounds
+from ..spec.safe_yaml import load_text
+from ..storage import is_uri, join, normalise_root
+from .resolve import resolve_trial
 from .selection import check_repeats, check_selection
-from .spec import Spec, TrialConfig, saved_trial, validate_spec
-from .safe_yaml import load_text
-from .spec_checks import check_distribution, check_name, check_optuna_url, check_storage
-from .storage import is_uri, join, normalise_root
-from .trial_config import resolve_trial
 
 MAX_CHECKED_CELLS = 2000
 
@@ -75,6 +75,9 @@ class Plan:
     limits: dict[str, Any] = field(default_factory=dict)   # min-clamps (smoke test)
     force: dict[str, Any] = field(default_factory=dict)    # set after everything (smoke test)
     smoke: bool = False
+    # Each cell's resolved, validated config (aligned with `cells`), set by plan_search: the driver's
+    # consumers (preflight, the scheduler, the summary, the trackers) read these, never the spec.
+    cell_configs: list[TrialConfig] = field(default_factory=list, repr=False)
 
     @property
     def metrics(self) -> dict[str, str]:
@@ -110,13 +113,30 @@ class Plan:
             return f"sqlite:///{cache_path('optuna', f'{self.experiment}.db')}"
         return f"sqlite:///{Path(self.experiment_path) / OPTUNA_FILE}"
 
+    @property
+    def axes(self) -> list[str]:
+        """The crossed axes of a cell: 'arm' (when there are arms), then the grid paths."""
+        return (["arm"] if self.arms else []) + list(self.grid)
+
+    def trial_config(self, params: dict) -> TrialConfig:
+        """The config of a trial with these params (as Ray records them): its cell's resolved config
+        when the params hold nothing beyond the cell's axes (a grid sweep: a lookup), else the cell's
+        values with the trial's sampled ones and repeat index, resolved as the trainable does."""
+        key = [params.get(a) for a in self.axes]
+        extra = set(params) - set(self.axes)
+        if not extra:
+            for cell, cfg in zip(self.cells, self.cell_configs):
+                if [cell.get(a) for a in self.axes] == key:
+                    return cfg
+        return resolve_trial(self.runtime(), params)
+
     def runtime(self) -> dict:
         """What every trial needs to resolve its config (captured by the trainable)."""
         return {"base": self.spec.base.model_dump(mode="json"), "arms": self.arms,
                 "limits": self.limits, "force": self.force}
 
     def to_yaml(self) -> str:
-        from .provenance import provenance
+        from ..provenance import provenance
         return yaml.safe_dump({
             "experiment": self.experiment, "storage": self.storage, "smoke": self.smoke, "n_trials": self.n_trials,
             "arms": self.arms, "grid": self.grid, "limits": self.limits, "force": self.force,
@@ -136,6 +156,7 @@ class Plan:
                            storage=data["storage"], new=False)
         plan.arms, plan.grid = data.get("arms") or {}, data.get("grid") or {}
         plan.limits, plan.force, plan.smoke = data.get("limits") or {}, data.get("force") or {}, data.get("smoke", False)
+        plan.cell_configs = _resolve_cells(plan)
         return plan
 
 
@@ -166,7 +187,6 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
         if s.algorithm == "grid":
             raise SpecError(f"{where}: '{kind}' needs a sampling algorithm; with search.algorithm 'grid' "
                             f"use {{grid: [...]}}, or set search.algorithm to 'random' or 'optuna'.")
-        _check_range(where, kind, args)
         if kind == "choice" and (s.algorithm == "optuna" or (s.algorithm == "random" and s.repeats > 1)):
             bad = [v for v in args if not isinstance(v, (str, int, float, bool)) and v is not None]
             if bad:
@@ -187,57 +207,43 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     check_repeats(spec)
 
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
-    resolved = _check_cells(plan)          # before any smoke shrinking: the full sweep must be valid
+    _check_bounds(plan)                    # before any smoke shrinking: the full sweep must be valid
+    plan.cell_configs = _resolve_cells(plan)
     if smoke:
         _shrink_for_smoke(plan)
-        resolved = _check_cells(plan)
-    check_selection(plan.spec, resolved)
+        _check_bounds(plan)
+        plan.cell_configs = _resolve_cells(plan)
+    check_selection(plan.spec, plan.cell_configs)
     return plan
 
 
-def _check_range(where: str, kind: str, args: list) -> None:
-    if kind == "choice":
-        return
-    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
-        raise SpecError(f"{where}: {kind} takes numbers, got {args}.")
-    low, high = args[0], args[1]
-    if not low < high:
-        raise SpecError(f"{where}: {kind} needs low < high, got [{low}, {high}].")
-    if kind == "loguniform" and low <= 0:
-        raise SpecError(f"{where}: loguniform needs low > 0, got {low}.")
-    if kind == "randint" and not (isinstance(low, int) and isinstance(high, int)):
-        raise SpecError(f"{where}: randint takes integers [low, high) (high excluded), got {args}.")
-    if kind == "quniform" and not args[2] > 0:
-        raise SpecError(f"{where}: quniform's q must be > 0, got {args[2]}.")
+def _resolved(runtime: dict, params: dict) -> TrialConfig:
+    try:
+        return resolve_trial(runtime, params)
+    except Exception as exc:  # pydantic ValidationError or a bad path
+        msg = first_error(exc, TrialConfig) if isinstance(exc, ValidationError) else str(exc)
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        raise SpecError(f"search: the trial with {shown} is not valid: {msg}. Fix that value in "
+                        f"search.space or in the arm's overrides.") from None
 
 
-def _bounds(kind: str, args: list) -> list:
-    if kind == "choice":
-        return list(args)
-    if kind == "randint":
-        return [args[0], args[1] - 1]
-    return [args[0], args[1]]
-
-
-def _check_cells(plan: Plan) -> list[TrialConfig]:
-    """Every cell, with every sampled distribution at each of its bounds, must be a valid trial.
-    Returns the checked cells' configs."""
+def _resolve_cells(plan: Plan) -> list[TrialConfig]:
+    """Every cell's config, resolved and validated once (aligned with plan.cells)."""
     runtime = plan.runtime()
-    resolved = []
+    return [_resolved(runtime, cell) for cell in plan.cells]
+
+
+def _check_bounds(plan: Plan) -> None:
+    """Every cell with every sampled distribution at each of its bounds must be a valid trial (for
+    more than MAX_CHECKED_CELLS cells, an even sample of them)."""
+    if not plan.sampled:
+        return
+    runtime = plan.runtime()
     cells = plan.cells
-    step = max(1, len(cells) // MAX_CHECKED_CELLS)
-    for cell in cells[::step]:
-        probes = [dict(cell)] + [{**cell, path: v} for path, (kind, args) in plan.sampled.items()
-                                  for v in _bounds(kind, args)]
-        for params in probes:
-            try:
-                resolved.append(resolve_trial(runtime, params))
-            except Exception as exc:  # pydantic ValidationError or a bad path
-                msg = first_error(exc, TrialConfig) if isinstance(exc, ValidationError) else str(exc)
-                shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-                raise SpecError(f"search: the trial with {shown} is not valid: {msg}. Fix that value in "
-                                f"search.space or in the arm's overrides.") from None
-    return resolved
+    for cell in cells[::max(1, len(cells) // MAX_CHECKED_CELLS)]:
+        for path, (kind, args) in plan.sampled.items():
+            for v in distribution_bounds(kind, args):
+                _resolved(runtime, {**cell, path: v})
 
 
 def _shrink_for_smoke(plan: Plan) -> None:
@@ -263,4 +269,4 @@ def _shrink_for_smoke(plan: Plan) -> None:
     plan.experiment = plan.experiment if "smoke" in plan.experiment else plan.experiment + "-smoke"
 
 
-__all__ = ["Plan", "plan_search", "resolve_trial", "SMOKE_LIMITS", "SMOKE_SET"]
+__all__ = ["Plan", "plan_search", "SMOKE_LIMITS", "SMOKE_SET"]

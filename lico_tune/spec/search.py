@@ -6,8 +6,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator
 
-from .spec_trial import StrictModel
-
+from .trial import StrictModel
 
 # ----------------------------------------------------------------------------- search sections
 

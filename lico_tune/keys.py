@@ -1,0 +1,92 @@
+"""The names in a trial's record, written once: the trainer writes them, the planner, the Ray side,
+the results and the dashboard read them. Imports nothing, so that every layer can.
+
+* Identity. Repeat i of a configuration (Ray's `__trial_index__`) trains with `train.seed = s + i`,
+  s the seed the configuration resolves to; the seeds of one configuration share a `config_id`.
+* Metric keys: the chance check's (train/chance.py) and the LICO terms' health (train/health.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+# ----------------------------------------------------------------------------- identity
+TRIAL_INDEX = "__trial_index__"               # = ray.tune.search.repeater.TRIAL_INDEX
+SEED_PATH = "train.seed"
+SEED_COLUMNS = ("seed", SEED_PATH, TRIAL_INDEX)  # the results table's seed, the field, Ray's repeat index
+
+
+def repeat_seed(seed: int, index: int) -> int:
+    """The seed of repeat `index` (0-based) of a configuration whose own seed is `seed`."""
+    return int(seed) + int(index)
+
+
+def is_seed(name: str) -> bool:
+    """Whether a parameter or column is a trial's seed (noise, never a hyperparameter): the one rule
+    the configuration id, the best-configuration table and the dashboard use."""
+    return name in SEED_COLUMNS
+
+
+def config_id(params: dict) -> str:
+    """The id shared by the seeds of one configuration: a hash of the trial's params (arm, grid
+    and sampled values) without the repeat index and the seed. 10 hex digits."""
+    key = {k: v for k, v in params.items() if not is_seed(k)}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+# ----------------------------------------------------------------------------- the chance check
+CHANCE_ALPHA = 0.01      # one-sided level of the binomial test behind AT_CHANCE_FLAG
+TOP_PRED_SHARE = "eval/top_pred_share"
+CHANCE_P = "eval/chance_p"
+AT_CHANCE_FLAG = "health/warn/at_chance"
+COLLAPSED_FLAG = "health/warn/collapsed"
+CHANCE_KEYS = (TOP_PRED_SHARE, CHANCE_P, AT_CHANCE_FLAG, COLLAPSED_FLAG)  # flags as 0/1: the table counts k/n
+CHANCE_KINDS = ("at chance", "collapsed")   # the warnings' kinds: the text before ':'
+
+# ----------------------------------------------------------------------------- LICO health
+TERMS = ("ce", "mm", "ot")
+HEALTH_WARNINGS = "health/warnings"          # a trial's health warnings as text, joined by "; "
+WARN_PREFIX = "health/warn/"                  # + a warning kind: its 0/1 flag
+TAU, TAU_TARGET = "health/tau", "health/tau_target"
+MM_REF, MM_REF0, MM_REF_CHANGE = "health/mm_ref", "health/mm_ref0", "health/mm_ref_change"
+TEXT_COS, TEXT_COS_PROJ, CLASS_TEXT_COS = "health/text_cos", "health/text_cos_proj", "health/class_text_cos"
+TEXT_COS_BETWEEN, TEXT_COS_BETWEEN0 = "health/text_cos_between", "health/text_cos_between0"
+TEXT_COS_IMAGE = "health/text_cos_image"
+MARGINAL_ERR, SINKHORN_ITERS = "health/marginal_err", "health/sinkhorn_iters"
+
+
+def grad_frac(term: str) -> str:
+    """The term's share of the squared gradient norm at the feature map."""
+    return f"health/grad_frac/{term}"
+
+
+def dose(term: str, untrained: bool = False) -> str:
+    """|grad term| / |grad CE| at the feature map (averaged over the probes, or at step 0)."""
+    return f"health/dose{'0' if untrained else ''}/{term}"
+
+
+def warn_flag(kind: str) -> str:
+    """The 0/1 metric of a warning kind: 'OT collapsed' -> 'health/warn/ot_collapsed'."""
+    return WARN_PREFIX + kind.lower().replace(" ", "_")
+
+
+def old_grad_share(term: str) -> str:
+    """Experiments trained before fidelity v2: a ratio of norms, averaged with the untrained model."""
+    return f"health/grad_share/{term}"
+
+
+# What the dashboard's trial page charts, by group; every numeric health key a trial reports is here
+# (tests/test_health_train.py checks it against a trained trial).
+HEALTH_GROUPS = {
+    "Temperature": (TAU, TAU_TARGET),
+    "MM at the reference temperature": (MM_REF, MM_REF0, MM_REF_CHANGE),
+    "Fraction of the squared gradient norm at the features": tuple(grad_frac(t) for t in TERMS),
+    "Dose: |grad term| / |grad CE| at the features (0: the untrained model's)": (
+        dose("mm"), dose("ot"), dose("mm", True), dose("ot", True)),
+    "Text points (mean cosine)": (TEXT_COS, TEXT_COS_PROJ, CLASS_TEXT_COS),
+    "OT's text points: between classes, to the images": (TEXT_COS_BETWEEN, TEXT_COS_BETWEEN0, TEXT_COS_IMAGE),
+    "Sinkhorn final marginal error": (MARGINAL_ERR,),
+    "Sinkhorn iterations": (SINKHORN_ITERS,),
+}
+HEALTH_KEYS = tuple(k for keys in HEALTH_GROUPS.values() for k in keys)
+OLD_HEALTH_GROUPS = {"Share of the gradient norm (older runs)": tuple(old_grad_share(t) for t in TERMS)}

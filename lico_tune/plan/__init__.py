@@ -1,0 +1,12 @@
+"""Spec -> plan, without Ray: the cells of a sweep, each resolved once into its validated trial
+config, the selection and repeat rules, and the preflight checks that run before Ray starts.
+
+    cells.py      Plan and plan_search: arms x grid axes, the checks, the smoke-test shrinking
+    resolve.py    one cell's (and one sampled trial's) TrialConfig
+    selection.py  what a search may select on; repeats over seeds
+    preflight.py  offline data and weights, resources: before Ray starts
+    fetchable.py  whether a download URL answers (one short request)
+"""
+from .cells import Plan, plan_search
+
+__all__ = ["Plan", "plan_search"]
