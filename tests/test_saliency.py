@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import lico_tune.saliency as S
+from lico_tune.spec import EvalConfig
 from lico_tune.saliency.cam import _cam_class
 from lico_tune.saliency.equivariance import sample_crops
 
@@ -280,8 +281,8 @@ def test_mask_and_box_versions():
 def test_evaluate_saliency_end_to_end_grid_game():
     x, labels = channel_class_images(16, k=4)
     model = ChannelClassModel(4)
-    res = S.evaluate_saliency(model, x, labels, ["gradcam"], batch_size=16, pixels_per_step=5,
-                              n_grids=8, return_maps=True)
+    protocol = S.Protocol.of(EvalConfig(batch_size=16, pixels_per_step=5, n_grids=8))
+    res = S.evaluate_saliency(model, x, labels, ["gradcam"], protocol, return_maps=True)
     m = res.metrics
     for k in ("insertion", "deletion", "overall", "pointing", "energy", "ses", "seconds"):
         assert np.isfinite(m[f"saliency/gradcam/{k}"]), k
@@ -297,7 +298,7 @@ def test_evaluate_saliency_end_to_end_grid_game():
 def test_each_metrics_table_entry_writes_exactly_its_keys():
     """The saliency metrics table (evaluate.METRICS) declares each entry's keys; trial.py derives a
     trial's keys from it before training. Every entry, run on real maps, writes exactly those keys."""
-    from lico_tune.saliency.evaluate import METRICS, Context, compute_maps
+    from lico_tune.saliency.evaluate import METRICS, Context, Protocol, compute_maps
     from lico_tune.saliency.methods import make_saliency_fn
     x, labels = channel_class_images(16, k=4)
     model = ChannelClassModel(4)
@@ -305,13 +306,13 @@ def test_each_metrics_table_entry_writes_exactly_its_keys():
     maps = compute_maps(fn, x, labels, 16)
     masks = torch.zeros(16, 8, 8, dtype=torch.bool)
     masks[:, :4, :4] = True
-    kw = dict(opts={"batch_size": 16}, batch_size=16, pixels_per_step=8, blur_sigma=5.0, blur_kernel_size=None,
-              insertion_substrate="blur", deletion_substrate="zeros", precision="fp32",
-              road_percentiles=[30, 70], road_noise=0.01, n_grids=4, grid_seed=0, ses_seed=0, ses_scale=(0.5, 1.0),
-              ses_flip_p=0.5, sanity_max_layers=1, mprt_samples=2, mprt_noise=0.1)
+    protocol = Protocol.of(EvalConfig(batch_size=16, pixels_per_step=8, road_percentiles=[30, 70], n_grids=4,
+                                      sanity_max_layers=1, mprt_samples=2))
+    kw = dict(opts={"batch_size": 16}, blur_kernel_size=None, insertion_substrate="blur", deletion_substrate="zeros",
+              grid_seed=0, ses_seed=0, ses_scale=(0.5, 1.0), ses_flip_p=0.5)
     seen = []
     for metric in METRICS:
-        ctx = Context(model, x, labels, labels, "gradcam", fn, maps, masks, kw, {})
+        ctx = Context(model, x, labels, labels, "gradcam", fn, maps, masks, protocol, kw, {})
         out = metric.compute(ctx)
         assert set(out) == set(metric.tails), metric.tails
         assert all(math.isfinite(v) for v in out.values()), out
@@ -401,9 +402,9 @@ def test_write_gallery_and_figure(tmp_path):
     x, labels = channel_class_images(3, k=4)
     x3 = x[:, :3]  # 3-channel images for the display path; a 3-class model on them
     model = ChannelClassModel(3)
-    out = S.write_gallery(model, x3, labels % 3, str(tmp_path), ["gradcam", "rise"], class_names=["a", "b", "c"],
-                          mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), batch_size=64, pixels_per_step=8,
-                          rise_n_masks=20)
+    protocol = S.Protocol.of(EvalConfig(batch_size=64, pixels_per_step=8, rise_n_masks=20))
+    out = S.write_gallery(model, x3, labels % 3, str(tmp_path), ["gradcam", "rise"], protocol, class_names=["a", "b", "c"],
+                          mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     assert len(out["overlays"]) == 6
     assert imread(out["overlays"][0]).shape[:2] == (128, 128)
     fig = imread(str(tmp_path / "explain.png"))

@@ -17,7 +17,9 @@ from lico_tune.data.imageset import ImageSet
 from lico_tune.saliency.faithfulness import insertion_deletion, insertion_deletion_reference
 from lico_tune.saliency.mprt import efficient_mprt, histogram_entropy, smooth_mprt
 from lico_tune.saliency.road import impute, road
+from lico_tune.saliency.evaluate import Protocol
 from lico_tune.saliency.shortcut import shortcut_metrics
+from lico_tune.spec import EvalConfig
 
 import conftest
 
@@ -214,7 +216,7 @@ def test_shortcut_metrics_on_a_patch_reading_model():
     cfg = SimpleNamespace(fraction=0.5, size=3, seed=0, value=255, region="left_half")
     train, probe = shortcut.build(train, test, cfg, 4, margin=2)
     model = PatchReader(probe.slots, 3, hw)
-    out = shortcut_metrics(model, probe, torch.arange(8), ["gradcam"], batch_size=16, target="label")
+    out = shortcut_metrics(model, probe, torch.arange(8), ["gradcam"], Protocol.of(EvalConfig(batch_size=16, target="label")))
     assert out["shortcut/acc_patched"] == 100.0 and out["shortcut/acc_shuffled"] == 0.0
     assert out["shortcut/patch_reliance"] == 100.0
     clean_pred = model(probe.clean.batch(torch.arange(n))[0]).argmax(1)

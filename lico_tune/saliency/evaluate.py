@@ -35,15 +35,46 @@ from .faithfulness import insertion_deletion
 from .localisation import energy_masks, grid_localisation, pointing_game_masks
 from .methods import make_saliency_fn
 from .mprt import efficient_mprt, smooth_mprt
-from .road import PERCENTILES, road as road_scores
+from .road import road as road_scores
 from .sanity import cascading_randomisation
 
 
 @dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How maps are scored: the fields of the spec's eval section that evaluate_saliency reads. No
+    defaults here: the spec owns them (`Protocol.of(cfg.eval)`; a test writes `Protocol.of(EvalConfig(...))`)."""
+    target: str                       # "label" explains the true class, "pred" the clean prediction
+    batch_size: int                   # bounds the images per forward everywhere
+    pixels_per_step: int | None
+    blur_sigma: float
+    rise_n_masks: int
+    orderings: tuple[str, ...]        # "morf" (always: the RISE protocol) and/or "lerf"
+    road: bool
+    road_percentiles: tuple[float, ...]
+    road_noise: float
+    precision: str                    # autocast of the insertion/deletion forwards
+    n_grids: int | None               # None: N // 4 (>= 1)
+    ses: bool
+    sanity: bool
+    sanity_max_layers: int | None
+    mprt: tuple[str, ...]             # "smooth" and/or "efficient"
+    mprt_samples: int
+    mprt_noise: float
+
+    @classmethod
+    def of(cls, eval_cfg) -> "Protocol":
+        """The protocol of a spec's eval section (an EvalConfig)."""
+        def value(name):
+            v = getattr(eval_cfg, name)
+            return tuple(v) if isinstance(v, list) else v
+        return cls(**{f.name: value(f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
-    """Which metrics run, as far as known before any map is drawn (evaluate_saliency's options, whether
-    masks are given, how many classes the images hold): the same answer for the keys a trial will
-    report (saliency/trial.py) and for what evaluate_saliency computes."""
+    """Which metrics run, as far as known before any map is drawn (the protocol, whether masks are
+    given and the grid game played, how many classes the images hold): the same answer for the keys
+    a trial will report (saliency/trial.py) and for what evaluate_saliency computes."""
     orderings: tuple[str, ...]
     road: bool
     grid: bool
@@ -53,12 +84,17 @@ class Plan:
     sanity: bool
     mprt: tuple[str, ...]
 
+    @classmethod
+    def of(cls, protocol: Protocol, masks: bool, grid: bool, n_classes: int) -> "Plan":
+        return cls(protocol.orderings, protocol.road, grid, masks, n_classes, protocol.ses, protocol.sanity,
+                   protocol.mprt)
+
 
 @dataclasses.dataclass
 class Context:
     """What the metrics of one method read: the model, the images (N, C, H, W), labels and targets
-    (N,), the method's maps (N, H, W) and saliency function, evaluate_saliency's options (`kw`), and
-    `curves`, where each metric leaves its per-image results."""
+    (N,), the method's maps (N, H, W) and saliency function, the protocol and evaluate_saliency's fixed
+    options (`kw`), and `curves`, where each metric leaves its per-image results."""
     model: nn.Module
     images: Tensor
     labels: Tensor
@@ -67,6 +103,7 @@ class Context:
     fn: SaliencyFn
     maps: Tensor
     masks: Tensor | None
+    protocol: Protocol
     kw: dict
     curves: dict
 
@@ -81,10 +118,10 @@ class Metric:
 
 
 def _faithfulness(c: Context, order: str = "morf") -> dict:
-    k = c.kw
-    return insertion_deletion(c.model, c.images, c.maps, c.targets, k["pixels_per_step"], k["batch_size"],
-                              k["blur_sigma"], k["blur_kernel_size"], insertion_substrate=k["insertion_substrate"],
-                              deletion_substrate=k["deletion_substrate"], order=order, precision=k["precision"])
+    k, p = c.kw, c.protocol
+    return insertion_deletion(c.model, c.images, c.maps, c.targets, p.pixels_per_step, p.batch_size,
+                              p.blur_sigma, k["blur_kernel_size"], insertion_substrate=k["insertion_substrate"],
+                              deletion_substrate=k["deletion_substrate"], order=order, precision=p.precision)
 
 
 def _morf(c: Context) -> dict[str, float]:
@@ -100,16 +137,16 @@ def _lerf(c: Context) -> dict[str, float]:
 
 
 def _road(c: Context) -> dict[str, float]:
-    k = c.kw
-    r = c.curves["road"] = road_scores(c.model, c.images, c.maps, c.targets, k["road_percentiles"],
-                                       k["batch_size"], k["road_noise"])
+    p = c.protocol
+    r = c.curves["road"] = road_scores(c.model, c.images, c.maps, c.targets, list(p.road_percentiles),
+                                       p.batch_size, p.road_noise)
     return {f"road_{m}": r[m].mean().item() for m in ("morf", "lerf", "combined")}
 
 
 def _grid(c: Context) -> dict[str, float]:
-    k = c.kw
-    loc = grid_localisation(c.fn, c.images, c.labels, k["n_grids"] or max(1, len(c.images) // 4), k["grid_seed"],
-                            k["batch_size"])
+    p = c.protocol
+    loc = grid_localisation(c.fn, c.images, c.labels, p.n_grids or max(1, len(c.images) // 4), c.kw["grid_seed"],
+                            p.batch_size)
     return {"pointing": loc["pointing"].mean().item(), "energy": loc["energy"].mean().item()}
 
 
@@ -121,7 +158,7 @@ def _masks(c: Context) -> dict[str, float]:
 def _ses(c: Context) -> dict[str, float]:
     k = c.kw
     c.curves["ses"] = salience_equivariance(c.fn, c.images, c.targets, k["ses_seed"], k["ses_scale"],
-                                            flip_p=k["ses_flip_p"], batch_size=k["batch_size"], maps=c.maps)
+                                            flip_p=k["ses_flip_p"], batch_size=c.protocol.batch_size, maps=c.maps)
     return {"ses": c.curves["ses"].mean().item()}
 
 
@@ -131,14 +168,14 @@ def _top_full(rand: dict, prefix: str) -> dict[str, float]:
 
 def _sanity(c: Context) -> dict[str, float]:
     rand = c.curves["sanity"] = cascading_randomisation(c.model, c.images, c.targets, c.method,
-                                                        max_layers=c.kw["sanity_max_layers"], **c.kw["opts"])
+                                                        max_layers=c.protocol.sanity_max_layers, **c.kw["opts"])
     return _top_full(rand, "sanity")
 
 
 def _smprt(c: Context) -> dict[str, float]:
-    k = c.kw
-    sm = c.curves["smprt"] = smooth_mprt(c.model, c.images, c.targets, c.method, k["mprt_samples"], k["mprt_noise"],
-                                         k["sanity_max_layers"], **k["opts"])
+    p = c.protocol
+    sm = c.curves["smprt"] = smooth_mprt(c.model, c.images, c.targets, c.method, p.mprt_samples, p.mprt_noise,
+                                         p.sanity_max_layers, **c.kw["opts"])
     return _top_full(sm, "smprt")
 
 
@@ -180,50 +217,36 @@ def compute_maps(fn: SaliencyFn, images: Tensor, targets: Tensor, batch_size: in
                       for i in range(0, len(images), batch_size)])
 
 
-def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequence[str] = ("gradcam",), *,
-                      target_layer: nn.Module | str | None = None, target: str = "label",
-                      batch_size: int = 256, pixels_per_step: int | None = None,
-                      blur_sigma: float = 5.0, blur_kernel_size: int | None = None,
-                      insertion_substrate: str = "blur", deletion_substrate: str = "zeros",
-                      n_grids: int | None = None, grid_seed: int = 0, ses: bool = True,
-                      ses_seed: int = 0, ses_scale=(0.5, 1.0), ses_flip_p: float = 0.5,
-                      masks: Tensor | None = None, sanity: bool = False,
-                      sanity_max_layers: int | None = None, rise_n_masks: int = 250,
-                      rise_cells: int = 8, rise_p: float = 0.5, rise_seed: int = 0,
-                      return_maps: bool = False, grid: bool | None = None,
-                      orderings: Sequence[str] = ("morf",), road: bool = False,
-                      road_percentiles: Sequence[float] = PERCENTILES, road_noise: float = 0.01,
-                      mprt: Sequence[str] = (), mprt_samples: int = 8,
-                      mprt_noise: float = 0.1, precision: str = "fp32") -> SaliencyEvaluation:
-    """All saliency metrics for images (N, C, H, W) (normalised), labels (N,).
+def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequence[str], protocol: Protocol, *,
+                      masks: Tensor | None = None, grid: bool | None = None, return_maps: bool = False,
+                      target_layer: nn.Module | str | None = None, blur_kernel_size: int | None = None,
+                      insertion_substrate: str = "blur", deletion_substrate: str = "zeros", grid_seed: int = 0,
+                      ses_seed: int = 0, ses_scale=(0.5, 1.0), ses_flip_p: float = 0.5, rise_cells: int = 8,
+                      rise_p: float = 0.5, rise_seed: int = 0) -> SaliencyEvaluation:
+    """All saliency metrics for images (N, C, H, W) (normalised), labels (N,), under `protocol` (the
+    spec's eval section). The keywords after it are the protocol's fixed parts (substrates, seeds,
+    SES's crop scale, RISE's grid), not spec fields.
 
-    target: "label" explains the ground-truth class, "pred" the prediction on the clean image
-    (faithfulness, SES, masks, sanity). The grid game always targets each tile's true class;
-    it is skipped when the images hold fewer than 4 classes; n_grids defaults to N // 4 (>= 1);
-    grid=None plays it only when no masks are given (real boxes replace it). orderings: "morf"
-    (always computed: the RISE protocol) and/or "lerf". mprt: "smooth" and/or "efficient".
-    batch_size bounds the images per forward everywhere; precision ('fp32', 'bf16', 'fp16') is the
-    autocast of the insertion/deletion forwards (eval.precision). The model's mode, requires_grad flags
-    and .grad are left as they were.
+    The grid game always targets each tile's true class; it is skipped when the images hold fewer
+    than 4 classes; grid=None plays it only when no masks are given (real boxes replace it). The
+    model's mode, requires_grad flags and .grad are left as they were.
     """
-    if target not in ("label", "pred"):
-        raise ValueError(f"target must be 'label' or 'pred', got '{target}'")
-    bad = (set(orderings) - {"morf", "lerf"}) | {f"mprt:{m}" for m in set(mprt) - {"smooth", "efficient"}}
+    p = protocol
+    if p.target not in ("label", "pred"):
+        raise ValueError(f"target must be 'label' or 'pred', got '{p.target}'")
+    bad = (set(p.orderings) - {"morf", "lerf"}) | {f"mprt:{m}" for m in set(p.mprt) - {"smooth", "efficient"}}
     if bad:
         raise ValueError(f"unknown orderings/mprt {sorted(bad)}; orderings: morf, lerf; mprt: smooth, efficient")
     grid = masks is None if grid is None else grid
     labels = as_targets(labels, len(images))
-    preds = predict(model, images, batch_size)
-    targets = labels if target == "label" else preds
-    opts = dict(target_layer=target_layer, batch_size=batch_size, rise_n_masks=rise_n_masks,
+    preds = predict(model, images, p.batch_size)
+    targets = labels if p.target == "label" else preds
+    opts = dict(target_layer=target_layer, batch_size=p.batch_size, rise_n_masks=p.rise_n_masks,
                 rise_cells=rise_cells, rise_p=rise_p, rise_seed=rise_seed)
-    kw = dict(opts=opts, batch_size=batch_size, pixels_per_step=pixels_per_step, blur_sigma=blur_sigma,
-              blur_kernel_size=blur_kernel_size, insertion_substrate=insertion_substrate,
-              deletion_substrate=deletion_substrate, precision=precision, road_percentiles=road_percentiles,
-              road_noise=road_noise, n_grids=n_grids, grid_seed=grid_seed, ses_seed=ses_seed, ses_scale=ses_scale,
-              ses_flip_p=ses_flip_p, sanity_max_layers=sanity_max_layers, mprt_samples=mprt_samples,
-              mprt_noise=mprt_noise)
-    plan = Plan(tuple(orderings), road, grid, masks is not None, len(torch.unique(labels)), ses, sanity, tuple(mprt))
+    kw = dict(opts=opts, blur_kernel_size=blur_kernel_size, insertion_substrate=insertion_substrate,
+              deletion_substrate=deletion_substrate, grid_seed=grid_seed, ses_seed=ses_seed, ses_scale=ses_scale,
+              ses_flip_p=ses_flip_p)
+    plan = Plan.of(p, masks is not None, grid, len(torch.unique(labels)))
     metrics: dict[str, float] = {}
     curves: dict[str, dict] = {}
     all_maps: dict[str, Tensor] = {}
@@ -232,8 +255,8 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
     for method in methods:
         t0 = time.perf_counter()
         fn = make_saliency_fn(model, method, **opts)
-        maps = compute_maps(fn, images, targets, batch_size)  # (N, H, W)
-        ctx = Context(model, images, labels, targets, method, fn, maps, masks, kw, {})
+        maps = compute_maps(fn, images, targets, p.batch_size)  # (N, H, W)
+        ctx = Context(model, images, labels, targets, method, fn, maps, masks, p, kw, {})
         for metric in METRICS:
             if metric.wanted(plan):
                 metrics.update({f"saliency/{method}/{t}": v for t, v in metric.compute(ctx).items()})

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .evaluate import compute_maps
+from .evaluate import Protocol, compute_maps
 from .faithfulness import insertion_deletion
 from .methods import make_saliency_fn
 from ._util import as_targets, predict
@@ -109,13 +109,12 @@ def explain_figure(images: Tensor, maps: Tensor | dict[str, Tensor], curves: dic
     return fig
 
 
-def write_gallery(model: nn.Module, images: Tensor, labels, out_dir: str, methods: Sequence[str] = ("gradcam",), *,
-                  class_names: Sequence[str] | None = None, mean=None, std=None, target: str = "label",
-                  target_layer=None, batch_size: int = 256, pixels_per_step: int | None = None,
-                  blur_sigma: float = 5.0, blur_kernel_size: int | None = None,
-                  insertion_substrate: str = "blur", deletion_substrate: str = "zeros", min_size: int = 128,
-                  **method_options) -> dict[str, list[str]]:
-    """Explain a few images with each method and write into out_dir:
+def write_gallery(model: nn.Module, images: Tensor, labels, out_dir: str, methods: Sequence[str], protocol: Protocol, *,
+                  class_names: Sequence[str] | None = None, mean=None, std=None, target_layer=None,
+                  blur_kernel_size: int | None = None, insertion_substrate: str = "blur",
+                  deletion_substrate: str = "zeros", min_size: int = 128) -> dict[str, list[str]]:
+    """Explain a few images with each method under `protocol` (the spec's eval section: target,
+    batch size, insertion/deletion step and blur, RISE masks) and write into out_dir:
         <method>/<i>.png    the overlay (nearest-upscaled to at least min_size px)
         explain.png         explain_figure over all methods
         curves.npz          <method>/insertion_curve, .../deletion_curve, .../insertion, .../deletion,
@@ -124,6 +123,8 @@ def write_gallery(model: nn.Module, images: Tensor, labels, out_dir: str, method
     Returns {"overlays": [...], "figure": [...], "data": [...]} of written paths."""
     from matplotlib.image import imsave
 
+    target, batch_size = protocol.target, protocol.batch_size
+    pixels_per_step, blur_sigma = protocol.pixels_per_step, protocol.blur_sigma
     os.makedirs(out_dir, exist_ok=True)
     labels = as_targets(labels, len(images))
     preds = predict(model, images, batch_size)
@@ -134,7 +135,8 @@ def write_gallery(model: nn.Module, images: Tensor, labels, out_dir: str, method
     maps, curves = {}, {}
     written: dict[str, list[str]] = {"overlays": [], "figure": [], "data": []}
     for method in methods:
-        fn = make_saliency_fn(model, method, target_layer=target_layer, batch_size=batch_size, **method_options)
+        fn = make_saliency_fn(model, method, target_layer=target_layer, batch_size=batch_size,
+                              rise_n_masks=protocol.rise_n_masks)
         maps[method] = compute_maps(fn, images, targets, batch_size)
         curves[method] = insertion_deletion(model, images, maps[method], targets, pixels_per_step, batch_size,
                                             blur_sigma, blur_kernel_size, insertion_substrate=insertion_substrate,

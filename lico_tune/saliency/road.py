@@ -25,7 +25,6 @@ from torch import Tensor, nn
 
 from ._util import as_targets, frozen_eval, model_device
 
-PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 # ((row offset, column offset), weight) of the 8 neighbours, as in ROAD's NoisyLinearImputer.
 NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
               ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
@@ -84,7 +83,7 @@ def keep_masks(maps: Tensor, percentiles: Sequence[float], order: str) -> Tensor
 
 
 @torch.no_grad()
-def road(model: nn.Module, images: Tensor, maps: Tensor, targets, percentiles: Sequence[float] = PERCENTILES,
+def road(model: nn.Module, images: Tensor, maps: Tensor, targets, percentiles: Sequence[float],
          batch_size: int = 64, noise: float = 0.01, seed: int = 0) -> dict[str, Tensor]:
     """ROAD scores. images (N, C, H, W) normalised, maps (N, H, W), targets (N,) ->
     {"morf": (N, P), "lerf": (N, P) target probabilities, "combined": (N,) mean (lerf - morf) / 2}."""

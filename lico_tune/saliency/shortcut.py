@@ -14,13 +14,14 @@ Compare arms with data.shortcut.fraction > 0 against a control (fraction 0, prob
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from ._util import frozen_eval, model_device
-from .evaluate import evaluate_saliency
+from .evaluate import Protocol, evaluate_saliency
 from .localisation import boxes_to_masks
 
 RENAMED = {"insertion": "patched_insertion", "deletion": "patched_deletion", "overall": "patched_overall",
@@ -40,19 +41,19 @@ def accuracy(model: nn.Module, images, batch_size: int = 256) -> float:
 
 
 def shortcut_metrics(model: nn.Module, probe, indices: torch.Tensor, methods: Sequence[str],
-                     batch_size: int = 256, **saliency_options) -> dict[str, float]:
-    """The probe's metrics (see the module docstring); saliency on probe.patched[indices]."""
-    acc = {name: accuracy(model, getattr(probe, name), batch_size) for name in ("clean", "patched", "shuffled")}
+                     protocol: Protocol) -> dict[str, float]:
+    """The probe's metrics (see the module docstring); saliency on probe.patched[indices] under
+    `protocol` (the spec's eval section), with the RISE curves only."""
+    acc = {name: accuracy(model, getattr(probe, name), protocol.batch_size) for name in ("clean", "patched", "shuffled")}
     out = {f"shortcut/acc_{k}": v for k, v in acc.items()}
     out["shortcut/patch_reliance"] = acc["patched"] - acc["shuffled"]
     if not methods or len(indices) == 0:
         return out
     device = model_device(model)
-    saliency_options.update(orderings=("morf",), road=False)             # the probe needs the RISE curves only
+    protocol = dataclasses.replace(protocol, orderings=("morf",), road=False, ses=False, sanity=False, mprt=())
     x, y = probe.patched.batch(indices, augment=False)
     masks = boxes_to_masks(probe.patched_boxes[indices], *x.shape[-2:])
-    res = evaluate_saliency(model, x.to(device), y, methods, batch_size=batch_size, masks=masks, grid=False,
-                            ses=False, **saliency_options)
+    res = evaluate_saliency(model, x.to(device), y, methods, protocol, masks=masks, grid=False)
     out["shortcut/patch_area"] = res.metrics.pop("eval/mask_area")
     for k, v in res.metrics.items():
         head, _, tail = k.rpartition("/")

@@ -1,13 +1,14 @@
 """Saliency in every trial: the fixed test images, the metrics, and the gallery."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..layout import GALLERY
-from .evaluate import Plan, evaluate_saliency, metric_tails
+from .evaluate import Plan, Protocol, evaluate_saliency, metric_tails
 from .gallery import write_gallery
 from .localisation import boxes_to_masks
 from .shortcut import RENAMED as SHORTCUT_RENAMED, shortcut_metrics
@@ -23,14 +24,6 @@ def fixed_test_images(test_set, n: int, seed: int) -> tuple[torch.Tensor, torch.
     """The same n test images for every trial with the same dataset and eval.seed:
     (x (n, C, H, W) normalised, y (n,))."""
     return test_set.batch(fixed_test_indices(test_set, n, seed), augment=False)
-
-
-def protocol_options(cfg) -> dict:
-    """The EvalConfig fields that set how maps are scored, as evaluate_saliency's keywords."""
-    return dict(target=cfg.target, batch_size=cfg.batch_size, pixels_per_step=cfg.pixels_per_step,
-                blur_sigma=cfg.blur_sigma, rise_n_masks=cfg.rise_n_masks, orderings=cfg.orderings,
-                road=cfg.road, road_percentiles=cfg.road_percentiles, road_noise=cfg.road_noise,
-                precision=cfg.precision)
 
 
 def saliency_metric_keys(cfg, data) -> list[str]:
@@ -53,7 +46,7 @@ def saliency_metric_keys(cfg, data) -> list[str]:
     n_classes = len(torch.unique(data.test.batch(idx, augment=False)[1]))
     if masks:
         keys.append("eval/mask_area")
-    plan = Plan(tuple(cfg.orderings), cfg.road, not masks, masks, n_classes, cfg.ses, cfg.sanity, tuple(cfg.mprt))
+    plan = Plan.of(Protocol.of(cfg), masks=masks, grid=not masks, n_classes=n_classes)
     keys += [f"saliency/{m}/{t}" for m in methods for t in metric_tails(plan)]
     return list(dict.fromkeys(keys))
 
@@ -69,24 +62,19 @@ def trial_saliency(classifier: nn.Module, data, cfg, out_dir: str | Path) -> dic
     metrics: dict[str, float] = {}
     probe = getattr(data, "shortcut", None)
     if probe is not None:
-        metrics.update(shortcut_metrics(classifier, probe, idx, methods, **protocol_options(cfg)))
+        metrics.update(shortcut_metrics(classifier, probe, idx, methods, Protocol.of(cfg)))
     if not methods:
         return metrics
     x, y = data.test.batch(idx, augment=False)
     x, y = x.to(device), y.to(device)
     boxes = getattr(data.test, "boxes", None)
     masks = boxes_to_masks(boxes[idx], *x.shape[-2:]) if cfg.boxes and boxes is not None else None
-    options = protocol_options(cfg)
-    result = evaluate_saliency(classifier, x, y, cfg.cams, n_grids=cfg.n_grids, ses=cfg.ses, masks=masks,
-                               sanity=cfg.sanity, sanity_max_layers=cfg.sanity_max_layers, mprt=cfg.mprt,
-                               mprt_samples=cfg.mprt_samples, mprt_noise=cfg.mprt_noise, **options)
+    result = evaluate_saliency(classifier, x, y, cfg.cams, Protocol.of(cfg), masks=masks)
     metrics.update(result.metrics)
     if cfg.gallery_images:
         k = min(cfg.gallery_images, len(x))
-        write_gallery(classifier, x[:k], y[:k], str(Path(out_dir) / GALLERY), cfg.cams,
-                      class_names=data.class_names, mean=data.mean, std=data.std,
-                      rise_n_masks=cfg.rise_n_masks, target=cfg.target, batch_size=cfg.batch_size,
-                      pixels_per_step=cfg.pixels_per_step, blur_sigma=cfg.blur_sigma)
+        write_gallery(classifier, x[:k], y[:k], str(Path(out_dir) / GALLERY), cfg.cams, Protocol.of(cfg),
+                      class_names=data.class_names, mean=data.mean, std=data.std)
     return metrics
 
 
@@ -102,6 +90,6 @@ def val_saliency(classifier: nn.Module, val_set, cfg) -> dict[str, float]:
     x, y = val_set.batch(idx, augment=False)
     boxes = getattr(val_set, "boxes", None)
     masks = boxes_to_masks(boxes[idx], *x.shape[-2:]) if cfg.boxes and boxes is not None else None
-    result = evaluate_saliency(classifier, x.to(device), y.to(device), cfg.cams, n_grids=cfg.n_grids,
-                               ses=cfg.ses, masks=masks, **protocol_options(cfg))
+    protocol = dataclasses.replace(Protocol.of(cfg), sanity=False, mprt=())
+    result = evaluate_saliency(classifier, x.to(device), y.to(device), cfg.cams, protocol, masks=masks)
     return {f"val/{k}": v for k, v in result.metrics.items()}

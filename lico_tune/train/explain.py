@@ -11,6 +11,7 @@ import torch
 from ..data import build_data
 from ..errors import UnreadableInput
 from ..models import build_classifier
+from ..saliency.evaluate import Protocol
 from ..saliency.gallery import write_gallery
 from ..saliency.trial import fixed_test_images
 from ..spec import saved_trial, validate_trial
@@ -71,10 +72,8 @@ def explain(checkpoint: str | Path, images: Sequence[str | Path] = (), methods: 
         x, y = fixed_test_images(data.test, n_images, cfg.eval.seed)
     out = Path(out)
     files = out.with_name(out.stem + "_files")
-    write_gallery(classifier, x, y, str(files), list(methods), class_names=data.class_names,
-                  mean=data.mean, std=data.std, batch_size=cfg.eval.batch_size,
-                  pixels_per_step=cfg.eval.pixels_per_step, blur_sigma=cfg.eval.blur_sigma,
-                  rise_n_masks=cfg.eval.rise_n_masks)
+    write_gallery(classifier, x, y, str(files), list(methods), Protocol.of(cfg.eval), class_names=data.class_names,
+                  mean=data.mean, std=data.std)     # the trial's own protocol (its eval.target included)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(files / "explain.png", out)
     return out
