@@ -27,6 +27,16 @@ def is_seed(name: str) -> bool:
     return name in SEED_COLUMNS
 
 
+DATASET_PATH = "data.name"
+
+
+def is_hyperparameter(name: str) -> bool:
+    """Whether a searched parameter is a choice to tune: not a seed (noise), and not the dataset
+    (accuracies of different datasets are not on one scale, so nothing ranks across them). The one
+    rule of the best-configuration table, the importances and the dashboard."""
+    return not is_seed(name) and name != DATASET_PATH
+
+
 def config_id(params: dict) -> str:
     """The id shared by the seeds of one configuration: a hash of the trial's params (arm, grid
     and sampled values) without the repeat index and the seed. 10 hex digits."""

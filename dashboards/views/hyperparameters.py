@@ -8,7 +8,7 @@ import common
 from charts import log_params, parallel_coordinates
 from lico_tune.results import aggregate, param_importance, pareto_mask
 from lico_tune.results.ranges import metric_range
-from lico_tune.keys import is_seed
+from lico_tune.keys import DATASET_PATH, is_hyperparameter, is_seed
 
 res, root, db, stamp = common.page("Hyperparameters", "How each searched parameter moves each metric.")
 name = common.pick_experiment(res, "hyper")
@@ -30,12 +30,12 @@ arms = sorted(set(t["arm"]))
 chosen = c3.multiselect("Arms", arms, default=arms, key="hp_arms")
 t = t[t["arm"].isin(chosen) & (t["dataset"] == dataset)]
 t = t.dropna(subset=[metric])
-varied = [p for p in r.params.get(name, []) if p in t.columns and p != "data.name" and t[p].nunique(dropna=True) > 1]
+varied = [p for p in r.params.get(name, []) if p in t.columns and p != DATASET_PATH and t[p].nunique(dropna=True) > 1]
 seeds = [p for p in varied if is_seed(p)]   # the seed and the repeat index (lico_tune.keys's one rule)
 with_seed = st.checkbox("Plot the seed too", value=False, key="hp_seed",
                         help="Seeds are noise, not a choice: they are never in the importance; plot them to see "
                              "how much they move a metric.") if seeds else False
-hyper = [p for p in varied if p not in seeds]          # the hyperparameters proper
+hyper = [p for p in varied if is_hyperparameter(p)]   # the hyperparameters proper
 params = [p for p in varied if with_seed or p not in seeds]
 mode = r.mode(metric, name)
 rng = metric_range(metric)

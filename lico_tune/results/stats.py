@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..keys import is_seed
+from ..keys import is_hyperparameter
 from .power import mde_paired, tost_paired
 from .ranges import clip as _clip, metric_range
 
@@ -343,8 +343,7 @@ def best_configs(trials: pd.DataFrame, metrics: dict[str, str], params: Sequence
     if trials.empty:
         return pd.DataFrame(columns=cols)
     # The configuration: searched values that vary (fixed ones and the seed say nothing).
-    cfg_cols = [p for p in params if p in trials.columns and not is_seed(p) and p != "data.name"
-                and trials[p].nunique(dropna=False) > 1]
+    cfg_cols = [p for p in params if p in trials.columns and is_hyperparameter(p) and trials[p].nunique(dropna=False) > 1]
     for (exp, dataset), g in trials.groupby(["experiment", "dataset"], sort=True):
         for m, mode in metrics.items():
             if m not in g.columns or g[m].notna().sum() == 0:
