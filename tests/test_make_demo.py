@@ -1,13 +1,16 @@
 """The newcomer path (issue 15): `make demo`'s script twice in one fresh results root (smoke
 budget), `--set` on a searched field (applied to every trial, with a note), timestamped
-`lico-tune train` runs and `--resume` of the newest, `report --experiment latest`."""
+`lico-tune train` runs and `--resume` of the newest, `report --experiment latest`. The first demo
+run is also the test of `lico-tune run --smoke-test` on the quick start (its progress lines, trial
+files and summary)."""
+import json
 import os
 import re
 import subprocess
 import sys
 
 import yaml
-from ray_helpers import REPO, ray_env, trial_dirs, write_spec
+from ray_helpers import REPO, ray_env, result_rows, trial_dirs, write_spec
 
 from lico_tune.cli import main
 from lico_tune.layout import newest_stamped
@@ -28,6 +31,36 @@ def demo(storage, tmpdir, extra=""):
     return proc.returncode, proc.stdout
 
 
+def check_quickstart_smoke_sweep(out: str, experiment) -> None:
+    """`lico-tune run quickstart.yaml --smoke-test`: one line per trial event (not Ray's table), the
+    summary, each trial's files clamped to the smoke budget, summary.json and the run file."""
+    assert "| Trial name" not in out and "Trial status:" not in out, "Ray's table without --verbose"
+    lines = out.splitlines()
+    for event in ("start", "epoch 1", "done"):
+        hits = [ln for ln in lines if ln[9:].startswith(event)]
+        assert len(hits) == 2 and {h.split(" arm ")[1].split()[0] for h in hits} == {"ce", "lico"}, (event, hits)
+    assert all(" acc " in ln for ln in lines if ln[9:].startswith("done")), "the finish line shows test/acc"
+    assert f"== Summary of {experiment.name}: 2 trials, 2 finished, 0 errored ==" in out
+    trials = trial_dirs(experiment)
+    assert len(trials) == 2
+    for trial in trials:
+        spec = yaml.safe_load((trial / "trial_spec.yaml").read_text())
+        assert spec["train"]["epochs"] == 1 and spec["train"]["steps_per_epoch"] == 5
+        assert spec["data"]["train_subset"] == 512
+        prov = json.loads((trial / "provenance.json").read_text())
+        assert prov["lico_tune_version"] and "git_sha" in prov and prov["arm"] in ("ce", "lico")
+        rows = result_rows(trial)
+        assert [r["epoch"] for r in rows] == [1] and rows[0]["arm"] == prov["arm"]
+        assert rows[0]["dataset"] == "fashion_mnist" and "history" not in rows[0]
+        ckpts = sorted(trial.glob("checkpoint_*"))
+        assert ckpts and (ckpts[-1] / "checkpoint.pt").exists() and (ckpts[-1] / "trial_spec.yaml").exists()
+    import pandas as pd
+    summary = pd.read_json(experiment / "summary.json")    # records: one row per trial
+    assert sorted(summary["arm"]) == ["ce", "lico"] and set(summary["experiment"]) == {experiment.name}
+    assert summary["test/acc"].between(0, 100).all()
+    assert (experiment / "lico_run.yaml").exists()
+
+
 def test_make_demo_runs_twice_keeps_both_experiments_and_ends_with_a_report_and_a_figure(ray_tmp, tmp_path, capsys):
     storage = tmp_path / "results"
     rc1, out1 = demo(storage, ray_tmp)
@@ -41,6 +74,7 @@ def test_make_demo_runs_twice_keeps_both_experiments_and_ends_with_a_report_and_
     experiments = sorted(p for p in storage.iterdir() if p.is_dir() and p.name.startswith("quickstart_"))
     assert len(experiments) == 2, [p.name for p in storage.iterdir()]
     first, second = experiments
+    check_quickstart_smoke_sweep(out1[:out1.index("== 2/3")], first)
     for exp, out in ((first, out1), (second, out2)):
         assert re.fullmatch(r"quickstart_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-smoke", exp.name)
         trials = trial_dirs(exp)

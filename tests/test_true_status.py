@@ -3,7 +3,8 @@
 Ray saves the trial that was running as RUNNING (and `ExperimentAnalysis` reads it back as
 PENDING); `lico-tune report`, the catalog, summary.json and the dashboard must say 'interrupted',
 and while the sweep runs, 'running'. A graceful stop leaves no trial scratch folder in the temp
-folder. One sweep per signal (3 seeds, one at a time, 6 epochs: the signal lands in the first trial)."""
+folder. One sweep per signal, the three at once (3 seeds, one at a time, 40 epochs: the signal lands in
+the first trial)."""
 import copy
 import json
 import os
@@ -23,52 +24,60 @@ SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
 APP = REPO / "dashboards" / "app.py"
 
 
-def _sweep_and_stop(sig: str, spec: Path, storage: Path, scratch: Path) -> dict:
-    """Run the sweep, read the results while its first trial runs, then stop it with `sig`."""
+def _start_sweep(sig: str, spec: Path, storage: Path, scratch: Path) -> dict:
     tmpdir = private_tmpdir()
     exp = storage / sig.lower()
     driver = subprocess.Popen([sys.executable, "-m", "lico_tune.cli", "run", str(spec), "--storage", str(storage),
                                "--name", exp.name], cwd=REPO, env=ray_env(tmpdir, TMPDIR=str(scratch)),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    seen = {}
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and not list(exp.glob("trial_*/result.json")):
-            assert driver.poll() is None, driver.stdout.read()
-            time.sleep(0.3)
-        from lico_tune.results import load_results
-        live = load_results(str(storage), use_catalog=False).experiment(exp.name)
-        seen["live"] = (live.experiments.iloc[0]["run_state"], set(live.trials["status"]))
-        if sig == "SIGKILL":
-            os.killpg(driver.pid, signal.SIGKILL)
-        else:
-            driver.send_signal(getattr(signal, sig))
-        out, _ = driver.communicate(timeout=180)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
-        left = kill_started([tmpdir])
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    assert not left
-    seen.update(rc=driver.returncode, out=out, exp=exp)
-    return seen
+    return {"sig": sig, "driver": driver, "tmpdir": tmpdir, "exp": exp, "scratch": scratch}
+
+
+def _stop_sweep(run: dict, storage: Path) -> dict:
+    """Read the results while the sweep's first trial runs, then stop it with its signal."""
+    sig, driver, exp = run["sig"], run["driver"], run["exp"]
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(exp.glob("trial_*/result.json")):
+        assert driver.poll() is None, driver.stdout.read()
+        time.sleep(0.3)
+    from lico_tune.results import load_results
+    live = load_results(str(storage), use_catalog=False).experiment(exp.name)
+    seen = {"live": (live.experiments.iloc[0]["run_state"], set(live.trials["status"]))}
+    if sig == "SIGKILL":
+        os.killpg(driver.pid, signal.SIGKILL)
+    else:
+        driver.send_signal(getattr(signal, sig))
+    out, _ = driver.communicate(timeout=180)
+    return {**seen, "rc": driver.returncode, "out": out, "exp": exp, "scratch": run["scratch"]}
 
 
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
+    """The three sweeps run at once (each its own Ray), each stopped by its signal during its first
+    trial (40 epochs: it cannot end before the signal lands)."""
     from conftest import TINY_TRIAL
     work = tmp_path_factory.mktemp("true_status")
     tree = copy.deepcopy(TINY_TRIAL)
-    tree["train"].update(epochs=6, steps_per_epoch=4)
+    tree["train"].update(epochs=40, steps_per_epoch=4)
     spec = write_spec(work / "s.yaml", tree, name="s", search={"space": {"train.seed": {"grid": [0, 1, 2]}},
                                                               "max_concurrent": 1})
     storage = work / "res"
-    runs = {}
-    for sig in SIGNALS:
-        scratch = work / f"tmp_{sig}"
-        scratch.mkdir()
-        runs[sig] = {**_sweep_and_stop(sig, spec, storage, scratch), "scratch": scratch}
+    started = []
+    try:
+        for sig in SIGNALS:
+            scratch = work / f"tmp_{sig}"
+            scratch.mkdir()
+            started.append(_start_sweep(sig, spec, storage, scratch))
+        runs = {run["sig"]: _stop_sweep(run, storage) for run in started}
+    finally:
+        for run in started:
+            if run["driver"].poll() is None:
+                os.killpg(run["driver"].pid, signal.SIGKILL)
+                run["driver"].wait()
+        left = kill_started([run["tmpdir"] for run in started])
+        for run in started:
+            shutil.rmtree(run["tmpdir"], ignore_errors=True)
+    assert not left
     return storage, runs
 
 
