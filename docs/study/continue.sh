@@ -7,6 +7,9 @@
 #
 #   docs/study/continue.sh            # resume the Fashion-MNIST part (then the placed part, see README)
 #   docs/study/continue.sh --save     # after stopping it: copy the state back into docs/study/state/
+#   NAME=study-converged-placed_2026-12-04 SPEC=search_spaces/study_converged_placed.yaml docs/study/continue.sh
+#                                     # start the placed part (the first time: no state yet), later resume it
+#   NAME=study-converged-placed_2026-12-04 docs/study/continue.sh [--save]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -37,7 +40,12 @@ if [ "${1:-}" = --save ]; then
 fi
 [ -d "$WT" ] || git worktree add --detach "$WT" "$COMMIT"
 mkdir -p "$STORAGE"
-[ -d "$STORAGE/$NAME" ] || cp -r "$STATE" "$STORAGE/$NAME"
+SPEC=${SPEC:-}                         # the spec that starts NAME when it has no state yet
+if [ ! -d "$STORAGE/$NAME" ] && [ -d "$STATE" ]; then cp -r "$STATE" "$STORAGE/$NAME"; fi
+if [ ! -d "$STORAGE/$NAME" ] && [ -z "$SPEC" ]; then
+  echo "$NAME has no state in $STATE or $STORAGE: to start it, give its spec, e.g. SPEC=search_spaces/study_converged_placed.yaml" >&2
+  exit 2
+fi
 # The numbers depend on these versions (the MiniLM features changed between transformers 5.24 and
 # 5.25): every part runs with the ones part 1 ran with (each trial's provenance.json records them).
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
@@ -53,4 +61,7 @@ fi
 cd "$WT"
 export RAY_TMPDIR=${RAY_TMPDIR:-/tmp/rt-study}
 mkdir -p "$RAY_TMPDIR"
+if [ ! -d "$STORAGE/$NAME" ]; then
+  exec env PYTHONPATH="$WT" "$PYTHON" -m lico_tune.cli run "$SPEC" --storage "$STORAGE" --name "$NAME"
+fi
 exec env PYTHONPATH="$WT" "$PYTHON" -m lico_tune.cli resume "$STORAGE/$NAME"
