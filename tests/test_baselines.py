@@ -16,6 +16,7 @@ from lico_tune.cli import main
 from lico_tune.layout import PARAMS_FILE, RESULT_FILE, RUN_FILE, TRIAL_SPEC
 from lico_tune.results import build_report, render
 from test_stats import ARMS, fixed_results, values
+from lico_tune.results import report_text as prose
 
 PAIRS = {("lico", "ce"), ("other", "ce"), ("other", "lico")}
 
@@ -64,7 +65,7 @@ def test_the_first_baseline_leads_the_arms_and_the_bold_rule():
     assert rep.pair("other", "digits", "test/acc", baseline="ce")["baseline"] == "ce"
     # lico is best by 5 points: bold as the leading baseline when every other arm is separated from it.
     assert rep.bold_arms("digits", "test/acc") == build_report(res, baseline="lico")[0].bold_arms("digits", "test/acc")
-    assert "against the first baseline (lico) excludes 0" in rep.caption()
+    assert "against the first baseline (lico) excludes 0" in prose.caption(rep)
 
 
 def test_one_baseline_prints_what_it_did_before():

@@ -31,6 +31,7 @@ from lico_tune.results.table import build_results
 from lico_tune.spec import validate_trial
 from lico_tune.train import train_trial
 from ray_helpers import REPO
+from lico_tune.results import report_text as prose
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -193,7 +194,7 @@ def test_report_prints_the_note_above_the_tables():
     assert "saliency and pointing numbers, and the paired comparisons of them below, are not evidence about LICO" in md
     assert "| ce | digits | 3 | - | - | - | - | - | - | at chance 2/3 |" in md      # the health table counts CE too
     data = json.loads(render([rep], "json"))["experiments"][0]
-    assert data["at_chance"] == rep.at_chance and data["chance_warnings"] == rep.chance_warnings()
+    assert data["at_chance"] == rep.at_chance and data["chance_warnings"] == prose.chance_warnings(rep)
     assert "% ⚠ At chance: ce · digits: 2/3" in render([rep], "latex")
     # No trial at chance, or flags never reported (an old experiment): no note, the report is as before.
     for flags in ({"ce": [0.0] * 3, "lico": [0.0] * 3}, {}):

@@ -18,6 +18,7 @@ from lico_tune.plan import plan_search
 from lico_tune.keys import TRIAL_INDEX, config_id
 from lico_tune.spec import SpecError, validate_spec
 from lico_tune.plan.resolve import resolve_trial
+from lico_tune.results import report_text as prose
 
 
 def spec_of(trial_tree, **sections):
@@ -177,7 +178,7 @@ def test_optuna_sweep_with_repeats_runs_each_proposal_on_3_seeds_and_tells_the_m
     (best,) = rep.best.to_dict("records")
     assert best["n"] == 3 and best["config_id"] in winners and best["mean"] == pytest.approx(top)
     assert any("pool different searched configurations" in w and "- · digits: 2" in w
-               for w in rep.small_n_warnings())
+               for w in prose.small_n_warnings(rep))
 
 
 def test_best_configuration_is_a_configuration_over_all_its_seeds_not_a_lucky_trial():

@@ -18,6 +18,7 @@ from lico_tune.cli import main
 from lico_tune.results import (Catalog, build_report, load_results, paired_test, paired_vs_baseline,
                                param_importance, pareto_mask, render, t_interval)
 from lico_tune.results.stats import bootstrap_interval, holm
+from lico_tune.results import report_text as prose
 
 # One definition of the session fixtures for every module (an import would make one per module).
 pytest_plugins = ["results_fixtures"]
@@ -259,7 +260,7 @@ def test_damaged_trials_are_listed_with_a_warning_and_the_rest_is_shown(damaged_
     cut_row = res.trials.set_index("trial_dir").loc[cut]
     cell = rep.cell(cut_row["arm"], cut_row["dataset"], "test/acc")
     assert cell["n"] == 1 and "(n=1)" in rep.format_cell(cell, "test/acc")
-    assert "(7 of 12)" in rep.caption()
+    assert "(7 of 12)" in prose.caption(rep)
 
 
 def test_catalog_written_by_the_sweep_equals_a_rebuild_by_lico_tune_index(results_root, tmp_path, capsys):

@@ -9,6 +9,7 @@ import streamlit as st
 import common
 from lico_tune.results.ranges import difference_range
 from lico_tune.results.report import SEP, default_metrics
+from lico_tune.results import report_text as prose
 
 res, root, db, stamp = common.page("Ablations", "Each arm against the baseline over seeds: the numbers of "
                                    "`lico-tune report`.")
@@ -44,7 +45,7 @@ except ValueError as exc:
     st.stop()
 shown = datasets if dataset == "All datasets" else [dataset]
 
-for w in rep.chance_warnings() + rep.small_n_warnings():
+for w in prose.chance_warnings(rep) + prose.small_n_warnings(rep):
     st.warning(w)
 
 st.subheader("Ablation table")
@@ -62,7 +63,7 @@ def _bold(row: pd.Series) -> list[str]:
 
 
 st.dataframe(table.style.apply(_bold, axis=1), width="stretch")
-st.caption(rep.caption())
+st.caption(prose.caption(rep))
 
 st.subheader("Means with confidence intervals")
 summary = rep.summary[rep.summary["dataset"].isin(shown)]
@@ -122,7 +123,7 @@ else:
         ).properties(height=70 + 36 * len(g))
         st.altair_chart(forest, width="stretch")
     st.caption("Mean difference with its 95% t interval (clipped to the difference's range); the dashed line "
-               "is no difference. " + rep.correction_text() + rep.mde_text())
+               "is no difference. " + prose.correction_text(rep) + prose.mde_text(rep))
 
 st.subheader("Best configuration per metric")
 bt = rep.best_table()

@@ -10,6 +10,7 @@ import pandas as pd
 from .health_table import HEALTH_CAPTION, health_display
 from .report import FORMATS, ExperimentReport
 from .stats import plain_value
+from . import report_text as prose
 
 __all__ = ["FORMATS", "render", "to_csv", "to_json", "to_latex", "to_markdown"]
 
@@ -47,9 +48,9 @@ def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Seque
         if rep.summary.empty:
             out.append("No finished trial with intact results yet: nothing to tabulate.")
         else:
-            out += rep.chance_warnings()      # before any table: those cells' saliency numbers mean nothing
+            out += prose.chance_warnings(rep)      # before any table: those cells' saliency numbers mean nothing
             out.append(f"### Ablation table\n\n{_md_table(rep.ablation_table(bold='md'), index=True)}\n\n"
-                       f"{rep.caption()}")
+                       f"{prose.caption(rep)}")
             if rep.baseline:
                 several = len(rep.baselines) > 1
                 out.append(f"### Paired differences against {rep.against()} (matched seeds)\n\n"
@@ -57,19 +58,19 @@ def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Seque
                               f"No arm shares seeds with the baseline{'s' if several else ''}.")
                            + f"\n\nMean difference arm − {'baseline' if several else rep.baseline} with its "
                              f"{rep.pct} t interval (clipped to "
-                             f"the difference's range); paired t-test p, {rep.correction_text()}Verdict at "
+                             f"the difference's range); paired t-test p, {prose.correction_text(rep)}Verdict at "
                              f"α = {rep.alpha:.2g} after the correction: higher/lower, equivalent (TOST within "
                              f"the margin, `--margin`), or inconclusive. Wilcoxon signed-rank only with n ≥ 6."
                            + (" A pair compared under an earlier baseline is not repeated the other way round."
                               if several else "")
-                           + (f"\n\n{rep.mde_text()}" if rep.mde_text() else ""))
+                           + (f"\n\n{prose.mde_text(rep)}" if prose.mde_text(rep) else ""))
             else:
                 out.append("No baseline arm (no 'ce' arm and none with lico.alpha = lico.beta = 0): "
                            "no paired differences; pass --baseline ARM.")
             if not rep.health.empty:
                 out.append(f"### Health of the LICO terms\n\n{_md_table(health_display(rep.health))}\n\n"
                            f"{HEALTH_CAPTION}")
-            notes = rep.small_n_warnings()
+            notes = prose.small_n_warnings(rep)
             if notes:
                 out.append("### Small-n warnings\n\n" + "\n".join(f"- {w}" for w in notes))
             out.append(f"### Best configuration per metric\n\n{_md_table(rep.best_table())}\n\n"
@@ -117,13 +118,13 @@ def to_latex(reports: list[ExperimentReport]) -> str:
             out.append(f"% {rep.experiment}: no finished trial with intact results")
             continue
         key = "".join(ch if ch.isalnum() else "-" for ch in rep.experiment)
-        out += [f"% {w}" for w in rep.chance_warnings()]
-        out.append(_latex_table(rep.ablation_table(bold="latex").reset_index(), rep.caption(), f"tab:{key}-ablation"))
+        out += [f"% {w}" for w in prose.chance_warnings(rep)]
+        out.append(_latex_table(rep.ablation_table(bold="latex").reset_index(), prose.caption(rep), f"tab:{key}-ablation"))
         if rep.baseline and not rep.paired.empty:
             out.append(_latex_table(rep.paired_table().drop(columns=["note"]),
                                     f"Paired differences against {rep.against('')} on matched seeds "
-                                    f"({rep.pct} t interval; paired t-test; {rep.correction_text()}"
-                                    f"{rep.mde_text()}", f"tab:{key}-paired"))
+                                    f"({rep.pct} t interval; paired t-test; {prose.correction_text(rep)}"
+                                    f"{prose.mde_text(rep)}", f"tab:{key}-paired"))
         if not rep.best.empty:
             out.append(_latex_table(rep.best_table().drop(columns=["trials"]),
                                     "Best configuration per metric (mean over seeds).", f"tab:{key}-best"))
@@ -151,8 +152,8 @@ def to_json(reports: list[ExperimentReport]) -> str:
         data.append({"experiment": rep.experiment, "metrics": rep.modes, "arms": rep.arms, "datasets": rep.datasets,
                      "baseline": rep.baseline, "ci": {"level": rep.level, "method": rep.method},
                      "correction": {"method": rep.correction, "family": rep.family, "tests": rep.family_n},
-                     "margins": rep.margins, "small_n_warnings": rep.small_n_warnings(),
-                     "at_chance": rep.at_chance, "chance_warnings": rep.chance_warnings(),
+                     "margins": rep.margins, "small_n_warnings": prose.small_n_warnings(rep),
+                     "at_chance": rep.at_chance, "chance_warnings": prose.chance_warnings(rep),
                      "status_counts": rep.counts, "run_state": (rep.run or {}).get("state"),
                      "run_note": (rep.run or {}).get("note"), "planned_trials": (rep.run or {}).get("planned"),
                      "usable_trials": rep.n_usable, "ablation": _records(summary),

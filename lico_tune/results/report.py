@@ -13,17 +13,15 @@ from typing import Optional, Sequence, Union
 import pandas as pd
 
 from .baselines import names, paired_section, resolve_baselines
-from .health_table import chance_cells, chance_note, health_table
+from .health_table import chance_cells, health_table
 from .power import seeds_for_half_width
 from .ranges import clip, difference_range
-from .stats import (plain_value, BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N, aggregate, best_configs,
-                    correct_family, family_size)
+from .stats import CORRECTION_NAMES, POWER, aggregate, best_configs, correct_family, family_size, plain_value
+from .report_text import is_missing, num, p_text, short
 from .table import Results, status_counts
 
 FORMATS = ("md", "csv", "latex", "json")
 SEP = " · "
-FAMILIES = {"report": "every paired test of the report (all arms{b} × datasets × metrics)",
-            "metric": "the paired tests of each metric (its arms{b} × datasets)"}   # {b}: ' × baselines' if several
 
 
 @dataclass
@@ -113,11 +111,11 @@ class ExperimentReport:
         if c is None:
             return "–"
         d = self.decimals(metric)
-        text = _num(c["mean"], d)
+        text = num(c["mean"], d)
         if not math.isnan(c["half_width"]):
             symmetric = abs((c["ci_high"] - c["mean"]) - (c["mean"] - c["ci_low"])) <= 1e-9 * max(1.0, abs(c["mean"]))
             text += (f" ± {c['half_width']:.{d}f}" if symmetric and not c.get("clipped") else
-                     f" [{_num(c['ci_low'], d)}, {_num(c['ci_high'], d)}]")
+                     f" [{num(c['ci_low'], d)}, {num(c['ci_high'], d)}]")
         if c["n"] != self.modal_n() or c["n"] < 2:
             text += f" (n={c['n']})"
         return text
@@ -156,10 +154,10 @@ class ExperimentReport:
 
     def verdict(self, r: dict) -> str:
         """What a row lets one say at alpha after the family-wise correction."""
-        if not _nan(r["p_adj"]) and r["p_adj"] < self.alpha:
+        if not is_missing(r["p_adj"]) and r["p_adj"] < self.alpha:
             return "higher" if r["mean_diff"] > 0 else "lower"
-        if not _nan(r.get("p_tost_adj", math.nan)) and r["p_tost_adj"] < self.alpha:
-            return f"equivalent (±{_short(r['margin'])})"
+        if not is_missing(r.get("p_tost_adj", math.nan)) and r["p_tost_adj"] < self.alpha:
+            return f"equivalent (±{short(r['margin'])})"
         return "inconclusive"
 
     def target(self, metric: str) -> Optional[float]:
@@ -179,83 +177,26 @@ class ExperimentReport:
         for _, r in self.paired.iterrows():
             d = self.decimals(r["metric"])
             lo, hi = clip(r["ci_low"], r["ci_high"], difference_range(r["metric"]))
-            ci = "–" if math.isnan(lo) else f"[{_num(lo, d)}, {_num(hi, d)}]"
+            ci = "–" if math.isnan(lo) else f"[{num(lo, d)}, {num(hi, d)}]"
             row = {"dataset": r["dataset"], "metric": r["metric"], "comparison": f"{r['arm']} − {r['baseline']}",
-                   "n": int(r["n"]), "mean diff": _num(r["mean_diff"], d, sign=True), f"{self.pct} CI": ci,
-                   "p (paired t)": _p(r["p_t"]), self.p_adj_label: _p(r["p_adj"]),
-                   "p (TOST)": (_p(r["p_tost_adj"]) + f" (±{_short(r['margin'])})") if not _nan(r["margin"]) else "–",
-                   f"MDE ({round(POWER * 100)}% power)": _num(r["mde"], d),
-                   "p (Wilcoxon)": _p(r["p_wilcoxon"]), "verdict": self.verdict(r), "note": r["note"]}
+                   "n": int(r["n"]), "mean diff": num(r["mean_diff"], d, sign=True), f"{self.pct} CI": ci,
+                   "p (paired t)": p_text(r["p_t"]), self.p_adj_label: p_text(r["p_adj"]),
+                   "p (TOST)": (p_text(r["p_tost_adj"]) + f" (±{short(r['margin'])})") if not is_missing(r["margin"]) else "–",
+                   f"MDE ({round(POWER * 100)}% power)": num(r["mde"], d),
+                   "p (Wilcoxon)": p_text(r["p_wilcoxon"]), "verdict": self.verdict(r), "note": r["note"]}
             w = self.target(r["metric"])
             need = seeds_for_half_width(r["sd_diff"], w, self.level) if w else math.nan
-            row["seeds for ± target"] = ("–" if _nan(need) else (f">{10_000}" if math.isinf(need) else
-                                                                  f"{int(need)} (±{_short(w)})"))
+            row["seeds for ± target"] = ("–" if is_missing(need) else (f">{10_000}" if math.isinf(need) else
+                                                                  f"{int(need)} (±{short(w)})"))
             rows.append(row)
         return pd.DataFrame(rows, columns=cols)
-
-    def chance_warnings(self) -> list[str]:
-        """The note on arms/datasets whose trials learned nothing (health_table.chance_note), if any."""
-        return [n for n in [chance_note(self.at_chance)] if n]
-
-    def small_n_warnings(self) -> list[str]:
-        """Plain sentences about what this n cannot support."""
-        out = []
-        if self.pooled:
-            cells = ", ".join(f"{a} · {d}: {k}" for (a, d), k in sorted(self.pooled.items()))
-            out.append(f"⚠ Some arm x dataset cells pool different searched configurations (not only seeds): "
-                       f"{cells}. Their n counts configurations x seeds; compare configurations in 'Best "
-                       f"configuration' (over each one's own seeds) or the dashboard's Configurations table.")
-        s, p = self.summary, self.paired
-        if not s.empty and (s["n"] < 2).any():
-            out.append(f"{int((s['n'] < 2).sum())} cell(s) have n = 1: no interval, no test.")
-        if not s.empty and s["method"].str.contains("refused").any():
-            out.append(f"The bootstrap was refused for {int(s['method'].str.contains('refused').sum())} cell(s) "
-                       f"with n < {BOOTSTRAP_MIN_N} (at small n its 95% interval covers 51-83% in a simulation: "
-                       f"benchmarks/bootstrap_coverage.py); they show the t interval.")
-        if not p.empty:
-            low = p[(p["n"] >= 2) & (p["n"] <= 3)]
-            if not low.empty:
-                dfs = sorted(set(low["df"].astype(int)))
-                out.append(f"⚠ Small n: {len(low)} of {len(p)} comparisons have df = {', '.join(map(str, dfs))} "
-                           f"(n = {', '.join(str(d + 1) for d in dfs)} seeds): t(0.975) = "
-                           f"{', '.join('12.71' if d == 1 else '4.30' for d in dfs)}, so intervals are wide and a "
-                           f"small p rests on {', '.join(str(d + 1) for d in dfs)} pairs; "
-                           f"anything published needs n ≥ 5 seeds.")
-            if (p["n"] < WILCOXON_MIN_N).any() and (p["n"] >= 2).any():
-                out.append(f"Wilcoxon signed-rank not run where n < {WILCOXON_MIN_N} (its exact p cannot "
-                           f"reach 0.05).")
-            if (p["n"] < 2).any():
-                out.append(f"{int((p['n'] < 2).sum())} comparison(s) share fewer than 2 seeds with "
-                           f"{'the' if len(self.baselines) == 1 else 'their'} baseline: no test.")
-        return out
-
-    def correction_text(self) -> str:
-        family = FAMILIES[self.family].format(b=" × baselines" if len(self.baselines) > 1 else "")
-        return (f"{CORRECTION_NAMES[self.correction]} correction over {family}: "
-                f"{self.family_n} test(s) in the largest family. " +
-                ("TOST p-values are corrected the same way over the equivalence tests. " if self.margins else ""))
-
-    def mde_text(self) -> str:
-        """One line per metric: the smallest true difference the design detects."""
-        p = self.paired.dropna(subset=["mde"]) if not self.paired.empty else self.paired
-        if p.empty:
-            return ""
-        parts = []
-        for m, g in p.groupby("metric", sort=False):
-            d = self.decimals(m)
-            ns = sorted(set(g["n"].astype(int)))
-            parts.append(f"{m}: {_num(g['mde'].min(), d)}–{_num(g['mde'].max(), d)} (n = "
-                         f"{', '.join(map(str, ns))})" if len(g) > 1 else
-                         f"{m}: {_num(g['mde'].iloc[0], d)} (n = {ns[0]})")
-        return (f"Minimal detectable effect (paired t, two-sided α = {self.alpha:.2g}, power "
-                f"{POWER:.0%}, the observed sd of the differences): " + "; ".join(parts) + ".")
 
     def best_table(self) -> pd.DataFrame:
         rows = []
         for _, r in self.best.iterrows():
             d = self.decimals(r["metric"])
-            val = _num(r["mean"], d) + ("" if math.isnan(r["half_width"]) else f" ± {r['half_width']:.{d}f}")
-            cfg = ", ".join(f"{k}={_short(v)}" for k, v in r["config"].items()) or "(arm only)"
+            val = num(r["mean"], d) + ("" if math.isnan(r["half_width"]) else f" ± {r['half_width']:.{d}f}")
+            cfg = ", ".join(f"{k}={short(v)}" for k, v in r["config"].items()) or "(arm only)"
             rows.append({"metric": r["metric"], "dataset": r["dataset"], "goal": r["mode"], "arm": r["arm"],
                          "configuration": cfg, "mean": val, "n": int(r["n"]), "trials": ", ".join(r["trials"])})
         return pd.DataFrame(rows, columns=["metric", "dataset", "goal", "arm", "configuration", "mean", "n", "trials"])
@@ -264,45 +205,9 @@ class ExperimentReport:
     def pct(self) -> str:
         return f"{round(self.level * 100)}%"
 
-    def caption(self) -> str:
-        ci = ("Student t" if self.method == "t" else
-              f"BCa bootstrap, 10,000 resamples, t below n = {BOOTSTRAP_MIN_N}")
-        ns = sorted(set(self.summary["n"].astype(int))) if not self.summary.empty else [0]
-        n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
-        goals = ", ".join(f"{m} {self.modes[m]}" for m in self.metrics)
-        return (f"Final-epoch value, mean ± {self.pct} CI half-width over seeds ({ci}; {n} per cell); "
-                f"an interval clipped to the metric's range is shown as [low, high]. Bold: the best arm "
-                f"({goals}) only where its paired {self.pct} interval against the "
-                f"{'baseline' if len(self.baselines) < 2 else f'first baseline ({self.baseline})'} excludes 0. "
-                f"Only finished trials with intact results ({self.n_usable} of {sum(self.counts.values())}).")
-
-
 def _excludes_zero(p: dict, sign: float) -> bool:
     """The paired interval lies strictly on the `sign` side of 0."""
     return (p["ci_low"] > 0) if sign > 0 else (p["ci_high"] < 0)
-
-
-def _nan(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def _num(x: float, d: int, sign: bool = False) -> str:
-    """x with d decimals, never '-0.000'."""
-    if x is None or math.isnan(x):
-        return "–"
-    r = round(float(x), d)
-    r = 0.0 if r == 0 else r
-    return f"{r:+.{d}f}" if sign else f"{r:.{d}f}"
-
-
-def _short(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def _p(p: float) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def default_metrics(res: Results, experiment: Optional[str] = None) -> list[str]:
