@@ -24,7 +24,7 @@ CHANCE = "eval/mask_area"   # a random map's expected pointing/energy score: the
 PROBE_ARMS = ["ce", "ce_shortcut", "lico", "lico_shortcut"]
 PROBE_ACC = ["shortcut/acc_clean", "shortcut/acc_patched", "shortcut/acc_shuffled"]
 PROBE_SALIENCY = ["saliency/gradcam/patch_energy", "shortcut/patch_area"]
-GALLERY_ARMS = ["ce", "lico", "lico_paper_literal", "lico_released", "mm_only", "ot_only"]
+GALLERY_ARMS = ["ce", "lico", "lico_alive", "lico_paper_literal", "lico_released", "mm_only", "mm_stabilised", "ot_only"]
 
 
 def _arm_order(arms) -> list[str]:
@@ -33,9 +33,9 @@ def _arm_order(arms) -> list[str]:
     return head + sorted(a for a in arms if a not in head)
 
 
-def means_figure(usable, path: str) -> None:
+def means_figure(usable, path: str, wanted: list[str]) -> None:
     """One panel per (dataset, metric): each arm's mean and 95% t interval over seeds."""
-    metrics = [m for m in MEAN_METRICS if m in usable.columns and usable[m].notna().any()]
+    metrics = [m for m in wanted if m in usable.columns and usable[m].notna().any()]
     agg = aggregate(usable, metrics, by=("dataset", "arm"))
     datasets = sorted(agg["dataset"].unique())
     arms = _arm_order(agg["arm"].unique())
@@ -139,6 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("experiment")
     ap.add_argument("out_dir")
     ap.add_argument("--seed", type=int, default=0, help="the seed whose galleries are drawn (default 0)")
+    ap.add_argument("--metric", action="append", default=None,
+                    help=f"a metric of the means figure, repeatable (default: {', '.join(MEAN_METRICS)}, where reported)")
     args = ap.parse_args(argv)
     res = load_results(args.root, use_catalog=False).experiment(args.experiment)
     usable = res.usable
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
         return 2
     os.makedirs(args.out_dir, exist_ok=True)
     written = [os.path.join(args.out_dir, "means.png")]
-    means_figure(usable, written[0])
+    means_figure(usable, written[0], args.metric or MEAN_METRICS)
     probe = os.path.join(args.out_dir, "shortcut_probe.png")
     if probe_figure(usable, probe):
         written.append(probe)

@@ -5,18 +5,17 @@
 # epoch's checkpoint). Stop it with one Ctrl-C (or SIGINT to the driver) before the session ends,
 # then commit the state again: docs/study/continue.sh --save.
 #
-#   docs/study/continue.sh            # resume the Fashion-MNIST part (then the placed part, see README)
+#   docs/study/continue.sh            # resume the placed_fmnist part (NAME=... for another experiment)
 #   docs/study/continue.sh --save     # after stopping it: copy the state back into docs/study/state/
-#   NAME=study-converged-placed_2026-12-04 SPEC=search_spaces/study_converged_placed.yaml docs/study/continue.sh
-#                                     # start the placed part (the first time: no state yet), later resume it
-#   NAME=study-converged-placed_2026-12-04 docs/study/continue.sh [--save]
+#   SPEC=search_spaces/study_converged_placed.yaml docs/study/continue.sh
+#                                     # how the placed part was started (no state yet: `lico-tune run`)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
 COMMIT=17c936c                         # the study's code (docs/study/README.md: Parts)
 WT=/work/wt-study
 STORAGE=/work/study-results
-NAME=${NAME:-study-converged_2026-12-04}
+NAME=${NAME:-study-converged-placed_2026-12-04}   # the Fashion-MNIST part (study-converged_2026-12-04) is finished
 STATE=docs/study/state/$NAME
 MAX_FILE=$((4 * 1024 * 1024))          # larger files (a fine-tuned encoder's checkpoint) are not committed
 if [ "${1:-}" = --save ]; then

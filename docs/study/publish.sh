@@ -57,6 +57,8 @@ for src in "$@"; do
   cp -r "$src" "$ROOT/$name"
   find "$ROOT/$name" \( -name '*.pt' -o -name explain.png -o -name curves.npz -o -name tuner.pkl \) -delete
   reports "$name" > "docs/study/report_$name.md"
-  "$PYTHON" scripts/study_figures.py "$ROOT" "$name" "docs/study/figures/$name"
+  # the means figure shows the confirmatory metric (raw test accuracy) and Grad-CAM's scores beside it
+  "$PYTHON" scripts/study_figures.py "$ROOT" "$name" "docs/study/figures/$name" --metric test/acc \
+    --metric saliency/gradcam/overall --metric saliency/gradcam/pointing_mask --metric saliency/gradcam/energy_mask
   du -sh "$ROOT/$name"
 done
