@@ -12,8 +12,9 @@ from ray import tune
 from ..errors import SpecError
 from ..integrity import record_manifest, verify_manifest
 from ..layout import RUN_FILE
+from ..lock import experiment_lock
 from ..plan import Plan
-from ..plan.preflight import check_resources
+from ..plan.preflight import check_new_experiment, check_resources
 from ..results.tune_state import latest_state_name, read_state
 from ..storage import Storage, join, normalise_root, read_text, write_text
 from .driver import driving, remove_scratch
@@ -63,8 +64,15 @@ def _not_auth_notice(record: logging.LogRecord) -> bool:
 
 def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool = False,
         status_every_s: float = 30.0) -> Summary:
-    """Run a planned experiment to the end and return its summary (progress: see `build_tuner`)."""
+    """Run a planned experiment to the end and return its summary (progress: see `build_tuner`).
+    A new experiment only (an existing one: OutputExists), by one driver (its lock: ExperimentBusy)."""
     check_trackers(plan.spec.tracking)          # before Ray starts: a bad tracker URI is a spec error
+    with experiment_lock(plan.experiment_path, say=lambda m: print(m, file=out, flush=True)):
+        check_new_experiment(plan)              # again under the lock: two `run --name X` started at once
+        return _run(plan, address, out, verbose, status_every_s)
+
+
+def _run(plan: Plan, address: Optional[str], out, verbose: bool, status_every_s: float) -> Summary:
     started = init_ray(address)
     try:
         check_resources(plan, ray.cluster_resources(), where="the Ray cluster", say=lambda m: print(m, file=out))
@@ -123,8 +131,13 @@ def load_plan(experiment_dir: str) -> Plan:
 
 def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -> Summary:
     """Finish an interrupted experiment: finished trials stay, unfinished and errored ones continue
-    from their last checkpoints."""
+    from their last checkpoints. One driver at a time (ExperimentBusy)."""
     plan = load_plan(experiment_dir)
+    with experiment_lock(plan.experiment_path, say=lambda m: print(m, file=out, flush=True)):
+        return _resume(plan, address, out)
+
+
+def _resume(plan: Plan, address: Optional[str], out) -> Summary:
     experiment_dir = plan.experiment_path
     verify_manifest(experiment_dir)                     # before Ray unpickles anything
     quiet_ray_env()
