@@ -5,6 +5,9 @@
 * One driver per experiment: two `run --name same` started at once, and `resume` while the run
   goes on, are refused naming the holder; the first run finishes every trial. A lock left by a
   dead driver is taken over with a notice; SIGTERM releases it, SIGKILL leaves it to be taken over.
+* A state Ray cannot restore is refused by `resume` (exit 2), never run afresh: every file under
+  the root stays as it was (SHA-256 of each), summary.json included.
+* Concurrent `lico-tune index` runs on one root all succeed.
 """
 from __future__ import annotations
 
@@ -243,3 +246,69 @@ def test_resume_takes_over_a_stale_lock(finished, ray_tmp, tmp_path):
     assert f"notice: took over the lock {exp / LOCK_FILE} left by pid {dead.pid}" in out.stdout
     assert not (exp / LOCK_FILE).exists()
     assert len(summary_rows(exp)) == 2
+
+
+# ----------------------------------------------------------------------------- 3. a state Ray cannot restore
+
+def _newest_state(exp: Path) -> Path:
+    return sorted(exp.glob("experiment_state-*.json"))[-1]
+
+
+def test_resume_of_a_damaged_state_file_is_refused_before_ray(finished, ray_tmp, tmp_path):
+    """Cut short (as a full disk leaves it): measured before the fix, Ray started a new one-trial
+    run in the directory, replaced summary.json and exited 0."""
+    exp = _copy(finished, tmp_path)
+    state = _newest_state(exp)
+    state.write_bytes(state.read_bytes()[:200])
+    before = checksums(tmp_path / "res")
+    t0 = time.monotonic()
+    out = lico_tune(["resume", str(exp)], ray_tmp, timeout=120)
+    assert time.monotonic() - t0 < 60
+    msg = refused(out, str(exp), state.name, "not valid JSON", "lico-tune run")
+    assert "resuming" not in out.stdout and "epoch" not in out.stdout.replace(msg, "")
+    assert checksums(tmp_path / "res") == before
+
+
+def test_resume_of_a_state_ray_fails_to_restore_is_refused(finished, ray_tmp, tmp_path):
+    """Valid JSON naming every trial, but a trial's pickled part is garbage: only Ray finds out (it
+    logs 'Failed to restore the run state' and would restart the experiment)."""
+    exp = _copy(finished, tmp_path)
+    state = _newest_state(exp)
+    data = json.loads(state.read_text())
+    trial = json.loads(data["trial_data"][0][0])
+    trial["storage"]["value"] = "00ff"
+    data["trial_data"][0][0] = json.dumps(trial)
+    state.write_text(json.dumps(data))
+    before = checksums(tmp_path / "res")
+    out = lico_tune(["resume", str(exp)], ray_tmp, timeout=240)
+    msg = refused(out, str(exp), "Ray Tune failed to restore its state", "UnpicklingError")
+    assert "changed nothing" in msg
+    assert "epoch 1" not in out.stdout and "Summary of" not in out.stdout
+    assert checksums(tmp_path / "res") == before               # summary.json and lico_driver.json too
+
+
+def test_resume_without_any_state_file_is_refused(finished, ray_tmp, tmp_path):
+    exp = _copy(finished, tmp_path)
+    for state in exp.glob("experiment_state-*.json"):
+        state.unlink()
+    before = checksums(tmp_path / "res")
+    out = lico_tune(["resume", str(exp)], ray_tmp, timeout=120)
+    refused(out, str(exp), "no Ray Tune experiment state")
+    assert checksums(tmp_path / "res") == before
+
+
+# ----------------------------------------------------------------------------- the catalog
+
+def test_concurrent_index_runs_on_one_root_all_succeed(finished, tmp_path):
+    """Three `lico-tune index` at once, into a new catalog and then into the one they made."""
+    root = tmp_path / "res"
+    shutil.copytree(finished["exp"], root / "done")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "HOME": str(tmp_path / "home")}
+    env.pop("LICO_TUNE_CATALOG", None)
+    for _ in range(2):
+        procs = [subprocess.Popen([sys.executable, "-m", "lico_tune.cli", "index", str(root)], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+        outs = [p.communicate(timeout=180)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outs)
+        assert all("indexed 1 experiment(s), 2 trial(s)" in o for o in outs), outs

@@ -20,6 +20,7 @@ from ..storage import Storage, join, normalise_root, read_text, write_text
 from .driver import driving, remove_scratch
 from .interrupt import graceful_stop
 from .progress import quiet_trial_tracebacks
+from .restore import check_restorable, no_fresh_start
 from .retry import install as no_retry_of_permanent_errors
 from .summary import Summary, summarize
 from .trackers import check_trackers
@@ -131,7 +132,8 @@ def load_plan(experiment_dir: str) -> Plan:
 
 def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -> Summary:
     """Finish an interrupted experiment: finished trials stay, unfinished and errored ones continue
-    from their last checkpoints. One driver at a time (ExperimentBusy)."""
+    from their last checkpoints. One driver at a time (ExperimentBusy); a state Ray cannot restore
+    is refused (restore.StateNotRestorable), never run afresh."""
     plan = load_plan(experiment_dir)
     with experiment_lock(plan.experiment_path, say=lambda m: print(m, file=out, flush=True)):
         return _resume(plan, address, out)
@@ -140,6 +142,7 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
 def _resume(plan: Plan, address: Optional[str], out) -> Summary:
     experiment_dir = plan.experiment_path
     verify_manifest(experiment_dir)                     # before Ray unpickles anything
+    check_restorable(experiment_dir)                    # before Ray starts: a damaged state file
     quiet_ray_env()
     started = init_ray(address)
     try:
@@ -149,7 +152,8 @@ def _resume(plan: Plan, address: Optional[str], out) -> Summary:
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
         quiet_trial_tracebacks()
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
-        results, stopped_by = _fit(tuner, experiment_dir)
+        with no_fresh_start(experiment_dir):            # whatever else Ray fails to restore
+            results, stopped_by = _fit(tuner, experiment_dir)
         summary = summarize(results, plan, out=out, interrupted=stopped_by)
         if not summary.n_unfinished:
             close_orphan_optuna_trials(plan)
