@@ -31,6 +31,10 @@ class OutputExists(BadInput, FileExistsError):
     """An output that would overwrite results already there."""
 
 
+class ExperimentBusy(BadInput, RuntimeError):
+    """An experiment another lico-tune driver is running now (its lock is held)."""
+
+
 class UnreadableInput(BadInput, FileNotFoundError):
     """A file or directory the user named that is missing or cannot be read."""
 

@@ -10,6 +10,7 @@ Every writer and every reader imports its names from here; the strings are the o
         lico_checksums.json              MANIFEST_FILE: SHA-256 of lico_run.yaml and tuner.pkl
         summary.json                     SUMMARY_FILE: the end-of-run summary's rows
         lico_driver.json                 DRIVER_FILE: the driver's PID, host, heartbeat, outcome
+        lico_driver.lock                 LOCK_FILE: held while a driver runs it (one driver at a time)
         optuna.db                        OPTUNA_FILE: the Optuna study (search.algorithm optuna)
         experiment_state-<time>.json     written by Ray Tune (see results/tune_state.py)
         <trial dir>/                     trial_<id>[_<arm>], named by TRIAL_DIR_PREFIX
@@ -40,6 +41,7 @@ CATALOG_FILE = "lico-tune.db"
 RUN_FILE = "lico_run.yaml"
 SUMMARY_FILE = "summary.json"
 DRIVER_FILE = "lico_driver.json"            # is the experiment's driver still running? (results/liveness.py)
+LOCK_FILE = "lico_driver.lock"              # one driver per experiment at a time (lock.py)
 OPTUNA_FILE = "optuna.db"
 TRIAL_DIR_PREFIX = "trial_"
 RAY_DRIVER_DIR = "driver_artifacts"         # Ray's, not a trial

@@ -126,6 +126,16 @@ class Storage:
         with self._fs.open_output_stream(fs_path) as f:
             f.write(text.encode())
 
+    def remove(self, path: str) -> None:
+        """Remove one file; a missing one is not an error."""
+        if self.is_local:
+            Path(path).unlink(missing_ok=True)
+            return
+        try:
+            self._fs.delete_file(self._fs_path(path))
+        except FileNotFoundError:
+            pass
+
 
 def write_text(path: str, text: str) -> None:
     """Write one file at a local path or URI."""

@@ -132,10 +132,13 @@ def _sweep_exit(summary) -> int:
 
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
+    from ..lock import experiment_lock
     from ..plan.preflight import check_resume
+    from ..storage import normalise_root
     check_resume(args.experiment_dir)            # plan and checksums, before Ray starts
-    from ..tune import resume
-    return _sweep_exit(resume(args.experiment_dir, address=args.address))
+    with experiment_lock(normalise_root(args.experiment_dir), say=_say):   # one driver: refused before Ray loads
+        from ..tune import resume
+        return _sweep_exit(resume(args.experiment_dir, address=args.address))
 
 
 def cmd_rerun(args) -> int:

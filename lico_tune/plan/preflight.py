@@ -5,6 +5,8 @@
   naming the fix (`--set resources.gpu=0`). With `--smoke-test` a GPU spec on a machine without a
   GPU runs on the CPU instead, with a printed notice. Called with this machine's resources before
   Ray starts (local runs) and with `ray.cluster_resources()` after joining a cluster.
+- `check_new_experiment`: `run` never writes into an existing experiment: a directory that is not
+  empty (its lock file aside) is refused, naming `lico-tune resume` and --name.
 - `check_inputs`: every dataset and text-encoder weight file the trials need is found on this
   machine, with the same errors as `lico-tune train`, or, where the spec lets trials download it
   (`data.download: true`, an open_clip `pretrained` tag such as `openai`), can be downloaded now:
@@ -202,8 +204,28 @@ def _looks_like_path(s: str) -> bool:
     return "/" in s or s.endswith((".pt", ".bin", ".pth", ".safetensors"))
 
 
+def check_new_experiment(plan: Plan) -> None:
+    """Refuse (OutputExists) to run into an experiment directory that already holds anything: its
+    results would be mixed with the new run's and its summary replaced. Checked before Ray starts
+    and again under the experiment's lock (two `run --name X` started at once)."""
+    from ..errors import OutputExists
+    from ..layout import LOCK_FILE, RUN_FILE
+    from ..storage import Storage
+    path = plan.experiment_path
+    names = [e.name for e in Storage(path).list(path) if e.name != LOCK_FILE]
+    if not names:
+        return
+    what = (f"holds an experiment ({len(names)} entries, {RUN_FILE} among them)" if RUN_FILE in names else
+            f"is not empty ({len(names)} entries, e.g. {sorted(names)[0]})")
+    raise OutputExists(f"{path} already {what}; `lico-tune run` never writes into an existing experiment, so "
+                       f"nothing was changed. To continue that experiment: `lico-tune resume {path}`. For a new "
+                       f"one: another --name, or leave out --name for a new stamped name "
+                       f"({plan.spec.name}_<date>_<time>).")
+
+
 def preflight(plan: Plan, address: Optional[str], say: Callable[[str], None] = print) -> None:
-    """The checks `run` makes before Ray starts (local runs: resources and input files)."""
+    """The checks `run` makes before Ray starts (the experiment is new; local runs: resources and input files)."""
+    check_new_experiment(plan)
     if address or os.environ.get("RAY_ADDRESS"):
         return                                   # checked against the cluster once joined
     check_resources(plan, local_resources(), say=say)

@@ -43,6 +43,37 @@ def latest_state_name(names: Iterable[str]) -> Optional[str]:
     return max(matching) if matching else None
 
 
+def unrestorable(storage: Storage, path: str) -> Optional[str]:
+    """Why Ray could not restore the experiment at `path` from its newest state file (the one it
+    would read), or None when that file holds what a restore reads: `trial_data`, a list of
+    [json_state, runtime_metadata] pairs each naming its trial_id, and `runner_data`. (Ray itself,
+    when the restore fails, starts the experiment afresh in the same directory: see tune/restore.py.)"""
+    name = latest_state_name(e.name for e in storage.list(path))
+    if name is None:
+        return f"it holds no Ray Tune experiment state ({STATE_GLOB}; Ray writes it once the first trial starts)"
+    text = storage.read_text(join(path, name))
+    try:
+        data = json.loads(text) if text is not None else None
+    except ValueError as exc:
+        return f"its newest state file {name} is not valid JSON ({exc}): damaged or cut short"
+    if data is None:
+        return f"its newest state file {name} cannot be read"
+    items = data.get("trial_data") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not isinstance(data.get("runner_data"), dict):
+        return f"its newest state file {name} lacks the trial_data list or the runner_data Ray restores from"
+    if not items:                       # Ray's restore reads trials[0]
+        return f"its newest state file {name} records no trial"
+    for i, item in enumerate(items):
+        try:
+            state = json.loads(item[0]) if isinstance(item[0], str) else item[0]
+            ok = len(item) == 2 and isinstance(state, dict) and isinstance(state.get("trial_id"), str)
+        except (TypeError, ValueError, IndexError, KeyError):
+            ok = False
+        if not ok:
+            return f"entry {i} of trial_data in its newest state file {name} is not a trial Ray can read"
+    return None
+
+
 def read_state(storage: Storage, path: str, state_name: Optional[str]) -> dict[str, dict]:
     """trial_id -> {status, dir, config, error_file, last_epoch, num_failures} from Tune's
     experiment state ({} when there is none yet or it cannot be read)."""

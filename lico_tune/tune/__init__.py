@@ -10,6 +10,7 @@ Every module of this package imports ray; nothing outside it does (the CLI impor
     callbacks.py   CatalogCallback (the results catalog while trials run), KeepResultsOnRetry
     trackers.py    TrackerCallback: MLflow and W&B runs per trial (the spec's `tracking` section)
     run.py         init_ray, run, resume, closing orphaned Optuna trials
+    restore.py     resume refuses a state Ray cannot restore (Ray would start afresh in the directory)
     summary.py     the end-of-run summary (statistics from `results.stats`)
 
 How Ray runs the plan

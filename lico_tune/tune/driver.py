@@ -3,7 +3,8 @@
     with driving(plan.experiment_path) as outcome:       # writes lico_driver.json: this PID, host
         results = tuner.fit()                            # a thread refreshes its heartbeat every 30 s
         outcome.set("finished")                          # or "SIGINT", ...
-    # closed: ended + outcome ('failed' when fit raised)
+    # closed: ended + outcome ('failed' when fit raised); put back as it was when Ray could not
+    # restore the experiment (restore.StateNotRestorable: this driver ran nothing)
 
 The heartbeat is a thread of the driver, not a Tune callback: a callback would live in tuner.pkl,
 and experiments pickled before it existed would resume without one.
@@ -24,9 +25,10 @@ import threading
 import time
 from typing import Iterable, Iterator
 
-from ..layout import scratch_prefix
+from ..layout import DRIVER_FILE, scratch_prefix
 from ..results.liveness import HEARTBEAT_S, driver_record, write_driver
-from ..storage import Storage
+from ..storage import Storage, join
+from .restore import StateNotRestorable
 
 
 class Outcome:
@@ -40,6 +42,7 @@ class Outcome:
 @contextlib.contextmanager
 def driving(experiment_path: str, every_s: float = HEARTBEAT_S) -> Iterator[Outcome]:
     storage = Storage(experiment_path)
+    previous = storage.read_text(join(experiment_path, DRIVER_FILE))
     record = driver_record()
     write_driver(storage, experiment_path, record)
     outcome, stop = Outcome(), threading.Event()
@@ -53,17 +56,36 @@ def driving(experiment_path: str, every_s: float = HEARTBEAT_S) -> Iterator[Outc
 
     thread = threading.Thread(target=beat, name="lico-tune-heartbeat", daemon=True)
     thread.start()
+    ran = True
     try:
         yield outcome
+    except StateNotRestorable:
+        ran = False
+        raise
     finally:
         stop.set()
         thread.join()
-        now = time.time()
-        record.update(heartbeat=now, ended=now, outcome=outcome.value)
-        try:
-            write_driver(storage, experiment_path, record)
-        except OSError:
-            pass
+        if ran:
+            now = time.time()
+            record.update(heartbeat=now, ended=now, outcome=outcome.value)
+            try:
+                write_driver(storage, experiment_path, record)
+            except OSError:
+                pass
+        else:
+            _put_back(storage, experiment_path, previous)
+
+
+def _put_back(storage: Storage, experiment_path: str, previous: str | None) -> None:
+    """The driver record as it was before this driver, which ran nothing, wrote its own."""
+    path = join(experiment_path, DRIVER_FILE)
+    try:
+        if previous is None:
+            storage.remove(path)
+        else:
+            storage.write_text(path, previous)
+    except OSError:
+        pass
 
 
 def remove_scratch(trial_ids: Iterable[str]) -> list[str]:

@@ -12,13 +12,15 @@ from ray import tune
 from ..errors import SpecError
 from ..integrity import record_manifest, verify_manifest
 from ..layout import RUN_FILE
+from ..lock import experiment_lock
 from ..plan import Plan
-from ..plan.preflight import check_resources
+from ..plan.preflight import check_new_experiment, check_resources
 from ..results.tune_state import latest_state_name, read_state
 from ..storage import Storage, join, normalise_root, read_text, write_text
 from .driver import driving, remove_scratch
 from .interrupt import graceful_stop
 from .progress import quiet_trial_tracebacks
+from .restore import check_restorable, no_fresh_start
 from .retry import install as no_retry_of_permanent_errors
 from .summary import Summary, summarize
 from .trackers import check_trackers
@@ -63,8 +65,15 @@ def _not_auth_notice(record: logging.LogRecord) -> bool:
 
 def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool = False,
         status_every_s: float = 30.0) -> Summary:
-    """Run a planned experiment to the end and return its summary (progress: see `build_tuner`)."""
+    """Run a planned experiment to the end and return its summary (progress: see `build_tuner`).
+    A new experiment only (an existing one: OutputExists), by one driver (its lock: ExperimentBusy)."""
     check_trackers(plan.spec.tracking)          # before Ray starts: a bad tracker URI is a spec error
+    with experiment_lock(plan.experiment_path, say=lambda m: print(m, file=out, flush=True)):
+        check_new_experiment(plan)              # again under the lock: two `run --name X` started at once
+        return _run(plan, address, out, verbose, status_every_s)
+
+
+def _run(plan: Plan, address: Optional[str], out, verbose: bool, status_every_s: float) -> Summary:
     started = init_ray(address)
     try:
         check_resources(plan, ray.cluster_resources(), where="the Ray cluster", say=lambda m: print(m, file=out))
@@ -123,10 +132,17 @@ def load_plan(experiment_dir: str) -> Plan:
 
 def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -> Summary:
     """Finish an interrupted experiment: finished trials stay, unfinished and errored ones continue
-    from their last checkpoints."""
+    from their last checkpoints. One driver at a time (ExperimentBusy); a state Ray cannot restore
+    is refused (restore.StateNotRestorable), never run afresh."""
     plan = load_plan(experiment_dir)
+    with experiment_lock(plan.experiment_path, say=lambda m: print(m, file=out, flush=True)):
+        return _resume(plan, address, out)
+
+
+def _resume(plan: Plan, address: Optional[str], out) -> Summary:
     experiment_dir = plan.experiment_path
     verify_manifest(experiment_dir)                     # before Ray unpickles anything
+    check_restorable(experiment_dir)                    # before Ray starts: a damaged state file
     quiet_ray_env()
     started = init_ray(address)
     try:
@@ -136,7 +152,8 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
         quiet_trial_tracebacks()
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
-        results, stopped_by = _fit(tuner, experiment_dir)
+        with no_fresh_start(experiment_dir):            # whatever else Ray fails to restore
+            results, stopped_by = _fit(tuner, experiment_dir)
         summary = summarize(results, plan, out=out, interrupted=stopped_by)
         if not summary.n_unfinished:
             close_orphan_optuna_trials(plan)
