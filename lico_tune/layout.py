@@ -60,6 +60,7 @@ RESULT_FILE = "result.json"                 # Ray Tune's per-epoch results, one 
 PROGRESS_FILE = "progress.csv"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
+RAY_ERROR_PICKLE = "error.pkl"              # Ray's pickled trial error: unpickled for the result grid (trust.py)
 RAY_TRIAL_FILES = frozenset({RESULT_FILE, PARAMS_FILE, PROGRESS_FILE, ERROR_FILE, "params.pkl"})
 
 # ----------------------------------------------------------------------------- run names

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import UntrustedExperiment
-from .layout import (DEFAULT_KEY_FILE, DRIVER_FILE, KEY_ENV, LOCK_FILE, MANIFEST_FILE, RUN_FILE,
-                     SUMMARY_FILE)
+from .layout import (DEFAULT_KEY_FILE, DRIVER_FILE, KEY_ENV, LOCK_FILE, MANIFEST_FILE, RAY_ERROR_PICKLE,
+                     RUN_FILE, SUMMARY_FILE)
 from .storage import Storage, join, normalise_root
 
 FORMAT = "lico-tune-hmac-sha256/1"
@@ -85,12 +85,13 @@ def _key_inside(experiment_dir: str) -> bool:
 
 def signed_files(storage: Storage, experiment_dir: str) -> list[str]:
     """The files a resume reads as code or plan, relative to the experiment: RUN_FILE, every
-    top-level *.pkl / *.json but lico-tune's own data files, and every *.pkl of a trial directory."""
+    top-level *.pkl / *.json but lico-tune's own data files, and each trial's error.pkl (a trial's
+    params.pkl is only written by Ray 2.60, never read)."""
     names = []
     for e in storage.list(experiment_dir):
         if e.is_dir:
             names += [f"{e.name}/{f.name}" for f in storage.list(join(experiment_dir, e.name))
-                      if not f.is_dir and f.name.endswith(".pkl")]
+                      if not f.is_dir and f.name == RAY_ERROR_PICKLE]
         elif e.name == RUN_FILE:
             names.append(e.name)
     return sorted(names + _top_level(storage, experiment_dir))

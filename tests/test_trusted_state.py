@@ -4,13 +4,15 @@ reader of an experiment's YAML has the spec loader's limits. Real `lico-tune` pr
 * A finished run is signed (tuner.pkl, the experiment state, the searcher's state, the plan) with
   the key in LICO_TUNE_KEY_FILE (conftest: one per test session); a copy resumes and stays signed.
 * A payload (a pickle whose loading would create a marker file) in tuner.pkl, in the newest
-  experiment_state-*.json (a CLOUDPICKLE_FALLBACK value) or in the searcher's state, with the
+  experiment_state-*.json (a CLOUDPICKLE_FALLBACK value), in the searcher's state or a trial's
+  error.pkl, with the
   manifest edited to match (as anyone who can write the directory can), is refused: exit 2, one
   paragraph naming the file and `lico-tune trust`, no traceback, and the marker never appears. So
   are a missing manifest, the old unsigned format, and an unlisted pickle. Controls show that Ray's
   own loaders do run each payload.
 * `lico-tune trust DIR` signs a directory on purpose; resume then loads it.
-* A "billion laughs" trial_spec.yaml or lico_run.yaml makes `rerun` and `report` fail in seconds.
+* A "billion laughs" trial_spec.yaml or lico_run.yaml makes `rerun`, `report`, `resume` and the
+  dashboard fail in seconds (exit 2; the dashboard warns that the experiment was skipped).
 """
 from __future__ import annotations
 
@@ -153,6 +155,10 @@ def test_a_payload_in_the_searcher_state_or_an_unlisted_pickle_is_refused(finish
     extra.write_bytes(pickle.dumps(_Payload(marker)))
     _refused_untouched(exp, ray_tmp, marker, str(extra), "not in the signed manifest")
     extra.unlink()
+    error_pkl = trial_dirs(exp)[0] / "error.pkl"                    # what Ray unpickles for a trial's error
+    error_pkl.write_bytes(pickle.dumps(_Payload(marker)))
+    _refused_untouched(exp, ray_tmp, marker, str(error_pkl), "not in the signed manifest")
+    error_pkl.unlink()
     searcher.write_bytes(pickle.dumps(_Payload(marker)))
     _load_newest_checkpoint(str(exp), "basic-variant-state-*.json")   # control: Ray's loader runs it
     assert marker.exists()
@@ -201,3 +207,19 @@ def test_a_billion_laughs_run_file_fails_report_and_resume_fast(finished, ray_tm
     for args in (["report", str(tmp_path / "res")], ["resume", str(exp)]):
         out = lico_tune(args, ray_tmp, timeout=60)
         refused(out, RUN_FILE, "billion laughs")
+
+
+def test_a_billion_laughs_trial_spec_gives_the_dashboard_a_warning_fast(finished, tmp_path, monkeypatch):
+    import sys
+    from streamlit.testing.v1 import AppTest
+    from ray_helpers import REPO
+    sys.path.insert(0, str(REPO / "dashboards"))
+    exp = _copy(finished, tmp_path)
+    (trial_dirs(exp)[0] / TRIAL_SPEC).write_text(BILLION_LAUGHS)
+    monkeypatch.setenv("LICO_TUNE_STORAGE", str(tmp_path / "res"))
+    t0 = time.monotonic()
+    at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60).run()
+    assert time.monotonic() - t0 < 60
+    assert not at.exception, [e.value for e in at.exception]
+    said = [str(w.value) for w in at.warning]
+    assert any(TRIAL_SPEC in w and "billion laughs" in w for w in said), said
