@@ -76,11 +76,13 @@ def load_key() -> bytes:
     return text.encode()
 
 
-def _key_inside(experiment_dir: str) -> bool:
-    if "://" in experiment_dir:
-        return False
-    key = key_file().resolve()
-    return Path(experiment_dir).resolve() in key.parents
+def _key_for(experiment_dir: str) -> bytes:
+    """load_key, refused when the key lies inside the experiment (whoever writes there could read it)."""
+    if "://" not in experiment_dir and Path(experiment_dir).resolve() in key_file().resolve().parents:
+        raise UntrustedExperiment(f"the signing key {key_file()} lies inside the experiment {experiment_dir}; anyone "
+                                  f"who can write the directory could read it. Point {KEY_ENV} at a file outside "
+                                  f"every storage root (default {DEFAULT_KEY_FILE}).")
+    return load_key()
 
 
 def signed_files(storage: Storage, experiment_dir: str) -> list[str]:
@@ -118,11 +120,7 @@ def sign_experiment(experiment_dir: str, staged: Optional[str] = None,
     directory while the driver ran is not). None: sign every file as it is (`run`'s first
     signature, `lico-tune trust`)."""
     experiment_dir = normalise_root(experiment_dir)
-    if _key_inside(experiment_dir):
-        raise UntrustedExperiment(f"the signing key {key_file()} lies inside the experiment {experiment_dir}; anyone "
-                                  f"who can write the directory could read it. Point {KEY_ENV} at a file outside "
-                                  f"every storage root (default {DEFAULT_KEY_FILE}).")
-    key = load_key()
+    key = _key_for(experiment_dir)
     storage = Storage(experiment_dir)
     files: dict[str, str] = {}
     if staged:
@@ -176,7 +174,7 @@ def verify_experiment(experiment_dir: str) -> dict[str, str]:
     if (not isinstance(files, dict) or not isinstance(mac, str) or data.get("format") != FORMAT
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
         raise _refuse(experiment_dir, f"{where} is not a signed manifest (damaged or edited)")
-    if not hmac.compare_digest(mac, _mac(load_key(), files)):
+    if not hmac.compare_digest(mac, _mac(_key_for(experiment_dir), files)):
         raise _refuse(experiment_dir, f"{where} was not signed with your key (edited, or signed by another user "
                                       f"or with a key since replaced)")
     verified: dict[str, str] = {}

@@ -223,3 +223,36 @@ def test_a_billion_laughs_trial_spec_gives_the_dashboard_a_warning_fast(finished
     assert not at.exception, [e.value for e in at.exception]
     said = [str(w.value) for w in at.warning]
     assert any(TRIAL_SPEC in w and "billion laughs" in w for w in said), said
+
+
+# ----------------------------------------------------------------------------- signing rules (no Ray)
+
+def test_a_save_signs_the_staged_state_and_only_known_files_of_storage(finished, tmp_path):
+    """What SignOnSave does in each Ray save: Ray's own staged files are signed from the driver's
+    copy; a top-level file that appeared in storage meanwhile is not (resume will refuse it)."""
+    from lico_tune.errors import UntrustedExperiment
+    from lico_tune.trust import sign_experiment, verify_experiment
+    exp = _copy(finished, tmp_path)
+    known = verify_experiment(str(exp))
+    staged = tmp_path / "staging"
+    staged.mkdir()
+    state = _newest(exp, "experiment_state-*.json")
+    (staged / state.name).write_text(state.read_text())                # Ray's next save, about to be uploaded
+    (exp / "searcher-state-x.pkl").write_bytes(pickle.dumps({"dropped": "meanwhile"}))
+    files = sign_experiment(str(exp), staged=str(staged), known=known)
+    assert state.name in files and TUNER_FILE in files and RUN_FILE in files
+    assert "searcher-state-x.pkl" not in files
+    assert (staged / MANIFEST_FILE).exists()                           # uploaded with the state it lists
+    shutil.copy(staged / MANIFEST_FILE, exp / MANIFEST_FILE)
+    with pytest.raises(UntrustedExperiment, match="searcher-state-x.pkl is not in the signed manifest"):
+        verify_experiment(str(exp))
+
+
+def test_a_key_inside_the_experiment_is_refused(finished, tmp_path, monkeypatch):
+    from lico_tune.errors import BadInput
+    from lico_tune.trust import sign_experiment
+    exp = _copy(finished, tmp_path)
+    monkeypatch.setenv("LICO_TUNE_KEY_FILE", str(exp / "manifest.key"))
+    with pytest.raises(BadInput, match="lies inside the experiment"):
+        sign_experiment(str(exp))
+    assert not (exp / "manifest.key").exists()
