@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..names import BACKBONES, DATASETS, SALIENCY_METHODS
+from .limits import (MAX_EPOCHS, MAX_IMAGES, MAX_STEPS, SEED_MAX, SEED_MIN, refuse_booleans,
+                     takes_numbers)
 
 # Torch computes in float32: a finite Python float beyond its range overflows (torch's SGD raises
 # "value cannot be converted to type float without overflow"), one below its smallest normal number
@@ -24,6 +26,12 @@ MAX_WEIGHT_DECAY = 10.0
 class StrictModel(BaseModel):
     # allow_inf_nan=False: .inf / .nan are refused wherever a field takes a number (lr, epsilon, cpu, ...)
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_not_booleans(cls, v: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        return refuse_booleans(v) if field is not None and takes_numbers(field.annotation) else v
 
     @field_validator("*")
     @classmethod
@@ -175,7 +183,8 @@ class TextConfig(StrictModel):
 
 class OTConfig(StrictModel):
     epsilon: float = Field(0.1, gt=0.0, description="Entropic regularisation of the OT problem (paper: 0.1).")
-    max_iter: int = Field(100, ge=1, description="Maximum Sinkhorn iterations (released HEAD: 100).")
+    max_iter: int = Field(100, ge=1, le=MAX_STEPS, description="Maximum Sinkhorn iterations (released HEAD: 100; "
+                          "at most 10^7, a typo guard).")
     tol: float = Field(1e-6, gt=0.0, description="Early stop when the row-marginal L1 error falls below this "
                        "(released HEAD: another test, the mean L1 change of the dual u below 1e-3; the paper does "
                        "not say).")
@@ -298,8 +307,8 @@ class LicoConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(200, ge=1, le=MAX_EPOCHS, description="Epochs (paper: 200; at most 10^5, a typo guard).")
+    batch_size: int = Field(128, ge=1, le=MAX_IMAGES, description="Images per step (at most 10^6).")
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0.0, le=MAX_LR, description="Learning rate (released HEAD: 0.1 with cosine decay; the paper's text says "
                       "0.03; at most 100: above, SGD and AdamW diverge).")
@@ -314,11 +323,13 @@ class TrainConfig(StrictModel):
     warmup_epochs: float = Field(0.0, ge=0.0)
     ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null "
                                  "disables (released HEAD: 0.999, used only with its --use-ema flag, off by default).")
-    seed: int = 0
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Trial seed (model, data subsets): a signed 64-bit "
+                      "integer, what torch's seeding and the results tables hold; repeat i trains with seed + i.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision (CUDA).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
                         description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
-    steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke tests).")
+    steps_per_epoch: Optional[int] = Field(None, ge=1, le=MAX_STEPS,
+                                           description="Cap on optimiser steps per epoch (smoke tests; at most 10^7).")
     log_every: int = Field(50, ge=1, description="Progress line every this many steps.")
     threads: Optional[int] = Field(
         None, ge=1, description="torch CPU threads (default: 1 when deterministic, else torch's choice); recorded.")
@@ -326,7 +337,7 @@ class TrainConfig(StrictModel):
         None, description="Bit-identical reruns: fixed threads, torch.use_deterministic_algorithms, cuDNN "
         "deterministic (default: on for CPU trials, off on CUDA). See lico_tune/compute.py.")
     fail_at_step: Optional[int] = Field(
-        None, ge=0, description="Testing aid: make the loss NaN at this global step.")
+        None, ge=0, le=MAX_STEPS, description="Testing aid: make the loss NaN at this global step (at most 10^7).")
 
 
 CamMethod = Literal[SALIENCY_METHODS]
@@ -335,9 +346,10 @@ CamMethod = Literal[SALIENCY_METHODS]
 class EvalConfig(StrictModel):
     cams: list[CamMethod] = Field(default_factory=lambda: ["gradcam"],
                                   description="Saliency methods evaluated at the end of the trial.")
-    n_images: int = Field(200, ge=0, description="Test images used for saliency metrics (0: none).")
+    n_images: int = Field(200, ge=0, le=MAX_IMAGES, description="Test images used for saliency metrics (0: none; at most "
+                          "10^6, beyond any test split here).")
     seed: int = Field(0, description="Picks the saliency test images; the same for every trial.")
-    batch_size: int = Field(256, ge=1, description="Images per forward pass in evaluation (bounds memory).")
+    batch_size: int = Field(256, ge=1, le=MAX_IMAGES, description="Images per forward pass in evaluation (bounds memory).")
     every: int = Field(1, ge=1, description="Evaluate accuracy every this many epochs (and at the end).")
     model: Literal["ema", "raw"] = Field("ema", description="Explain the EMA weights (when train.ema is on) or the raw ones.")
     target: Literal["label", "pred"] = Field("label", description="Explain the ground-truth class or the prediction.")
@@ -348,10 +360,10 @@ class EvalConfig(StrictModel):
     ses: bool = Field(True, description="Salience equivariance score under random resized crop + flip.")
     sanity: bool = Field(False, description="Cascading randomisation sanity check (slow: maps per layer).")
     sanity_max_layers: Optional[int] = Field(None, ge=1)
-    rise_n_masks: int = Field(250, ge=1, description="RISE masks (250 at 32 px in a LICO reproduction).")
+    rise_n_masks: int = Field(250, ge=1, le=MAX_IMAGES, description="RISE masks (250 at 32 px in a LICO reproduction).")
     val_saliency: bool = Field(False, description="Also explain eval.n_images fixed validation images "
                                "(needs data.val_fraction > 0): val/saliency/<method>/<metric>, to search on.")
-    gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
+    gallery_images: int = Field(8, ge=0, le=MAX_IMAGES, description="Fixed test images drawn as PNG overlays per trial.")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast of the insertion/deletion forwards (the maps stay fp32).")
     orderings: list[Literal["morf", "lerf"]] = Field(
