@@ -338,3 +338,7 @@ def test_infinite_nan_out_of_range_and_empty_results_are_named_and_left_out_of_t
     out = capsys.readouterr()
     assert "val/acc is inf" in out.out + out.err and "trial_00000_00002_a" in out.out + out.err
     assert "inf" not in out.out.split("### Damaged trials")[0].lower().replace("info", "")
+
+    assert main(["report", str(tmp_path), "--metric", "val/ac"]) == 2      # report --metric: did you mean
+    err = capsys.readouterr().err
+    assert "no trial reported val/ac; did you mean 'val/acc'?" in err and "Traceback" not in err

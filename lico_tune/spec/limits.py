@@ -22,10 +22,12 @@ MAX_STEPS = 10_000_000
 # Images: eval.n_images, eval.gallery_images, batch sizes, RISE masks. The largest test split a
 # dataset here has is ~26,000 images (SVHN); ImageNet's validation split has 50,000.
 MAX_IMAGES = 1_000_000
-# Seeds: torch.manual_seed / Generator.manual_seed (train.seed seeds the model, the data subsets
-# and the split) refuse values outside [-2^63, 2^64); every results table (pandas, SQLite, Arrow)
-# holds a seed as a signed 64-bit integer. So: the int64 range. Repeat i trains with seed + i, which
-# the plan checks against the same bound (plan/selection.py).
+# Seeds: torch.manual_seed / Generator.manual_seed (train.seed seeds the model and the data subsets;
+# data.val_seed, eval.seed, the shortcut's and placed_fmnist's seeds their draws) refuse values
+# outside [-2^63, 2^64): a 2^64 failed only at train time, with a traceback. Every results table
+# (pandas, SQLite, Arrow) holds a seed as a signed 64-bit integer. So: the int64 range (>= 0 where
+# numpy draws). Repeat i trains with seed + i, which the plan checks against the same bound
+# (plan/selection.py check_seeds).
 SEED_MIN, SEED_MAX = -(2 ** 63), 2 ** 63 - 1
 # Names (the spec's name, arm names, --name) name directories: the experiment directory is the name
 # plus a date suffix (`_2026-12-05_18-30-00`, 20 bytes), and file systems allow 255 bytes; trial

@@ -55,7 +55,7 @@ class PlacedConfig(StrictModel):
     clutter_contrast: tuple[float, float] = Field((0.3, 0.8), description="Range of a clutter crop's intensity factor.")
     item_contrast: tuple[float, float] = Field((0.6, 1.0), description="Range of the item's intensity factor.")
     noise: float = Field(0.05, ge=0.0, le=1.0, description="Std of additive Gaussian noise, as a share of 255.")
-    seed: int = Field(0, ge=0, description="Generation seed: fixed per experiment, not per trial.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Generation seed: fixed per experiment, not per trial.")
     max_items: Optional[int] = Field(
         None, ge=10, description="Place only the first N items of each Fashion-MNIST split (tests, small studies).")
 
@@ -79,7 +79,7 @@ class ShortcutConfig(StrictModel):
         "absent", description="The reported test split: without patches, or with another class's patch.")
     probe: bool = Field(False, description="Report the probe's metrics even when fraction is 0 (a control arm).")
     value: int = Field(255, ge=0, le=255, description="Pixel value of the patch (uint8).")
-    seed: int = Field(0, ge=0, description="Picks the patched training images and the shuffled codes (fixed per experiment).")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Picks the patched training images and the shuffled codes (fixed per experiment).")
 
     @property
     def active(self) -> bool:
@@ -101,7 +101,7 @@ class DataConfig(StrictModel):
         0.0, ge=0.0, lt=1.0, description="Share of the training split held out as a validation split "
         "(stratified, drawn with val_seed, before labels_per_class / train_subset). Trials report val/acc; "
         "searches select on val/*. 0: no validation split (searching then refuses val/* metrics).")
-    val_seed: int = Field(0, description="Seed of the validation split: fixed per experiment, never the trial seed.")
+    val_seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Seed of the validation split: fixed per experiment, never the trial seed.")
     image_size: Optional[int] = Field(None, ge=8, description="Resize images to this size (default: native).")
     augment: bool = Field(True, description="Random crop (pad 4) and horizontal flip for training, as in the recipe.")
     class_names_file: Optional[str] = Field(
@@ -348,7 +348,7 @@ class EvalConfig(StrictModel):
                                   description="Saliency methods evaluated at the end of the trial.")
     n_images: int = Field(200, ge=0, le=MAX_IMAGES, description="Test images used for saliency metrics (0: none; at most "
                           "10^6, beyond any test split here).")
-    seed: int = Field(0, description="Picks the saliency test images; the same for every trial.")
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Picks the saliency test images; the same for every trial.")
     batch_size: int = Field(256, ge=1, le=MAX_IMAGES, description="Images per forward pass in evaluation (bounds memory).")
     every: int = Field(1, ge=1, description="Evaluate accuracy every this many epochs (and at the end).")
     model: Literal["ema", "raw"] = Field("ema", description="Explain the EMA weights (when train.ema is on) or the raw ones.")
