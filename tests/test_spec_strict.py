@@ -55,7 +55,7 @@ def refused_then_fixed(tmp_path, capsys, bad: str, fixed: str, culprit: str, set
     assert code == 2, err
     assert culprit in err, err
     assert "Traceback" not in err
-    assert err.startswith("error: ")
+    assert err.startswith("error: ") and err.count("error: ") == 1 and "\n\n" not in err.strip()   # one paragraph
     code, err = validate(tmp_path, capsys, with_storage(fixed, tmp_path), sets if fixed_sets is None else fixed_sets)
     assert code == 0, err
     return err

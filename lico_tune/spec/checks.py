@@ -1,8 +1,8 @@
 """Checks of a spec that pydantic's field types cannot make alone; `plan_search` calls them, so
 `lico-tune validate` and `lico-tune run` refuse exactly the same specs.
 
-- `check_name`: experiment, spec and arm names become directories and Markdown table cells: no '/',
-  '\\', '|', newline, '.' or '..', at most MAX_NAME_BYTES.
+- `check_name`: experiment (--name) and arm names become directories and Markdown table cells
+  (limits.py `name_problem`, the rule the spec's name follows too).
 - `check_distribution`: a searched field's distribution fits the field (no uniform on an integer
   field such as train.epochs; finite bounds; no value twice in a grid or choice).
 - `check_storage`: the results root can be created (a local path under a writable directory).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,15 @@ from pydantic import BaseModel
 
 from ..errors import SpecError
 from .document import TrialConfig
-from .limits import MAX_NAME_BYTES
-
-_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
-
+from .limits import name_problem
 
 def check_name(name: str, what: str) -> None:
     """`what` is how the user gave it, e.g. "--name" or "ablation: arm name"."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or set(name) == {"."}:
+    problem = name_problem(name) if isinstance(name, str) else "not a name"
+    if problem is not None:
         shown = name.encode("unicode_escape").decode() if isinstance(name, str) else name
-        raise SpecError(f"{what} '{shown}': use letters, digits and _ . + - only, and not '.' or '..' "
-                        f"(it names a directory inside the results root and a cell of the report's tables).")
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise SpecError(f"{what} '{name[:40]}...': {len(name.encode())} characters; use at most {MAX_NAME_BYTES} "
-                        f"(it names a directory, with a date suffix, and file systems allow 255 bytes).")
+        shown = shown if len(shown) <= 60 else shown[:40] + "..."
+        raise SpecError(f"{what} '{shown}': {problem}.")
 
 
 def field_type(path: str) -> Any:

@@ -1,5 +1,6 @@
 """The spec's limits, one place each: upper bounds of its counts, the range of a seed, the length
-of a name, and the strict-number rule. trial.py, search.py and checks.py read them.
+and form of a name, and the strict-number rule. trial.py, search.py, document.py and checks.py
+read them.
 
 Each bound lies far beyond any real study, so it only catches typos (`num_samples: 1e9`, an extra
 zero or three) before they become an experiment that never ends or a value that fails deep in
@@ -7,8 +8,9 @@ Ray, torch or a results table.
 """
 from __future__ import annotations
 
+import re
 import typing
-from typing import Any
+from typing import Any, Optional
 
 # search.num_samples: samples per cell. The largest published sweeps of this method run tens of
 # trials; 100,000 trials of one cell would take years on any cluster.
@@ -33,6 +35,21 @@ SEED_MIN, SEED_MAX = -(2 ** 63), 2 ** 63 - 1
 # plus a date suffix (`_2026-12-05_18-30-00`, 20 bytes), and file systems allow 255 bytes; trial
 # directories add the arm and an id. 200 bytes leaves room for both.
 MAX_NAME_BYTES = 200
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why `name` (the spec's name, an arm's, --name) cannot name a directory and a cell of the
+    report's Markdown tables, or None when it can."""
+    if not _NAME.fullmatch(name) or set(name) == {"."}:
+        return ("use letters, digits and _ . + - only, and not '.' or '..' (no '/', '|', space or newline): it "
+                "names a directory inside the results root and a cell of the report's tables")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return (f"{len(name.encode())} characters; use at most {MAX_NAME_BYTES} (the experiment directory adds "
+                f"a date suffix, and file systems allow 255 bytes)")
+    return None
 
 
 def takes_numbers(annotation: Any) -> bool:
