@@ -2,7 +2,8 @@
 trained something other than what it said, or failed later with a traceback; `lico-tune validate`
 now refuses it (exit 2, one paragraph naming the culprit, no traceback) and accepts it again once
 fixed. Results: a value that cannot be a measurement (Infinity, NaN at the end, an accuracy outside
-0-100%) and an empty result.json are named in warnings and kept out of the means."""
+0-100%) and an empty result.json are named in warnings and kept out of the means. (That every
+shipped spec still plans: tests/test_search.py.)"""
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,7 @@ import yaml
 
 from lico_tune.cli import main
 from lico_tune.errors import SpecError
-from lico_tune.keys import SALIENCY_TAILS, SEED_PATH
+from lico_tune.keys import SALIENCY_TAILS
 from lico_tune.plan import plan_search
 from lico_tune.spec import load_spec
 from lico_tune.spec.limits import MAX_NAME_BYTES, SEED_MAX
@@ -68,27 +69,29 @@ def test_the_good_spec_validates(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- YAML 1.1 booleans
 
+NO_AXES = {**GOOD, "search": {**GOOD["search"], "space": {}}}
+
+
+def with_raw(tree: dict, path: str, raw: str) -> str:
+    """`tree` as YAML with the base field `path` written as the raw YAML text `raw` (e.g. yes)."""
+    tree = copy.deepcopy(tree)
+    node = tree["base"]
+    *heads, leaf = path.split(".")
+    for h in heads:
+        node = node.setdefault(h, {})
+    node[leaf] = "RAW_VALUE"
+    return dump(tree).replace("RAW_VALUE", raw)
+
+
 @pytest.mark.parametrize("path, word, fixed", [
     ("lico.alpha", "yes", "1.0"), ("train.epochs", "on", "1"), ("eval.n_images", "no", "0"),
     ("data.placed.clutter_contrast", "[yes, 0.5]", "[0.3, 0.5]"), ("train.seed", "true", "1"),
 ])
 def test_a_yaml_boolean_is_not_a_number(tmp_path, capsys, path, word, fixed):
-    section, name = path.split(".", 1)
-    text = dump(GOOD)
-    bad_tree = yaml.safe_load(text)
-    if SEED_PATH == path:
-        bad_tree["search"]["space"] = {}
-    node = bad_tree["base"].setdefault(section, {})
-    *heads, leaf = name.split(".")
-    for h in heads:
-        node = node.setdefault(h, {})
-    node[leaf] = "WORD"
-    bad = yaml.safe_dump(bad_tree, sort_keys=False).replace("WORD", word).replace("'", "")
-    good = bad.replace(f": {word}\n", f": {fixed}\n").replace(f"{leaf}: {word}", f"{leaf}: {fixed}")
-    refused_then_fixed(tmp_path, capsys, bad, good, f"base.{path}: write a number")
-    # and the same word through --set (a YAML value too)
-    refused_then_fixed(tmp_path, capsys, dump({**GOOD, "search": {**GOOD["search"], "space": {}}}),
-                       dump({**GOOD, "search": {**GOOD["search"], "space": {}}}), "write a number",
+    refused_then_fixed(tmp_path, capsys, with_raw(NO_AXES, path, word), with_raw(NO_AXES, path, fixed),
+                       f"base.{path}: write a number")
+    # the same word through --set (a YAML value too)
+    refused_then_fixed(tmp_path, capsys, dump(NO_AXES), dump(NO_AXES), f"base.{path}: write a number",
                        sets=[f"{path}={word}"], fixed_sets=[f"{path}={fixed}"])
 
 
@@ -137,8 +140,7 @@ def test_a_value_twice_in_a_grid_given_by_set_is_refused(tmp_path, capsys):
     ("eval.rise_n_masks", 10**9, 250), ("train.batch_size", 10**9, 128),
 ])
 def test_counts_have_an_upper_bound(tmp_path, capsys, path, bad, good):
-    tree = copy.deepcopy(GOOD)
-    tree["search"]["space"] = {}
+    tree = NO_AXES
     shown = path if path.startswith("search.") else f"base.{path}"
     refused_then_fixed(tmp_path, capsys, dump(tree), dump(tree), f"{shown}: Input should be less than or equal",
                        sets=[f"{path}={bad}"], fixed_sets=[f"{path}={good}"])
@@ -264,12 +266,6 @@ def test_an_arm_may_not_override_a_varied_seed(tmp_path, capsys, search, culprit
     fixed_seed["search"] = {**GOOD["search"], "space": {}, "repeats": 1}
     code, err = validate(tmp_path, capsys, with_storage(dump(fixed_seed), tmp_path))
     assert code == 0, err
-
-
-def test_the_shipped_specs_still_validate(capsys):
-    specs = sorted(str(p) for p in (Path(__file__).parent.parent / "search_spaces").glob("*.yaml"))
-    assert len(specs) >= 9
-    assert main(["validate", *specs]) == 0, capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- non-finite results
