@@ -58,7 +58,7 @@ def _number(v: Any) -> bool:
 def implausible_values(rows: list[dict], finished: bool) -> dict[str, str]:
     """{key: why} for the values of a trial's reported rows that cannot be measurements: infinite
     ones, accuracies outside ACCURACY_RANGE, and NaN in a finished trial's last row (earlier rows
-    are NaN-padded by design until a key is computed). The key's worst row is named."""
+    are NaN-padded by design until a key is computed). The first such row of each key is named."""
     bad: dict[str, str] = {}
     lo, hi = ACCURACY_RANGE
     for i, row in enumerate(rows):

@@ -59,11 +59,12 @@ def takes_numbers(annotation: Any) -> bool:
     return any(takes_numbers(a) for a in typing.get_args(annotation) if a is not type(None))
 
 
-def refuse_booleans(value: Any) -> Any:
-    """A number field given a boolean (YAML 1.1 reads yes/no/on/off/true/false as booleans, which
-    pydantic would then read as 1 and 0) is refused: raises ValueError, the fix in its message."""
-    items = value if isinstance(value, (list, tuple)) else [value]
-    if any(isinstance(v, bool) for v in items):
-        raise ValueError("write a number here: YAML reads yes/no/on/off/true/false as a boolean, which is "
-                         "not a number (e.g. 1 or 0, or 10.0)")
-    return value
+def holds_booleans(value: Any) -> bool:
+    """Whether a value is a boolean or a list/tuple holding one (cheap: checked before the field's type)."""
+    return isinstance(value, bool) or (isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value))
+
+
+# A number field given a boolean (YAML 1.1 reads yes/no/on/off/true/false as booleans, which
+# pydantic would then read as 1 and 0) is refused with this message (StrictModel, trial.py).
+BOOLEAN_NOT_NUMBER = ("write a number here: YAML reads yes/no/on/off/true/false as a boolean, which is not a "
+                      "number (e.g. 1 or 0, or 10.0)")

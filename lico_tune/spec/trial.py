@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..names import BACKBONES, DATASETS, SALIENCY_METHODS
-from .limits import (MAX_EPOCHS, MAX_IMAGES, MAX_STEPS, SEED_MAX, SEED_MIN, refuse_booleans,
+from .limits import (BOOLEAN_NOT_NUMBER, MAX_EPOCHS, MAX_IMAGES, MAX_STEPS, SEED_MAX, SEED_MIN, holds_booleans,
                      takes_numbers)
 
 # Torch computes in float32: a finite Python float beyond its range overflows (torch's SGD raises
@@ -30,8 +30,9 @@ class StrictModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_not_booleans(cls, v: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        return refuse_booleans(v) if field is not None and takes_numbers(field.annotation) else v
+        if holds_booleans(v) and takes_numbers(cls.model_fields[info.field_name].annotation):
+            raise ValueError(BOOLEAN_NOT_NUMBER)
+        return v
 
     @field_validator("*")
     @classmethod
