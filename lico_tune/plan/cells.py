@@ -211,12 +211,12 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
     _check_bounds(plan)                    # before any smoke shrinking: the full sweep must be valid
     plan.cell_configs = _resolve_cells(plan)
+    check_seeds(plan.spec, plan.cell_configs)           # on the full sweep's cells, as _check_bounds
+    check_metric_keys(plan.spec, plan.cell_configs)
     if smoke:
         _shrink_for_smoke(plan)
         _check_bounds(plan)
         plan.cell_configs = _resolve_cells(plan)
-    check_seeds(plan.spec, plan.cell_configs)
-    check_metric_keys(plan.spec, plan.cell_configs)
     check_selection(plan.spec, plan.cell_configs)
     return plan
 
