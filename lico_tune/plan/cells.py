@@ -52,7 +52,7 @@ from ..spec.checks import check_distribution, check_name, check_optuna_url, chec
 from ..spec.safe_yaml import load_text
 from ..storage import is_uri, join, normalise_root
 from .resolve import resolve_trial
-from .selection import check_repeats, check_selection
+from .selection import check_metric_keys, check_repeats, check_seeds, check_selection
 
 MAX_CHECKED_CELLS = 2000
 
@@ -167,8 +167,10 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     s = spec.search
     storage = storage or spec.storage
     storage = normalise_root(storage)
-    name = stamped(spec.name) if name is None else name
-    check_name(name, "--name")
+    if name is None:            # the spec's name is checked by the Spec; the directory adds a date
+        name = stamped(spec.name)
+    elif new:                   # a plan read back by `resume` names a directory that exists
+        check_name(name, "--name")
     arms = dict(spec.ablation or {})
     for arm in arms:
         check_name(arm, "ablation: arm name")
@@ -209,6 +211,8 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
     _check_bounds(plan)                    # before any smoke shrinking: the full sweep must be valid
     plan.cell_configs = _resolve_cells(plan)
+    check_seeds(plan.spec, plan.cell_configs)           # on the full sweep's cells, as _check_bounds
+    check_metric_keys(plan.spec, plan.cell_configs)
     if smoke:
         _shrink_for_smoke(plan)
         _check_bounds(plan)
