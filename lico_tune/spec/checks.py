@@ -23,6 +23,7 @@ from ..errors import SpecError
 from .document import TrialConfig
 
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+MAX_NAME = 200
 
 
 def check_name(name: str, what: str) -> None:
@@ -30,6 +31,9 @@ def check_name(name: str, what: str) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or set(name) == {"."}:
         raise SpecError(f"{what} '{name}': use letters, digits and _ . + - only, and not '.' or '..' "
                         f"(it names a directory inside the results root).")
+    if len(name) > MAX_NAME:
+        raise SpecError(f"{what} '{name[:40]}...' is {len(name)} characters long; use at most {MAX_NAME} (it names "
+                        f"a directory, and a directory name may have at most 255 bytes, with room for a date stamp).")
 
 
 def field_type(path: str) -> Any:
@@ -93,7 +97,7 @@ def check_storage(storage: str) -> None:
     if "://" in storage:
         return
     p = Path(storage)
-    while not p.exists() and p != p.parent:
+    while not os.path.exists(p) and p != p.parent:      # os.path: False, not an error, where it may not look
         p = p.parent
     if p.exists() and not p.is_dir():
         raise SpecError(f"storage '{storage}': {p} is a file, not a directory. Pass a directory "
