@@ -66,18 +66,21 @@ def cli_without_dac(args: list[str], cwd: Path, timeout: float = 60) -> tuple[in
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """One finished experiment of one 1-epoch trial: {'root', 'exp', 'spec'}."""
+    """One ended experiment of one trial that saved its first epoch's checkpoint and failed in its
+    second (so that `resume` restores it): {'root', 'exp', 'spec'}."""
     from conftest import TINY_TRIAL
+    tree = copy.deepcopy(TINY_TRIAL)
+    tree["train"].update(epochs=2, fail_at_step=6)          # 4 steps an epoch: fails at the 3rd of epoch 2
     work = tmp_path_factory.mktemp("envfail")
-    spec = write_spec(work / "t.yaml", copy.deepcopy(TINY_TRIAL), name="t",
-                      search={"space": {"train.seed": {"grid": [0]}}})
+    spec = write_spec(work / "t.yaml", tree, name="t", search={"space": {"train.seed": {"grid": [0]}}})
     tmp = private_tmpdir()
     try:
         out = lico_tune(["run", str(spec), "--storage", str(work / "res"), "--name", "done"], tmp, timeout=300)
     finally:
         left = kill_started([tmp])
         shutil.rmtree(tmp, ignore_errors=True)
-    assert out.returncode == 0 and not left, out.stdout[-4000:]
+    assert out.returncode == 1 and "1 errored" in out.stdout and not left, out.stdout[-4000:]
+    assert list((work / "res" / "done").glob("trial_*/checkpoint_*/checkpoint.pt")), out.stdout[-4000:]
     return {"root": work / "res", "exp": work / "res" / "done", "spec": spec}
 
 
@@ -122,7 +125,8 @@ def locked(tmp_path) -> Path:
     (["run", "{spec}", "--storage", "{locked}/inner/res"], "{locked}"),
     (["explain", "{spec}", "-o", "{locked}/x.png"], "{locked}/x.png"),
     (["schema", "-o", "{locked}/schema.json"], "{locked}/schema.json"),
-], ids=["report", "index", "run", "explain-o", "schema-o"])
+    (["train", "{spec}", "--out", "{locked}/inner/out", "--quiet"], "{locked}/inner/out"),
+], ids=["report", "index", "run", "explain-o", "schema-o", "train-out"])
 def test_paths_inside_an_unreadable_directory(locked, tmp_path, argv, culprit):
     spec = tmp_path / "ok.yaml"
     spec.write_text(yaml.safe_dump({**VALID, "storage": str(tmp_path / "res")}))
@@ -164,6 +168,19 @@ def test_a_disk_that_fills_up_during_a_run(finished, tmp_path, ray_tmp):
         assert "Traceback" not in out.stdout, out.stdout[-4000:]
         assert len(errors) == 1 and str(fs.path) in errors[0] and "disk" in errors[0], out.stdout[-4000:]
         assert checksums(fs.path / "done") == before
+
+
+def test_a_damaged_checkpoint_met_by_resume_is_named(finished, tmp_path, ray_tmp):
+    """The trial cannot continue (it errors, exit 1), and its error names the stored checkpoint,
+    not the scratch copy it was loaded from."""
+    exp = tmp_path / "res" / "done"
+    shutil.copytree(finished["exp"], exp)
+    (ckpt,) = exp.glob("trial_*/checkpoint_*/checkpoint.pt")
+    ckpt.write_bytes(ckpt.read_bytes()[:300])
+    out = lico_tune(["resume", str(exp)], ray_tmp, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stdout, out.stdout[-4000:]
+    assert any(str(ckpt) in ln and "damaged" in ln for ln in out.stdout.splitlines() if " ERROR " in ln), \
+        out.stdout[-4000:]
 
 
 # ----------------------------------------------------------------------------- paths and schemes
@@ -266,3 +283,17 @@ def test_environment_error_maps_only_the_users_paths(tmp_path):
     assert environment_error(elsewhere, paths) is None
     assert environment_error(not_env, paths) is None
     assert environment_error(ValueError("x"), paths) is None        # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("root", ["gs://lico-tune-no-such-bucket-7f3a/res", "~nosuchuser/res", "foo://x/res"])
+def test_the_dashboards_root_box_refuses_an_unusable_root_in_seconds(root, monkeypatch):
+    """The sidebar's root (here given as $LICO_TUNE_STORAGE, as the box would set it): an error on the
+    page within seconds, never a hung page or a traceback."""
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.setenv("LICO_TUNE_CLOUD_TIMEOUT_S", CLOUD_WAIT_S)
+    monkeypatch.setenv("LICO_TUNE_STORAGE", root)
+    t0 = time.monotonic()
+    at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=60).run()
+    assert time.monotonic() - t0 < 40
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.error and root.split("/")[0].rstrip(":") in at.error[0].value, [e.value for e in at.error]

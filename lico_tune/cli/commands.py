@@ -182,10 +182,10 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    check_output_file(args.output, "-o/--output" + (" (default explain.png)" if args.output == "explain.png" else ""),
+                      "explain.png")              # before torch loads: seconds
     from ..train.explain import explain
 
-    check_output_file(args.output, "-o/--output" + (" (default explain.png)" if args.output == "explain.png" else ""),
-                      "explain.png")
     checkpoint = args.checkpoint
     if args.arm is not None or args.dataset is not None:
         from ..results.pick import best_trial
