@@ -124,7 +124,7 @@ ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errn
                       errno.ELOOP}
 
 
-def _is_full(path: str) -> bool:
+def disk_full(path: str) -> bool:
     """The filesystem holding path (or its nearest existing folder above) has under 1 MiB free."""
     p = os.path.abspath(os.path.expanduser(path))
     while not os.path.exists(p) and p != os.path.dirname(p):
@@ -155,7 +155,7 @@ def _culprit(exc: OSError, paths: Mapping[str, str]) -> Optional[tuple[str, str,
                     return p, w, name
     if exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         for p, w in local.items():
-            if _is_full(p):
+            if disk_full(p):
                 return p, w, p
     return None
 
@@ -203,7 +203,7 @@ def full_disk_error(root: str, what: str, reasons: Iterable[Optional[str]] = ())
     if _SCHEME.match(str(root)):
         return None
     said = any(r and ("No space left on device" in r or "[Errno 28]" in r) for r in reasons)
-    if not (said or _is_full(root)):
+    if not (said or disk_full(root)):
         return None
     return UnusablePath(f"{what} {shown(root)}: the disk filled up during the run (No space left on device), so "
                         f"its trials could not save their results and this experiment is incomplete; the other "

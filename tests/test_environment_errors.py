@@ -183,6 +183,14 @@ def test_a_damaged_checkpoint_met_by_resume_is_named(finished, tmp_path, ray_tmp
         out.stdout[-4000:]
 
 
+def test_a_full_disk_under_train_out(ws, capsys, tmp_path_factory):
+    """torch.save reports a full disk as a RuntimeError ('unexpected pos ...'): it reads as the disk."""
+    with Tmpfs(tmp_path_factory.mktemp("tiny") / "fs", "200k") as fs:
+        msg = in_process(["train", str(ws / "ok.yaml"), "--out", str(fs.path / "run"), "--quiet"], capsys, ws,
+                         str(fs.path / "run"), limit_s=120)
+    assert "disk is full" in msg
+
+
 # ----------------------------------------------------------------------------- paths and schemes
 
 LONG = "/tmp/" + "a" * 5000
