@@ -106,16 +106,17 @@ def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
     from ..plan import plan_search
     plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage, smoke=args.smoke_test)
-    check_reachable(plan.storage, "--storage" if args.storage else "storage")    # a cloud root answers, in seconds
-    from ..plan.preflight import preflight
-    preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
-    if not plan.smoke and (note := _cost_note(args.spec)):
-        _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
-                                                 "takes far longer." if not plan.spec.resources.gpu else ""))
-    from ..tune import run
     what = "--storage" if args.storage else "storage"
-    with environment_errors({plan.storage: what}), full_disk_errors(plan.storage, what) as seen:
-        summary = seen(run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every))
+    with environment_errors({plan.storage: what}):     # the spec's storage is the user's path too
+        check_reachable(plan.storage, what)             # a cloud root answers, in seconds
+        from ..plan.preflight import preflight
+        preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
+        if not plan.smoke and (note := _cost_note(args.spec)):
+            _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
+                                                     "takes far longer." if not plan.spec.resources.gpu else ""))
+        from ..tune import run
+        with full_disk_errors(plan.storage, what) as seen:
+            summary = seen(run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every))
     return _sweep_exit(summary)
 
 
