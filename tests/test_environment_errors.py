@@ -242,6 +242,7 @@ ARGS = [  # (argv, culprit)
     (["dashboard", "{ws}", "--host", "no-such-host.invalid"], "no-such-host.invalid"),
     (["validate", "{ok}", "--no-such-option"], "--no-such-option"),
     (["report", "{ws}", "--experimnt", "x"], "--experimnt"),
+    (["run", "--bogus"], "--bogus"),             # argparse alone would only say SPEC is missing
 ]
 
 
