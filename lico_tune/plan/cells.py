@@ -51,6 +51,7 @@ from ..spec import Spec, TrialConfig, saved_trial, validate_spec
 from ..spec.checks import check_distribution, check_name, check_optuna_url, check_storage, distribution_bounds
 from ..spec.safe_yaml import load_text
 from ..storage import is_uri, join, normalise_root
+from ..userpaths import check_path
 from .resolve import resolve_trial
 from .selection import check_metric_keys, check_repeats, check_seeds, check_selection
 
@@ -166,6 +167,7 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     Raises SpecError naming the field and the fix."""
     s = spec.search
     storage = storage or spec.storage
+    check_path(storage, "storage")      # before it is expanded: ~nosuchuser, NUL bytes, foo://
     storage = normalise_root(storage)
     if name is None:            # the spec's name is checked by the Spec; the directory adds a date
         name = stamped(spec.name)

@@ -23,6 +23,7 @@ from ..errors import SpecError
 from .document import TrialConfig
 from .limits import name_problem
 
+
 def check_name(name: str, what: str) -> None:
     """`what` is how the user gave it, e.g. "--name" or "ablation: arm name"."""
     problem = name_problem(name) if isinstance(name, str) else "not a name"
@@ -104,7 +105,7 @@ def check_storage(storage: str) -> None:
     if "://" in storage:
         return
     p = Path(storage)
-    while not p.exists() and p != p.parent:
+    while not os.path.exists(p) and p != p.parent:      # os.path: False, not an error, where it may not look
         p = p.parent
     if p.exists() and not p.is_dir():
         raise SpecError(f"storage '{storage}': {p} is a file, not a directory. Pass a directory "
