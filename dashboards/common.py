@@ -24,7 +24,9 @@ if str(REPO) not in sys.path:       # run from a checkout without installing
 
 from lico_tune.errors import BadInput  # noqa: E402
 from lico_tune.results import Catalog, Results, build_results, experiment_report  # noqa: E402
+from lico_tune.errors import BadInput  # noqa: E402
 from lico_tune.storage import Storage, normalise_root  # noqa: E402
+from lico_tune.userpaths import check_path, check_reachable  # noqa: E402
 
 ENV_ROOT = "LICO_TUNE_STORAGE"
 DEFAULT_ROOT = "~/lico-tune-results"
@@ -46,7 +48,27 @@ def settings() -> tuple[str, Optional[str]]:
     args = _cli_args()
     root = st.session_state.get("root") or args.storage or os.environ.get(ENV_ROOT) or DEFAULT_ROOT
     db = args.db or os.environ.get("LICO_TUNE_CATALOG") or None
-    return normalise_root(root), db
+    return _normalised(root), db
+
+
+def _normalised(root: str) -> str:
+    """normalise_root, or the text as typed when no path can be made of it (load() says why)."""
+    try:
+        check_path(root, "The results root")
+    except BadInput:
+        return root
+    return normalise_root(root)
+
+
+@st.cache_data(ttl=60, show_spinner="Checking the results root...")
+def root_problem(root: str) -> Optional[str]:
+    """Why the root cannot be used (an impossible path, a cloud root that does not answer within
+    seconds: never a hung page), or None."""
+    try:
+        check_reachable(root, "The results root")
+    except BadInput as exc:
+        return str(exc)
+    return None
 
 
 @st.cache_data(ttl=30, show_spinner="Reading the results root...")
@@ -89,6 +111,9 @@ def load() -> tuple[Optional[Results], str, Optional[str], float]:
     """(results or None, root, db, stamp). None means the page should stop: a friendly message
     has been shown (missing root, no experiments yet, an unreadable catalog)."""
     root, db = settings()
+    if (problem := root_problem(root)) is not None:
+        st.error(f"{problem} Or enter another results root in the sidebar.")
+        return None, root, db, 0.0
     if not Storage(root).exists():
         st.info(f"**No results at `{root}` yet.** Run a sweep first, e.g.\n\n"
                 f"```\nlico-tune run search_spaces/quickstart.yaml --storage {root}\n```\n\n"
@@ -115,7 +140,7 @@ def load() -> tuple[Optional[Results], str, Optional[str], float]:
 def sidebar(res: Optional[Results], root: str, db: Optional[str]) -> None:
     with st.sidebar:
         new = st.text_input("Results root", value=root, help="A directory or s3://, gs:// URI")
-        if new and normalise_root(new) != root:
+        if new and _normalised(new) != root:
             st.session_state["root"] = new
             st.rerun()
         if st.button("Rescan storage", help="Re-read experiments whose files changed"):

@@ -100,3 +100,43 @@ HEALTH_GROUPS = {
 }
 HEALTH_KEYS = tuple(k for keys in HEALTH_GROUPS.values() for k in keys)
 OLD_HEALTH_GROUPS = {"Share of the gradient norm (older runs)": tuple(old_grad_share(t) for t in TERMS)}
+
+# ----------------------------------------------------------------------------- accuracy, training, saliency
+TRAIN_KEYS = ("epoch", "step", "lr", "train/loss", *(f"train/{t}" for t in TERMS), "train/images_per_s")
+ACCURACY_RANGE = (0.0, 100.0)                 # every accuracy is top-1 in percent (train/parts.py accuracy)
+
+
+def accuracy_key(split: str, ema: bool = False) -> str:
+    """'test/acc', 'val/acc_ema': the split's top-1 accuracy (%) of the raw or the EMA weights."""
+    return f"{split}/acc{'_ema' if ema else ''}"
+
+
+# The shortcut probe (saliency/shortcut.py): accuracies on clean, patched and shuffled test images,
+# their difference, the patch's area share, and the saliency metrics on patched images, renamed.
+SHORTCUT_ACCURACIES = tuple(f"shortcut/acc_{k}" for k in ("clean", "patched", "shuffled"))
+SHORTCUT_KEYS = (*SHORTCUT_ACCURACIES, "shortcut/patch_reliance", "shortcut/patch_area")
+SHORTCUT_RENAMED = {"insertion": "patched_insertion", "deletion": "patched_deletion", "overall": "patched_overall",
+                    "pointing_mask": "patch_pointing", "energy_mask": "patch_energy"}
+
+
+def is_accuracy(key: str) -> bool:
+    """Whether a metric is an accuracy in percent (ACCURACY_RANGE)."""
+    return key in SHORTCUT_ACCURACIES or key.rpartition("/")[2] in ("acc", "acc_ema")
+
+
+# The saliency metrics' key tails (saliency/<method>/<tail>, and val/saliency/... on validation
+# images), by the entry of saliency/evaluate.py's METRICS table that writes them (the table says
+# when each runs and how it is computed); every method also reports its wall time (SECONDS_TAIL).
+SALIENCY_TAILS = {
+    "morf": ("insertion", "deletion", "overall"),
+    "lerf": ("insertion_lerf", "deletion_lerf", "lerf_morf"),
+    "road": ("road_morf", "road_lerf", "road_combined"),
+    "grid": ("pointing", "energy"),
+    "masks": ("pointing_mask", "energy_mask"),
+    "ses": ("ses",),
+    "sanity": ("sanity_top", "sanity_full"),
+    "smprt": ("smprt_top", "smprt_full"),
+    "emprt": ("emprt",),
+}
+SECONDS_TAIL = "seconds"
+MASK_AREA = "eval/mask_area"                  # the masks' mean area share (the mask pointing game's chance)

@@ -348,3 +348,30 @@ def test_a_cloud_uri_root_is_read_through_pyarrow(results_root, tmp_path, monkey
     local = load_results(results_root, use_catalog=False).trials
     assert sorted(res.trials["test/acc"].dropna()) == pytest.approx(sorted(local["test/acc"].dropna()))
     assert render(build_report(res), "md").startswith(f"## {EXP}")
+
+
+def test_catalogs_opened_at_once_on_a_new_database_all_open(tmp_path):
+    """Six threads open one new SQLite catalog at the same moment, 10 times over (concurrent `index`
+    runs do this): each must end with both tables there, none with 'table ... already exists'
+    (before the retry, every round had such an error)."""
+    import threading
+    from sqlalchemy import inspect
+    for round_ in range(10):
+        url = f"sqlite:///{tmp_path}/cat{round_}.db"
+        errors, start = [], threading.Barrier(6)
+
+        def open_one():
+            start.wait()
+            try:
+                Catalog(str(tmp_path), url=url)
+            except Exception as e:          # noqa: BLE001 - any error is the failure this test looks for
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=open_one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        insp = inspect(Catalog(str(tmp_path), url=url, create=False).engine)
+        assert insp.has_table("lico_experiments") and insp.has_table("lico_trials")

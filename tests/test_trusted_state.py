@@ -16,7 +16,6 @@ reader of an experiment's YAML has the spec loader's limits. Real `lico-tune` pr
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -28,8 +27,10 @@ from pathlib import Path
 import pytest
 
 from lico_tune.layout import MANIFEST_FILE, RUN_FILE, SUMMARY_FILE, TRIAL_SPEC, TUNER_FILE
-from ray_helpers import kill_started, lico_tune, private_tmpdir, trial_dirs, write_spec
-from test_no_lost_results import refused
+from ray_helpers import lico_tune, trial_dirs
+# The sweep: one finished experiment (2 seeds on a grid, 1 epoch each), {'exp': <root>/done, ...};
+# _copy(finished, tmp_path) copies it to <tmp_path>/res/done for a test to change.
+from test_no_lost_results import _copy, finished, refused  # noqa: F401 (finished: a fixture)
 
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
@@ -43,29 +44,6 @@ class _Payload:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """One finished experiment (2 seeds on a grid, 1 epoch each): <root>/done."""
-    from conftest import TINY_TRIAL
-    work = tmp_path_factory.mktemp("trust")
-    spec = write_spec(work / "t.yaml", copy.deepcopy(TINY_TRIAL), name="t",
-                      search={"space": {"train.seed": {"grid": [0, 1]}}, "max_concurrent": 1})
-    tmp = private_tmpdir()
-    try:
-        out = lico_tune(["run", str(spec), "--storage", str(work / "res"), "--name", "done"], tmp, timeout=300)
-    finally:
-        left = kill_started([tmp])
-        shutil.rmtree(tmp, ignore_errors=True)
-    assert out.returncode == 0, out.stdout[-4000:]
-    assert not left
-    return work / "res" / "done"
-
-
-def _copy(finished: Path, tmp_path: Path) -> Path:
-    shutil.copytree(finished, tmp_path / "res" / "done")
-    return tmp_path / "res" / "done"
 
 
 def _newest(exp: Path, pattern: str) -> Path:
@@ -91,7 +69,7 @@ def _refused_untouched(exp: Path, ray_tmp: str, marker: Path, *names: str) -> st
 
 def test_a_run_signs_what_resume_loads_and_a_copy_resumes(finished, ray_tmp, tmp_path):
     from lico_tune.trust import verify_experiment
-    manifest = json.loads((finished / MANIFEST_FILE).read_text())
+    manifest = json.loads((finished["exp"] / MANIFEST_FILE).read_text())
     assert set(manifest) == {"format", "files", "hmac"}
     names = set(manifest["files"])
     assert {TUNER_FILE, RUN_FILE} <= names
@@ -137,7 +115,7 @@ def test_a_payload_in_the_experiment_state_is_refused(finished, ray_tmp, tmp_pat
     state.write_text(json.dumps(data))
     _forge(exp, state.name)
     _refused_untouched(exp, ray_tmp, marker, str(exp / MANIFEST_FILE))
-    shutil.copy(finished / MANIFEST_FILE, exp / MANIFEST_FILE)
+    shutil.copy(finished["exp"] / MANIFEST_FILE, exp / MANIFEST_FILE)
     _refused_untouched(exp, ray_tmp, marker, str(state), "changed since lico-tune signed it")
     _loads_with_cloudpickle(state.read_text())    # control: what Ray's resume calls on it runs the payload
     assert marker.exists()
@@ -150,7 +128,7 @@ def test_a_payload_in_the_searcher_state_or_an_unlisted_pickle_is_refused(finish
     searcher = _newest(exp, "basic-variant-state-*.json")
     searcher.write_bytes(pickle.dumps(_Payload(marker)))
     _refused_untouched(exp, ray_tmp, marker, str(searcher), "changed since lico-tune signed it")
-    shutil.copy(finished / searcher.name, searcher)
+    shutil.copy(finished["exp"] / searcher.name, searcher)
     extra = exp / "searcher-state-9999-12-31_00-00-00.pkl"            # newer: Ray would read this one
     extra.write_bytes(pickle.dumps(_Payload(marker)))
     _refused_untouched(exp, ray_tmp, marker, str(extra), "not in the signed manifest")

@@ -19,6 +19,8 @@ from ..errors import BadInput
 from ..layout import CATALOG_FILE, CHECKPOINT_FILE, DEFAULT_STORAGE
 from ..names import SALIENCY_METHODS
 from ..spec import SpecError, dump_yaml, json_schema, load_spec
+from ..userpaths import check_reachable, environment_errors, full_disk_errors
+from .arguments import check_output_file, check_paths, port, positive_int, refuse_unknown_options, user_paths
 from .help import epilog, train_display
 from .output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, error as _error, say as _say
 from .results import cmd_dashboard, cmd_index, cmd_report
@@ -54,6 +56,7 @@ def cmd_validate(args) -> int:
 def cmd_schema(args) -> int:
     text = json.dumps(json_schema(), indent=2)
     if args.output:
+        check_output_file(args.output, "-o/--output", "lico-tune.schema.json")
         Path(args.output).write_text(text + "\n")
         _say(f"wrote {args.output}")
     else:
@@ -103,13 +106,18 @@ def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
     from ..plan import plan_search
     plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage, smoke=args.smoke_test)
-    from ..plan.preflight import preflight
-    preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
-    if not plan.smoke and (note := _cost_note(args.spec)):
-        _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
-                                                 "takes far longer." if not plan.spec.resources.gpu else ""))
-    from ..tune import run
-    return _sweep_exit(run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every))
+    what = "--storage" if args.storage else "storage"
+    with environment_errors({plan.storage: what}):     # the spec's storage is the user's path too
+        check_reachable(plan.storage, what)             # a cloud root answers, in seconds
+        from ..plan.preflight import preflight
+        preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
+        if not plan.smoke and (note := _cost_note(args.spec)):
+            _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
+                                                     "takes far longer." if not plan.spec.resources.gpu else ""))
+        from ..tune import run
+        with full_disk_errors(plan.storage, what) as seen:
+            summary = seen(run(plan, address=args.address, verbose=args.verbose, status_every_s=args.status_every))
+    return _sweep_exit(summary)
 
 
 def _cost_note(path: str) -> Optional[str]:
@@ -135,10 +143,12 @@ def cmd_resume(args) -> int:
     from ..lock import experiment_lock
     from ..plan.preflight import check_resume
     from ..storage import normalise_root
+    check_reachable(args.experiment_dir, "EXPERIMENT_DIR")
     check_resume(args.experiment_dir)            # plan and checksums, before Ray starts
     with experiment_lock(normalise_root(args.experiment_dir), say=_say):   # one driver: refused before Ray loads
         from ..tune import resume
-        return _sweep_exit(resume(args.experiment_dir, address=args.address))
+        with full_disk_errors(args.experiment_dir, "EXPERIMENT_DIR") as seen:
+            return _sweep_exit(seen(resume(args.experiment_dir, address=args.address)))
 
 
 def cmd_trust(args) -> int:
@@ -183,6 +193,8 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    check_output_file(args.output, "-o/--output" + (" (default explain.png)" if args.output == "explain.png" else ""),
+                      "explain.png")              # before torch loads: seconds
     from ..train.explain import explain
 
     checkpoint = args.checkpoint
@@ -288,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", action="append", choices=SALIENCY_METHODS,
                    help="saliency method; repeatable (default: gradcam)")
     p.add_argument("-o", "--output", default="explain.png", help="figure path (default: explain.png)")
-    p.add_argument("-n", type=int, default=6, help="number of fixed test images when none are given")
+    p.add_argument("-n", type=positive_int, default=6, help="number of fixed test images when none are given")
     p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA weights (if saved) or raw ones")
     p.add_argument("--arm", help="CHECKPOINT is then an experiment directory (or a results root: its newest "
                    "experiment); explain the finished trial of this arm with the best value of the spec's first "
@@ -339,17 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("dashboard", help="start the Streamlit dashboard of a storage root")
     p.add_argument("storage", metavar="STORAGE", nargs="?", default=DEFAULT_STORAGE,
                    help=f"results root (default: {DEFAULT_STORAGE})")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=port, default=8501, help="TCP port, 1 to 65535 (default: 8501)")
+    p.add_argument("--host", default="127.0.0.1", help="an address of this machine to listen on (default: "
+                   "127.0.0.1, this machine only; 0.0.0.0: every interface)")
     p.add_argument("--db", metavar="URL", help=f"catalog database (default: sqlite:///STORAGE/{CATALOG_FILE})")
     p.set_defaults(func=cmd_dashboard)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    refuse_unknown_options(parser, sys.argv[1:] if argv is None else list(argv))
+    args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        check_paths(args)                       # NUL bytes, ~nosuchuser, over-long paths: before anything runs
+        with environment_errors(user_paths(args)):    # permission denied, read-only, disk full on the user's paths
+            return args.func(args)
     except BadInput as exc:     # every error the user can fix, once: one paragraph, exit 2 (bugs keep their traceback)
         _error(str(exc))
         return EXIT_BAD_INPUT

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 EXIT_TEXT = {
     "validate": "0 every spec is valid; 2 a spec is invalid (the error names the field and the fix)",
-    "schema": "0 written",
+    "schema": "0 written; 2 -o cannot be written (a directory, no such folder, read-only)",
     "train": "0 trained; 1 the trial diverged (loss NaN/inf); 2 bad input (spec, data, checkpoint, --resume "
              "mismatch); 130 interrupted (the last epoch's checkpoint is kept)",
     "run": "0 every trial finished; 1 a trial failed or was left unfinished (the sweep still ends with a "
@@ -19,11 +19,12 @@ EXIT_TEXT = {
               "130 interrupted",
     "trust": "0 signed; 2 not an experiment directory, or the key file is unusable",
     "rerun": "0 the retrained trial matches bit for bit; 1 it does not (or diverged); 2 bad input (no record)",
-    "explain": "0 figure written; 2 bad input (checkpoint, images)",
-    "index": "0 catalog written; 2 no such results root",
+    "explain": "0 figure written; 2 bad input (checkpoint, images, -n, -o)",
+    "index": "0 catalog written; 2 no such results root, or one that cannot be read or reached",
     "report": "0 report printed; 2 bad input (no results, unknown experiment, metric or baseline, bad "
               "--level/--margin)",
-    "dashboard": "the exit status of Streamlit (0 after Ctrl-C); 2 Streamlit or the app is missing",
+    "dashboard": "the exit status of Streamlit (0 after Ctrl-C); 2 Streamlit or the app is missing, a bad "
+                 "--port or --host, a cloud root that does not answer",
 }
 
 EXAMPLES = {

@@ -10,8 +10,17 @@ from .output import EXIT_BAD_INPUT, EXIT_OK, error as _error, say as _say
 
 def _results_root(storage: str) -> Optional[str]:
     """The normalised root, or None (after an error message) when it does not exist."""
+    import os
+
     from ..storage import Storage
+    from ..userpaths import check_reachable
+    check_reachable(storage, "STORAGE")         # a cloud root answers within seconds, or a clear error
     st = Storage(storage)
+    if st.is_local:
+        try:
+            os.stat(st.root)                    # permission denied on a folder above: said so, not "no such root"
+        except (FileNotFoundError, NotADirectoryError):
+            pass
     if not st.exists():
         _error(f"{storage}: no such results root. Pass the storage directory (or s3://, gs:// URI) "
                f"that `lico-tune run` wrote to (the spec's `storage`, default ~/lico-tune-results).")
@@ -117,6 +126,10 @@ def cmd_dashboard(args) -> int:
         _error("the dashboard needs Streamlit: pip install 'lico-tune[dashboard]'")
         return EXIT_BAD_INPUT
     from ..storage import normalise_root
+    from ..userpaths import check_reachable
+    from .arguments import check_host
+    check_host(args.host)
+    check_reachable(args.storage, "STORAGE")
     storage = normalise_root(args.storage)
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
            "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats", "false",

@@ -51,8 +51,9 @@ from ..spec import Spec, TrialConfig, saved_trial, validate_spec
 from ..spec.checks import check_distribution, check_name, check_optuna_url, check_storage, distribution_bounds
 from ..spec.safe_yaml import load_text
 from ..storage import is_uri, join, normalise_root
+from ..userpaths import check_path
 from .resolve import resolve_trial
-from .selection import check_repeats, check_selection
+from .selection import check_metric_keys, check_repeats, check_seeds, check_selection
 
 MAX_CHECKED_CELLS = 2000
 
@@ -166,9 +167,12 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     Raises SpecError naming the field and the fix."""
     s = spec.search
     storage = storage or spec.storage
+    check_path(storage, "storage")      # before it is expanded: ~nosuchuser, NUL bytes, foo://
     storage = normalise_root(storage)
-    name = stamped(spec.name) if name is None else name
-    check_name(name, "--name")
+    if name is None:            # the spec's name is checked by the Spec; the directory adds a date
+        name = stamped(spec.name)
+    elif new:                   # a plan read back by `resume` names a directory that exists
+        check_name(name, "--name")
     arms = dict(spec.ablation or {})
     for arm in arms:
         check_name(arm, "ablation: arm name")
@@ -209,6 +213,8 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     plan = Plan(spec=spec, experiment=name, storage=storage, arms=arms, grid=grid, sampled=sampled)
     _check_bounds(plan)                    # before any smoke shrinking: the full sweep must be valid
     plan.cell_configs = _resolve_cells(plan)
+    check_seeds(plan.spec, plan.cell_configs)           # on the full sweep's cells, as _check_bounds
+    check_metric_keys(plan.spec, plan.cell_configs)
     if smoke:
         _shrink_for_smoke(plan)
         _check_bounds(plan)

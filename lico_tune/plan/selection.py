@@ -9,15 +9,20 @@
   i (the trial's `__trial_index__`, Ray's `Repeater.TRIAL_INDEX`) trains with
   `train.seed = s + i`, s the seed the configuration resolves to (base, then arm). `train.seed` can
   therefore not be a searched axis too. The seeds of one configuration share a `config_id`
-  (the identity names are in lico_tune/keys.py).
+  (the identity names are in lico_tune/keys.py). An arm may not set `train.seed` when the search
+  varies it (`check_seeds`).
+* **Metrics.** Every search metric must be a key the spec's trials report (`check_metric_keys`,
+  from the names in lico_tune/keys.py), or the search would optimise nothing.
 """
 from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
 
-from ..errors import SpecError
-from ..keys import SEED_PATH
+from ..errors import SpecError, suggest
+from ..keys import (CHANCE_KEYS, HEALTH_KEYS, MASK_AREA, SALIENCY_TAILS, SECONDS_TAIL, SEED_PATH, SHORTCUT_KEYS,
+                    SHORTCUT_RENAMED, TRAIN_KEYS, accuracy_key, repeat_seed)
+from ..spec.limits import SEED_MAX
 
 if TYPE_CHECKING:
     from ..spec import Spec
@@ -66,3 +71,57 @@ def check_repeats(spec: "Spec") -> None:
         raise SpecError(f"search.space.{SEED_PATH} with search.repeats {s.repeats}: repeats already set the "
                         f"seeds (repeat i trains with {SEED_PATH} = base seed + i). Remove the {SEED_PATH} "
                         f"axis (and set repeats to the number of seeds), or set repeats to 1.")
+
+
+def check_seeds(spec: "Spec", resolved: list) -> None:
+    """An arm may not set train.seed when the search varies it (a train.seed axis or repeats): the
+    arm would win and its cells would all train one seed while the results call them several. Every
+    repeat's seed (seed + i) must fit SEED_MAX. `resolved`: the TrialConfig of every cell."""
+    s = spec.search
+    varied = SEED_PATH in s.space or s.repeats > 1
+    for arm, sets in (spec.ablation or {}).items():
+        if varied and SEED_PATH in sets:
+            how = f"search.space.{SEED_PATH}" if SEED_PATH in s.space else f"search.repeats {s.repeats}"
+            raise SpecError(f"ablation.{arm}.{SEED_PATH}: arm '{arm}' sets the seed, which {how} varies; the arm "
+                            f"would win, so its cells would all train seed {sets[SEED_PATH]} while the results count "
+                            f"them as different seeds. Remove {SEED_PATH} from the arm (vary seeds with the search "
+                            f"only), or run that arm as its own experiment.")
+    top = max((cfg.train.seed for cfg in resolved), default=0)
+    if repeat_seed(top, s.repeats - 1) > SEED_MAX:
+        raise SpecError(f"{SEED_PATH} {top} with search.repeats {s.repeats}: the last repeat would train seed "
+                        f"{repeat_seed(top, s.repeats - 1)}, beyond {SEED_MAX} (a signed 64-bit integer, what torch's "
+                        f"seeding and the results tables hold). Use a smaller seed.")
+
+
+def reportable_keys(cfg) -> list[str]:
+    """The metric keys a trial with config `cfg` (a TrialConfig) can report, from lico_tune/keys.py:
+    its training and health keys, accuracies, and each method's saliency keys (on test images, and
+    val/saliency/* on validation images; every tail of the metrics table, whichever pointing game
+    the dataset's boxes choose). val/* is listed whatever data.val_fraction says: check_selection
+    names that problem."""
+    keys = [*TRAIN_KEYS, *HEALTH_KEYS, *CHANCE_KEYS]
+    emas = (False, True) if cfg.train.ema is not None else (False,)
+    keys += [accuracy_key(split, ema) for split in ("test", "val") for ema in emas]
+    methods = list(cfg.eval.cams) if cfg.eval.n_images else []
+    tails = [t for group in SALIENCY_TAILS.values() for t in group] + [SECONDS_TAIL]
+    keys += [f"{pre}saliency/{m}/{t}" for pre in ("", "val/") for m in methods for t in tails]
+    keys += [MASK_AREA] if methods else []
+    if cfg.data.shortcut.active:
+        keys += [*SHORTCUT_KEYS, *(f"saliency/{m}/{t}" for m in methods for t in SHORTCUT_RENAMED.values())]
+    return keys
+
+
+def check_metric_keys(spec: "Spec", resolved: list) -> None:
+    """Every search metric must be a key that the trials of this spec report: otherwise the searcher
+    and the scheduler optimise nothing (Ray skips results without the metric) and the 'best
+    configuration' is arbitrary. `resolved`: the TrialConfig of every cell."""
+    known = list(dict.fromkeys(k for cfg in resolved for k in reportable_keys(cfg)))
+    for metric in spec.search.metrics:
+        if metric in known:
+            continue
+        if not metric.strip():
+            raise SpecError("search.metrics names an empty metric (''); name a metric the trials report, "
+                            "e.g. {val/acc: max}.")
+        raise SpecError(f"search.metrics.{metric}: no trial of this spec reports '{metric}'{suggest(metric, known) or '.'} "
+                        f"A search on it would optimise nothing. Name a reported metric, e.g. val/acc, "
+                        f"val/saliency/<method>/overall (a method of base.eval.cams), test/acc.")

@@ -115,7 +115,22 @@ class Catalog:
                     pass
         if create:
             self._migrate()
-            metadata.create_all(self.engine)
+            self._create_tables()
+
+    def _create_tables(self) -> None:
+        """create_all looks, then creates, table by table: processes opening a new catalog at once
+        (concurrent `index` runs, sweeps) can both see no table, and the later CREATE fails while
+        the other process may still be creating the next table. Looking again creates only what is
+        still missing; when the last look finds every table, the catalog is what this one wanted."""
+        from sqlalchemy import exc
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (exc.OperationalError, exc.ProgrammingError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _migrate(self) -> None:
         """The catalog is a cache of the files: tables from an older lico-tune (other columns) are

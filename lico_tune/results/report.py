@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Union
 
 import pandas as pd
 
+from ..errors import suggest
 from .baselines import names, paired_section, resolve_baselines
 from .health_table import chance_cells, health_table
 from .power import seeds_for_half_width
@@ -250,8 +251,9 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     metrics = [m for m in (metrics or default_metrics(r, experiment))]
     missing = [m for m in metrics if m not in r.trials.columns]
     if missing:
-        raise KeyError(f"{experiment}: no trial reported {', '.join(missing)}; reported metrics: "
-                       f"{', '.join(r.metrics) or 'none'}")
+        hint = suggest(missing[0], list(r.metrics)) or "."
+        raise KeyError(f"{experiment}: no trial reported {', '.join(missing)}{hint} Reported metrics: "
+                       f"{', '.join(r.metrics) or 'none'}.")
     modes = {m: r.mode(m, experiment) for m in metrics}
     spec_arms = list((r.experiments.iloc[0]["arms"] or {}) if not r.experiments.empty else {})
     present = list(dict.fromkeys(usable["arm"])) if not usable.empty else []

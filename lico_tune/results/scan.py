@@ -13,18 +13,23 @@
 
 A trial's status is Ray's, made true by the driver's state (`liveness.true_status`): a trial Ray
 saved as RUNNING or PENDING when its driver was stopped (Ctrl-C, SIGTERM, SIGKILL) is 'interrupted'.
-A damaged trial (a result.json cut off mid-write, a finished trial without a checkpoint) is kept
-with a warning; only trials that finished with intact results enter the statistics (`usable`).
+A damaged trial (a result.json cut off mid-write, empty or unreadable, a finished trial without a
+checkpoint) is kept with a warning; only trials that finished with intact results enter the
+statistics (`usable`). A reported value that cannot be a measurement (infinite; NaN at a finished
+trial's end, where every key is computed; an accuracy outside 0-100%) is left out of the trial's
+metrics with a warning naming the key (`implausible_values`), so no mean or best configuration
+rests on it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Any, Optional
 
 from ..errors import SpecError, error_reason
-from ..keys import HEALTH_WARNINGS, config_id
+from ..keys import ACCURACY_RANGE, HEALTH_WARNINGS, config_id, is_accuracy
 from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..spec.safe_yaml import YamlLimitError, load_text
@@ -46,7 +51,27 @@ def metric_mode(name: str, declared: Optional[dict] = None) -> str:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v   # not NaN
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def implausible_values(rows: list[dict], finished: bool) -> dict[str, str]:
+    """{key: why} for the values of a trial's reported rows that cannot be measurements: infinite
+    ones, accuracies outside ACCURACY_RANGE, and NaN in a finished trial's last row (earlier rows
+    are NaN-padded by design until a key is computed). The first such row of each key is named."""
+    bad: dict[str, str] = {}
+    lo, hi = ACCURACY_RANGE
+    for i, row in enumerate(rows):
+        epoch = row.get("epoch", row.get("training_iteration", i + 1))
+        for k, v in row.items():
+            if "/" not in k or not isinstance(v, (int, float)) or isinstance(v, bool) or k in bad:
+                continue
+            if math.isinf(v):
+                bad[k] = f"{k} is {v} at epoch {epoch}"
+            elif math.isnan(v) and finished and i == len(rows) - 1:
+                bad[k] = f"{k} is NaN at the end (epoch {epoch})"
+            elif is_accuracy(k) and not math.isnan(v) and not lo <= v <= hi:
+                bad[k] = f"{k} is {v:g} at epoch {epoch}, outside {lo:g}-{hi:g}%"
+    return bad
 
 
 def epoch_metrics(row: dict) -> dict:
@@ -231,9 +256,12 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
     if not isinstance(params, dict):
         params = dict((state or {}).get("config") or {})
 
-    rows, problem = [], None
+    rows, problem, result_text = [], None, None
     if RESULT_FILE in names:
-        rows, problem = read_results(storage.read_text(join(tdir, RESULT_FILE)) or "")
+        result_text = storage.read_text(join(tdir, RESULT_FILE))
+        rows, problem = read_results(result_text or "")
+        if result_text is None:
+            problem = f"{RESULT_FILE} cannot be read"
         if problem:
             warnings.append(problem + "; its final metrics are unknown, so it is left out of the statistics")
     history = [m for m in (epoch_metrics(r) for r in rows) if m]
@@ -266,6 +294,14 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
         else:
             status = "running"
         status = true_status(status, driver or DriverState(False, "interrupted", "no driver"))
+
+    if status not in ("running", "pending", "errored") and result_text is not None and not rows and not problem:
+        warnings.append(f"{RESULT_FILE} is empty ({len(result_text.encode())} bytes, no epoch reported): no metrics, "
+                        f"so it is left out of the statistics")
+    bad = implausible_values(rows, status == "finished")
+    for k, why in bad.items():
+        warnings.append(f"{why}: not a measurement, left out of its metrics and the statistics")
+    history = [{k: v for k, v in m.items() if k not in bad} for m in history]
 
     ckpts = sorted(n for n, f in names.items() if f.is_dir and n.startswith(CHECKPOINT_DIR_PREFIX))
     checkpoint = join(tdir, ckpts[-1]) if ckpts else None

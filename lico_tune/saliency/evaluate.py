@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..keys import MASK_AREA, SALIENCY_TAILS, SECONDS_TAIL
 from ._util import SaliencyFn, as_targets, predict
 from .equivariance import salience_equivariance
 from .faithfulness import insertion_deletion
@@ -186,21 +187,21 @@ def _emprt(c: Context) -> dict[str, float]:
 
 # The table: every saliency metric, in the order it is computed and reported.
 METRICS = (
-    Metric(("insertion", "deletion", "overall"), lambda p: True, _morf),
-    Metric(("insertion_lerf", "deletion_lerf", "lerf_morf"), lambda p: "lerf" in p.orderings, _lerf),
-    Metric(("road_morf", "road_lerf", "road_combined"), lambda p: p.road, _road),
-    Metric(("pointing", "energy"), lambda p: p.grid and p.n_classes >= 4, _grid),
-    Metric(("pointing_mask", "energy_mask"), lambda p: p.masks, _masks),
-    Metric(("ses",), lambda p: p.ses, _ses),
-    Metric(("sanity_top", "sanity_full"), lambda p: p.sanity, _sanity),
-    Metric(("smprt_top", "smprt_full"), lambda p: "smooth" in p.mprt, _smprt),
-    Metric(("emprt",), lambda p: "efficient" in p.mprt, _emprt),
+    Metric(SALIENCY_TAILS["morf"], lambda p: True, _morf),
+    Metric(SALIENCY_TAILS["lerf"], lambda p: "lerf" in p.orderings, _lerf),
+    Metric(SALIENCY_TAILS["road"], lambda p: p.road, _road),
+    Metric(SALIENCY_TAILS["grid"], lambda p: p.grid and p.n_classes >= 4, _grid),
+    Metric(SALIENCY_TAILS["masks"], lambda p: p.masks, _masks),
+    Metric(SALIENCY_TAILS["ses"], lambda p: p.ses, _ses),
+    Metric(SALIENCY_TAILS["sanity"], lambda p: p.sanity, _sanity),
+    Metric(SALIENCY_TAILS["smprt"], lambda p: "smooth" in p.mprt, _smprt),
+    Metric(SALIENCY_TAILS["emprt"], lambda p: "efficient" in p.mprt, _emprt),
 )
 
 
 def metric_tails(plan: Plan) -> list[str]:
     """The key tails (saliency/<method>/<tail>) evaluate_saliency writes under `plan`, 'seconds' last."""
-    return [t for m in METRICS if m.wanted(plan) for t in m.tails] + ["seconds"]
+    return [t for m in METRICS if m.wanted(plan) for t in m.tails] + [SECONDS_TAIL]
 
 
 @dataclasses.dataclass
@@ -251,7 +252,7 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
     curves: dict[str, dict] = {}
     all_maps: dict[str, Tensor] = {}
     if masks is not None:
-        metrics["eval/mask_area"] = masks.flatten(1).float().mean().item()
+        metrics[MASK_AREA] = masks.flatten(1).float().mean().item()
     for method in methods:
         t0 = time.perf_counter()
         fn = make_saliency_fn(model, method, **opts)

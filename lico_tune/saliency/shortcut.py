@@ -20,12 +20,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..keys import MASK_AREA, SHORTCUT_RENAMED
 from ._util import frozen_eval, model_device
 from .evaluate import Protocol, evaluate_saliency
 from .localisation import boxes_to_masks
 
-RENAMED = {"insertion": "patched_insertion", "deletion": "patched_deletion", "overall": "patched_overall",
-           "pointing_mask": "patch_pointing", "energy_mask": "patch_energy"}
+RENAMED = SHORTCUT_RENAMED                  # the tails of saliency metrics on patched images
 
 
 @torch.no_grad()
@@ -54,7 +54,7 @@ def shortcut_metrics(model: nn.Module, probe, indices: torch.Tensor, methods: Se
     x, y = probe.patched.batch(indices, augment=False)
     masks = boxes_to_masks(probe.patched_boxes[indices], *x.shape[-2:])
     res = evaluate_saliency(model, x.to(device), y, methods, protocol, masks=masks, grid=False)
-    out["shortcut/patch_area"] = res.metrics.pop("eval/mask_area")
+    out["shortcut/patch_area"] = res.metrics.pop(MASK_AREA)
     for k, v in res.metrics.items():
         head, _, tail = k.rpartition("/")
         if tail in RENAMED:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..keys import MASK_AREA, SHORTCUT_KEYS
 from ..layout import GALLERY
 from .evaluate import Plan, Protocol, evaluate_saliency, metric_tails
 from .gallery import write_gallery
@@ -35,7 +36,7 @@ def saliency_metric_keys(cfg, data) -> list[str]:
     methods = list(cfg.cams) if cfg.n_images else []
     keys: list[str] = []
     if getattr(data, "shortcut", None) is not None:
-        keys += [f"shortcut/acc_{k}" for k in ("clean", "patched", "shuffled")] + ["shortcut/patch_reliance"]
+        keys += [k for k in SHORTCUT_KEYS if k != "shortcut/patch_area"]
         if methods and len(idx):
             keys.append("shortcut/patch_area")
             keys += [f"saliency/{m}/{t}" for m in methods for t in SHORTCUT_RENAMED.values()]
@@ -45,7 +46,7 @@ def saliency_metric_keys(cfg, data) -> list[str]:
     masks = bool(cfg.boxes and boxes is not None)
     n_classes = len(torch.unique(data.test.batch(idx, augment=False)[1]))
     if masks:
-        keys.append("eval/mask_area")
+        keys.append(MASK_AREA)
     plan = Plan.of(Protocol.of(cfg), masks=masks, grid=not masks, n_classes=n_classes)
     keys += [f"saliency/{m}/{t}" for m in methods for t in metric_tails(plan)]
     return list(dict.fromkeys(keys))

@@ -6,6 +6,7 @@
     search.py     the search, resources and tracking sections
     overrides.py  field paths and `--set path=value` overrides
     checks.py     the checks a plan runs on its cells (distributions, names, storage URLs)
+    limits.py     count bounds, the seed range, names, no booleans read as numbers
     safe_yaml.py  YAML reading with size and alias limits
 
 `lico_tune.spec` is the one import path for the rest of the package.

@@ -1,9 +1,10 @@
 """Checks of a spec that pydantic's field types cannot make alone; `plan_search` calls them, so
 `lico-tune validate` and `lico-tune run` refuse exactly the same specs.
 
-- `check_name`: experiment, spec and arm names become directories: no '/', '\\', '.' or '..'.
+- `check_name`: experiment (--name) and arm names become directories and Markdown table cells
+  (limits.py `name_problem`, the rule the spec's name follows too).
 - `check_distribution`: a searched field's distribution fits the field (no uniform on an integer
-  field such as train.epochs; finite bounds).
+  field such as train.epochs; finite bounds; no value twice in a grid or choice).
 - `check_storage`: the results root can be created (a local path under a writable directory).
 - `check_optuna_url`: search.optuna_storage parses as an SQLAlchemy URL.
 Each raises SpecError naming the field and the fix. No Ray, no torch.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -21,15 +21,16 @@ from pydantic import BaseModel
 
 from ..errors import SpecError
 from .document import TrialConfig
-
-_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+from .limits import name_problem
 
 
 def check_name(name: str, what: str) -> None:
     """`what` is how the user gave it, e.g. "--name" or "ablation: arm name"."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or set(name) == {"."}:
-        raise SpecError(f"{what} '{name}': use letters, digits and _ . + - only, and not '.' or '..' "
-                        f"(it names a directory inside the results root).")
+    problem = name_problem(name) if isinstance(name, str) else "not a name"
+    if problem is not None:
+        shown = name.encode("unicode_escape").decode() if isinstance(name, str) else name
+        shown = shown if len(shown) <= 60 else shown[:40] + "..."
+        raise SpecError(f"{what} '{shown}': {problem}.")
 
 
 def field_type(path: str) -> Any:
@@ -54,11 +55,22 @@ def check_distribution(where: str, path: str, kind: str, args: list) -> None:
         raise SpecError(f"{where}: {kind} bounds must be finite numbers, got {args}.")
     if kind in ("grid", "choice") and any(isinstance(a, float) and not math.isfinite(a) for a in args):
         raise SpecError(f"{where}: values must be finite numbers, got {args}.")
+    if kind in ("grid", "choice"):
+        _check_distinct(where, kind, args)
     if field_type(path) is int and kind in ("uniform", "loguniform", "quniform"):
         raise SpecError(f"{where}: {path} takes whole numbers but {kind} draws fractions; use "
                         f"{{randint: [low, high]}} (high excluded) or {{grid: [...]}}.")
     if kind != "grid":
         _check_range(where, kind, args)
+
+
+def _check_distinct(where: str, kind: str, args: list) -> None:
+    """No value twice: a repeated grid value runs its cells twice and the statistics count them as
+    independent seeds or configurations (0 and 0.0 are the same value)."""
+    for i, a in enumerate(args):
+        if any(a == b and isinstance(a, bool) == isinstance(b, bool) for b in args[:i]):
+            raise SpecError(f"{where}: the value {a!r} appears twice in {kind} {args}; list each value once "
+                            f"(use search.repeats or num_samples to run a value more than once).")
 
 
 def _check_range(where: str, kind: str, args: list) -> None:
@@ -93,7 +105,7 @@ def check_storage(storage: str) -> None:
     if "://" in storage:
         return
     p = Path(storage)
-    while not p.exists() and p != p.parent:
+    while not os.path.exists(p) and p != p.parent:      # os.path: False, not an error, where it may not look
         p = p.parent
     if p.exists() and not p.is_dir():
         raise SpecError(f"storage '{storage}': {p} is a file, not a directory. Pass a directory "

@@ -15,24 +15,35 @@ from ..errors import SpecError, first_error, format_errors
 from ..layout import DEFAULT_STORAGE
 from .overrides import apply_overrides, check_field_path, set_path
 from .safe_yaml import read_file as _read_yaml_file
+from .limits import MAX_NAME_BYTES, name_problem
 from .search import ResourcesConfig, SearchConfig, TrackingConfig
 from .trial import StrictModel, TrialConfig
 
 
 class Spec(StrictModel):
-    name: str = Field("lico", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("lico", max_length=MAX_NAME_BYTES,
+                      description="Experiment name: its directory is the name plus a date suffix (at most 200 "
+                      "characters: letters, digits and _ . + -).")
     base: TrialConfig = Field(default_factory=TrialConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     ablation: Optional[dict[str, dict[str, Any]]] = None
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    storage: str = DEFAULT_STORAGE
+    storage: str = Field(DEFAULT_STORAGE, description="The results root: a local directory, s3:// or gs:// URL.")
 
-    @field_validator("name")
+    @field_validator("name", mode="before")       # before max_length: its own message says why
     @classmethod
-    def _not_dots(cls, v: str) -> str:
-        if set(v) == {"."}:
-            raise ValueError(f"'{v}' would name the parent or the current directory; use letters or digits")
+    def _a_directory_name(cls, v: Any) -> Any:
+        if isinstance(v, str) and (problem := name_problem(v)) is not None:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_given(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(f"empty; write the results root (a directory such as {DEFAULT_STORAGE}, or an "
+                             f"s3:// or gs:// URL), or leave the field out for that default")
         return v
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator
 
+from .limits import MAX_REPEATS, MAX_SAMPLES
 from .trial import StrictModel
 
 # ----------------------------------------------------------------------------- search sections
@@ -22,7 +23,8 @@ class SchedulerConfig(StrictModel):
 class SearchConfig(StrictModel):
     space: dict[str, Distribution] = Field(default_factory=dict)
     algorithm: Literal["grid", "random", "optuna"] = "grid"
-    num_samples: int = Field(1, ge=1)
+    num_samples: int = Field(1, ge=1, le=MAX_SAMPLES, description="Samples per cell (at most 100,000: more is a typo, "
+                             "not a study; a real sweep runs tens).")
     metrics: dict[str, Literal["max", "min"]] = Field(
         default_factory=lambda: {"val/acc": "max"},
         description="Metrics the searcher, scheduler and 'best configuration' use: val/* only (test/* and the "
@@ -30,8 +32,9 @@ class SearchConfig(StrictModel):
     allow_test_selection: bool = Field(
         False, description="Allow test/* or saliency/* (test images) in metrics: selection on the test set, "
         "optimistic; a warning is printed. For reproducing the released code's protocol only.")
-    repeats: int = Field(1, ge=1, description="Run every proposed configuration on this many seeds: repeat i "
-                         "has train.seed = (its seed) + i; the searcher is told their repeat_objective.")
+    repeats: int = Field(1, ge=1, le=MAX_REPEATS, description="Run every proposed configuration on this many seeds: "
+                         "repeat i has train.seed = (its seed) + i; the searcher is told their repeat_objective "
+                         "(at most 1,000: studies use 3 to 30).")
     repeat_objective: Literal["mean", "lcb"] = Field(
         "mean", description="What the searcher is told about a configuration's repeats: their mean, or the "
         "pessimistic end of the 95% t interval (lcb: mean - t*sd/sqrt(n) for max, + for min).")

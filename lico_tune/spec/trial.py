@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..names import BACKBONES, DATASETS, SALIENCY_METHODS
+from .limits import (BOOLEAN_NOT_NUMBER, MAX_EPOCHS, MAX_IMAGES, MAX_STEPS, SEED_MAX, SEED_MIN, holds_booleans,
+                     takes_numbers)
 
 # Torch computes in float32: a finite Python float beyond its range overflows (torch's SGD raises
 # "value cannot be converted to type float without overflow"), one below its smallest normal number
@@ -24,6 +26,13 @@ MAX_WEIGHT_DECAY = 10.0
 class StrictModel(BaseModel):
     # allow_inf_nan=False: .inf / .nan are refused wherever a field takes a number (lr, epsilon, cpu, ...)
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_not_booleans(cls, v: Any, info: ValidationInfo) -> Any:
+        if holds_booleans(v) and takes_numbers(cls.model_fields[info.field_name].annotation):
+            raise ValueError(BOOLEAN_NOT_NUMBER)
+        return v
 
     @field_validator("*")
     @classmethod
@@ -47,7 +56,7 @@ class PlacedConfig(StrictModel):
     clutter_contrast: tuple[float, float] = Field((0.3, 0.8), description="Range of a clutter crop's intensity factor.")
     item_contrast: tuple[float, float] = Field((0.6, 1.0), description="Range of the item's intensity factor.")
     noise: float = Field(0.05, ge=0.0, le=1.0, description="Std of additive Gaussian noise, as a share of 255.")
-    seed: int = Field(0, ge=0, description="Generation seed: fixed per experiment, not per trial.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Generation seed: fixed per experiment, not per trial.")
     max_items: Optional[int] = Field(
         None, ge=10, description="Place only the first N items of each Fashion-MNIST split (tests, small studies).")
 
@@ -71,7 +80,7 @@ class ShortcutConfig(StrictModel):
         "absent", description="The reported test split: without patches, or with another class's patch.")
     probe: bool = Field(False, description="Report the probe's metrics even when fraction is 0 (a control arm).")
     value: int = Field(255, ge=0, le=255, description="Pixel value of the patch (uint8).")
-    seed: int = Field(0, ge=0, description="Picks the patched training images and the shuffled codes (fixed per experiment).")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Picks the patched training images and the shuffled codes (fixed per experiment).")
 
     @property
     def active(self) -> bool:
@@ -93,7 +102,7 @@ class DataConfig(StrictModel):
         0.0, ge=0.0, lt=1.0, description="Share of the training split held out as a validation split "
         "(stratified, drawn with val_seed, before labels_per_class / train_subset). Trials report val/acc; "
         "searches select on val/*. 0: no validation split (searching then refuses val/* metrics).")
-    val_seed: int = Field(0, description="Seed of the validation split: fixed per experiment, never the trial seed.")
+    val_seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Seed of the validation split: fixed per experiment, never the trial seed.")
     image_size: Optional[int] = Field(None, ge=8, description="Resize images to this size (default: native).")
     augment: bool = Field(True, description="Random crop (pad 4) and horizontal flip for training, as in the recipe.")
     class_names_file: Optional[str] = Field(
@@ -175,7 +184,8 @@ class TextConfig(StrictModel):
 
 class OTConfig(StrictModel):
     epsilon: float = Field(0.1, gt=0.0, description="Entropic regularisation of the OT problem (paper: 0.1).")
-    max_iter: int = Field(100, ge=1, description="Maximum Sinkhorn iterations (released HEAD: 100).")
+    max_iter: int = Field(100, ge=1, le=MAX_STEPS, description="Maximum Sinkhorn iterations (released HEAD: 100; "
+                          "at most 10^7, a typo guard).")
     tol: float = Field(1e-6, gt=0.0, description="Early stop when the row-marginal L1 error falls below this "
                        "(released HEAD: another test, the mean L1 change of the dual u below 1e-3; the paper does "
                        "not say).")
@@ -298,8 +308,8 @@ class LicoConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(200, ge=1, le=MAX_EPOCHS, description="Epochs (paper: 200; at most 10^5, a typo guard).")
+    batch_size: int = Field(128, ge=1, le=MAX_IMAGES, description="Images per step (at most 10^6).")
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0.0, le=MAX_LR, description="Learning rate (released HEAD: 0.1 with cosine decay; the paper's text says "
                       "0.03; at most 100: above, SGD and AdamW diverge).")
@@ -314,11 +324,13 @@ class TrainConfig(StrictModel):
     warmup_epochs: float = Field(0.0, ge=0.0)
     ema: Optional[float] = Field(0.999, gt=0.0, lt=1.0, description="EMA decay of weights for evaluation; null "
                                  "disables (released HEAD: 0.999, used only with its --use-ema flag, off by default).")
-    seed: int = 0
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Trial seed (model, data subsets): a signed 64-bit "
+                      "integer, what torch's seeding and the results tables hold; repeat i trains with seed + i.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Autocast precision (CUDA).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
                         description="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'.")
-    steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on optimiser steps per epoch (smoke tests).")
+    steps_per_epoch: Optional[int] = Field(None, ge=1, le=MAX_STEPS,
+                                           description="Cap on optimiser steps per epoch (smoke tests; at most 10^7).")
     log_every: int = Field(50, ge=1, description="Progress line every this many steps.")
     threads: Optional[int] = Field(
         None, ge=1, description="torch CPU threads (default: 1 when deterministic, else torch's choice); recorded.")
@@ -326,7 +338,7 @@ class TrainConfig(StrictModel):
         None, description="Bit-identical reruns: fixed threads, torch.use_deterministic_algorithms, cuDNN "
         "deterministic (default: on for CPU trials, off on CUDA). See lico_tune/compute.py.")
     fail_at_step: Optional[int] = Field(
-        None, ge=0, description="Testing aid: make the loss NaN at this global step.")
+        None, ge=0, le=MAX_STEPS, description="Testing aid: make the loss NaN at this global step (at most 10^7).")
 
 
 CamMethod = Literal[SALIENCY_METHODS]
@@ -335,9 +347,10 @@ CamMethod = Literal[SALIENCY_METHODS]
 class EvalConfig(StrictModel):
     cams: list[CamMethod] = Field(default_factory=lambda: ["gradcam"],
                                   description="Saliency methods evaluated at the end of the trial.")
-    n_images: int = Field(200, ge=0, description="Test images used for saliency metrics (0: none).")
-    seed: int = Field(0, description="Picks the saliency test images; the same for every trial.")
-    batch_size: int = Field(256, ge=1, description="Images per forward pass in evaluation (bounds memory).")
+    n_images: int = Field(200, ge=0, le=MAX_IMAGES, description="Test images used for saliency metrics (0: none; at most "
+                          "10^6, beyond any test split here).")
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Picks the saliency test images; the same for every trial.")
+    batch_size: int = Field(256, ge=1, le=MAX_IMAGES, description="Images per forward pass in evaluation (bounds memory).")
     every: int = Field(1, ge=1, description="Evaluate accuracy every this many epochs (and at the end).")
     model: Literal["ema", "raw"] = Field("ema", description="Explain the EMA weights (when train.ema is on) or the raw ones.")
     target: Literal["label", "pred"] = Field("label", description="Explain the ground-truth class or the prediction.")
@@ -348,10 +361,10 @@ class EvalConfig(StrictModel):
     ses: bool = Field(True, description="Salience equivariance score under random resized crop + flip.")
     sanity: bool = Field(False, description="Cascading randomisation sanity check (slow: maps per layer).")
     sanity_max_layers: Optional[int] = Field(None, ge=1)
-    rise_n_masks: int = Field(250, ge=1, description="RISE masks (250 at 32 px in a LICO reproduction).")
+    rise_n_masks: int = Field(250, ge=1, le=MAX_IMAGES, description="RISE masks (250 at 32 px in a LICO reproduction).")
     val_saliency: bool = Field(False, description="Also explain eval.n_images fixed validation images "
                                "(needs data.val_fraction > 0): val/saliency/<method>/<metric>, to search on.")
-    gallery_images: int = Field(8, ge=0, description="Fixed test images drawn as PNG overlays per trial.")
+    gallery_images: int = Field(8, ge=0, le=MAX_IMAGES, description="Fixed test images drawn as PNG overlays per trial.")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Autocast of the insertion/deletion forwards (the maps stay fp32).")
     orderings: list[Literal["morf", "lerf"]] = Field(

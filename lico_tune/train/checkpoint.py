@@ -1,6 +1,7 @@
 """Checkpoint files: atomic writes, weights_only loads, and clear errors for damaged files."""
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import zipfile
@@ -12,6 +13,7 @@ from torch import nn
 from ..errors import BadInput
 from ..integrity import CHECKSUM_KEY, tensor_digest
 from ..layout import CHECKPOINT_FILE
+from ..userpaths import disk_full
 
 
 class CheckpointError(BadInput, RuntimeError):
@@ -24,7 +26,14 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     state = {**state, CHECKSUM_KEY: tensor_digest(state)}     # verified by load_checkpoint
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)
+    except RuntimeError as exc:      # torch says "unexpected pos ..." where the disk filled up
+        full = disk_full(str(path.parent))          # measured before the partial file is removed
+        tmp.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise
     os.replace(tmp, path)
     return path
 

@@ -21,6 +21,7 @@ from ..compute import autocast, configure_determinism, pick_device
 from ..data.loader import iterate_batches
 from ..errors import BadInput, OutputExists, TrialConfigError
 from ..integrity import nonfinite_tensors
+from ..keys import accuracy_key
 from ..layout import CHECKPOINT_FILE, METRICS_FILE
 from ..provenance import provenance
 from ..saliency.trial import saliency_metric_keys, trial_saliency, val_saliency
@@ -104,7 +105,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
     t = cfg.train
     # Every key the trial will report, so the first report carries them all (NaN until computed):
     # Ray fixes progress.csv's columns at a trial's first result. Only reports are padded, not history.
-    later = ["test/acc", *(["test/acc_ema"] if run.ema is not None else []),
+    later = [accuracy_key("test"), *([accuracy_key("test", ema=True)] if run.ema is not None else []),
              *saliency_metric_keys(cfg.eval, run.parts.data), *Health.final_keys()]
     padded = False
     metrics: dict = run.history[-1] if run.history else {}
@@ -257,15 +258,15 @@ def _evaluate(run: TrialRun, metrics: dict) -> tuple[torch.Tensor, torch.Tensor]
     true) test classes."""
     cfg, model, data, ema = run.cfg, run.parts.model, run.parts.data, run.ema
     test_pred = predict(model.classifier, data.test, run.device, cfg.eval.batch_size)
-    metrics["test/acc"] = accuracy(*test_pred)
+    metrics[accuracy_key("test")] = accuracy(*test_pred)
     if ema is not None:
         ema_pred = predict(ema.module, data.test, run.device, cfg.eval.batch_size)
-        metrics["test/acc_ema"] = accuracy(*ema_pred)
+        metrics[accuracy_key("test", ema=True)] = accuracy(*ema_pred)
         test_pred = ema_pred if run.explain_ema else test_pred
     if data.val is not None:     # what searches select on (data.val_fraction)
-        metrics["val/acc"] = evaluate(model.classifier, data.val, run.device, cfg.eval.batch_size)
+        metrics[accuracy_key("val")] = evaluate(model.classifier, data.val, run.device, cfg.eval.batch_size)
         if ema is not None:
-            metrics["val/acc_ema"] = evaluate(ema.module, data.val, run.device, cfg.eval.batch_size)
+            metrics[accuracy_key("val", ema=True)] = evaluate(ema.module, data.val, run.device, cfg.eval.batch_size)
     return test_pred
 
 

@@ -97,12 +97,25 @@ class _NoTrialTracebacks(logging.Filter):
         return not msg.startswith(("Trial task failed for trial", "Trials did not complete"))
 
 
+class _OneLineStateErrors(logging.Filter):
+    """Tune's 'Saving experiment state to storage ... failed' (e.g. the disk is full) as one line, the
+    exception's own line in place of its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage().rstrip(': ')}: {type(exc).__name__}: {exc}", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def quiet_trial_tracebacks() -> None:
     """Keep the terminal to one line per trial error (`lico-tune run --verbose` keeps Ray's tracebacks)."""
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+    for name, kind in (("ray.tune.execution.tune_controller", _NoTrialTracebacks), ("ray.tune.tune", _NoTrialTracebacks),
+                       ("ray.tune.execution.experiment_state", _OneLineStateErrors)):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _NoTrialTracebacks) for f in logger.filters):
-            logger.addFilter(_NoTrialTracebacks())
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 def _reason(trial) -> Optional[str]:

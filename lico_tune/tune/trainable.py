@@ -30,6 +30,7 @@ from ..keys import TRIAL_INDEX, config_id
 from ..layout import CHECKPOINT_FILE, GALLERY, METRICS_FILE, PROVENANCE, TRAIN_LOG, TRIAL_SPEC, scratch_prefix
 from ..plan.resolve import resolve_trial
 from ..provenance import provenance
+from ..train.checkpoint import CheckpointError
 
 
 def make_trainable(runtime: dict):
@@ -71,7 +72,7 @@ def run_trial(config: dict, runtime: dict) -> None:
     def log(msg: str) -> None:
         log_file.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
 
-    resume = False
+    resume, restored_from = False, None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -79,7 +80,7 @@ def run_trial(config: dict, runtime: dict) -> None:
             if not (trial_dir / TRAIN_LOG).stat().st_size and (Path(d) / TRAIN_LOG).exists():
                 # A restored experiment starts in a fresh working directory: keep the log so far.
                 log_file.write((Path(d) / TRAIN_LOG).read_text())
-        resume = True
+        resume, restored_from = True, f"{checkpoint.path.rstrip('/')}/{CHECKPOINT_FILE}"
         if cfg.train.fail_at_step is not None:
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"fail_at_step": None})})
         log(f"restored from Tune checkpoint {checkpoint.path}")
@@ -105,7 +106,12 @@ def run_trial(config: dict, runtime: dict) -> None:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
 
     try:
-        train_trial(cfg, scratch, report=report, log=log, resume=resume)
+        try:
+            train_trial(cfg, scratch, report=report, log=log, resume=resume)
+        except CheckpointError as exc:      # name the stored checkpoint, not its scratch copy
+            if restored_from is None:
+                raise
+            raise CheckpointError(str(exc).replace(str(scratch / CHECKPOINT_FILE), restored_from)) from None
         if (scratch / METRICS_FILE).exists():
             shutil.copy2(scratch / METRICS_FILE, trial_dir / METRICS_FILE)
     except Exception as exc:
