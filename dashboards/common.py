@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:       # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from lico_tune.errors import BadInput  # noqa: E402
 from lico_tune.results import Catalog, Results, build_results, experiment_report  # noqa: E402
 from lico_tune.errors import BadInput  # noqa: E402
 from lico_tune.storage import Storage, normalise_root  # noqa: E402
@@ -121,6 +122,9 @@ def load() -> tuple[Optional[Results], str, Optional[str], float]:
     try:
         stamp = _synced_stamp(root, db, st.session_state.get("rescan", 0))
         res = _results(root, db, stamp)
+    except BadInput as exc:   # a file lico-tune refuses to read (a YAML past the spec's limits): its paragraph
+        st.error(str(exc))
+        return None, root, db, 0.0
     except Exception as exc:  # a damaged or locked catalog: say so, never a traceback
         st.error(f"The catalog of `{root}` cannot be read ({type(exc).__name__}: {exc}). Rebuild it with "
                  f"`lico-tune index {root}`.")
@@ -219,6 +223,10 @@ def pick_experiment(res: Results, key: str) -> str:
 
 
 def warn_damaged(res: Results) -> None:
+    names = set(res.experiments["experiment"]) if "experiment" in res.experiments else set()
+    for w in res.warnings:        # an experiment whose files were refused (damaged, a YAML past the limits)
+        if w.split(":")[0] in names:
+            st.warning(w)
     d = res.damaged
     if d.empty:
         return

@@ -35,6 +35,10 @@ class ExperimentBusy(BadInput, RuntimeError):
     """An experiment another lico-tune driver is running now (its lock is held)."""
 
 
+class UntrustedExperiment(BadInput):
+    """Experiment files `resume` would unpickle that are not signed with this user's key (trust.py)."""
+
+
 class UnreadableInput(BadInput, FileNotFoundError):
     """A file or directory the user named that is missing or cannot be read."""
 

@@ -3,23 +3,19 @@
 - Checkpoints: `tensor_digest` hashes every tensor of a checkpoint's state (key path, dtype,
   shape and bytes); `save_checkpoint` stores it under CHECKSUM_KEY and `load_checkpoint` compares,
   so a flipped byte inside a weight tensor is found (torch's zip reader does not check its CRCs).
-- Experiments: `record_manifest` writes the SHA-256 of Ray's pickled Tuner (TUNER_FILE) and of
-  the plan (RUN_FILE) into MANIFEST_FILE when `run` creates them; `verify_manifest` checks them
-  before `resume` lets Ray unpickle tuner.pkl (unpickling runs code: a replaced file would too).
+- Experiments: `record_manifest` / `verify_manifest` are the old names of trust.py's
+  `sign_experiment` / `verify_experiment` (the files `resume` unpickles, signed with the user's key).
 - Weights: `nonfinite_tensors` lists the parameters and buffers that hold inf or nan.
 """
 from __future__ import annotations
 
 import hashlib
-import json
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import SpecError
-from .layout import MANIFEST_FILE, RUN_FILE, TUNER_FILE
-from .storage import join, read_text, write_text
+from .trust import sign_experiment, verify_experiment
 
 CHECKSUM_KEY = "tensor_checksum"
 
@@ -52,55 +48,6 @@ def nonfinite_tensors(module: nn.Module) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- experiment files
-
-def _sha256(data: Optional[bytes]) -> Optional[str]:
-    return None if data is None else hashlib.sha256(data).hexdigest()
-
-
-def _read_bytes(path: str) -> Optional[bytes]:
-    import pyarrow.fs as pafs
-    from .storage import is_uri
-    if not is_uri(path):
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-    fs, p = pafs.FileSystem.from_uri(path)
-    try:
-        with fs.open_input_file(p) as f:
-            return f.readall()
-    except (FileNotFoundError, OSError):
-        return None
-
-
-def record_manifest(experiment_dir: str) -> dict:
-    """Write MANIFEST_FILE: the SHA-256 of the run file and of Ray's tuner.pkl as they are now."""
-    sums = {name: _sha256(_read_bytes(join(experiment_dir, name))) for name in (RUN_FILE, TUNER_FILE)}
-    write_text(join(experiment_dir, MANIFEST_FILE), json.dumps({"sha256": sums}, indent=2) + "\n")
-    return sums
-
-
-def verify_manifest(experiment_dir: str) -> None:
-    """Refuse (SpecError) an experiment whose run file or tuner.pkl changed since `run` wrote them."""
-    text = read_text(join(experiment_dir, MANIFEST_FILE))
-    where = join(experiment_dir, MANIFEST_FILE)
-    if text is None:
-        raise SpecError(f"{experiment_dir} has no {MANIFEST_FILE} (the checksums of {RUN_FILE} and {TUNER_FILE} "
-                        f"that `lico-tune run` records), so lico-tune cannot tell whether {TUNER_FILE} is the one "
-                        f"Ray wrote; resume unpickles it, which runs code. Start the experiment again with "
-                        f"`lico-tune run`, or, if you trust the directory, record the checksums with "
-                        f"`python -c \"from lico_tune.integrity import record_manifest as r; r('{experiment_dir}')\"`.")
-    try:
-        recorded = json.loads(text)["sha256"]
-        assert isinstance(recorded, dict)
-    except (ValueError, KeyError, TypeError, AssertionError):
-        raise SpecError(f"{where} is damaged (not the JSON lico-tune writes); resume refuses to unpickle "
-                        f"{TUNER_FILE} without it. Start the experiment again with `lico-tune run`.") from None
-    for name in (RUN_FILE, TUNER_FILE):
-        now = _sha256(_read_bytes(join(experiment_dir, name)))
-        if recorded.get(name) is not None and now != recorded.get(name):
-            raise SpecError(f"{join(experiment_dir, name)} changed since `lico-tune run` wrote it (its SHA-256 "
-                            f"differs from the one in {MANIFEST_FILE}); resume refuses to load it, because "
-                            f"unpickling a replaced {TUNER_FILE} would run its code. Restore the original file "
-                            f"or start the experiment again with `lico-tune run`.")
+# The old names of the signed manifest's writer and checker (trust.py), kept for their callers.
+record_manifest = sign_experiment
+verify_manifest = verify_experiment

@@ -1,5 +1,8 @@
+import atexit
 import copy
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -9,6 +12,12 @@ from ray_helpers import ray_tmp  # noqa: F401  (the fixture every Ray test asks 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# The key that signs experiments (lico_tune/trust.py): one per test session, never the user's own
+# (~/.config/lico-tune/manifest.key); every lico-tune process a test starts inherits it.
+_KEY_DIR = tempfile.mkdtemp(prefix="lico-tune-test-key-")
+os.environ["LICO_TUNE_KEY_FILE"] = os.path.join(_KEY_DIR, "manifest.key")
+atexit.register(shutil.rmtree, _KEY_DIR, True)
 
 
 # A trial on sklearn digits with the tiny CNN and MiniLM: seconds on a CPU.

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from lico_tune.layout import DRIVER_FILE, LOCK_FILE, SUMMARY_FILE
+from lico_tune.trust import sign_experiment
 from ray_helpers import REPO, kill_started, lico_tune, private_tmpdir, ray_env, trial_dirs, write_spec
 
 
@@ -260,6 +261,7 @@ def test_resume_of_a_damaged_state_file_is_refused_before_ray(finished, ray_tmp,
     exp = _copy(finished, tmp_path)
     state = _newest_state(exp)
     state.write_bytes(state.read_bytes()[:200])
+    sign_experiment(str(exp))                  # trusted on purpose (`lico-tune trust`): the state check still refuses
     before = checksums(tmp_path / "res")
     t0 = time.monotonic()
     out = lico_tune(["resume", str(exp)], ray_tmp, timeout=120)
@@ -279,6 +281,7 @@ def test_resume_of_a_state_ray_fails_to_restore_is_refused(finished, ray_tmp, tm
     trial["storage"]["value"] = "00ff"
     data["trial_data"][0][0] = json.dumps(trial)
     state.write_text(json.dumps(data))
+    sign_experiment(str(exp))                  # trusted on purpose (`lico-tune trust`): Ray's restore still fails
     before = checksums(tmp_path / "res")
     out = lico_tune(["resume", str(exp)], ray_tmp, timeout=240)
     msg = refused(out, str(exp), "Ray Tune failed to restore its state", "UnpicklingError")

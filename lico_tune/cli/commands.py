@@ -151,6 +151,16 @@ def cmd_resume(args) -> int:
             return _sweep_exit(seen(resume(args.experiment_dir, address=args.address)))
 
 
+def cmd_trust(args) -> int:
+    """Sign an experiment directory the user checked, so that `resume` loads it."""
+    from ..plan.preflight import check_plan
+    from ..trust import key_file, sign_experiment
+    d = check_plan(args.experiment_dir)
+    names = sign_experiment(d)
+    _say(f"signed {len(names)} files of {d} with {key_file()}: {', '.join(names)}")
+    return EXIT_OK
+
+
 def cmd_rerun(args) -> int:
     """Retrain one trial from its record; exit 0 when bit-identical, 1 when not."""
     from ..train import TrialDiverged
@@ -263,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR", help="<storage>/<experiment name>, as `run` printed")
     p.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join; default: start Ray here")
     p.set_defaults(func=cmd_resume)
+
+    p = command("trust", help="sign an experiment directory you checked, so that `resume` loads it",
+                description=textwrap.fill("`resume` unpickles Ray's state files (tuner.pkl, experiment_state-*.json, the "
+                            "searcher's state), which runs code, so it loads only files that lico-tune signed "
+                            "with your key ($LICO_TUNE_KEY_FILE, default ~/.config/lico-tune/manifest.key). "
+                            "An experiment from an older lico-tune, another user, a copy whose files changed, or "
+                            "a driver killed with SIGKILL is refused. Check first who could write the directory "
+                            "(a shared bucket, a colleague's folder): signing it means you trust every file in it.", 96))
+    p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR", help="<storage>/<experiment name>")
+    p.set_defaults(func=cmd_trust)
 
     p = command("rerun", help="retrain one trial from its record and check that it matches bit for bit "
                                      "(exit 0 match, 1 mismatch)")

@@ -14,8 +14,10 @@ EXIT_TEXT = {
     "run": "0 every trial finished; 1 a trial failed or was left unfinished (the sweep still ends with a "
            "summary); 2 bad input (spec, search, cluster address); 130 interrupted (resume with "
            "`lico-tune resume`)",
-    "resume": "0 every trial finished; 1 a trial failed or is unfinished; 2 not an experiment directory; "
+    "resume": "0 every trial finished; 1 a trial failed or is unfinished; 2 not an experiment directory, a "
+              "state Ray cannot restore, or files not signed with your key (see `lico-tune trust`); "
               "130 interrupted",
+    "trust": "0 signed; 2 not an experiment directory, or the key file is unusable",
     "rerun": "0 the retrained trial matches bit for bit; 1 it does not (or diverged); 2 bad input (no record)",
     "explain": "0 figure written; 2 bad input (checkpoint, images, -n, -o)",
     "index": "0 catalog written; 2 no such results root, or one that cannot be read or reached",
@@ -34,6 +36,8 @@ EXAMPLES = {
     "run": ["lico-tune run search_spaces/quickstart.yaml --smoke-test --storage /tmp/lico-results",
             "lico-tune run search_spaces/ablation.yaml --address auto --verbose"],
     "resume": ["lico-tune resume ~/lico-tune-results/quickstart_2026-01-01_12-00-00"],
+    "trust": ["lico-tune trust /shared/results/ablation_2026-01-01_12-00-00   # after checking who wrote it",
+              "lico-tune resume /shared/results/ablation_2026-01-01_12-00-00"],
     "rerun": ["lico-tune rerun ~/lico-tune-results/quickstart/trial_3f2a1_00000_lico"],
     "explain": ["lico-tune explain runs/try1 --method gradcam --method rise -o explain.png"],
     "index": ["lico-tune index ~/lico-tune-results"],

@@ -232,10 +232,8 @@ def preflight(plan: Plan, address: Optional[str], say: Callable[[str], None] = p
     check_inputs(plan)
 
 
-def check_resume(experiment_dir: str) -> None:
-    """What `resume` checks before Ray starts: the directory holds a readable plan, and its plan and
-    Ray's tuner.pkl are the files `run` wrote (their checksums match)."""
-    from ..integrity import verify_manifest
+def check_plan(experiment_dir: str) -> str:
+    """The experiment directory (normalised) when it holds a readable plan; SpecError otherwise."""
     from ..layout import RUN_FILE
     from ..storage import join, normalise_root, read_text
     d = normalise_root(experiment_dir)
@@ -247,4 +245,11 @@ def check_resume(experiment_dir: str) -> None:
         Plan.from_yaml(text)
     except SpecError as exc:
         raise SpecError(f"{join(d, RUN_FILE)}: {exc}") from None
-    verify_manifest(d)
+    return d
+
+
+def check_resume(experiment_dir: str) -> None:
+    """What `resume` checks before Ray starts: the directory holds a readable plan, and the files Ray
+    will unpickle are the ones this user's lico-tune signed (trust.py)."""
+    from ..trust import verify_experiment
+    verify_experiment(check_plan(experiment_dir))

@@ -32,7 +32,7 @@ def latest_experiment(res: Results) -> Optional[str]:
 
 
 def _created(storage: Storage, path: str) -> str:
-    run = load_yaml_or_none(storage.read_text(join(path, RUN_FILE)))
+    run = load_yaml_or_none(storage.read_text(join(path, RUN_FILE)), join(path, RUN_FILE))
     return str(run.get("created") or "") if isinstance(run, dict) else ""
 
 

@@ -28,12 +28,11 @@ import math
 import re
 from typing import Any, Optional
 
-import yaml
-
-from ..errors import error_reason
+from ..errors import SpecError, error_reason
 from ..keys import ACCURACY_RANGE, HEALTH_WARNINGS, config_id, is_accuracy
 from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
+from ..spec.safe_yaml import YamlLimitError, load_text
 from ..storage import Storage, basename, join
 from .liveness import DriverState, driver_state, true_status
 from .tune_state import TUNE_STATUS, is_state_file, latest_state_name, read_state
@@ -114,13 +113,16 @@ def _load_json(storage: Storage, path: str) -> Optional[Any]:
         return None
 
 
-def load_yaml_or_none(text: Optional[str]) -> Optional[Any]:
-    """The YAML document in text, or None when there is none or it does not parse (damaged file)."""
+def load_yaml_or_none(text: Optional[str], source: str) -> Optional[Any]:
+    """The YAML document in text, or None when there is none or it does not parse (damaged file).
+    A file beyond safe_yaml's limits (a 'billion laughs', deep nesting) raises YamlLimitError."""
     if text is None:
         return None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_text(text, source)
+    except YamlLimitError:
+        raise
+    except SpecError:
         return None
 
 
@@ -181,7 +183,7 @@ def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
 def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     entries = storage.list(path)
     name = basename(path)
-    run = load_yaml_or_none(storage.read_text(join(path, RUN_FILE))) or {}
+    run = load_yaml_or_none(storage.read_text(join(path, RUN_FILE)), join(path, RUN_FILE)) or {}
     spec = run.get("spec") if isinstance(run, dict) else None
     declared = dict((spec or {}).get("search", {}).get("metrics") or {})
     state_name = latest_state_name(e.name for e in entries)
@@ -271,7 +273,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
 
     error_text = storage.read_text(join(tdir, ERROR_FILE)) if ERROR_FILE in names else None
     spec_text = storage.read_text(join(tdir, TRIAL_SPEC)) if TRIAL_SPEC in names else None
-    spec = load_yaml_or_none(spec_text) if spec_text else None
+    spec = load_yaml_or_none(spec_text, join(tdir, TRIAL_SPEC)) if spec_text else None
     spec = spec if isinstance(spec, dict) else {}
     prov = _load_json(storage, join(tdir, PROVENANCE)) if PROVENANCE in names else None
     last_row = rows[-1] if rows else {}

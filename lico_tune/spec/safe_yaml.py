@@ -4,7 +4,8 @@
 expand to gigabytes once pydantic copies the tree), 500 nested brackets (RecursionError in the
 composer), duplicate keys (the last silently wins), binary or non-UTF-8 bytes (UnicodeDecodeError).
 `load_text` / `read_file` refuse each of these with a SpecError naming the file (or --set value),
-the line, and the fix. Never imports the spec models, so any layer may use it.
+the line, and the fix (YamlLimitError for the limits). Every reader of YAML, specs and an
+experiment's saved files alike (lico_run.yaml, trial_spec.yaml), goes through here. Never imports the spec models, so any layer may use it.
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ MAX_DEPTH = 32              # sections nest 4 deep (base.lico.mm.temperature); l
 MAX_NODES = 100_000         # nodes after alias expansion (a billion-laughs file has 10^9)
 
 
+class YamlLimitError(SpecError):
+    """A YAML file beyond the size, depth or alias limits: hostile or not a spec, never just damaged."""
+
+
 class _LimitedLoader(yaml.SafeLoader):
     """SafeLoader that counts nesting depth while composing and refuses duplicate keys."""
 
@@ -34,7 +39,7 @@ class _LimitedLoader(yaml.SafeLoader):
         self._depth += 1
         if self._depth > MAX_DEPTH:
             mark = self.peek_event().start_mark
-            raise SpecError(f"{self._source}: nested more than {MAX_DEPTH} levels deep (line {mark.line + 1}). "
+            raise YamlLimitError(f"{self._source}: nested more than {MAX_DEPTH} levels deep (line {mark.line + 1}). "
                             f"A spec nests a few levels (base.lico.mm.temperature); flatten the file.")
         try:
             return Composer.compose_node(self, parent, index)
@@ -65,7 +70,7 @@ def _expanded_size(root: Node, source: str) -> int:
         if key in sizes:
             return sizes[key]
         if key in active:
-            raise SpecError(f"{source}: an alias refers to its own anchor (a recursive structure); "
+            raise YamlLimitError(f"{source}: an alias refers to its own anchor (a recursive structure); "
                             f"a spec is a tree: write the values out.")
         active.add(key)
         if isinstance(node, MappingNode):
@@ -84,7 +89,7 @@ def _expanded_size(root: Node, source: str) -> int:
 def load_text(text: str, source: str) -> Any:
     """Parse one YAML document with the limits above. Raises SpecError naming `source`."""
     if len(text) > MAX_BYTES:
-        raise SpecError(f"{source}: {len(text)} characters, more than the {MAX_BYTES} a spec may have; pass a spec file.")
+        raise YamlLimitError(f"{source}: {len(text)} characters, more than the {MAX_BYTES} a spec may have; pass a spec file.")
     if "\x00" in text:
         raise SpecError(f"{source}: holds NUL bytes, so it is a binary file, not a YAML spec; pass the YAML spec file.")
     loader = None
@@ -94,7 +99,7 @@ def load_text(text: str, source: str) -> Any:
         if node is None:
             return None
         if _expanded_size(node, source) > MAX_NODES:
-            raise SpecError(f"{source}: its aliases (*name) expand to more than {MAX_NODES} values "
+            raise YamlLimitError(f"{source}: its aliases (*name) expand to more than {MAX_NODES} values "
                             f"(a 'billion laughs' file?); write the values out or use fewer aliases.")
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
@@ -102,7 +107,7 @@ def load_text(text: str, source: str) -> Any:
         raise SpecError(f"{source}: not valid YAML ({detail}). Fix the syntax at the line named; "
                         f"python tags (!!python/...) are never accepted.") from None
     except RecursionError:
-        raise SpecError(f"{source}: nested too deeply; flatten the file.") from None
+        raise YamlLimitError(f"{source}: nested too deeply; flatten the file.") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -114,7 +119,7 @@ def read_file(path: str | Path) -> Any:
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise SpecError(f"{path}: {size} bytes, more than the {MAX_BYTES} a spec may have; "
+            raise YamlLimitError(f"{path}: {size} bytes, more than the {MAX_BYTES} a spec may have; "
                             f"is it the right file? Pass the YAML spec.")
         raw = path.read_bytes()
     except OSError as exc:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import yaml
 
 from ..errors import BadInput, OutputExists
 from ..layout import CHECKPOINT_DIR_PREFIX, CHECKPOINT_FILE as CHECKPOINT_NAME, METRICS_FILE, TRIAL_SPEC
 from ..spec import TrialConfig, saved_trial
+from ..spec.safe_yaml import read_file as read_yaml
 from .checkpoint import CheckpointError, load_checkpoint
 
 TIMING = ("images_per_s", "seconds")    # metric name endings that measure wall-clock time
@@ -92,8 +92,8 @@ def find_record(trial_dir: str | Path) -> Record:
                               f"the trial saved no epoch (it failed or was stopped before its first report); "
                               f"nothing to compare.")
         try:
-            cfg = TrialConfig.model_validate(saved_trial(yaml.safe_load((d / TRIAL_SPEC).read_text())))
-        except (ValueError, yaml.YAMLError) as exc:
+            cfg = TrialConfig.model_validate(saved_trial(read_yaml(d / TRIAL_SPEC)))   # with the spec's limits
+        except ValueError as exc:
             raise RecordError(f"{d / TRIAL_SPEC} is not a valid trial config ({str(exc).splitlines()[0]}).") from None
         return Record(cfg, path, int(state["epoch"]), kind, state)
     raise RecordError(f"{d} is not a trial record: it has neither {CHECKPOINT_NAME} (a `lico-tune train` output "

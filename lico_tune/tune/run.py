@@ -10,18 +10,19 @@ import ray
 from ray import tune
 
 from ..errors import SpecError
-from ..integrity import record_manifest, verify_manifest
 from ..layout import RUN_FILE
 from ..lock import experiment_lock
 from ..plan import Plan
 from ..plan.preflight import check_new_experiment, check_resources
 from ..results.tune_state import latest_state_name, read_state
 from ..storage import Storage, join, normalise_root, read_text, write_text
+from ..trust import sign_experiment, verify_experiment
 from .driver import driving, remove_scratch
 from .interrupt import graceful_stop
 from .progress import quiet_trial_tracebacks
 from .restore import check_restorable, no_fresh_start
 from .retry import install as no_retry_of_permanent_errors
+from .signing import remember, sign_at_end
 from .summary import Summary, summarize
 from .trackers import check_trackers
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
@@ -85,7 +86,7 @@ def _run(plan: Plan, address: Optional[str], out, verbose: bool, status_every_s:
               f"results in {plan.experiment_path}" +
               (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)
         tuner = build_tuner(plan, verbose, status_every_s)   # writes Ray's tuner.pkl
-        record_manifest(plan.experiment_path)       # its checksum, checked before `resume` unpickles it
+        remember(plan.experiment_path, sign_experiment(plan.experiment_path))   # checked before `resume` unpickles it
         results, stopped_by = _fit(tuner, plan.experiment_path)
         return summarize(results, plan, out=out, interrupted=stopped_by)
     finally:
@@ -105,6 +106,7 @@ def _fit(tuner: tune.Tuner, experiment_path: str):
         finally:
             if stop.received:            # a second signal raises KeyboardInterrupt out of fit()
                 outcome.set(stop.received)
+            sign_at_end(experiment_path)     # what Ray saved last (unchanged bytes when nothing changed)
     return results, stop.received
 
 
@@ -141,7 +143,7 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
 
 def _resume(plan: Plan, address: Optional[str], out) -> Summary:
     experiment_dir = plan.experiment_path
-    verify_manifest(experiment_dir)                     # before Ray unpickles anything
+    remember(experiment_dir, verify_experiment(experiment_dir))   # signed by this user: before Ray unpickles anything
     check_restorable(experiment_dir)                    # before Ray starts: a damaged state file
     quiet_ray_env()
     started = init_ray(address)

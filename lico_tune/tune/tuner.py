@@ -10,6 +10,7 @@ from ray import tune
 from ..layout import trial_dirname as _dirname
 from ..plan import Plan
 from .callbacks import CatalogCallback, KeepResultsOnRetry
+from .signing import SignOnSave
 from .progress import TrialEvents, quiet_trial_tracebacks
 from .searchers import scheduler, search_algorithm
 from .trainable import make_trainable
@@ -84,7 +85,7 @@ def build_tuner(plan: Plan, verbose: bool = False, status_every_s: float = 30.0)
         reuse_actors=True,
         trial_dirname_creator=trial_dirname)
     # The catalog callback keeps `lico-tune report` and the dashboard current while trials run.
-    callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage), *tracker_callbacks(plan)]
+    callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage), *tracker_callbacks(plan), SignOnSave()]
     if not verbose:
         callbacks.append(TrialEvents(list(plan.metrics), plan.n_trials, status_every_s))
         quiet_trial_tracebacks()
