@@ -6,7 +6,8 @@ culprit, in bounded time, and changes no file of the storage root (SHA-256 of ea
 Most cases call `lico_tune.cli.main` in-process with Ray replaced (test_bad_input's `ws`
 workspace); permission cases run the CLI in a subprocess without CAP_DAC_OVERRIDE (this machine
 runs tests as root, which ignores file modes otherwise); read-only and full disks are small tmpfs
-mounts (skipped where mount is not allowed). One tiny finished experiment is shared by the module.
+mounts (this project's machines and CI run as root, where mount works: a machine where it does not fails
+these tests rather than skipping them). One tiny finished experiment is shared by the module.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class Tmpfs:
         got = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
                              capture_output=True, text=True)
         if got.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {got.stderr.strip()}")
+            pytest.fail(f"cannot mount a tmpfs here (the test needs root): {got.stderr.strip()}")
 
     def remount_ro(self) -> None:
         subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
@@ -257,7 +258,7 @@ def test_schema_into_a_read_only_file(ws, capsys, tmp_path):
     target = ws / "cwd" / "schema.json"
     target.write_text("{}\n")
     if subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i is not available here")
+        pytest.fail("chattr +i failed here (the test needs root and a file system with immutable files)")
     try:
         in_process(["schema", "-o", str(target)], capsys, ws, "schema.json")
     finally:
