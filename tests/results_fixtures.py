@@ -10,11 +10,16 @@ first step, so its 4 trials error (quickly: no text encoder).
 search.build_tuner registers the catalog callback, so the catalog the sweep leaves behind at the
 root is the callback's (a copy is kept as catalog_after_sweep.db before any test syncs it).
 
+`finished` holds one finished experiment of 2 seeds of the tiny trial (1 epoch each), <root>/done,
+for the tests of what run, resume, trust and index do to an experiment (copy it to change it).
+
 Use them from a test module with `pytest_plugins = ["results_fixtures"]`: the session fixture is then
 defined once, so one sweep serves every module (importing it would define it once per module).
 """
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 import time
@@ -22,7 +27,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ray_helpers import kill_started, lico_tune, private_tmpdir
+from ray_helpers import kill_started, lico_tune, private_tmpdir, write_spec
+
+from lico_tune.layout import LOCK_FILE, SUMMARY_FILE
 
 BASE = {
     "data": {"name": "digits", "train_subset": 512, "test_subset": 256},
@@ -106,3 +113,25 @@ def damaged_root(results_root, tmp_path) -> tuple[Path, str, str]:
     for ckpt in bare.glob("checkpoint_*"):
         shutil.rmtree(ckpt)
     return root, cut.name, bare.name
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """One finished experiment (2 seeds, 1 epoch each): <root>/done, and its spec (read-only for
+    tests: copy it to change it)."""
+    from conftest import TINY_TRIAL
+    work = tmp_path_factory.mktemp("nolose")
+    spec = write_spec(work / "t.yaml", copy.deepcopy(TINY_TRIAL), name="t",
+                      search={"space": {"train.seed": {"grid": [0, 1]}}, "max_concurrent": 1})
+    root = work / "res"
+    tmp = private_tmpdir()
+    try:
+        out = lico_tune(["run", str(spec), "--storage", str(root), "--name", "done"], tmp, timeout=300)
+    finally:
+        left = kill_started([tmp])
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert not left
+    exp = root / "done"
+    assert len(json.loads((exp / SUMMARY_FILE).read_text())) == 2 and not (exp / LOCK_FILE).exists()
+    return {"spec": spec, "root": root, "exp": exp, "work": work}

@@ -55,25 +55,8 @@ def summary_rows(exp: Path) -> list[dict]:
     return json.loads((exp / SUMMARY_FILE).read_text())
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """One finished experiment (2 seeds, 1 epoch each): <root>/done, and its spec."""
-    from conftest import TINY_TRIAL
-    work = tmp_path_factory.mktemp("nolose")
-    spec = write_spec(work / "t.yaml", copy.deepcopy(TINY_TRIAL), name="t",
-                      search={"space": {"train.seed": {"grid": [0, 1]}}, "max_concurrent": 1})
-    root = work / "res"
-    tmp = private_tmpdir()
-    try:
-        out = lico_tune(["run", str(spec), "--storage", str(root), "--name", "done"], tmp, timeout=300)
-    finally:
-        left = kill_started([tmp])
-        shutil.rmtree(tmp, ignore_errors=True)
-    assert out.returncode == 0, out.stdout[-4000:]
-    assert not left
-    exp = root / "done"
-    assert len(summary_rows(exp)) == 2 and not (exp / LOCK_FILE).exists()
-    return {"spec": spec, "root": root, "exp": exp, "work": work}
+# `finished`: one finished experiment of 2 seeds (tests/results_fixtures.py), one per test session.
+pytest_plugins = ["results_fixtures"]
 
 
 def _copy(finished, tmp_path: Path) -> Path:

@@ -1,9 +1,12 @@
 """`lico-tune resume`: SIGKILL the driver's process group once the first trial has finished, then
-resume. Every trial completes once, finished trials are not run again, and no result is lost; and
-the Ray-free results readers read the resumed experiment as Ray's own reader does."""
+resume. Every trial completes once, finished trials are not run again, and no result is lost; an
+earlier experiment in the same root stays byte for byte as it was; and the Ray-free results
+readers read the resumed experiment as Ray's own reader does."""
 import copy
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +30,11 @@ def trial_statuses(experiment: Path) -> dict[str, str]:
     return {json.loads(t)["trial_id"]: json.loads(t)["status"] for t, _ in data["trial_data"]}
 
 
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
     tree = copy.deepcopy(tiny_trial_tree)
     tree["train"].update(epochs=EPOCHS, steps_per_epoch=4)
@@ -34,6 +42,12 @@ def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
                                                           "max_concurrent": 2})
     storage = tmp_path / "res"
     experiment = storage / "r"
+    # An earlier experiment in the same root: a published trial of the converged study.
+    published = next((REPO / "docs" / "study" / "results").glob("study-converged_*/trial_*_00000_ce"))
+    earlier = storage / "earlier"
+    shutil.copytree(published, earlier / published.name)
+    shutil.copy(published.parent / "lico_run.yaml", earlier / "lico_run.yaml")
+    earlier_before = tree_digest(earlier)
     driver = subprocess.Popen([sys.executable, "-m", "lico_tune.cli", "run", str(spec), "--storage", str(storage),
                                "--name", "r"], cwd=REPO, env=ray_env(ray_tmp), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
@@ -53,6 +67,7 @@ def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     assert list(status.values()).count("TERMINATED") < 3, "killed too late: every trial had finished"
+    assert tree_digest(earlier) == earlier_before, "the killed driver changed an earlier experiment"
     # Ray daemons the driver started outside its process group (DashboardAgent, RuntimeEnvAgent...)
     # are ours too: stop them by PID before resuming.
     assert not kill_started([ray_tmp])
@@ -65,6 +80,7 @@ def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
     out = lico_tune(["resume", str(experiment)], ray_tmp, timeout=240)
     assert out.returncode == 0, out.stdout[-5000:]
     assert "== Summary of r: 3 trials, 3 finished, 0 errored ==" in out.stdout
+    assert tree_digest(earlier) == earlier_before, "resume changed an earlier experiment"
 
     dirs = trial_dirs(experiment)
     assert len(dirs) == 3
@@ -102,5 +118,7 @@ def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
     os.utime(experiment / states[0], (future, future))
     rep = lico_tune(["report", str(storage), "--format", "json"], ray_tmp, timeout=120)
     assert rep.returncode == 0, rep.stdout[-3000:]
-    data = json.loads(rep.stdout[rep.stdout.index("{"):])["experiments"][0]
-    assert data["experiment"] == "r" and data["status_counts"] == {"finished": 3}, data["status_counts"]
+    experiments = {e["experiment"]: e for e in json.loads(rep.stdout[rep.stdout.index("{"):])["experiments"]}
+    assert set(experiments) == {"r", "earlier"}
+    data = experiments["r"]
+    assert data["status_counts"] == {"finished": 3}, data["status_counts"]

@@ -28,9 +28,11 @@ import pytest
 
 from lico_tune.layout import MANIFEST_FILE, RUN_FILE, SUMMARY_FILE, TRIAL_SPEC, TUNER_FILE
 from ray_helpers import lico_tune, trial_dirs
-# The sweep: one finished experiment (2 seeds on a grid, 1 epoch each), {'exp': <root>/done, ...};
-# _copy(finished, tmp_path) copies it to <tmp_path>/res/done for a test to change.
-from test_no_lost_results import _copy, finished, refused  # noqa: F401 (finished: a fixture)
+# _copy(finished, tmp_path) copies the session's finished experiment (tests/results_fixtures.py:
+# 2 seeds on a grid, 1 epoch each) to <tmp_path>/res/done for a test to change.
+from test_no_lost_results import _copy, refused
+
+pytest_plugins = ["results_fixtures"]
 
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
