@@ -6,6 +6,7 @@ node type) and the SLURM batch script (bash -n, shellcheck when installed, SQLit
 validates, and the cluster commands of the docs (docs/cluster.md, the README's summary) match the recipes."""
 import copy
 import json
+import os
 import re
 import shlex
 import shutil
@@ -52,10 +53,20 @@ def test_rayjob_is_a_kuberay_rayjob_with_gpu_workers_from_zero_and_shared_result
     assert claim["kind"] == "PersistentVolumeClaim" and "ReadWriteMany" in claim["spec"]["accessModes"]
     pods = [cluster["headGroupSpec"]["template"]["spec"], gpu["template"]["spec"]]
     for pod in pods:                                      # every pod mounts the one results volume
-        (vol,) = pod["volumes"]
+        (vol,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
         assert vol["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
         mounts = pod["containers"][0]["volumeMounts"]
         assert {"name": vol["name"], "mountPath": "/results"} in mounts
+    # The head runs the driver, which signs Ray's state: its key comes from a Secret, owner-only,
+    # outside the results volume, where LICO_TUNE_KEY_FILE points.
+    from lico_tune.layout import KEY_ENV
+    head = pods[0]
+    (key,) = [v for v in head["volumes"] if "secret" in v]
+    assert key["secret"]["defaultMode"] == 0o400
+    (mount,) = [m for m in head["containers"][0]["volumeMounts"] if m["name"] == key["name"]]
+    assert mount.get("readOnly") is True and not mount["mountPath"].startswith("/results")
+    env = {e["name"]: e["value"] for e in head["containers"][0]["env"]}
+    assert os.path.dirname(env[KEY_ENV]) == mount["mountPath"]
     argv = shlex.split(spec["entrypoint"])
     assert argv[:2] == ["lico-tune", "run"] and argv[argv.index("--storage") + 1] == "/results"
     _check_command(argv)
