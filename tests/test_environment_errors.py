@@ -12,7 +12,6 @@ these tests rather than skipping them). One tiny finished experiment is shared b
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import subprocess
 import sys
