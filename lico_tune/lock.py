@@ -32,6 +32,7 @@ import json
 import os
 import signal
 import threading
+import time
 from typing import Callable, Iterator, Optional
 
 from .errors import ExperimentBusy
@@ -106,6 +107,18 @@ def _parse(text: Optional[str]) -> Optional[dict]:
     return rec if isinstance(rec, dict) else {}
 
 
+def _holder_record(fd: int, wait_s: float = 2.0) -> dict:
+    """The record of the process holding the flock on `fd`'s file. A holder writes it just after it
+    takes the flock (truncating first), so an empty or half-written file is read again for up to
+    `wait_s` before the holder is called unknown (measured: a busy machine showed 'pid ?')."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        rec = _parse(os.pread(fd, 1 << 16, 0).decode(errors="replace"))
+        if (rec and "pid" in rec) or time.monotonic() > deadline:
+            return rec or {}
+        time.sleep(0.02)
+
+
 class _LocalLock:
     def __init__(self, path: str):
         self.path, self.file = path, join(path, LOCK_FILE)
@@ -122,7 +135,7 @@ class _LocalLock:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
-                        raise busy(self.path, _parse(os.pread(fd, 1 << 16, 0).decode(errors="replace")) or {})
+                        raise busy(self.path, _holder_record(fd))
                     except OSError:    # a filesystem without flock (some FUSE mounts): the record alone decides
                         pass
                 try:

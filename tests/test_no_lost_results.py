@@ -184,6 +184,30 @@ def _hold(exp: Path, env: dict) -> subprocess.Popen:
     return holder
 
 
+def test_a_refused_driver_names_a_holder_that_writes_its_record_late(tmp_path):
+    """A holder writes its record just after it takes the flock: a contender that reads the file in
+    between must wait for it and name the holder, not 'pid ?' (seen once in CI on an idle machine)."""
+    import fcntl
+    import threading
+
+    from lico_tune.errors import ExperimentBusy
+    from lico_tune.lock import experiment_lock
+    exp = tmp_path / "e"
+    exp.mkdir()
+    fd = os.open(exp / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)                  # taken; the record comes 0.3 s later
+        record = {"pid": 4242, "host": "elsewhere", "started": "2026-12-05T20:00:00+00:00"}
+        late = threading.Timer(0.3, lambda: os.pwrite(fd, json.dumps(record).encode(), 0))
+        late.start()
+        with pytest.raises(ExperimentBusy, match="pid 4242 on host elsewhere"):
+            with experiment_lock(str(exp)):
+                pass
+        late.join()
+    finally:
+        os.close(fd)
+
+
 def test_the_lock_is_released_on_sigterm_and_taken_over_after_sigkill(tmp_path):
     """A holder outside Ray (the CLI holds the lock before Ray loads): a second process is refused
     naming its PID; SIGTERM releases the lock; after SIGKILL the file stays, names a dead PID, and
