@@ -1,8 +1,10 @@
 import atexit
 import copy
+import hashlib
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,6 +32,22 @@ TINY_TRIAL = {
               "ema": 0.9, "log_every": 2},
     "eval": {"batch_size": 512, "n_images": 16, "gallery_images": 2},
 }
+
+
+def checksums(root: Path) -> dict[str, str]:
+    """Every file under root -> its SHA-256, and every directory -> 'dir' (so a new empty one shows)."""
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
+
+
+class MarkerPayload:
+    """Unpickling runs `touch marker` (as a hostile tuner.pkl or state file would run anything)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture

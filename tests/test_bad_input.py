@@ -9,7 +9,6 @@ a module that fails the test if a case gets that far).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import checksums
 from lico_tune.cli import main
 
 VALID = {
@@ -38,14 +38,6 @@ FIX = re.compile(r"\b(use|pass|set|write|fix|remove|delete|keep|run|rename|re-sa
 
 
 # ----------------------------------------------------------------------------- the harness
-
-
-def _snapshot(root: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.fixture
@@ -73,7 +65,7 @@ def ws(tmp_path, monkeypatch, tmp_path_factory):
 
 
 def _check(ws: Path, capsys, argv: list[str], culprit: str) -> None:
-    before = _snapshot(ws)
+    before = checksums(ws)
     try:
         rc = main(argv)
     except SystemExit as exc:            # argparse's own errors
@@ -86,7 +78,7 @@ def _check(ws: Path, capsys, argv: list[str], culprit: str) -> None:
     assert "\n\n" not in msg, f"more than one paragraph:\n{msg}"
     assert culprit.lower() in msg.lower(), f"{culprit!r} not named in:\n{msg}"
     assert FIX.search(msg), f"no fix in:\n{msg}"
-    assert _snapshot(ws) == before, f"{argv} changed files"
+    assert checksums(ws) == before, f"{argv} changed files"
 
 
 def _spec_with(path: str, value) -> dict:

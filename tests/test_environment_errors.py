@@ -24,7 +24,7 @@ import yaml
 from lico_tune.cli import main
 from ray_helpers import REPO, kill_started, lico_tune, private_tmpdir, ray_env, write_spec
 from test_bad_input import FIX, VALID, ws  # noqa: F401  (ws: the in-process workspace fixture, Ray replaced)
-from test_no_lost_results import checksums
+from conftest import checksums
 
 CLOUD_WAIT_S = "1.5"        # $LICO_TUNE_CLOUD_TIMEOUT_S for these tests: an unreachable root is refused fast
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]   # root that respects file modes

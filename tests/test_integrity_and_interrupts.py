@@ -21,6 +21,7 @@ from lico_tune.errors import SpecError
 from lico_tune.layout import CATALOG_FILE, MANIFEST_FILE, RUN_FILE, TUNER_FILE
 from lico_tune.plan import plan_search
 from lico_tune.spec import validate_spec
+from conftest import MarkerPayload
 from ray_helpers import REPO, kill_started, ray_env, write_spec
 
 
@@ -74,22 +75,14 @@ def test_smoke_test_of_a_gpu_spec_runs_on_cpu_with_a_notice(tiny_trial_tree):
 # ----------------------------------------------------------------------------- tuner.pkl
 
 
-class _Payload:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def _experiment(tmp_path: Path, tree: dict) -> Path:
-    from lico_tune.integrity import record_manifest
+    from lico_tune.trust import sign_experiment
     plan = plan_search(_spec(tree), name="e", storage=str(tmp_path / "res"))
     exp = Path(plan.experiment_path)
     exp.mkdir(parents=True)
     (exp / RUN_FILE).write_text(plan.to_yaml())
     (exp / TUNER_FILE).write_bytes(pickle.dumps({"a plain": "state"}))
-    record_manifest(str(exp))
+    sign_experiment(str(exp))
     return exp
 
 
@@ -98,7 +91,7 @@ def test_a_replaced_tuner_pkl_is_refused_before_it_is_unpickled(tmp_path, tiny_t
     exp = _experiment(tmp_path, tiny_trial_tree)
     check_resume(str(exp))                                        # untouched: accepted
     marker = tmp_path / "pwned"
-    (exp / TUNER_FILE).write_bytes(pickle.dumps(_Payload(marker)))
+    (exp / TUNER_FILE).write_bytes(pickle.dumps(MarkerPayload(marker)))
     assert main(["resume", str(exp)]) == 2
     err = capsys.readouterr().err
     assert TUNER_FILE in err and "changed since" in err and "Traceback" not in err

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -27,16 +26,8 @@ import pytest
 
 from lico_tune.layout import DRIVER_FILE, LOCK_FILE, SUMMARY_FILE
 from lico_tune.trust import sign_experiment
+from conftest import checksums
 from ray_helpers import REPO, kill_started, lico_tune, private_tmpdir, ray_env, trial_dirs, write_spec
-
-
-def checksums(root: Path) -> dict[str, str]:
-    """Every file under root -> its SHA-256, and every directory -> 'dir' (so a new empty one shows)."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 def refused(proc: subprocess.CompletedProcess, *names: str) -> str:

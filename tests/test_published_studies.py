@@ -1,7 +1,6 @@
 """The published studies in docs/study still open with today's code: their reports regenerate
 identically (each publish.sh --check), the dashboard shows every published experiment, and
 `lico-tune rerun` retrains a published trial from its weightless record, writing nothing there."""
-import hashlib
 import json
 import os
 import re
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import checksums
 from lico_tune.cli import main
 from lico_tune.train.rerun import TIMING
 from ray_helpers import REPO
@@ -20,11 +20,6 @@ STUDY = REPO / "docs" / "study"
 ROOTS = [STUDY / "results", STUDY / "2026-12-01_32-steps" / "results"]
 PUBLISHERS = [STUDY / "publish.sh", STUDY / "2026-12-01_32-steps" / "publish.sh"]
 APP = REPO / "dashboards" / "app.py"
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("publisher", PUBLISHERS, ids=lambda p: p.parent.name)
@@ -60,7 +55,7 @@ def test_rerun_retrains_a_published_trial_and_writes_nothing_there(capsys):
     differ here (docs/reproducibility.md); what must hold is that it opens, compares them all and
     says why they may differ."""
     trial = next((ROOTS[1]).glob("study-offline_*/trial_*_00000_ce"))
-    before = tree_digest(trial)
+    before = checksums(trial)
     history = json.loads((trial / "metrics.json").read_text())["history"]
     n_values = sum(not key.endswith(TIMING) for epoch in history for key in epoch)   # warnings included
     rc = main(["rerun", str(trial), "--quiet"])
@@ -73,4 +68,4 @@ def test_rerun_retrains_a_published_trial_and_writes_nothing_there(capsys):
     assert int(m[1] or m[3]) == n_values
     if rc == 1:
         assert "other CPU model than the record's" in out or "instruction sets" in out, out
-    assert tree_digest(trial) == before
+    assert checksums(trial) == before

@@ -3,7 +3,6 @@ resume. Every trial completes once, finished trials are not run again, and no re
 earlier experiment in the same root stays byte for byte as it was; and the Ray-free results
 readers read the resumed experiment as Ray's own reader does."""
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import checksums
 from ray_helpers import REPO, kill_started, lico_tune, ray_env, result_rows, trial_dirs, write_spec
 
 EPOCHS = 3
@@ -30,11 +30,6 @@ def trial_statuses(experiment: Path) -> dict[str, str]:
     return {json.loads(t)["trial_id"]: json.loads(t)["status"] for t, _ in data["trial_data"]}
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
     tree = copy.deepcopy(tiny_trial_tree)
     tree["train"].update(epochs=EPOCHS, steps_per_epoch=4)
@@ -47,7 +42,7 @@ def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
     earlier = storage / "earlier"
     shutil.copytree(published, earlier / published.name)
     shutil.copy(published.parent / "lico_run.yaml", earlier / "lico_run.yaml")
-    earlier_before = tree_digest(earlier)
+    earlier_before = checksums(earlier)
     driver = subprocess.Popen([sys.executable, "-m", "lico_tune.cli", "run", str(spec), "--storage", str(storage),
                                "--name", "r"], cwd=REPO, env=ray_env(ray_tmp), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
@@ -67,7 +62,7 @@ def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     assert list(status.values()).count("TERMINATED") < 3, "killed too late: every trial had finished"
-    assert tree_digest(earlier) == earlier_before, "the killed driver changed an earlier experiment"
+    assert checksums(earlier) == earlier_before, "the killed driver changed an earlier experiment"
     # Ray daemons the driver started outside its process group (DashboardAgent, RuntimeEnvAgent...)
     # are ours too: stop them by PID before resuming.
     assert not kill_started([ray_tmp])
@@ -80,7 +75,7 @@ def test_resume_after_the_driver_is_killed(ray_tmp, tmp_path, tiny_trial_tree):
     out = lico_tune(["resume", str(experiment)], ray_tmp, timeout=240)
     assert out.returncode == 0, out.stdout[-5000:]
     assert "== Summary of r: 3 trials, 3 finished, 0 errored ==" in out.stdout
-    assert tree_digest(earlier) == earlier_before, "resume changed an earlier experiment"
+    assert checksums(earlier) == earlier_before, "resume changed an earlier experiment"
 
     dirs = trial_dirs(experiment)
     assert len(dirs) == 3

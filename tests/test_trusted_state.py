@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import shutil
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from lico_tune.layout import MANIFEST_FILE, RUN_FILE, SUMMARY_FILE, TRIAL_SPEC, TUNER_FILE
+from conftest import MarkerPayload
 from ray_helpers import lico_tune, trial_dirs
 # _copy(finished, tmp_path) copies the session's finished experiment (tests/results_fixtures.py:
 # 2 seeds on a grid, 1 epoch each) to <tmp_path>/res/done for a test to change.
@@ -36,16 +36,6 @@ pytest_plugins = ["results_fixtures"]
 
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
-
-
-class _Payload:
-    """Unpickling runs `touch marker` (as a hostile tuner.pkl or state file would run anything)."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def _newest(exp: Path, pattern: str) -> Path:
@@ -92,7 +82,7 @@ def test_a_run_signs_what_resume_loads_and_a_copy_resumes(finished, ray_tmp, tmp
 def test_a_replaced_tuner_pkl_is_refused_however_the_manifest_is_edited(finished, ray_tmp, tmp_path, forged):
     exp = _copy(finished, tmp_path)
     marker = tmp_path / "pwned"
-    (exp / TUNER_FILE).write_bytes(pickle.dumps(_Payload(marker)))
+    (exp / TUNER_FILE).write_bytes(pickle.dumps(MarkerPayload(marker)))
     if forged == "digest":
         _forge(exp, TUNER_FILE)
         names = (str(exp / MANIFEST_FILE), "not signed with your key")
@@ -113,7 +103,7 @@ def test_a_payload_in_the_experiment_state_is_refused(finished, ray_tmp, tmp_pat
     marker = tmp_path / "pwned"
     state = _newest(exp, "experiment_state-*.json")
     data = json.loads(state.read_text())
-    data["runner_data"]["payload"] = {"_type": "CLOUDPICKLE_FALLBACK", "value": pickle.dumps(_Payload(marker)).hex()}
+    data["runner_data"]["payload"] = {"_type": "CLOUDPICKLE_FALLBACK", "value": pickle.dumps(MarkerPayload(marker)).hex()}
     state.write_text(json.dumps(data))
     _forge(exp, state.name)
     _refused_untouched(exp, ray_tmp, marker, str(exp / MANIFEST_FILE))
@@ -128,18 +118,18 @@ def test_a_payload_in_the_searcher_state_or_an_unlisted_pickle_is_refused(finish
     exp = _copy(finished, tmp_path)
     marker = tmp_path / "pwned"
     searcher = _newest(exp, "basic-variant-state-*.json")
-    searcher.write_bytes(pickle.dumps(_Payload(marker)))
+    searcher.write_bytes(pickle.dumps(MarkerPayload(marker)))
     _refused_untouched(exp, ray_tmp, marker, str(searcher), "changed since lico-tune signed it")
     shutil.copy(finished["exp"] / searcher.name, searcher)
     extra = exp / "searcher-state-9999-12-31_00-00-00.pkl"            # newer: Ray would read this one
-    extra.write_bytes(pickle.dumps(_Payload(marker)))
+    extra.write_bytes(pickle.dumps(MarkerPayload(marker)))
     _refused_untouched(exp, ray_tmp, marker, str(extra), "not in the signed manifest")
     extra.unlink()
     error_pkl = trial_dirs(exp)[0] / "error.pkl"                    # what Ray unpickles for a trial's error
-    error_pkl.write_bytes(pickle.dumps(_Payload(marker)))
+    error_pkl.write_bytes(pickle.dumps(MarkerPayload(marker)))
     _refused_untouched(exp, ray_tmp, marker, str(error_pkl), "not in the signed manifest")
     error_pkl.unlink()
-    searcher.write_bytes(pickle.dumps(_Payload(marker)))
+    searcher.write_bytes(pickle.dumps(MarkerPayload(marker)))
     _load_newest_checkpoint(str(exp), "basic-variant-state-*.json")   # control: Ray's loader runs it
     assert marker.exists()
 
