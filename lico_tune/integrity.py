@@ -3,8 +3,6 @@
 - Checkpoints: `tensor_digest` hashes every tensor of a checkpoint's state (key path, dtype,
   shape and bytes); `save_checkpoint` stores it under CHECKSUM_KEY and `load_checkpoint` compares,
   so a flipped byte inside a weight tensor is found (torch's zip reader does not check its CRCs).
-- Experiments: `record_manifest` / `verify_manifest` are the old names of trust.py's
-  `sign_experiment` / `verify_experiment` (the files `resume` unpickles, signed with the user's key).
 - Weights: `nonfinite_tensors` lists the parameters and buffers that hold inf or nan.
 """
 from __future__ import annotations
@@ -14,8 +12,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from .trust import sign_experiment, verify_experiment
 
 CHECKSUM_KEY = "tensor_checksum"
 
@@ -45,9 +41,3 @@ def nonfinite_tensors(module: nn.Module) -> list[str]:
     """Names of the floating-point parameters and buffers holding inf or nan."""
     return [name for name, t in module.state_dict().items()
             if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-
-
-# ----------------------------------------------------------------------------- experiment files
-# The old names of the signed manifest's writer and checker (trust.py), kept for their callers.
-record_manifest = sign_experiment
-verify_manifest = verify_experiment

@@ -17,7 +17,7 @@ from typing import Any, Optional
 MAX_SAMPLES = 100_000
 # search.repeats: seeds per configuration; studies use 3 to 30, 1,000 already costs 1,000 trainings.
 MAX_REPEATS = 1_000
-# train.epochs: the paper trains 200; 100,000 is 500 times that.
+# train.epochs: the released code's recipe trains 200; 100,000 is 500 times that.
 MAX_EPOCHS = 100_000
 # Steps: train.steps_per_epoch, train.fail_at_step, lico.ot.max_iter (Sinkhorn; the HEAD uses 100).
 MAX_STEPS = 10_000_000

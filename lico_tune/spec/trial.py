@@ -308,7 +308,7 @@ class LicoConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(200, ge=1, le=MAX_EPOCHS, description="Epochs (paper: 200; at most 10^5, a typo guard).")
+    epochs: int = Field(200, ge=1, le=MAX_EPOCHS, description="Epochs (the released code's recipe: 200; at most 10^5, a typo guard).")
     batch_size: int = Field(128, ge=1, le=MAX_IMAGES, description="Images per step (at most 10^6).")
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0.0, le=MAX_LR, description="Learning rate (released HEAD: 0.1 with cosine decay; the paper's text says "
