@@ -56,8 +56,11 @@ dashboard: install
 train: install data
 	$(VENV)/bin/lico-tune train search_spaces/quickstart.yaml
 
+# Two pytest-xdist workers, a test module each at a time (its module fixtures are made once); the
+# sweeps several modules share are made once per run (tests/results_fixtures.py: made_once).
+TEST_WORKERS ?= 2
 test: install data browser shellcheck
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: install data
 	$(PY) benchmarks/step.py

@@ -16,10 +16,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # The key that signs experiments (lico_tune/trust.py): one per test session, never the user's own
-# (~/.config/lico-tune/manifest.key); every lico-tune process a test starts inherits it.
-_KEY_DIR = tempfile.mkdtemp(prefix="lico-tune-test-key-")
-os.environ["LICO_TUNE_KEY_FILE"] = os.path.join(_KEY_DIR, "manifest.key")
-atexit.register(shutil.rmtree, _KEY_DIR, True)
+# (~/.config/lico-tune/manifest.key); every lico-tune process a test starts inherits it, and so do
+# the pytest-xdist workers (they start after this runs in the controller, and keep its key).
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    _KEY_DIR = tempfile.mkdtemp(prefix="lico-tune-test-key-")
+    os.environ["LICO_TUNE_KEY_FILE"] = os.path.join(_KEY_DIR, "manifest.key")
+    atexit.register(shutil.rmtree, _KEY_DIR, True)
 
 
 # A trial on sklearn digits with the tiny CNN and MiniLM: seconds on a CPU.

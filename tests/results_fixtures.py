@@ -1,6 +1,7 @@
-"""Results roots for tests/test_results.py and tests/test_dashboard.py, made by REAL sweeps once
-per test session (`lico-tune run` in a subprocess with a private RAY_TMPDIR; every process it
-started is stopped afterwards by PID).
+"""Results roots for the tests of results, dashboard, rerun, figures, resume and trust, made by
+REAL sweeps once per test run (`lico-tune run` in a subprocess with a private RAY_TMPDIR; every
+process it started is stopped afterwards by PID). `make test` runs two pytest-xdist workers: the
+first that needs a sweep makes it (made_once), and each worker's tests read their own copy.
 
 `results_root` holds one experiment, ablation-smoke: the quick start's design in miniature. Arms
 ce, lico and broken x datasets digits and fashion_mnist x seeds 0 and 1, with lico.ot.epsilon drawn
@@ -22,11 +23,15 @@ import copy
 import json
 import os
 import shutil
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import yaml
+from filelock import FileLock
 from ray_helpers import kill_started, lico_tune, private_tmpdir, write_spec
 
 from lico_tune.layout import LOCK_FILE, SUMMARY_FILE
@@ -60,33 +65,45 @@ def run_sweep(spec: dict, root: Path, tmpdir: str, workdir: Path, timeout: float
     return out.returncode, out.stdout
 
 
-@pytest.fixture(scope="session")
-def results_root(tmp_path_factory) -> Path:
-    """A storage root with the experiment above (read-only for tests: copy it to damage it).
-    LICO_TUNE_TEST_RESULTS=<dir> reuses a copy of an earlier one (<dir>/root, as this fixture
-    leaves it) instead of sweeping again: for iterating on the tests, never in CI."""
-    reuse = os.environ.get("LICO_TUNE_TEST_RESULTS")
-    if reuse:
-        dst = tmp_path_factory.mktemp("results")
-        shutil.copytree(Path(reuse) / "root", dst / "root")
-        shutil.copy2(Path(reuse) / "catalog_after_sweep.db", dst / "catalog_after_sweep.db")
-        # The catalog keys rows by the root's path: re-key the copies to the new root.
-        import sqlite3
-        new = str(dst / "root")
-        for db in (dst / "root" / "lico-tune.db", dst / "catalog_after_sweep.db"):
-            with sqlite3.connect(db) as conn:
-                old = conn.execute("SELECT root FROM lico_experiments LIMIT 1").fetchone()[0]
-                conn.execute("UPDATE lico_experiments SET root = ?, path = replace(path, ?, ?)", (new, old, new))
-                conn.execute("UPDATE lico_trials SET root = ?, path = replace(path, ?, ?), "
-                             "checkpoint = replace(checkpoint, ?, ?), gallery = replace(gallery, ?, ?)",
-                             (new, old, new, old, new, old, new))
-        return dst / "root"
-    root = tmp_path_factory.mktemp("results") / "root"
-    work = tmp_path_factory.mktemp("specs")
-    tmpdir = private_tmpdir()
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The directory that `make(dir)` fills, made once per test run: under `make test`'s
+    pytest-xdist workers, by the first worker that asks while the others wait on a file lock (the
+    xdist recipe for session fixtures); a failed `make` is retried by the next worker that asks."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent                       # pytest-N/, shared by this run's workers
+    made = base / f"made-{name}"
+    with FileLock(f"{made}.lock"):
+        if not (made / ".complete").exists():
+            shutil.rmtree(made, ignore_errors=True)
+            made.mkdir()
+            make(made)
+            (made / ".complete").touch()
+    return made
+
+
+def private_copy(made: Path, tmp_path_factory, name: str) -> Path:
+    """A copy of a made directory for this worker's tests (so no two workers' tests meet in one
+    experiment), with its catalogs re-keyed to the copy (the catalog keys rows by their paths)."""
+    dst = tmp_path_factory.mktemp(name)
+    shutil.copytree(made, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    old, new = str(made), str(dst)
+    for db in dst.rglob("*.db"):
+        with closing(sqlite3.connect(db)) as conn, conn:   # closed here: no -shm/-wal left to vanish later
+            conn.execute("UPDATE lico_experiments SET root = replace(root, ?, ?), path = replace(path, ?, ?)",
+                         (old, new, old, new))
+            conn.execute("UPDATE lico_trials SET root = replace(root, ?, ?), path = replace(path, ?, ?), "
+                         "checkpoint = replace(checkpoint, ?, ?), gallery = replace(gallery, ?, ?)",
+                         (old, new) * 4)
+    return dst
+
+
+def sweep_ablation(made: Path) -> None:
+    """The ablation experiment at made/root, and what its sweep left beside it."""
+    root, tmpdir = made / "root", private_tmpdir()
     t0 = time.time()
     try:
-        rc, out = run_sweep(ABLATION, root, tmpdir, work)
+        rc, out = run_sweep(ABLATION, root, tmpdir, made)
         assert rc == 1, f"the smoke sweep (with a broken arm) should exit 1, got {rc}:\n{out[-6000:]}"
         assert "12 trials, 8 finished, 4 errored" in out, out[-6000:]
     finally:
@@ -94,10 +111,20 @@ def results_root(tmp_path_factory) -> Path:
         shutil.rmtree(tmpdir, ignore_errors=True)
     assert not left, f"processes left running after the sweeps: {left}"
     # What the sweep's catalog callback wrote, before any test syncs the catalog.
-    shutil.copy2(root / "lico-tune.db", root.parent / "catalog_after_sweep.db")
-    (root.parent / "sweep_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-    (root.parent / "sweep_output.txt").write_text(out)
-    return root
+    shutil.copy2(root / "lico-tune.db", made / "catalog_after_sweep.db")
+    (made / "sweep_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+    (made / "sweep_output.txt").write_text(out)
+
+
+@pytest.fixture(scope="session")
+def results_root(tmp_path_factory) -> Path:
+    """A storage root with the experiment above (read-only for tests: copy it to damage it), this
+    worker's copy of the run's one sweep. LICO_TUNE_TEST_RESULTS=<dir> copies an earlier one (a
+    made-results/ directory this fixture left) instead of sweeping again: for iterating on the
+    tests, never in CI."""
+    reuse = os.environ.get("LICO_TUNE_TEST_RESULTS")
+    made = Path(reuse) if reuse else made_once(tmp_path_factory, "results", sweep_ablation)
+    return private_copy(made, tmp_path_factory, "results") / "root"
 
 
 @pytest.fixture
@@ -115,23 +142,25 @@ def damaged_root(results_root, tmp_path) -> tuple[Path, str, str]:
     return root, cut.name, bare.name
 
 
-@pytest.fixture(scope="session")
-def finished(tmp_path_factory):
-    """One finished experiment (2 seeds, 1 epoch each): <root>/done, and its spec (read-only for
-    tests: copy it to change it)."""
+def run_finished(made: Path) -> None:
     from conftest import TINY_TRIAL
-    work = tmp_path_factory.mktemp("nolose")
-    spec = write_spec(work / "t.yaml", copy.deepcopy(TINY_TRIAL), name="t",
+    spec = write_spec(made / "t.yaml", copy.deepcopy(TINY_TRIAL), name="t",
                       search={"space": {"train.seed": {"grid": [0, 1]}}, "max_concurrent": 1})
-    root = work / "res"
     tmp = private_tmpdir()
     try:
-        out = lico_tune(["run", str(spec), "--storage", str(root), "--name", "done"], tmp, timeout=300)
+        out = lico_tune(["run", str(spec), "--storage", str(made / "res"), "--name", "done"], tmp, timeout=300)
     finally:
         left = kill_started([tmp])
         shutil.rmtree(tmp, ignore_errors=True)
     assert out.returncode == 0, out.stdout[-4000:]
     assert not left
-    exp = root / "done"
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """One finished experiment (2 seeds, 1 epoch each): <root>/done, and its spec (read-only for
+    tests: copy it to change it); this worker's copy of the run's one."""
+    work = private_copy(made_once(tmp_path_factory, "finished", run_finished), tmp_path_factory, "nolose")
+    root, exp = work / "res", work / "res" / "done"
     assert len(json.loads((exp / SUMMARY_FILE).read_text())) == 2 and not (exp / LOCK_FILE).exists()
-    return {"spec": spec, "root": root, "exp": exp, "work": work}
+    return {"spec": work / "t.yaml", "root": root, "exp": exp, "work": work}

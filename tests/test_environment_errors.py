@@ -7,7 +7,7 @@ Most cases call `lico_tune.cli.main` in-process with Ray replaced (test_bad_inpu
 workspace); permission cases run the CLI in a subprocess without CAP_DAC_OVERRIDE (this machine
 runs tests as root, which ignores file modes otherwise); read-only and full disks are small tmpfs
 mounts (this project's machines and CI run as root, where mount works: a machine where it does not fails
-these tests rather than skipping them). One tiny finished experiment is shared by the module.
+these tests rather than skipping them). One tiny ended experiment (`ended`: its trial failed after a checkpoint) is shared by the module.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def cli_without_dac(args: list[str], cwd: Path, timeout: float = 60) -> tuple[in
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def ended(tmp_path_factory):
     """One ended experiment of one trial that saved its first epoch's checkpoint and failed in its
     second (so that `resume` restores it): {'root', 'exp', 'spec'}."""
     from conftest import TINY_TRIAL
@@ -137,9 +137,9 @@ def test_paths_inside_an_unreadable_directory(locked, tmp_path, argv, culprit):
     assert checksums(tmp_path) == before
 
 
-def test_resume_on_a_read_only_filesystem(finished, ws, capsys, tmp_path):
+def test_resume_on_a_read_only_filesystem(ended, ws, capsys, tmp_path):
     with Tmpfs(tmp_path / "ro", "16m") as fs:
-        shutil.copytree(finished["exp"], fs.path / "done")
+        shutil.copytree(ended["exp"], fs.path / "done")
         fs.remount_ro()
         msg = in_process(["resume", str(fs.path / "done")], capsys, fs.path, str(fs.path / "done"))
     assert "read-only" in msg
@@ -154,14 +154,14 @@ def test_explain_default_output_in_a_read_only_cwd(ws, capsys, tmp_path, monkeyp
     assert "read-only" in msg
 
 
-def test_a_disk_that_fills_up_during_a_run(finished, tmp_path, ray_tmp):
+def test_a_disk_that_fills_up_during_a_run(ended, tmp_path, ray_tmp):
     """Room for the earlier experiment and little more: the new run exits 2 naming the disk, and
     the earlier experiment is byte-identical."""
-    used = sum(p.stat().st_size for p in finished["exp"].rglob("*") if p.is_file())
+    used = sum(p.stat().st_size for p in ended["exp"].rglob("*") if p.is_file())
     with Tmpfs(tmp_path / "small", f"{used // 1024 + 600}k") as fs:
-        shutil.copytree(finished["exp"], fs.path / "done")
+        shutil.copytree(ended["exp"], fs.path / "done")
         before = checksums(fs.path / "done")
-        out = lico_tune(["run", str(finished["spec"]), "--storage", str(fs.path), "--name", "new"], ray_tmp,
+        out = lico_tune(["run", str(ended["spec"]), "--storage", str(fs.path), "--name", "new"], ray_tmp,
                         timeout=300)
         errors = [ln for ln in out.stdout.splitlines() if ln.startswith("error: ")]
         assert out.returncode == 2, out.stdout[-4000:]
@@ -170,11 +170,11 @@ def test_a_disk_that_fills_up_during_a_run(finished, tmp_path, ray_tmp):
         assert checksums(fs.path / "done") == before
 
 
-def test_a_damaged_checkpoint_met_by_resume_is_named(finished, tmp_path, ray_tmp):
+def test_a_damaged_checkpoint_met_by_resume_is_named(ended, tmp_path, ray_tmp):
     """The trial cannot continue (it errors, exit 1), and its error names the stored checkpoint,
     not the scratch copy it was loaded from."""
     exp = tmp_path / "res" / "done"
-    shutil.copytree(finished["exp"], exp)
+    shutil.copytree(ended["exp"], exp)
     (ckpt,) = exp.glob("trial_*/checkpoint_*/checkpoint.pt")
     ckpt.write_bytes(ckpt.read_bytes()[:300])
     out = lico_tune(["resume", str(exp)], ray_tmp, timeout=300)
@@ -269,7 +269,7 @@ def test_schema_into_a_read_only_file(ws, capsys, tmp_path):
 
 def test_an_os_error_off_the_users_paths_keeps_its_traceback(ws, monkeypatch):
     """A permission error on a file the user did not name is a bug (or this installation's): not exit 2."""
-    import lico_tune.cli.commands as cli
+    import lico_tune.cli.parser as cli
 
     def bug(args):
         raise PermissionError(13, "Permission denied", "/usr/lib/lico-internal")

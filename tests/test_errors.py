@@ -3,7 +3,7 @@ derives from it, the CLI catches it once (one paragraph, exit 2), and anything e
 its traceback instead of reading as "bad input"."""
 import pytest
 
-import lico_tune.cli.commands as cli
+import lico_tune.cli.parser as cli
 from lico_tune.train.checkpoint import CheckpointError
 from lico_tune.data import DatasetMissing
 from lico_tune.errors import TrialConfigError

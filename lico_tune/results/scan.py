@@ -255,7 +255,51 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
         warnings.append(f"{PARAMS_FILE} cannot be read")
     if not isinstance(params, dict):
         params = dict((state or {}).get("config") or {})
+    rows, history, problem, result_text = _read_results(storage, tdir, names, state, warnings)
+    error_text = storage.read_text(join(tdir, ERROR_FILE)) if ERROR_FILE in names else None
+    spec_text = storage.read_text(join(tdir, TRIAL_SPEC)) if TRIAL_SPEC in names else None
+    spec = load_yaml_or_none(spec_text, join(tdir, TRIAL_SPEC)) if spec_text else None
+    spec = spec if isinstance(spec, dict) else {}
+    prov = _load_json(storage, join(tdir, PROVENANCE)) if PROVENANCE in names else None
+    last_row = rows[-1] if rows else {}
 
+    if tid is None:
+        tid = last_row.get("trial_id") or (prov or {}).get("trial_id")
+        if not tid:
+            m = _TRIAL_ID.search(basename(tdir))
+            tid = m.group(1) if m else basename(tdir)
+    if status is None:
+        status = _status_from_files(state, error_text, history, spec, driver)
+
+    if status not in ("running", "pending", "errored") and result_text is not None and not rows and not problem:
+        warnings.append(f"{RESULT_FILE} is empty ({len(result_text.encode())} bytes, no epoch reported): no metrics, "
+                        f"so it is left out of the statistics")
+    bad = implausible_values(rows, status == "finished")
+    for k, why in bad.items():
+        warnings.append(f"{why}: not a measurement, left out of its metrics and the statistics")
+    history = [{k: v for k, v in m.items() if k not in bad} for m in history]
+    checkpoint, gallery = _checkpoint_and_gallery(storage, tdir, names, status, warnings)
+    final, best, n_epochs = _final_and_best(history, declared)
+
+    arm = last_row.get("arm") or params.get("arm") or (prov or {}).get("arm") or "-"
+    dataset = last_row.get("dataset") or params.get("data.name") or spec.get("data", {}).get("name")
+    seed = spec.get("train", {}).get("seed", params.get("train.seed"))   # the trained seed (repeats: base + i)
+    cid = last_row.get("config_id") or (prov or {}).get("config_id") or config_id(params)
+    return {
+        "experiment": experiment, "trial_id": tid, "trial_dir": basename(tdir), "path": tdir,
+        "arm": arm, "dataset": dataset, "seed": seed, "config_id": cid, "status": status,
+        "error": error_reason(error_text) if error_text else None, "error_detail": error_text[-4000:] if error_text else None,
+        "params": {k: v for k, v in params.items() if k != "arm"},
+        "final": final, "best": best, "n_epochs": n_epochs, "history": history,
+        "checkpoint": checkpoint, "gallery": gallery, "spec": spec_text,
+        "provenance": prov if isinstance(prov, dict) else None,
+        "warnings": warnings, "damaged": bool(warnings), "health": _health_warnings(rows),
+        "usable": status == "finished" and problem is None and bool(final)}
+
+
+def _read_results(storage: Storage, tdir: str, names: dict, state: Optional[dict],
+                  warnings: list[str]) -> tuple[list[dict], list[dict], Optional[str], Optional[str]]:
+    """(result.json's rows, their epoch metrics, what is wrong with them or None, the file's text)."""
     rows, problem, result_text = [], None, None
     if RESULT_FILE in names:
         result_text = storage.read_text(join(tdir, RESULT_FILE))
@@ -270,39 +314,26 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
             problem = (f"{RESULT_FILE} holds {history[-1].get('epoch')} epoch(s) but Tune recorded "
                        f"{state['last_epoch']}")
             warnings.append(problem + "; left out of the statistics")
+    return rows, history, problem, result_text
 
-    error_text = storage.read_text(join(tdir, ERROR_FILE)) if ERROR_FILE in names else None
-    spec_text = storage.read_text(join(tdir, TRIAL_SPEC)) if TRIAL_SPEC in names else None
-    spec = load_yaml_or_none(spec_text, join(tdir, TRIAL_SPEC)) if spec_text else None
-    spec = spec if isinstance(spec, dict) else {}
-    prov = _load_json(storage, join(tdir, PROVENANCE)) if PROVENANCE in names else None
-    last_row = rows[-1] if rows else {}
 
-    if tid is None:
-        tid = last_row.get("trial_id") or (prov or {}).get("trial_id")
-        if not tid:
-            m = _TRIAL_ID.search(basename(tdir))
-            tid = m.group(1) if m else basename(tdir)
+def _status_from_files(state: Optional[dict], error_text: Optional[str], history: list[dict], spec: dict,
+                       driver: Optional[DriverState]) -> str:
+    """Ray's recorded status, else what the files suggest; made true by the driver's state."""
+    if state and state.get("status") in TUNE_STATUS:
+        status = TUNE_STATUS[state["status"]]
+    elif error_text:
+        status = "errored"
+    elif history and spec.get("train", {}).get("epochs") and history[-1].get("epoch", 0) >= spec["train"]["epochs"]:
+        status = "finished"
+    else:
+        status = "running"
+    return true_status(status, driver or DriverState(False, "interrupted", "no driver"))
 
-    if status is None:
-        if state and state.get("status") in TUNE_STATUS:
-            status = TUNE_STATUS[state["status"]]
-        elif error_text:
-            status = "errored"
-        elif history and spec.get("train", {}).get("epochs") and history[-1].get("epoch", 0) >= spec["train"]["epochs"]:
-            status = "finished"
-        else:
-            status = "running"
-        status = true_status(status, driver or DriverState(False, "interrupted", "no driver"))
 
-    if status not in ("running", "pending", "errored") and result_text is not None and not rows and not problem:
-        warnings.append(f"{RESULT_FILE} is empty ({len(result_text.encode())} bytes, no epoch reported): no metrics, "
-                        f"so it is left out of the statistics")
-    bad = implausible_values(rows, status == "finished")
-    for k, why in bad.items():
-        warnings.append(f"{why}: not a measurement, left out of its metrics and the statistics")
-    history = [{k: v for k, v in m.items() if k not in bad} for m in history]
-
+def _checkpoint_and_gallery(storage: Storage, tdir: str, names: dict, status: str,
+                            warnings: list[str]) -> tuple[Optional[str], Optional[str]]:
+    """The newest checkpoint directory and the saliency gallery (beside it or inside it), or None."""
     ckpts = sorted(n for n, f in names.items() if f.is_dir and n.startswith(CHECKPOINT_DIR_PREFIX))
     checkpoint = join(tdir, ckpts[-1]) if ckpts else None
     if status == "finished" and not ckpts:
@@ -314,10 +345,14 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
         gallery = join(tdir, GALLERY)
     elif checkpoint and any(f.name == GALLERY for f in storage.list(checkpoint)):
         gallery = join(checkpoint, GALLERY)
+    return checkpoint, gallery
 
+
+def _final_and_best(history: list[dict], declared: dict) -> tuple[dict[str, float], dict[str, float], int]:
+    """(each metric's last reported value, its best by its mode, the number of epochs)."""
     final: dict[str, float] = {}
     for m in history:
-        final.update(m)             # the last reported value of each metric
+        final.update(m)
     best: dict[str, float] = {}
     for m in history:
         for k, v in m.items():
@@ -326,22 +361,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
             if k not in best or (v > best[k] if metric_mode(k, declared) == "max" else v < best[k]):
                 best[k] = v
     n_epochs = int(final.pop("epoch", len(history)) or 0)
-    health = _health_warnings(rows)
-
-    arm = last_row.get("arm") or params.get("arm") or (prov or {}).get("arm") or "-"
-    dataset = last_row.get("dataset") or params.get("data.name") or spec.get("data", {}).get("name")
-    seed = spec.get("train", {}).get("seed", params.get("train.seed"))   # the trained seed (repeats: base + i)
-    cid = last_row.get("config_id") or (prov or {}).get("config_id") or config_id(params)
-    return {
-        "experiment": experiment, "trial_id": tid, "trial_dir": basename(tdir), "path": tdir,
-        "arm": arm, "dataset": dataset, "seed": seed, "config_id": cid, "status": status,
-        "error": error_reason(error_text) if error_text else None, "error_detail": error_text[-4000:] if error_text else None,
-        "params": {k: v for k, v in params.items() if k != "arm"},
-        "final": final, "best": best, "n_epochs": n_epochs, "history": history,
-        "checkpoint": checkpoint, "gallery": gallery, "spec": spec_text,
-        "provenance": prov if isinstance(prov, dict) else None,
-        "warnings": warnings, "damaged": bool(warnings), "health": health,
-        "usable": status == "finished" and problem is None and bool(final)}
+    return final, best, n_epochs
 
 
 def _health_warnings(rows: list[dict]) -> list[str]:
