@@ -113,7 +113,7 @@ def _sweep_commands(command: Command) -> None:
 def _record_commands(command: Command) -> None:
     """rerun, explain: one trial's record replayed."""
     p = command("rerun", help="retrain one trial from its record and check that it matches bit for bit "
-                                     "(exit 0 match, 1 mismatch)")
+                              "(exit 0 match, 1 mismatch)")
     p.add_argument("trial_dir", metavar="TRIAL_DIR",
                    help="a `lico-tune train` output directory or a Ray Tune trial directory (<storage>/<exp>/trial_*)")
     p.add_argument("--out", help="train into this directory and keep it (default: a temp dir, removed)")
