@@ -87,9 +87,13 @@ def private_copy(made: Path, tmp_path_factory, name: str) -> Path:
     experiment), with its catalogs re-keyed to the copy (the catalog keys rows by their paths)."""
     dst = tmp_path_factory.mktemp(name)
     shutil.copytree(made, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
-    old, new = str(made), str(dst)
+    new = str(dst)
     for db in dst.rglob("*.db"):
         with closing(sqlite3.connect(db)) as conn, conn:   # closed here: no -shm/-wal left to vanish later
+            row = conn.execute("SELECT root FROM lico_experiments LIMIT 1").fetchone()
+            if row is None:
+                continue
+            old = str(Path(row[0]).parent)     # where it was made (the storage root lies in made/)
             conn.execute("UPDATE lico_experiments SET root = replace(root, ?, ?), path = replace(path, ?, ?)",
                          (old, new, old, new))
             conn.execute("UPDATE lico_trials SET root = replace(root, ?, ?), path = replace(path, ?, ?), "

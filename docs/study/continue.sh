@@ -3,7 +3,8 @@
 # committed at the end of the last part (docs/study/state/) copied back to the storage it ran in,
 # then `lico-tune resume` (finished trials are not rerun; an interrupted one restarts from its last
 # epoch's checkpoint). Stop it with one Ctrl-C (or SIGINT to the driver) before the session ends,
-# then commit the state again: docs/study/continue.sh --save.
+# then commit the state again: docs/study/continue.sh --save. Both experiments of the converged
+# study have finished (docs/study/README.md: Parts); this is how their parts were run.
 #
 #   docs/study/continue.sh            # resume the placed_fmnist part (NAME=... for another experiment)
 #   docs/study/continue.sh --save     # after stopping it: copy the state back into docs/study/state/
