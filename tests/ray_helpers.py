@@ -96,6 +96,19 @@ def lico_tune(args: list[str], tmpdir: str, timeout: float = 300, **env: str) ->
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
+def lico_tune_cleanly(args: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """`lico_tune` with a fresh private RAY_TMPDIR, for fixtures without `ray_tmp`: afterwards every
+    process it started is stopped and the directory removed; fails if any process was left running."""
+    tmpdir = private_tmpdir()
+    try:
+        out = lico_tune(args, tmpdir, timeout, **env)
+    finally:
+        left = kill_started([tmpdir])
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    assert not left, f"processes left running by lico-tune {' '.join(args)}: {left}"
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

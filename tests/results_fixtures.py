@@ -32,7 +32,7 @@ from typing import Callable
 import pytest
 import yaml
 from filelock import FileLock
-from ray_helpers import kill_started, lico_tune, private_tmpdir, write_spec
+from ray_helpers import lico_tune_cleanly, write_spec
 
 from lico_tune.layout import LOCK_FILE, SUMMARY_FILE
 
@@ -56,13 +56,6 @@ ABLATION = {
                "metrics": {"test/acc": "max", "saliency/gradcam/overall": "max"}, "allow_test_selection": True},
     "resources": {"cpu": 1},
 }
-
-
-def run_sweep(spec: dict, root: Path, tmpdir: str, workdir: Path, timeout: float = 420):
-    path = workdir / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    out = lico_tune(["run", str(path), "--storage", str(root), "--name", spec["name"]], tmpdir, timeout=timeout)
-    return out.returncode, out.stdout
 
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
@@ -104,16 +97,13 @@ def private_copy(made: Path, tmp_path_factory, name: str) -> Path:
 
 def sweep_ablation(made: Path) -> None:
     """The ablation experiment at made/root, and what its sweep left beside it."""
-    root, tmpdir = made / "root", private_tmpdir()
+    root, spec = made / "root", made / f"{ABLATION['name']}.yaml"
+    spec.write_text(yaml.safe_dump(ABLATION, sort_keys=False))
     t0 = time.time()
-    try:
-        rc, out = run_sweep(ABLATION, root, tmpdir, made)
-        assert rc == 1, f"the smoke sweep (with a broken arm) should exit 1, got {rc}:\n{out[-6000:]}"
-        assert "12 trials, 8 finished, 4 errored" in out, out[-6000:]
-    finally:
-        left = kill_started([tmpdir])
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    assert not left, f"processes left running after the sweeps: {left}"
+    done = lico_tune_cleanly(["run", str(spec), "--storage", str(root), "--name", ABLATION["name"]], timeout=420)
+    rc, out = done.returncode, done.stdout
+    assert rc == 1, f"the smoke sweep (with a broken arm) should exit 1, got {rc}:\n{out[-6000:]}"
+    assert "12 trials, 8 finished, 4 errored" in out, out[-6000:]
     # What the sweep's catalog callback wrote, before any test syncs the catalog.
     shutil.copy2(root / "lico-tune.db", made / "catalog_after_sweep.db")
     (made / "sweep_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
@@ -150,14 +140,8 @@ def run_finished(made: Path) -> None:
     from conftest import TINY_TRIAL
     spec = write_spec(made / "t.yaml", copy.deepcopy(TINY_TRIAL), name="t",
                       search={"space": {"train.seed": {"grid": [0, 1]}}, "max_concurrent": 1})
-    tmp = private_tmpdir()
-    try:
-        out = lico_tune(["run", str(spec), "--storage", str(made / "res"), "--name", "done"], tmp, timeout=300)
-    finally:
-        left = kill_started([tmp])
-        shutil.rmtree(tmp, ignore_errors=True)
+    out = lico_tune_cleanly(["run", str(spec), "--storage", str(made / "res"), "--name", "done"])
     assert out.returncode == 0, out.stdout[-4000:]
-    assert not left
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from lico_tune.cli import main
-from ray_helpers import REPO, kill_started, lico_tune, private_tmpdir, ray_env, write_spec
+from ray_helpers import REPO, lico_tune, lico_tune_cleanly, private_tmpdir, ray_env, write_spec
 from test_bad_input import FIX, VALID, ws  # noqa: F401  (ws: the in-process workspace fixture, Ray replaced)
 from conftest import checksums
 
@@ -73,13 +73,8 @@ def ended(tmp_path_factory):
     tree["train"].update(epochs=2, fail_at_step=6)          # 4 steps an epoch: fails at the 3rd of epoch 2
     work = tmp_path_factory.mktemp("envfail")
     spec = write_spec(work / "t.yaml", tree, name="t", search={"space": {"train.seed": {"grid": [0]}}})
-    tmp = private_tmpdir()
-    try:
-        out = lico_tune(["run", str(spec), "--storage", str(work / "res"), "--name", "done"], tmp, timeout=300)
-    finally:
-        left = kill_started([tmp])
-        shutil.rmtree(tmp, ignore_errors=True)
-    assert out.returncode == 1 and "1 errored" in out.stdout and not left, out.stdout[-4000:]
+    out = lico_tune_cleanly(["run", str(spec), "--storage", str(work / "res"), "--name", "done"])
+    assert out.returncode == 1 and "1 errored" in out.stdout, out.stdout[-4000:]
     assert list((work / "res" / "done").glob("trial_*/checkpoint_*/checkpoint.pt")), out.stdout[-4000:]
     return {"root": work / "res", "exp": work / "res" / "done", "spec": spec}
 
