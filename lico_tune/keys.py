@@ -7,6 +7,7 @@ the results and the dashboard read them. Imports nothing, so that every layer ca
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
@@ -55,6 +56,14 @@ CHANCE_KINDS = ("at chance", "collapsed")   # the warnings' kinds: the text befo
 
 # ----------------------------------------------------------------------------- LICO health
 TERMS = ("ce", "mm", "ot")
+HEALTH_PREFIX = "health/"                     # every health metric's key starts so
+
+
+def is_health(key: str) -> bool:
+    """Whether a metric describes the LICO terms' health (never a result to rank configurations by)."""
+    return key.startswith(HEALTH_PREFIX)
+
+
 HEALTH_WARNINGS = "health/warnings"          # a trial's health warnings as text, joined by "; "
 WARN_PREFIX = "health/warn/"                  # + a warning kind: its 0/1 flag
 TAU, TAU_TARGET = "health/tau", "health/tau_target"
@@ -117,6 +126,29 @@ SHORTCUT_ACCURACIES = tuple(f"shortcut/acc_{k}" for k in ("clean", "patched", "s
 SHORTCUT_KEYS = (*SHORTCUT_ACCURACIES, "shortcut/patch_reliance", "shortcut/patch_area")
 SHORTCUT_RENAMED = {"insertion": "patched_insertion", "deletion": "patched_deletion", "overall": "patched_overall",
                     "pointing_mask": "patch_pointing", "energy_mask": "patch_energy"}
+
+
+# Per-test-image correctness (metrics.json, TEST_CORRECT: {accuracy key: {"n": images, "bits": base64 of
+# numpy.packbits(correct)}}; 10,000 images -> 1,250 bytes), so that a report can resample test images as
+# well as seeds (results/resolution.py). The bits reproduce the accuracy: 100 * bits.sum() / n.
+TEST_CORRECT = "test_correct"
+
+
+def pack_correct(correct) -> dict:
+    """Per-image correctness (n,) bool (a numpy array) -> {"n", "bits"}."""
+    import numpy as np
+    bits = np.asarray(correct, dtype=bool)
+    return {"n": int(bits.size), "bits": base64.b64encode(np.packbits(bits).tobytes()).decode("ascii")}
+
+
+def unpack_correct(record: dict):
+    """{"n", "bits"} -> correct (n,) bool; ValueError when the record does not hold n bits."""
+    import numpy as np
+    n = int(record["n"])
+    raw = np.frombuffer(base64.b64decode(record["bits"], validate=True), dtype=np.uint8)
+    if n < 0 or raw.size != (n + 7) // 8:
+        raise ValueError(f"{raw.size} bytes cannot hold {n} correctness bits")
+    return np.unpackbits(raw, count=n).astype(bool)
 
 
 def is_accuracy(key: str) -> bool:

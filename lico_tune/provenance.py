@@ -191,6 +191,8 @@ def dataset_identity(data_cfg) -> dict:
 def text_weights_identity(text_cfg) -> dict:
     """The frozen text encoder's weights: a SHA-256 of the weight file(s) where they are on disk."""
     enc, model, pretrained = text_cfg.encoder, text_cfg.model, getattr(text_cfg, "pretrained", None)
+    if enc == "static":  # no weights: the vectors are a function of these fields
+        return {"encoder": enc, "weights": "none (fixed class vectors)", **text_cfg.static.model_dump(mode="json")}
     out = {"encoder": enc, "model": model, "pretrained": pretrained}
     try:
         if enc == "hf" and model == "minilm":

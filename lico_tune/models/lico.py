@@ -44,10 +44,11 @@ def random_orthogonal(rows: int, cols: int) -> Tensor:
 class LicoModel(nn.Module):
     def __init__(self, classifier: ImageClassifier, prompts: Optional[PromptLearner],
                  cfg: LicoConfig, feature_shape: tuple[int, int, int], proj_hidden: int,
-                 proj_dropout: float):
+                 proj_dropout: float, label_smoothing: float = 0.0):
         super().__init__()
         self.classifier = classifier
         self.cfg = cfg
+        self.label_smoothing = label_smoothing  # train.label_smoothing: CE's, here and in health's probes
         self.prompts = prompts if cfg.enabled else None
         channels, height, width = feature_shape
         # 'channels': C points in R^(H*W); 'spatial': H*W points in R^C. Text is projected to match.
@@ -86,10 +87,13 @@ class LicoModel(nn.Module):
     def static_text(self) -> bool:
         """True when no term can change the text features during training: MM's text side detached
         (or MM off), OT's anchors frozen, without a gradient, or OT off, no spread penalty, a frozen
-        encoder and an unshuffled context. Then they are computed once (same values)."""
+        encoder and an unshuffled context; or no learnable text side at all (text.encoder 'static').
+        Then they are computed once (same values)."""
         if self.prompts is None:
             return False
         lico, text = self.cfg, self.prompts.cfg
+        if not self.prompts.learnable:
+            return True
         mm_moves = lico.alpha > 0 and lico.mm.text_gradient
         ot_moves = self.proj is not None and (lico.ot.gradient == "envelope" or lico.ot.spread_weight > 0)
         return not (mm_moves or ot_moves or text.finetune or text.shuffle_ctx)
@@ -98,7 +102,7 @@ class LicoModel(nn.Module):
         """The prompts' features (points (K, N, D), pooled (K, D)) in float32; computed once when static."""
         if self._static is not None:
             return self._static
-        with autocast(self.prompts.ids.device.type, self.prompts.cfg.precision):  # text.precision
+        with autocast(self.prompts.device.type, self.prompts.cfg.precision):  # text.precision
             text = self.prompts()
         text = TextFeatures(points=text.points.float(), pooled=text.pooled.float())
         if self.static_text and self.training:
@@ -157,9 +161,13 @@ class LicoModel(nn.Module):
         weights = {"mm": self.cfg.alpha, "ot": self.cfg.beta, "spread": self.cfg.ot.spread_weight}
         return {k: weights[k] * v for k, v in terms.items()}
 
+    def ce(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy of logits (B, K) against labels y (B,), with train.label_smoothing."""
+        return nn.functional.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+
     def loss(self, logits: Tensor, y: Tensor, terms: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Total L = CE + alpha*MM + beta*OT (+ spread_weight*spread), and its parts (detached)."""
-        ce = nn.functional.cross_entropy(logits.float(), y)
+        ce = self.ce(logits, y)
         total = ce
         for term in self.weighted(terms).values():
             total = total + term

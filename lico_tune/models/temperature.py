@@ -4,10 +4,12 @@
            (the clamp acts on log_tau, so at a bound the gradient is 0 and tau stays there)
   divisor  tau = the parameter itself (released code: init 2.659, used as is, not exponentiated);
            the same optional bounds
+  clip     tau = exp(-logit_scale): the released code's 2.659 read as CLIP's log logit scale
+           (init 2.659 -> tau 0.07, a multiplier of 14.3); the bounds act on tau
   fixed    tau = a constant buffer
 
 The parameter keeps the name `log_tau` for 'exp' and 'fixed' (older checkpoints load) and is
-`tau` for 'divisor'.
+`tau` for 'divisor' and `logit_scale` for 'clip'.
 """
 from __future__ import annotations
 
@@ -25,9 +27,11 @@ class Temperature(nn.Module):
         super().__init__()
         self.form = cfg.temperature_form
         self.lo, self.hi = cfg.temperature_min, cfg.temperature_max
-        self.initial = cfg.temperature
+        self.initial = cfg.initial_tau
         if self.form == "divisor":
             self.tau = nn.Parameter(torch.tensor(float(cfg.temperature)))
+        elif self.form == "clip":
+            self.logit_scale = nn.Parameter(torch.tensor(float(cfg.temperature)))
         elif self.form == "exp":
             self.log_tau = nn.Parameter(torch.tensor(math.log(cfg.temperature)))
         else:
@@ -41,12 +45,18 @@ class Temperature(nn.Module):
 
     def parameter(self) -> Optional[nn.Parameter]:
         """The learnable scalar (for its own optimizer group), or None when tau is fixed."""
-        return None if self.form == "fixed" else (self.tau if self.form == "divisor" else self.log_tau)
+        return {"fixed": None, "divisor": getattr(self, "tau", None), "clip": getattr(self, "logit_scale", None),
+                "exp": getattr(self, "log_tau", None)}[self.form]
 
     def forward(self) -> Tensor:
         """tau of the student A^F (and of A^G unless a target tau is set): a 0-dim tensor."""
         if self.form == "divisor":
             return self.tau.clamp(self.lo, self.hi) if (self.lo or self.hi) else self.tau
+        if self.form == "clip":  # tau in [lo, hi] <=> logit_scale in [-log hi, -log lo]
+            scale = self.logit_scale
+            if self.lo or self.hi:
+                scale = scale.clamp(-math.log(self.hi) if self.hi else None, -math.log(self.lo) if self.lo else None)
+            return (-scale).exp()
         log_tau = self.log_tau
         if self.lo or self.hi:
             log_tau = log_tau.clamp(math.log(self.lo) if self.lo else None, math.log(self.hi) if self.hi else None)

@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Union
 
 import pandas as pd
 
+from .resolution import add_image_intervals
 from .stats import PAIRED_COLUMNS, correct_family, paired_vs_baseline
 from .table import Results
 
@@ -54,6 +55,8 @@ def paired_section(usable: pd.DataFrame, metrics: Sequence[str], baselines: Sequ
         parts.append(p[~p["arm"].isin(baselines[:i])])
     parts = [p for p in parts if not p.empty]
     paired = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIRED_COLUMNS)
+    if not paired.empty:
+        paired = add_image_intervals(paired, usable, level)  # accuracy pairs: seeds x test images too
     return correct_family(paired, correction, family)
 
 

@@ -63,6 +63,7 @@ def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Seque
                              f"the margin, `--margin`), or inconclusive. Wilcoxon signed-rank only with n ≥ 6."
                            + (" A pair compared under an earlier baseline is not repeated the other way round."
                               if several else "")
+                           + (f" {prose.resolution_text(rep)}" if prose.resolution_text(rep) else "")
                            + (f"\n\n{prose.mde_text(rep)}" if prose.mde_text(rep) else ""))
             else:
                 out.append("No baseline arm (no 'ce' arm and none with lico.alpha = lico.beta = 0): "

@@ -13,10 +13,11 @@ from typing import Optional, Sequence, Union
 import pandas as pd
 
 from ..errors import suggest
+from ..keys import is_health
 from .baselines import names, paired_section, resolve_baselines
 from .health_table import chance_cells, health_table
 from .power import seeds_for_half_width
-from .ranges import clip, difference_range
+from .ranges import clip, difference_range, metric_range
 from .stats import CORRECTION_NAMES, POWER, aggregate, best_configs, correct_family, family_size, plain_value
 from .report_text import is_missing, num, p_text, short
 from .table import Results, status_counts
@@ -154,12 +155,23 @@ class ExperimentReport:
         return names(self.baselines, quote)
 
     def verdict(self, r: dict) -> str:
-        """What a row lets one say at alpha after the family-wise correction."""
+        """What a row lets one say at alpha after the family-wise correction. Where the trials kept
+        their per-image correctness (accuracy rows), a claim also needs the interval over seeds and
+        test images (results/resolution.py) to agree: a difference that interval does not exclude 0
+        from, or an equivalence it does not hold within the margin, is below the test set's resolution."""
+        lo, hi = r.get("ci_low_images", math.nan), r.get("ci_high_images", math.nan)
+        images = not (is_missing(lo) or is_missing(hi))
         if not is_missing(r["p_adj"]) and r["p_adj"] < self.alpha:
-            return "higher" if r["mean_diff"] > 0 else "lower"
-        if not is_missing(r.get("p_tost_adj", math.nan)) and r["p_tost_adj"] < self.alpha:
-            return f"equivalent (±{short(r['margin'])})"
-        return "inconclusive"
+            word = "higher" if r["mean_diff"] > 0 else "lower"
+            holds = lo > 0 if word == "higher" else hi < 0
+        elif not is_missing(r.get("p_tost_adj", math.nan)) and r["p_tost_adj"] < self.alpha:
+            word, margin = f"equivalent (±{short(r['margin'])})", r["margin"]
+            holds = -margin <= lo and hi <= margin
+        else:
+            return "inconclusive"
+        if not images:
+            return word
+        return f"{word} (seeds × images)" if holds else f"inconclusive at the test set's resolution ({word} over seeds)"
 
     def target(self, metric: str) -> Optional[float]:
         return self.target_width if self.target_width is not None else self.margins.get(metric)
@@ -173,14 +185,21 @@ class ExperimentReport:
         cols += [f"MDE ({round(POWER * 100)}% power)"]
         if self.target_width is not None or self.margins:
             cols += ["seeds for ± target"]
+        images = "ci_high_images" in self.paired.columns and self.paired["ci_high_images"].notna().any()
+        if images:
+            cols.insert(cols.index(f"{self.pct} CI") + 1, f"{self.pct} CI (seeds × images)")
         cols += ["p (Wilcoxon)", "verdict", "note"]
         rows = []
         for _, r in self.paired.iterrows():
             d = self.decimals(r["metric"])
             lo, hi = clip(r["ci_low"], r["ci_high"], difference_range(r["metric"]))
             ci = "–" if math.isnan(lo) else f"[{num(lo, d)}, {num(hi, d)}]"
+            lo_i, hi_i = clip(r.get("ci_low_images", math.nan), r.get("ci_high_images", math.nan),
+                              difference_range(r["metric"]))
+            ci_images = "–" if is_missing(lo_i) else f"[{num(lo_i, d)}, {num(hi_i, d)}]"
             row = {"dataset": r["dataset"], "metric": r["metric"], "comparison": f"{r['arm']} − {r['baseline']}",
                    "n": int(r["n"]), "mean diff": num(r["mean_diff"], d, sign=True), f"{self.pct} CI": ci,
+                   f"{self.pct} CI (seeds × images)": ci_images,
                    "p (paired t)": p_text(r["p_t"]), self.p_adj_label: p_text(r["p_adj"]),
                    "p (TOST)": (p_text(r["p_tost_adj"]) + f" (±{short(r['margin'])})") if not is_missing(r["margin"]) else "–",
                    f"MDE ({round(POWER * 100)}% power)": num(r["mde"], d),
@@ -196,7 +215,11 @@ class ExperimentReport:
         rows = []
         for _, r in self.best.iterrows():
             d = self.decimals(r["metric"])
-            val = num(r["mean"], d) + ("" if math.isnan(r["half_width"]) else f" ± {r['half_width']:.{d}f}")
+            val = num(r["mean"], d)
+            if not math.isnan(r["half_width"]):   # clipped to the metric's range as in the ablation table
+                lo, hi = r["mean"] - r["half_width"], r["mean"] + r["half_width"]
+                clo, chi = clip(lo, hi, metric_range(r["metric"]))
+                val += f" ± {r['half_width']:.{d}f}" if (clo, chi) == (lo, hi) else f" [{num(clo, d)}, {num(chi, d)}]"
             cfg = ", ".join(f"{k}={short(v)}" for k, v in r["config"].items()) or "(arm only)"
             rows.append({"metric": r["metric"], "dataset": r["dataset"], "goal": r["mode"], "arm": r["arm"],
                          "configuration": cfg, "mean": val, "n": int(r["n"]), "trials": ", ".join(r["trials"])})
@@ -272,7 +295,8 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     margin_of = parse_margins(margins, metrics) if not isinstance(margins, dict) else dict(margins)
     summary = aggregate(usable, metrics, by=("arm", "dataset"), level=level, method=method)
     paired = paired_section(usable, metrics, baselines, level, margin_of, correction, family)
-    best = best_configs(usable, modes, r.params.get(experiment, []), level=level, method=method)
+    ranked = {m: mode for m, mode in modes.items() if not is_health(m)}   # health numbers are not results
+    best = best_configs(usable, ranked, r.params.get(experiment, []), level=level, method=method)
     t = r.trials
     errors = [{"trial": x["trial_dir"], "arm": x["arm"], "dataset": x["dataset"], "seed": plain_value(x["seed"]),
                "error": x["error"] or "(no reason recorded)"} for _, x in t[t["status"] == "errored"].iterrows()]

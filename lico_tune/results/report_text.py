@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from .health_table import chance_note
+from .resolution import IMAGE_RESAMPLES
 from .stats import BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N
 
 FAMILIES = {"report": "every paired test of the report (all arms{b} × datasets × metrics)",
@@ -23,7 +24,8 @@ def caption(rep) -> str:
             f"an interval clipped to the metric's range is shown as [low, high]. Bold: the best arm "
             f"({goals}) only where its paired {rep.pct} interval against the "
             f"{'baseline' if len(rep.baselines) < 2 else f'first baseline ({rep.baseline})'} excludes 0. "
-            f"Only finished trials with intact results ({rep.n_usable} of {sum(rep.counts.values())}).")
+            f"The statistics use the {rep.n_usable} finished trials with intact results of the arms shown "
+            f"(the experiment's trials by status are counted above; damaged ones are listed below).")
 
 
 def correction_text(rep) -> str:
@@ -31,6 +33,18 @@ def correction_text(rep) -> str:
     return (f"{CORRECTION_NAMES[rep.correction]} correction over {family}: "
             f"{rep.family_n} test(s) in the largest family. " +
             ("TOST p-values are corrected the same way over the equivalence tests. " if rep.margins else ""))
+
+def resolution_text(rep) -> str:
+    """The sentence on the seeds-by-images interval, when any row of the paired table has one."""
+    p = rep.paired
+    if p.empty or "ci_high_images" not in p.columns or not p["ci_high_images"].notna().any():
+        return ""
+    return (f"For accuracy, the CI (seeds × images) column also resamples the test images (a two-level "
+            f"percentile bootstrap over seeds and the shared test set, {IMAGE_RESAMPLES:,} resamples, from each "
+            f"trial's per-image correctness): a verdict marked (seeds × images) holds under it too; "
+            f"'inconclusive at the test set's resolution' marks a seed-paired verdict that this interval does "
+            f"not support (it crosses 0, or leaves the equivalence margin).")
+
 
 def mde_text(rep) -> str:
     """One line per metric: the smallest true difference the design detects."""

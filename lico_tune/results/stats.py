@@ -184,7 +184,7 @@ def paired_test(arm_values: Sequence[float], base_values: Sequence[float], level
 
 PAIRED_COLUMNS = ["experiment", "dataset", "metric", "arm", "baseline", "n", "df", "mean_diff", "sd_diff", "ci_low",
                   "ci_high", "t", "p_t", "p_adj", "test", "wilcoxon", "p_wilcoxon", "margin", "p_tost", "p_tost_adj",
-                  "mde", "note", "seeds"]
+                  "mde", "note", "seeds", "ci_low_images", "ci_high_images"]
 
 
 def paired_vs_baseline(trials: pd.DataFrame, metrics: Sequence[str], baseline: str = "ce",
@@ -211,7 +211,8 @@ def paired_vs_baseline(trials: pd.DataFrame, metrics: Sequence[str], baseline: s
                 common = base.index.intersection(cur.index)
                 res = paired_test(cur.loc[common].to_numpy(), base.loc[common].to_numpy(), level, margins.get(m))
                 rows.append({"experiment": exp, "dataset": dataset, "metric": m, "arm": arm, "baseline": baseline,
-                             **res, "p_adj": math.nan, "p_tost_adj": math.nan,
+                             **res, "p_adj": math.nan, "p_tost_adj": math.nan, "ci_low_images": math.nan,
+                             "ci_high_images": math.nan,
                              "seeds": [plain_value(s) for s in common]})
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 

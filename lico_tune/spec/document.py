@@ -17,7 +17,8 @@ from .overrides import apply_overrides, check_field_path, set_path
 from .safe_yaml import read_file as _read_yaml_file
 from .limits import MAX_NAME_BYTES, name_problem
 from .search import ResourcesConfig, SearchConfig, TrackingConfig
-from .trial import StrictModel, TrialConfig
+from .strict import StrictModel
+from .trial import TrialConfig
 
 
 class Spec(StrictModel):

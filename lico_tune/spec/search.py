@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator
 
 from .limits import MAX_REPEATS, MAX_SAMPLES
-from .trial import StrictModel
+from .strict import StrictModel
 
 # ----------------------------------------------------------------------------- search sections
 

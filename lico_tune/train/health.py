@@ -196,7 +196,7 @@ class Health:
             return
         self.model.last_fmap, self.model.keep_fmap = None, False
         weighted = self.model.weighted(terms)
-        norms = gradient_norms([F.cross_entropy(logits.float(), y), weighted.get("mm"), weighted.get("ot")], fmap)
+        norms = gradient_norms([self.model.ce(logits, y), weighted.get("mm"), weighted.get("ot")], fmap)
         frac, dose = fractions_and_doses(norms)
         if global_step == 0:  # the untrained model: its dose, not part of the training averages
             self.dose0 = dose.tolist()

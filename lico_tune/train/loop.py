@@ -21,7 +21,7 @@ from ..compute import autocast, configure_determinism, pick_device
 from ..data.loader import iterate_batches
 from ..errors import BadInput, OutputExists, TrialConfigError
 from ..integrity import nonfinite_tensors
-from ..keys import accuracy_key
+from ..keys import TEST_CORRECT, accuracy_key, pack_correct
 from ..layout import CHECKPOINT_FILE, METRICS_FILE
 from ..provenance import provenance
 from ..saliency.trial import saliency_metric_keys, trial_saliency, val_saliency
@@ -85,6 +85,7 @@ class TrialRun:
     start_epoch: int = 0
     global_step: int = 0
     history: list = field(default_factory=list)
+    test_correct: dict = field(default_factory=dict)  # accuracy key -> packed per-image correctness (keys.pack_correct)
 
     @property
     def explain_ema(self) -> bool:
@@ -131,7 +132,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
             padded = True
 
     final = {**metrics, "warnings": list(run.health.warned), "history": run.history,
-             "config": cfg.model_dump(mode="json"), **provenance(cfg)}
+             "config": cfg.model_dump(mode="json"), TEST_CORRECT: run.test_correct, **provenance(cfg)}
     (run.out_dir / METRICS_FILE).write_text(json.dumps(final, indent=2))
     return final
 
@@ -259,9 +260,11 @@ def _evaluate(run: TrialRun, metrics: dict) -> tuple[torch.Tensor, torch.Tensor]
     cfg, model, data, ema = run.cfg, run.parts.model, run.parts.data, run.ema
     test_pred = predict(model.classifier, data.test, run.device, cfg.eval.batch_size)
     metrics[accuracy_key("test")] = accuracy(*test_pred)
+    run.test_correct = {accuracy_key("test"): pack_correct((test_pred[0] == test_pred[1]).numpy())}
     if ema is not None:
         ema_pred = predict(ema.module, data.test, run.device, cfg.eval.batch_size)
         metrics[accuracy_key("test", ema=True)] = accuracy(*ema_pred)
+        run.test_correct[accuracy_key("test", ema=True)] = pack_correct((ema_pred[0] == ema_pred[1]).numpy())
         test_pred = ema_pred if run.explain_ema else test_pred
     if data.val is not None:     # what searches select on (data.val_fraction)
         metrics[accuracy_key("val")] = evaluate(model.classifier, data.val, run.device, cfg.eval.batch_size)

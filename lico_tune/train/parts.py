@@ -33,7 +33,8 @@ def build_trial(cfg: TrialConfig, device: Optional[torch.device] = None) -> Tria
     classifier = build_classifier(cfg.model, data.num_classes, data.in_channels)
     prompts = build_prompt_learner(cfg.text, data.class_names) if cfg.lico.enabled else None
     shape = classifier.feature_shape(data.in_channels, data.image_size)
-    model = LicoModel(classifier, prompts, cfg.lico, shape, cfg.text.proj_hidden, cfg.text.proj_dropout)
+    model = LicoModel(classifier, prompts, cfg.lico, shape, cfg.text.proj_hidden, cfg.text.proj_dropout,
+                      label_smoothing=cfg.train.label_smoothing)
     return TrialParts(model.to(device), data, device, list(data.class_names))
 
 

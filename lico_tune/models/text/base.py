@@ -53,6 +53,7 @@ class PromptLearner(nn.Module):
 
     encoder: nn.Module
     dim: int  # D, the width of the features this returns
+    learnable = True  # context vectors (and, with finetune, the encoder) can change the features
 
     def __init__(self, cfg: TextConfig, class_names: list[str]):
         super().__init__()
@@ -115,6 +116,10 @@ class PromptLearner(nn.Module):
             if not self.finetune:
                 # The embedding table is frozen: embed the prompt tokens once.
                 self.register_buffer("base_embeds", self.embed_tokens(self.ids).detach(), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.ids.device
 
     @property
     def n_points(self) -> int:
