@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 REPO=$PWD
-COMMIT=${COMMIT:-PINNED}               # the study's code: the commit that declared it (README: Parts)
+COMMIT=${COMMIT:-a0b4137}              # the study's code: the commit that declared it (README: Parts)
 WT=/work/wt-language
 STORAGE=/work/study-results
 PART=${PART:-A}
