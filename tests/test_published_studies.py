@@ -17,8 +17,9 @@ from lico_tune.train.rerun import TIMING
 from ray_helpers import REPO
 
 STUDY = REPO / "docs" / "study"
-ROOTS = [STUDY / "results", STUDY / "2026-12-01_32-steps" / "results"]
-PUBLISHERS = [STUDY / "publish.sh", STUDY / "2026-12-01_32-steps" / "publish.sh"]
+# Every study with a published report (a study still running has a publish.sh and no report yet).
+PUBLISHERS = sorted(p for p in STUDY.rglob("publish.sh") if any(p.parent.glob("report*.md")))
+ROOTS = [p.parent / "results" for p in PUBLISHERS]
 APP = REPO / "dashboards" / "app.py"
 
 

@@ -4,6 +4,7 @@
 # `lico-tune report`, and draw the figures. Run from anywhere; needs the project's venv.
 #
 #   docs/study/publish.sh /work/study-results/study-converged_2026-12-04 [/work/study-results/study-converged-placed_...]
+#   docs/study/publish.sh --regenerate # rewrite every report from docs/study/results (a report format changed)
 #   docs/study/publish.sh --check      # regenerate every report from docs/study/results and diff it
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,6 +43,13 @@ reports() {  # experiment name -> report file: contents
     study-converged_*) confirmatory "$1"; echo; echo "# Exploratory"; echo; exploratory "$1" ;;
   esac
 }
+if [ "${1:-}" = --regenerate ]; then   # after a change of the report's format: rewrite them from the results
+  for dir in "$ROOT"/study-converged*; do
+    name=$(basename "$dir")
+    reports "$name" > "docs/study/report_$name.md" && echo "docs/study/report_$name.md: regenerated"
+  done
+  exit
+fi
 if [ "${1:-}" = --check ]; then
   for dir in "$ROOT"/study-converged*; do
     name=$(basename "$dir")

@@ -4,6 +4,7 @@
 # `lico-tune report`, and draw the figures. Run from anywhere; needs the project's venv.
 #
 #   docs/study/2026-12-01_32-steps/publish.sh /work/study-results/study-offline_2026-12-01_11-08-05
+#   docs/study/2026-12-01_32-steps/publish.sh --regenerate # rewrite the reports from the results (a report format changed)
 #   docs/study/2026-12-01_32-steps/publish.sh --check      # regenerate the report from docs/study/2026-12-01_32-steps/results and diff it
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -26,6 +27,13 @@ shortcut_report() {
     --metric shortcut/patch_reliance --metric saliency/gradcam/patch_energy \
     --metric saliency/gradcam/patched_deletion --metric saliency/gradcam/deletion --metric test/acc_ema
 }
+if [ "${1:-}" = --regenerate ]; then   # after a change of the report's format: rewrite both from the results
+  name=$(basename "$(ls -d "$ROOT"/study-offline_* | tail -1)")
+  report "$name" > docs/study/2026-12-01_32-steps/report.md
+  shortcut_report "$name" > docs/study/2026-12-01_32-steps/report_shortcut.md
+  echo "docs/study/2026-12-01_32-steps/report.md, report_shortcut.md: regenerated"
+  exit
+fi
 if [ "${1:-}" = --check ]; then
   name=$(basename "$(ls -d "$ROOT"/study-offline_* | tail -1)")
   diff <(report "$name") docs/study/2026-12-01_32-steps/report.md && echo "docs/study/2026-12-01_32-steps/report.md: regenerated identically"
