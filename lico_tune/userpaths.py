@@ -107,6 +107,23 @@ def _endpoint(scheme: str) -> str:
     return ""
 
 
+_AWS_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+def _no_credentials(scheme: str) -> str:
+    """'; no AWS credentials were found ...' when none of the AWS SDK's usual sources is set for s3://
+    (not a refusal by itself: an EC2 instance role has none of them), else ''."""
+    if scheme != "s3" or any(os.environ.get(v) for v in _AWS_CREDENTIAL_VARS):
+        return ""
+    files = [os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+             os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")]
+    if any(os.path.isfile(os.path.expanduser(f)) for f in files):
+        return ""
+    return ("; no AWS credentials were found here (none of $AWS_ACCESS_KEY_ID, $AWS_PROFILE, "
+            "$AWS_WEB_IDENTITY_TOKEN_FILE, ~/.aws/credentials), so the request was unsigned or waited for an instance role")
+
+
 def check_reachable(root: str, what: str) -> None:
     """A cloud root must answer (exist or not) within cloud_timeout_s(), and its bucket must exist;
     local roots pass."""
@@ -121,18 +138,19 @@ def check_reachable(root: str, what: str) -> None:
         out = subprocess.run([sys.executable, "-c", _PROBE, str(root)], capture_output=True, text=True,
                              timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:      # run() has killed it
-        raise UnusablePath(f"{what} '{shown(root)}' did not answer within {timeout:g} s{_endpoint(scheme)}: this machine has no "
+        raise UnusablePath(f"{what} '{shown(root)}' did not answer within {timeout:g} s{_endpoint(scheme)}"
+                           f"{_no_credentials(scheme)}: this machine has no "
                            f"network to it or no {creds}. Check both (e.g. list it with your cloud's command "
                            f"line tool), or pass a local directory. ($LICO_TUNE_CLOUD_TIMEOUT_S sets the wait.)") from None
     if out.returncode == 3:
         bucket = str(root).split("://", 1)[1].split("/", 1)[0]
         raise UnusablePath(f"{what} '{shown(root)}': the bucket '{shown(bucket, 63)}' does not exist (its endpoint "
-                           f"answered, so the network and credentials work). Create the bucket (e.g. `aws s3 mb "
+                           f"answered{_no_credentials(scheme)}). Create the bucket (e.g. `aws s3 mb "
                            f"{scheme}://{shown(bucket, 63)}`), or fix its name.")
     if out.returncode != 0:
         lines = [ln.strip() for ln in out.stderr.splitlines() if ln.strip()]
         why = lines[-1][:300] if lines else f"exit status {out.returncode}"
-        raise UnusablePath(f"{what} '{shown(root)}' cannot be reached ({why}). Check the network and the "
+        raise UnusablePath(f"{what} '{shown(root)}' cannot be reached ({why}){_no_credentials(scheme)}. Check the network and the "
                            f"{creds}, or pass a local directory.")
 
 

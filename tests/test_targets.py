@@ -89,6 +89,14 @@ def test_run_into_a_missing_bucket_is_refused_before_ray_naming_the_bucket(ray_t
         refused(out, "--storage 's3://no-such-bucket/res'", "the bucket 'no-such-bucket' does not exist",
                 "aws s3 mb s3://no-such-bucket")
         ray_not_started(ray_tmp)
+        assert "no AWS credentials" not in out.stdout
+        # Without credentials (moto answers unsigned requests; a real bucket would refuse them) the
+        # paragraph says none were found.
+        no_creds = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                    "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none")}
+        out = lico_tune(["run", str(spec), "--storage", "s3://no-such-bucket/res"], ray_tmp, timeout=90,
+                        **{**env, **no_creds}, **BOUND)
+        refused(out, "the bucket 'no-such-bucket' does not exist", "no AWS credentials were found")
         # The check tells an existing bucket apart: the same run into `lico` gets past it (to the
         # tracker check, which refuses the closed port: no sweep needed to show it).
         spec2 = write_spec(tmp_path / "s2.yaml", copy.deepcopy(tiny_trial_tree), name="b",
