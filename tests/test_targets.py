@@ -120,3 +120,30 @@ def test_trust_and_resume_behind_an_endpoint_that_does_not_answer_say_so_within_
     line = refused(out, "EXPERIMENT_DIR 's3://lico/res/exp'", "did not answer within 3 s", endpoint)
     assert "lico_run.yaml" not in line
     ray_not_started(ray_tmp)
+
+
+def test_the_checks_pass_what_works(tmp_path, monkeypatch):
+    """The other side of each refusal: W&B online with a key and a server that answers (any HTTP
+    status: a real HTTP server on loopback that refuses HEAD with 501), W&B offline with neither,
+    and a new local MLflow store (no bound: creating its tables may take seconds)."""
+    import http.server
+    import threading
+
+    from lico_tune.plan.targets import check_trackers
+    from lico_tune.spec import TrackingConfig
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+        monkeypatch.setenv("LICO_TUNE_CLOUD_TIMEOUT_S", "3")
+        check_trackers(TrackingConfig.model_validate({"wandb": {"project": "p", "mode": "online"}}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    check_trackers(TrackingConfig.model_validate({
+        "wandb": {"project": "p", "mode": "offline"},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'new.db'}"}}))
+    assert (tmp_path / "new.db").is_file()

@@ -108,6 +108,17 @@ def wandb_api_key_source(base_url: str) -> Optional[str]:
         return "netrc"
 
 
+def _answers(url: str, timeout_s: float) -> None:
+    """Raises unless the server at url answers an HTTP request (any status: it is there)."""
+    import urllib.error
+    import urllib.request
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD", headers={"User-Agent": "lico-tune"}),
+                               timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        pass
+
+
 def check_wandb(cfg) -> None:
     try:
         import wandb  # noqa: F401
@@ -121,9 +132,8 @@ def check_wandb(cfg) -> None:
     if wandb_api_key_source(base_url) is None:
         raise SpecError(f"tracking.wandb.mode online: no W&B API key for {base_url} (WANDB_API_KEY is not set and "
                         f"~/.netrc has none for that host). Run `wandb login` or set WANDB_API_KEY, {offline}.")
-    from .fetchable import probe
     timeout = cloud_timeout_s()
-    why = probe(base_url, timeout)
+    why = _bounded(lambda: _answers(base_url, timeout), timeout)
     if why is not None:
         raise SpecError(f"tracking.wandb.mode online: the W&B server {base_url} cannot be reached ({why}). "
                         f"Check the network (or WANDB_BASE_URL), {offline}. ($LICO_TUNE_CLOUD_TIMEOUT_S sets the wait.)")
