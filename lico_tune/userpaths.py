@@ -3,7 +3,7 @@ the operating system's refusals on them turned into one-paragraph errors.
 
 - `check_path(text, what)`: refused at once: a NUL byte, a path over 4096 bytes or a name in it
   over 255 bytes, `~user` of no such user, a URI scheme lico-tune cannot store to (foo://).
-- `check_reachable(root, what)`: a cloud root (s3://, gs://) answers within a few seconds
+- `check_reachable(root, what)`: a cloud root (s3://, gs://) answers, and its bucket exists, within a few seconds
   (CLOUD_TIMEOUT_S, or $LICO_TUNE_CLOUD_TIMEOUT_S), asked in a child process that is killed when
   it does not: pyarrow's clients wait for credentials or a network for minutes and cannot be
   interrupted from a thread.
@@ -88,6 +88,9 @@ import sys
 import pyarrow.fs
 fs, path = pyarrow.fs.FileSystem.from_uri(sys.argv[1])
 fs.get_file_info(path)
+bucket = path.split("/", 1)[0]
+if bucket and fs.get_file_info(bucket).type == pyarrow.fs.FileType.NotFound:
+    sys.exit(3)       # the endpoint answers, but has no such bucket (writes would fail after Ray starts)
 """
 
 _CREDENTIALS = {"s3": "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials)",
@@ -95,8 +98,35 @@ _CREDENTIALS = {"s3": "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_
                 "abfs": "Azure credentials (AZURE_STORAGE_ACCOUNT_NAME and a key or token)"}
 
 
+def _endpoint(scheme: str) -> str:
+    """' (its endpoint URL, from $VAR, ...)' when the environment sets an S3 endpoint (the
+    service-specific variable first, as the AWS SDKs read them), else ''."""
+    for var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if scheme == "s3" else ():
+        if os.environ.get(var):
+            return f" (its endpoint {shown(os.environ[var])}, from ${var}, is unreachable or silent)"
+    return ""
+
+
+_AWS_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+def _no_credentials(scheme: str) -> str:
+    """'; no AWS credentials were found ...' when none of the AWS SDK's usual sources is set for s3://
+    (not a refusal by itself: an EC2 instance role has none of them), else ''."""
+    if scheme != "s3" or any(os.environ.get(v) for v in _AWS_CREDENTIAL_VARS):
+        return ""
+    files = [os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+             os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")]
+    if any(os.path.isfile(os.path.expanduser(f)) for f in files):
+        return ""
+    return ("; no AWS credentials were found here (none of $AWS_ACCESS_KEY_ID, $AWS_PROFILE, "
+            "$AWS_WEB_IDENTITY_TOKEN_FILE, ~/.aws/credentials), so the request was unsigned or waited for an instance role")
+
+
 def check_reachable(root: str, what: str) -> None:
-    """A cloud root must answer (exist or not) within cloud_timeout_s(); local roots pass."""
+    """A cloud root must answer (exist or not) within cloud_timeout_s(), and its bucket must exist;
+    local roots pass."""
     check_path(root, what)
     m = _SCHEME.match(str(root))
     scheme = m.group(1).lower() if m else ""
@@ -108,13 +138,19 @@ def check_reachable(root: str, what: str) -> None:
         out = subprocess.run([sys.executable, "-c", _PROBE, str(root)], capture_output=True, text=True,
                              timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:      # run() has killed it
-        raise UnusablePath(f"{what} '{shown(root)}' did not answer within {timeout:g} s: this machine has no "
+        raise UnusablePath(f"{what} '{shown(root)}' did not answer within {timeout:g} s{_endpoint(scheme)}"
+                           f"{_no_credentials(scheme)}: this machine has no "
                            f"network to it or no {creds}. Check both (e.g. list it with your cloud's command "
                            f"line tool), or pass a local directory. ($LICO_TUNE_CLOUD_TIMEOUT_S sets the wait.)") from None
+    if out.returncode == 3:
+        bucket = str(root).split("://", 1)[1].split("/", 1)[0]
+        raise UnusablePath(f"{what} '{shown(root)}': the bucket '{shown(bucket, 63)}' does not exist (its endpoint "
+                           f"answered{_no_credentials(scheme)}). Create the bucket (e.g. `aws s3 mb "
+                           f"{scheme}://{shown(bucket, 63)}`), or fix its name.")
     if out.returncode != 0:
         lines = [ln.strip() for ln in out.stderr.splitlines() if ln.strip()]
         why = lines[-1][:300] if lines else f"exit status {out.returncode}"
-        raise UnusablePath(f"{what} '{shown(root)}' cannot be reached ({why}). Check the network and the "
+        raise UnusablePath(f"{what} '{shown(root)}' cannot be reached ({why}){_no_credentials(scheme)}. Check the network and the "
                            f"{creds}, or pass a local directory.")
 
 

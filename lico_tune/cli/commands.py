@@ -147,6 +147,7 @@ def cmd_trust(args) -> int:
     """Sign an experiment directory the user checked, so that `resume` loads it."""
     from ..plan.preflight import check_plan
     from ..trust import key_file, sign_experiment
+    check_reachable(args.experiment_dir, "EXPERIMENT_DIR")   # a cloud endpoint answers, in seconds
     d = check_plan(args.experiment_dir)
     names = sign_experiment(d)
     _say(f"signed {len(names)} files of {d} with {key_file()}: {', '.join(names)}")

@@ -6,6 +6,7 @@ config, the selection and repeat rules, and the preflight checks that run before
     selection.py  what a search may select on; repeats over seeds
     preflight.py  offline data and weights, resources: before Ray starts
     fetchable.py  whether a download URL answers (one short request)
+    targets.py    the trackers (MLflow, W&B) answer within a bound, with credentials: before Ray starts
 """
 from .cells import Plan, plan_search
 

@@ -14,6 +14,7 @@ from ..layout import RUN_FILE
 from ..lock import experiment_lock
 from ..plan import Plan
 from ..plan.preflight import check_new_experiment, check_resources
+from ..plan.targets import check_trackers
 from ..results.tune_state import latest_state_name, read_state
 from ..storage import Storage, join, normalise_root, read_text, write_text
 from ..trust import sign_experiment, verify_experiment
@@ -24,7 +25,6 @@ from .restore import check_restorable, no_fresh_start
 from .retry import install as no_retry_of_permanent_errors
 from .signing import remember, sign_at_end
 from .summary import Summary, summarize
-from .trackers import check_trackers
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
 
 
@@ -68,7 +68,7 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool
         status_every_s: float = 30.0) -> Summary:
     """Run a planned experiment to the end and return its summary (progress: see `build_tuner`).
     A new experiment only (an existing one: OutputExists), by one driver (its lock: ExperimentBusy)."""
-    check_trackers(plan.spec.tracking)          # before Ray starts: a bad tracker URI is a spec error
+    check_trackers(plan.spec.tracking)          # before Ray starts: each tracker answers within a bound
     with experiment_lock(plan.experiment_path, say=lambda m: print(m, file=out, flush=True)):
         check_new_experiment(plan)              # again under the lock: two `run --name X` started at once
         return _run(plan, address, out, verbose, status_every_s)
@@ -137,6 +137,7 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
     from their last checkpoints. One driver at a time (ExperimentBusy); a state Ray cannot restore
     is refused (restore.StateNotRestorable), never run afresh."""
     plan = load_plan(experiment_dir)
+    check_trackers(plan.spec.tracking)          # before Ray starts, as for `run`
     with experiment_lock(plan.experiment_path, say=lambda m: print(m, file=out, flush=True)):
         return _resume(plan, address, out)
 
