@@ -149,3 +149,17 @@ def test_a_smoke_test_on_a_cluster_without_any_gpu_runs_on_the_cpu(tiny_trial_tr
     assert plan.spec.resources.gpu == 0 and plan.force["train.device"] == "cpu"
     assert "runs on the CPU instead" in said[0] and said[1].startswith("waiting for the autoscaler to start a node "
                                                                         "with {CPU: 1}")
+
+
+def test_the_documented_one_machine_cluster_is_the_one_tested():
+    """docs/cluster.md "Try the cluster on one machine": its config is this test's, and its commands
+    name the options lico-tune and Ray take."""
+    import re
+    doc = (REPO / "docs" / "cluster.md").read_text()
+    section = doc[doc.index("## Try the cluster on one machine"):]
+    config = yaml.safe_load(re.search(r"<<'YAML'\n(.*?)\nYAML\n", section, re.S).group(1))
+    port = config["provider"]["gcs_address"].rpartition(":")[2]
+    assert config == fake_cluster_config(f"127.0.0.1:{port}")
+    assert f"--port={port}" in section and f"--address 127.0.0.1:{port}" in section
+    assert "RAY_FAKE_CLUSTER=1" in section and "--num-cpus=0" in section and "ray stop --force" in section
+    assert "--set resources.gpu=0.25" in section and "python -m moto.server -H 127.0.0.1" in section

@@ -29,7 +29,8 @@ EXIT_TEXT = {
 }
 
 EXAMPLES = {
-    "specs": ["lico-tune specs", "lico-tune run quickstart.yaml --smoke-test   # a shipped spec, by name"],
+    "specs": ["lico-tune specs                              # each shipped spec and its question",
+              "lico-tune run quickstart.yaml --smoke-test   # a shipped spec, by name, from any folder"],
     "validate": ["lico-tune validate search_spaces/quickstart.yaml",
                  "lico-tune validate search_spaces/*.yaml --set train.epochs=1 --print"],
     "schema": ["lico-tune schema -o lico-tune.schema.json"],
