@@ -20,15 +20,16 @@ from lico_tune.plan.capacity import Capacity, NodeType, check_cluster_resources
 from lico_tune.spec import validate_spec
 from ray_helpers import REPO, free_port, kill_started, lico_tune, private_tmpdir, trial_dirs, write_spec
 
-# What Ray would detect on ray_cluster.yaml's gpu_worker (a g5.2xlarge: 8 CPUs, 1 A10G), scaled to
-# this 2-core machine; the fake GPU is only a resource: the trials train on the CPU (train.device auto).
+# For a node type whose resources Ray would detect at launch (`resources: {}`); the fake GPU is only a
+# resource: the trials train on the CPU (train.device auto).
 FAKE_WORKER = {"CPU": 1, "GPU": 1}
 
 
 def fake_cluster_config(gcs_address: str) -> dict:
     """ray_cluster.yaml's node types for Ray's fake_multinode provider: the head type as the provider
     names it (ray.head.default) with the recipe's resources ({CPU: 0}); each worker type with its
-    min_workers, at most 2 nodes, and FAKE_WORKER where the recipe lets Ray detect the resources."""
+    min_workers and resources (a g5.2xlarge's: 8 CPUs, 1 GPU; FAKE_WORKER where the recipe lets Ray detect
+    them), at most 2 nodes."""
     recipe = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
     head = recipe["head_node_type"]
     types = {"ray.head.default": {"resources": recipe["available_node_types"][head]["resources"],
@@ -77,7 +78,7 @@ def test_a_gpu_sweep_waits_for_the_autoscaler_and_finishes(autoscaling_cluster, 
                     tmp, timeout=420)
     assert out.returncode == 0, out.stdout[-5000:]
     assert ("waiting for the autoscaler to start a node with {CPU: 1, GPU: 0.25}: no node alive holds a trial "
-            "yet; it may launch gpu_worker {CPU: 1, GPU: 1}.") in out.stdout
+            "yet; it may launch gpu_worker {CPU: 8, GPU: 1}.") in out.stdout
     assert "2 trials, 2 finished, 0 errored" in out.stdout
     # The autoscaler's events ("Adding 1 node(s) of type gpu_worker") stay in its log, not in this output.
     assert "autoscaler +" not in out.stdout and "Adding" not in out.stdout, out.stdout[-3000:]
@@ -99,7 +100,7 @@ def test_a_trial_no_node_type_holds_is_refused_naming_the_types(autoscaling_clus
                     tmp, timeout=120)
     assert out.returncode == 2, out.stdout[-3000:]
     assert ("a trial asks for {CPU: 1, GPU: 2}, but no node of the Ray cluster holds that and no node type its "
-            "autoscaler may launch could (gpu_worker {CPU: 1, GPU: 1} (max_workers 2); ray.head.default {CPU: 0} "
+            "autoscaler may launch could (gpu_worker {CPU: 8, GPU: 1} (max_workers 2); ray.head.default {CPU: 0} "
             f"(max_workers 0); read from {config})") in " ".join(out.stdout.split()), out.stdout
     assert "Traceback" not in out.stdout
     assert not (tmp_path / "res" / "big" / "lico_run.yaml").exists()
