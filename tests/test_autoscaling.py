@@ -7,18 +7,22 @@ RAY_TMPDIR, so kill_started stops them all by PID. And what capacity.py decides,
 import copy
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 
 from cluster_helpers import alive_nodes, pids_naming, start_node
 from lico_tune.errors import SpecError
 from lico_tune.plan import plan_search
 from lico_tune.plan.capacity import Capacity, NodeType, check_cluster_resources
 from lico_tune.spec import validate_spec
-from ray_helpers import REPO, free_port, kill_started, lico_tune, private_tmpdir, trial_dirs, write_spec
+from ray_helpers import (REPO, free_port, kill_started, lico_tune, private_tmpdir, ray_env, trial_dirs,
+                         write_spec)
 
 # For a node type whose resources Ray would detect at launch (`resources: {}`); the fake GPU is only a
 # resource: the trials train on the CPU (train.device auto).
@@ -104,6 +108,35 @@ def test_a_trial_no_node_type_holds_is_refused_naming_the_types(autoscaling_clus
             f"(max_workers 0); read from {config})") in " ".join(out.stdout.split()), out.stdout
     assert "Traceback" not in out.stdout
     assert not (tmp_path / "res" / "big" / "lico_run.yaml").exists()
+
+
+def test_autoscaler_v2_whose_monitor_is_not_here_means_waiting(tmp_path):
+    """Ray's autoscaler v2 writes no status naming its monitor. Here its monitor stops at once (the
+    fake provider's defaults file, example.yaml, is not in Ray's wheel), which is what a driver sees of
+    a KubeRay autoscaler sidecar: the GCS says v2 runs, no monitor is found, so the node types are
+    unknown and a run waits (and says why) instead of being refused."""
+    tmp = private_tmpdir()
+    port = free_port()
+    config = tmp_path / "cluster.yaml"
+    cfg = fake_cluster_config(f"127.0.0.1:{port}")
+    cfg["provider"].update(launch_multiple=True, head_node_id=FAKE_HEAD_NODE_ID)   # as Ray's v2 tests do
+    config.write_text(yaml.safe_dump(cfg))
+    code = ("import ray; from lico_tune.tune.cluster import read_capacity; ray.init(address=%r, logging_level='ERROR');"
+            " c = read_capacity(); print(c.autoscaler, c.node_types, c.notes)" % f"127.0.0.1:{port}")
+    try:
+        start_node(tmp, "--head", f"--port={port}", "--include-dashboard=false", f"--autoscaling-config={config}",
+                   cpus=0, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_enable_autoscaler_v2="1",
+                   RAY_CLOUD_INSTANCE_ID=FAKE_HEAD_NODE_ID, RAY_OVERRIDE_NODE_ID_FOR_TESTING=FAKE_HEAD_NODE_ID)
+        out = subprocess.run([sys.executable, "-c", code], env=ray_env(tmp), capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.strip().splitlines()[-1] == ("True None [\"Ray's autoscaler v2 runs, and no monitor of it "
+                                                      "serving this cluster was found on this machine\"]")
+    finally:
+        left = kill_started([tmp])
+        named = [p for p in pids_naming(tmp) if p not in left]
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not left and not named, f"processes left running: {left + named}"
 
 
 # ----------------------------------------------------------------------------- capacity.py alone
