@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import UntrustedExperiment
+from .keyfile import key_file_problem
 from .layout import (DEFAULT_KEY_FILE, DRIVER_FILE, KEY_ENV, LOCK_FILE, MANIFEST_FILE, RAY_ERROR_PICKLE,
                      RUN_FILE, SUMMARY_FILE)
 from .storage import Storage, join, normalise_root
@@ -58,17 +59,17 @@ def load_key() -> bytes:
         except FileExistsError:          # another driver made it a moment ago
             time.sleep(0.2)
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
         text = path.read_text().strip()
     except OSError as exc:
         raise UntrustedExperiment(f"the signing key {path} cannot be read ({exc.strerror}); lico-tune signs the "
                                   f"experiment files `resume` unpickles with it. Make it readable by you alone "
                                   f"(chmod 600 {path}), or point {KEY_ENV} at another key file.") from None
-    if mode & 0o077:
-        raise UntrustedExperiment(f"the signing key {path} can be read or written by other users (mode "
-                                  f"{mode & 0o777:o}), so they could sign experiment files that `resume` would "
-                                  f"unpickle. Run `chmod 600 {path}` (and sign again with `lico-tune trust DIR` "
-                                  f"what you have checked), or point {KEY_ENV} at a key file of your own.")
+    if why := key_file_problem(st):      # keyfile.py: owner only, or a group no other account is in
+        raise UntrustedExperiment(f"the signing key {path} {why}, so they could sign experiment files that "
+                                  f"`resume` would unpickle. Run `chmod 600 {path}` (and sign again with "
+                                  f"`lico-tune trust DIR` what you have checked), or point {KEY_ENV} at a key "
+                                  f"file of your own (docs/cluster.md: a Kubernetes Secret's key).")
     if len(text) < 32:
         raise UntrustedExperiment(f"the signing key {path} is too short ({len(text)} characters, at least 32); "
                                   f"remove it (a new one is made on first use) and sign your experiments again "

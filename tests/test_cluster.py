@@ -1,35 +1,15 @@
 """A two-node Ray cluster on loopback (`ray start --head` + `ray start --address`, 1 CPU each, private
-temp dirs): `lico-tune run --address` spreads a smoke sweep over both nodes. Only the processes this
+temp dirs): `lico-tune run --address` spreads a smoke sweep over both nodes, and, with no
+autoscaler, refuses at once a trial no node holds. Only the processes this
 test started are stopped (by PID), never with `ray stop`."""
 import copy
 import json
 import shutil
-import subprocess
-import sys
 import time
 
-from ray_helpers import (free_port, kill_started, lico_tune, private_tmpdir, ray_env, trial_dirs,
-                         write_spec)
-
-RAY = [sys.executable, "-m", "ray.scripts.scripts"]
-
-
-def start_node(tmpdir: str, *args: str) -> None:
-    cmd = [*RAY, "start", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", f"--temp-dir={tmpdir}",
-           "--disable-usage-stats", f"--dashboard-agent-listen-port={free_port()}",
-           f"--metrics-export-port={free_port()}", *args]
-    out = subprocess.run(cmd, env=ray_env(tmpdir), capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-
-
-def alive_nodes(address: str, tmpdir: str) -> list[dict]:
-    code = ("import json, ray; ray.init(address=%r, logging_level='ERROR'); "
-            "print(json.dumps([{'id': n['NodeID'], 'cpu': n['Resources'].get('CPU', 0)} "
-            "for n in ray.nodes() if n['Alive']]))" % address)
-    out = subprocess.run([sys.executable, "-c", code], env=ray_env(tmpdir), capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+from lico_tune.layout import RUN_FILE
+from cluster_helpers import alive_nodes, start_node
+from ray_helpers import free_port, kill_started, lico_tune, private_tmpdir, trial_dirs, write_spec
 
 
 def test_smoke_sweep_runs_on_both_nodes_of_a_loopback_cluster(tmp_path, tiny_trial_tree):
@@ -54,6 +34,15 @@ def test_smoke_sweep_runs_on_both_nodes_of_a_loopback_cluster(tmp_path, tiny_tri
         ran_on = {json.loads((d / "provenance.json").read_text())["node_id"]
                   for d in trial_dirs(tmp_path / "res" / "c-smoke")}
         assert ran_on == {n["id"] for n in nodes}, "the two trials must run one on each node"
+
+        # No autoscaler here (the head's monitor is Ray's read-only one): a trial no node holds is
+        # refused at once, before any trial or experiment file, as on one machine.
+        out = lico_tune(["run", str(spec), "--address", address, "--storage", str(tmp_path / "res"), "--name", "g",
+                         "--set", "resources.gpu=0.25"], head_tmp, timeout=120)
+        assert out.returncode == 2, out.stdout[-3000:]
+        assert "resources.gpu=0.25: the largest node of the Ray cluster has no GPU" in out.stdout
+        assert "waiting for the autoscaler" not in out.stdout
+        assert not (tmp_path / "res" / "g" / RUN_FILE).exists()
     finally:
         left = kill_started([head_tmp, worker_tmp])
         shutil.rmtree(head_tmp, ignore_errors=True)

@@ -1,7 +1,9 @@
 """Cluster recipes: the KubeRay RayJob (valid against the RayJob CRD schema of the KubeRay version
-it names), its Dockerfile (everything it copies exists; it installs this repository where the
+it names; its signing key readable by the image's user and accepted by lico-tune's key rule; its
+spec path absolute), its Dockerfile (everything it copies exists; it installs this repository where the
 entrypoint expects search_spaces/), ray_cluster.yaml (pinned image, an instance profile on every
-node type) and the SLURM batch script (bash -n, shellcheck when installed, SQLite off NFS); the
+node type) and the SLURM batch script (bash -n, shellcheck when installed, SQLite off NFS, the head's
+IPv4 address); the
 `lico-tune` command each one runs is accepted by lico-tune's own parser and names a spec that
 validates, and the cluster commands of the docs (docs/cluster.md, the README's summary) match the recipes."""
 import copy
@@ -11,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,12 +31,18 @@ README = ROOT / "README.md"
 CLUSTER_DOC = ROOT / "docs" / "cluster.md"
 
 
-def _check_command(argv: list[str]) -> None:
+def _check_command(argv: list[str], image_dir: str = "") -> None:
+    """A recipe's lico-tune command parses and its spec validates; `image_dir`: where the image holds this
+    repository (the spec path must be absolute under it)."""
     assert argv[0] == "lico-tune", argv
     args = build_parser().parse_args(argv[1:])          # argparse exits (SystemExit) on a bad flag
     if args.command == "run":
-        assert (ROOT / args.spec).is_file(), args.spec
-        assert main(["validate", str(ROOT / args.spec)]) == 0
+        spec = args.spec
+        if image_dir:
+            assert spec.startswith(image_dir + "/"), f"{spec}: not an absolute path under {image_dir}"
+            spec = os.path.relpath(spec, image_dir)
+        assert (ROOT / spec).is_file(), args.spec
+        assert main(["validate", str(ROOT / spec)]) == 0
 
 
 def test_rayjob_is_a_kuberay_rayjob_with_gpu_workers_from_zero_and_shared_results():
@@ -62,14 +71,38 @@ def test_rayjob_is_a_kuberay_rayjob_with_gpu_workers_from_zero_and_shared_result
     from lico_tune.layout import KEY_ENV
     head = pods[0]
     (key,) = [v for v in head["volumes"] if "secret" in v]
-    assert key["secret"]["defaultMode"] == 0o400
+    _key_is_read_by_the_image_user(key["secret"]["defaultMode"], head["securityContext"])
     (mount,) = [m for m in head["containers"][0]["volumeMounts"] if m["name"] == key["name"]]
     assert mount.get("readOnly") is True and not mount["mountPath"].startswith("/results")
     env = {e["name"]: e["value"] for e in head["containers"][0]["env"]}
     assert os.path.dirname(env[KEY_ENV]) == mount["mountPath"]
     argv = shlex.split(spec["entrypoint"])
     assert argv[:2] == ["lico-tune", "run"] and argv[argv.index("--storage") + 1] == "/results"
-    _check_command(argv)
+    _check_command(argv, image_dir=head["containers"][0]["workingDir"])   # Ray runs it elsewhere: absolute
+
+
+def _key_is_read_by_the_image_user(mode: int, security: dict) -> None:
+    """The Secret as Kubernetes mounts it (root-owned, group fsGroup, `mode`), made for real here, is
+    readable by the pod's user through its group and passes lico-tune's key rule (keyfile.py) for
+    that user in those groups; the same key readable by everyone would not."""
+    from lico_tune.keyfile import key_file_problem
+    user = re.findall(r"^USER (\d+)", DOCKERFILE.read_text(), re.M)[-1]
+    assert security["runAsUser"] == int(user), "the pod runs as the image's user"
+    assert mode & 0o040 and not mode & 0o007, f"mode {mode:o}: the image's user reads the key by its group only"
+    uid, groups = security["runAsUser"], {security["runAsGroup"], security["fsGroup"]}
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "manifest.key")
+        Path(path).write_text("a" * 64)
+        if os.geteuid() == 0:
+            os.chown(path, 0, security["fsGroup"])
+        os.chmod(path, mode)
+        st = os.stat(path)
+        owner_gid = (0, security["fsGroup"]) if os.geteuid() == 0 else (st.st_uid, st.st_gid)
+        assert (st.st_uid, st.st_gid) == owner_gid
+        uid = uid if os.geteuid() == 0 else st.st_uid      # not root: the file stays this user's
+        assert key_file_problem(st, uid=uid, groups=groups | {st.st_gid}) is None
+        os.chmod(path, mode | 0o004)
+        assert "other users" in key_file_problem(os.stat(path), uid=uid, groups=groups | {st.st_gid})
 
 
 def test_sbatch_is_valid_bash_and_runs_lico_tune_against_its_ray_head():
@@ -181,7 +214,8 @@ def test_the_dockerfile_installs_this_repository_where_the_rayjob_expects_it():
     assert re.search(r'pip install [^\n]*-e "\.\[tune,saliency\]"', text), "installs this checkout"
     assert "pip install lico-tune" not in text and '"lico-tune[' not in text, "lico-tune is not on PyPI"
     argv = shlex.split(job["spec"]["entrypoint"])
-    assert (ROOT / argv[2]).is_file() and argv[2].split("/")[0] in copied   # the spec is in the image
+    spec = os.path.relpath(argv[2], workdir)
+    assert (ROOT / spec).is_file() and spec.split("/")[0] in copied   # the spec is in the image
 
 
 def test_ray_cluster_yaml_pins_its_image_and_gives_every_node_type_an_instance_profile():
@@ -209,6 +243,22 @@ def test_the_documented_cluster_commands_match_the_recipes():
     assert "docker build -f deploy/kuberay/Dockerfile" in section and "docker build -f deploy/kuberay/Dockerfile" \
         in DOCKERFILE.read_text()
     assert 'pip install "lico-tune[' not in section
+
+
+@pytest.mark.parametrize("addresses, picked", [
+    ("fe80::1c2:3ff:fe4d:5e6f 2001:db8::5 10.1.2.3 172.17.0.1", "10.1.2.3"),   # IPv6 listed first
+    ("127.0.1.1 192.168.0.7", "192.168.0.7"),                                  # Debian's hosts entry
+    ("fe80::1 ::1", ""),                                                       # none: the script stops
+])
+def test_sbatch_picks_the_head_ipv4_address(addresses, picked):
+    text = SBATCH.read_text()
+    assert "hostname --ip-address | awk '{print $1}'" not in text
+    (func,) = re.findall(r"^first_ipv4\(\) \{.*\}$", text, re.M)
+    assert re.search(r'^head_ip=\$\{HEAD_IP:-\$\(srun [^\n]*hostname --all-ip-addresses \| first_ipv4\)\}$', text, re.M)
+    assert re.search(r'^if \[ -z "\$head_ip" \]; then\n[^\n]*\n  exit 2$', text, re.M)
+    out = subprocess.run(["bash", "-c", f"set -euo pipefail; {func}; first_ipv4"], input=addresses + "\n",
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == picked, out.stderr
 
 
 def test_sbatch_keeps_sqlite_off_the_shared_filesystem_and_passes_shellcheck():

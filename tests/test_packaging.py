@@ -58,3 +58,32 @@ def test_installed_wheel_finds_its_dashboard_and_specs_outside_a_checkout(wheel,
     assert app == str(site / "lico_tune_dashboard" / "app.py")
     assert specs == str(site / "lico_tune_specs")
     assert (site / "lico_tune_specs" / "quickstart.yaml").is_file()
+
+
+def test_installed_wheel_runs_a_shipped_spec_by_name(wheel, tmp_path):
+    """`lico-tune specs`, `validate quickstart.yaml` and `run quickstart.yaml` from the installed wheel,
+    in a folder without search_spaces/ (the run stops at its existing experiment, before Ray)."""
+    site = tmp_path / "site"
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+                          str(wheel)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "res" / "q").mkdir(parents=True)
+    (elsewhere / "res" / "q" / "x.txt").write_text("x")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(site)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "lico_tune.cli", *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    out = cli("specs")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"({site / 'lico_tune_specs'})" in out.stdout and "  quickstart.yaml  " in out.stdout
+    out = cli("validate", "quickstart.yaml")
+    assert out.returncode == 0 and "quickstart.yaml: ok" in out.stdout, out.stderr[-3000:]
+    assert f"is the spec shipped with lico-tune, {site / 'lico_tune_specs' / 'quickstart.yaml'}" in out.stderr
+    out = cli("run", "quickstart.yaml", "--storage", "res", "--name", "q")
+    assert out.returncode == 2 and "res/q already is not empty" in out.stderr, out.stderr[-3000:]
+    out = cli("run", "search_spaces/nope.yaml")
+    assert out.returncode == 2 and "quickstart.yaml" in out.stderr and "`lico-tune specs`" in out.stderr

@@ -15,16 +15,41 @@ from ..spec import SpecError, dump_yaml, json_schema, load_spec
 from ..userpaths import check_reachable, environment_errors, full_disk_errors
 from .arguments import check_output_file
 from .help import train_display
+from .shipped import describe, find_spec, shipped_specs
 from .output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, error as _error, say as _say
 
 
 def _load(path: str, overrides: list[str]):
-    """load_spec, printing what the --set overrides replaced (search axes) or cannot change (arms)."""
+    """load_spec of a spec file or a shipped spec's name (shipped.find_spec), printing what the --set
+    overrides replaced (search axes) or cannot change (arms)."""
     notices: list[str] = []
-    spec = load_spec(path, overrides, notices)
+    spec = load_spec(_spec_path(path), overrides, notices)
     for n in notices:
         print(f"note: {n}", file=sys.stderr, flush=True)
     return spec
+
+
+def _spec_path(arg: str) -> str:
+    """The file a SPEC argument names; a shipped spec's path is said once (stderr)."""
+    path, shipped = find_spec(arg)
+    if shipped:
+        print(f"note: {arg} is the spec shipped with lico-tune, {path}", file=sys.stderr, flush=True)
+    return path
+
+
+def cmd_specs(args) -> int:
+    """List the specs shipped with lico-tune, each with the first sentence of its header comment."""
+    specs = shipped_specs()
+    if not specs:
+        _error("this installation has no shipped specs (the package lico_tune_specs, or search_spaces/ in a "
+               "checkout); reinstall lico-tune.")
+        return EXIT_BAD_INPUT
+    _say(f"Specs shipped with lico-tune ({next(iter(specs.values())).parent}); pass a name to validate, train or "
+         f"run (e.g. `lico-tune run quickstart.yaml --smoke-test`), or copy one to start your own:")
+    width = max(map(len, specs))
+    for name, path in specs.items():
+        _say(f"  {name:<{width}}  {describe(path)}")
+    return EXIT_OK
 
 
 def cmd_validate(args) -> int:
@@ -103,7 +128,7 @@ def cmd_run(args) -> int:
         check_reachable(plan.storage, what)             # a cloud root answers, in seconds
         from ..plan.preflight import preflight
         preflight(plan, args.address, say=_say)      # resources and input files, before Ray starts
-        if not plan.smoke and (note := _cost_note(args.spec)):
+        if not plan.smoke and (note := _cost_note(find_spec(args.spec)[0])):
             _say(f"note: {args.spec} says: {note}" + (" This run asks for no GPU (resources.gpu=0): on CPUs it "
                                                      "takes far longer." if not plan.spec.resources.gpu else ""))
         from ..tune import run

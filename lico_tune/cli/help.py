@@ -7,6 +7,7 @@ import textwrap
 from typing import Callable, Optional
 
 EXIT_TEXT = {
+    "specs": "0 listed; 2 this installation has no shipped specs",
     "validate": "0 every spec is valid; 2 a spec is invalid (the error names the field and the fix)",
     "schema": "0 written; 2 -o cannot be written (a directory, no such folder, read-only)",
     "train": "0 trained; 1 the trial diverged (loss NaN/inf); 2 bad input (spec, data, checkpoint, --resume "
@@ -28,6 +29,8 @@ EXIT_TEXT = {
 }
 
 EXAMPLES = {
+    "specs": ["lico-tune specs                              # each shipped spec and its question",
+              "lico-tune run quickstart.yaml --smoke-test   # a shipped spec, by name, from any folder"],
     "validate": ["lico-tune validate search_spaces/quickstart.yaml",
                  "lico-tune validate search_spaces/*.yaml --set train.epochs=1 --print"],
     "schema": ["lico-tune schema -o lico-tune.schema.json"],

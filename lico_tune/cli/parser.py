@@ -16,7 +16,8 @@ from ..layout import CATALOG_FILE, CHECKPOINT_FILE, DEFAULT_STORAGE
 from ..names import SALIENCY_METHODS
 from ..userpaths import environment_errors
 from .arguments import check_paths, port, positive_int, refuse_unknown_options, user_paths
-from .commands import cmd_explain, cmd_rerun, cmd_resume, cmd_run, cmd_schema, cmd_train, cmd_trust, cmd_validate
+from .commands import (cmd_explain, cmd_rerun, cmd_resume, cmd_run, cmd_schema, cmd_specs, cmd_train, cmd_trust,
+                       cmd_validate)
 from .help import epilog
 from .output import EXIT_BAD_INPUT, error as _error
 from .results import cmd_dashboard, cmd_index, cmd_report
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=textwrap.dedent("""\
             examples:
-              lico-tune validate search_spaces/quickstart.yaml
+              lico-tune specs
+              lico-tune validate quickstart.yaml
               lico-tune train search_spaces/quickstart.yaml --set train.epochs=1
               lico-tune schema -o lico-tune.schema.json"""))
     parser.add_argument("--version", action="version", version=f"%(prog)s {lico_tune.__version__}")
@@ -55,7 +57,11 @@ def _add_set(p: argparse.ArgumentParser) -> None:
 
 
 def _spec_commands(command: Command) -> None:
-    """validate, schema, train: a spec read, or its base trial trained once without Ray."""
+    """specs, validate, schema, train: a spec read, or its base trial trained once without Ray. SPEC is a
+    file, or the name of a spec shipped with lico-tune (`lico-tune specs`)."""
+    p = command("specs", help="list the specs shipped with lico-tune (pass a name as SPEC: quickstart.yaml)")
+    p.set_defaults(func=cmd_specs)
+
     p = command("validate", help="check specs; exit 0 if all are valid, 2 otherwise")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     _add_set(p)

@@ -10,6 +10,7 @@ Every module of this package imports ray; nothing outside it does (the CLI impor
     callbacks.py   CatalogCallback (the results catalog while trials run), KeepResultsOnRetry
     trackers.py    TrackerCallback: MLflow and W&B runs per trial (the spec's `tracking` section)
     run.py         init_ray, run, resume, closing orphaned Optuna trials
+    cluster.py     what a joined cluster provides: nodes alive, the autoscaler's node types (plan/capacity.py)
     restore.py     resume refuses a state Ray cannot restore (Ray would start afresh in the directory)
     summary.py     the end-of-run summary (statistics from `results.stats`)
 
@@ -26,8 +27,16 @@ How Ray runs the plan
 """
 from __future__ import annotations
 
-from .run import resume, run
-from .summary import Summary, summarize
-from .tuner import build_tuner
+import os
+
+# The autoscaler's events ("Adding 1 node(s) of type gpu_worker", "Resized to ...") stay in the
+# cluster's log (<ray temp dir>/session_latest/logs/monitor.log, and `ray status`) instead of being
+# printed between lico-tune's progress lines; Ray reads this when ray is first imported, which is
+# below. RAY_SCHEDULER_EVENTS=1 in the environment brings them back.
+os.environ.setdefault("RAY_SCHEDULER_EVENTS", "0")
+
+from .run import resume, run  # noqa: E402
+from .summary import Summary, summarize  # noqa: E402
+from .tuner import build_tuner  # noqa: E402
 
 __all__ = ["build_tuner", "run", "resume", "summarize", "Summary"]

@@ -13,11 +13,13 @@ from ..errors import SpecError
 from ..layout import RUN_FILE
 from ..lock import experiment_lock
 from ..plan import Plan
+from ..plan.capacity import check_cluster_resources
 from ..plan.preflight import check_new_experiment, check_resources
 from ..plan.targets import check_trackers
 from ..results.tune_state import latest_state_name, read_state
 from ..storage import Storage, join, normalise_root, read_text, write_text
 from ..trust import sign_experiment, verify_experiment
+from .cluster import read_capacity
 from .driver import driving, remove_scratch
 from .interrupt import graceful_stop
 from .progress import quiet_trial_tracebacks
@@ -77,7 +79,11 @@ def run(plan: Plan, address: Optional[str] = None, out=sys.stdout, verbose: bool
 def _run(plan: Plan, address: Optional[str], out, verbose: bool, status_every_s: float) -> Summary:
     started = init_ray(address)
     try:
-        check_resources(plan, ray.cluster_resources(), where="the Ray cluster", say=lambda m: print(m, file=out))
+        say = lambda m: print(m, file=out, flush=True)  # noqa: E731
+        if address or os.environ.get("RAY_ADDRESS"):     # the nodes alive and what the autoscaler may start
+            check_cluster_resources(plan, read_capacity(), say=say)
+        else:
+            check_resources(plan, ray.cluster_resources(), where="the Ray cluster", say=say)
         write_text(plan.run_file, plan.to_yaml())
         print(f"experiment {plan.experiment}: {plan.n_trials} trials "
               f"({len(plan.cells)} cells x {plan.spec.search.num_samples} samples"
