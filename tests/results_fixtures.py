@@ -40,7 +40,9 @@ BASE = {
     "data": {"name": "digits", "train_subset": 512, "test_subset": 256},
     "model": {"backbone": "tiny_cnn"},
     "text": {"encoder": "hf", "model": "minilm", "n_ctx": 4, "features": "eot"},
-    "lico": {"alpha": 1.0, "beta": 1.0},
+    # OT to all K class points: with one (eot) point per class and own_class, epsilon could not act
+    # (plan/inert.py refuses a search over it).
+    "lico": {"alpha": 1.0, "beta": 1.0, "ot": {"target": "all_classes"}},
     "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "steps_per_epoch": 3, "seed": 0, "ema": 0.9,
               "threads": 1, "log_every": 50},
     "eval": {"cams": ["gradcam"], "n_images": 8, "gallery_images": 3, "batch_size": 512},
