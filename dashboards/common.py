@@ -42,7 +42,8 @@ MISSING = "–"        # what an empty cell shows (never the text "None")
 
 # Characters that start markdown (or HTML, LaTeX, Streamlit's [coloured] directives) anywhere in a
 # line, and the marks that make a line a heading, list, quote or table row at its start.
-_MD_ANYWHERE = re.compile(r"([\\`*{}\[\]<>#!|~$&^]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")  # trial_00001: no emphasis
+# GFM also links bare URLs and e-mail addresses: their "://", "www." and "@" are escaped too.
+_MD_ANYWHERE = re.compile(r"([\\`*{}\[\]<>#!|~$&^@]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|:(?=//)|(?<=[wW]{3})\.)")
 _MD_LINE_START = re.compile(r"^(\s*)([-+=>]|\d+(?=[.)]))", re.MULTILINE)   # "1." escapes its dot
 
 

@@ -43,15 +43,16 @@ def texts(elements) -> str:
 
 # ----------------------------------------------------------------------------- pure logic, no server
 
-MARKUP = "![x](http://127.0.0.1:9/pixel.png) **bold** <img src=x> $x$ :red[r] # h\n1. item\n- dash"
+MARKUP = ("![x](http://127.0.0.1:9/pixel.png) **bold** <img src=x> $x$ :red[r] # h https://a.b/c www.d.e f@g.h "
+          "_em_ trial_00001\n1. item\n- dash")
 
 
 def test_md_shows_user_text_literally():
     import common
     from markdown_it import MarkdownIt          # a CommonMark parser (Streamlit's frontend is CommonMark + GFM)
-    html = MarkdownIt("commonmark").render(common.md(MARKUP))
+    html = MarkdownIt("commonmark").render(common.md(MARKUP))   # GFM's bare-URL links: the Chromium test
     assert "<img" not in html and "<strong>" not in html and "<h1>" not in html and "<ol>" not in html
-    assert "<ul>" not in html and "<a " not in html and "&lt;img src=x&gt;" in html
+    assert "<ul>" not in html and "<a " not in html and "<em>" not in html and "&lt;img src=x&gt;" in html
     text = html.replace("<br />", "").replace("<p>", "").replace("</p>", "").replace("&lt;", "<") \
         .replace("&gt;", ">").replace("&amp;", "&").replace("\n", "")
     assert text == MARKUP.replace("\n", "")                     # every character shown, as typed
@@ -322,18 +323,65 @@ def test_dashboard_binds_to_loopback_by_default():
 
 
 @pytest.mark.starts_server
-def test_lico_tune_dashboard_renders_in_headless_chromium(results_root):
+def test_lico_tune_dashboard_renders_in_headless_chromium(results_root, tmp_path):
+    """One server, one browser: markup in a trial's files shows as text and fetches nothing (a local
+    HTTP server of this test counts the requests; without the escaping the browser fetched
+    /pixel.png), a new experiment written after the page loaded appears without a reload (live
+    update), the host/node column is there, and the Ablations page draws."""
+    import http.server
+    import threading
+    import time
+
     from screenshot import Browser, serve
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: `apt-get install -y chromium` (CI's .ci/run installs it); this "
                     "end-to-end test needs a real browser")
     from PIL import Image
-    with serve(str(results_root)) as url, Browser(chromium, width=1280, height=900) as b:
-        b.open(url, "Experiments")                       # warm-up: the first load compiles the app
-        b.open(f"{url}/ablations", "Best configuration per metric")   # the last section: the page is complete
-        dom = b.dom()
-        png = b.screenshot(full=False)
+    hits: list[str] = []
+
+    class Count(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):                     # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    spy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Count)
+    threading.Thread(target=spy.serve_forever, daemon=True).start()
+    port = spy.server_address[1]
+    markup = f"![x](http://127.0.0.1:{port}/pixel.png) **bold** <img src=http://127.0.0.1:{port}/raw.png>"
+    root = tmp_path / "root"
+    shutil.copytree(results_root / EXP, root / EXP)
+    params = sorted((root / EXP).glob("trial_*_broken"))[0] / "params.json"
+    params.write_text(json.dumps({**json.loads(params.read_text()), "data.name": markup}))
+    try:
+        with serve(str(root)) as url, Browser(chromium, width=1280, height=900) as b:
+            b.open(url, "Errors (4)")                    # the first load also compiles the app
+            text = b.eval("document.body.innerText")
+            dom = b.dom()
+            assert f"dataset {markup}" in text and "**bold**" in text, text[:3000]   # shown as typed
+            assert "pixel.png" not in (b.eval("[...document.images].map(i => i.src).join(' ')") or "")
+            assert "<strong>bold</strong>" not in dom and f"127.0.0.1:{port}/raw.png\">" not in dom
+            assert f"127.0.0.1:{port}" not in (b.eval("[...document.links].map(a => a.href).join(' ')") or "")
+            assert "node: the first 10 characters of its Ray node id" in text      # the host/node columns
+            assert "1 experiment(s), 12 trial(s)" in text
+            # A new experiment arrives under the root (written elsewhere, then moved in at once).
+            shutil.copytree(results_root / EXP, tmp_path / "arrived")
+            (tmp_path / "arrived").rename(root / "arrived")
+            deadline = time.time() + 90
+            while "2 experiment(s), 24 trial(s)" not in (b.eval("document.body.innerText") or ""):
+                assert time.time() < deadline, "live update never showed the new experiment: " + \
+                    (b.eval("document.body.innerText") or "")[-1500:]
+                time.sleep(1)
+            b.open(f"{url}/ablations", "Best configuration per metric")   # the last section: the page is complete
+            dom = b.dom()
+            png = b.screenshot(full=False)
+    finally:
+        spy.shutdown()
+        spy.server_close()
+    assert hits == [], f"the browser fetched {hits} from a URL inside a trial's files"
     assert "Ablation table" in dom and "Paired differences against ce" in dom and "lico − ce" in dom
     img = Image.open(io.BytesIO(png)).convert("RGB")
     assert img.size == (1280, 900)
