@@ -237,7 +237,7 @@ def trial_filter(t: pd.DataFrame, metrics: list[str], key: str) -> pd.DataFrame:
             vals = pd.to_numeric(t[metric], errors="coerce")
             lo, hi = float(vals.min()), float(vals.max())
             if lo < hi:
-                a, b = st.slider(metric, lo, hi, (lo, hi), key=f"{key}_f_range")
+                a, b = st.slider(md(metric), lo, hi, (lo, hi), key=f"{key}_f_range")     # a label is markdown
                 keep &= vals.between(a, b)
     out = t[keep]
     st.caption(f"{len(out)} of {len(t)} trials shown.")

@@ -59,6 +59,13 @@ def test_md_shows_user_text_literally():
     assert common.md(None) == common.MISSING and common.md("ablation-smoke") == "ablation-smoke"
 
 
+def test_parallel_coordinates_show_category_values_as_text():
+    from charts import parallel_coordinates
+    t = pd.DataFrame({"arm": ["<a href='http://x'>ce</a>", "lico & co"], "test/acc": [1.0, 2.0]})
+    dims = parallel_coordinates(t, ["arm", "test/acc"], "test/acc").to_dict()["data"][0]["dimensions"]
+    assert dims[0]["ticktext"] == ["&lt;a href='http://x'>ce&lt;/a>", "lico &amp; co"]
+
+
 def test_defaults_follow_the_searchs_own_metrics():
     import common
     options = ["saliency/gradcam/overall", "test/acc", "val/acc", "val/saliency/gradcam/overall"]
