@@ -146,8 +146,9 @@ def test_a_ce_arm_is_named_not_refused_and_left_out_on_the_dashboard(tmp_path, c
     plan = plan_of(tree, tmp_path)
     assert plan.inert["lico.ot.epsilon"].arms == ["ce", "mm_only"] and "train.seed" not in plan.inert
     (note,) = plan.notes
-    assert note.startswith("lico.ot.epsilon cannot act in arms ce, mm_only: in arm ce, lico.alpha and lico.beta "
-                           "are 0") and "in arm mm_only, lico.beta is 0" in note
+    assert note.startswith("lico.ot.epsilon cannot act in arms ce, mm_only: lico.alpha and lico.beta are 0")
+    assert "(in arm ce); lico.beta is 0: the OT term (and its spread penalty) is not computed (in arm mm_only)" in note
+    assert note.endswith("; the dashboard leaves arms ce, mm_only out of its plot and importance")
     assert inert_arms(validate_spec(tree).model_dump(mode="json")) == {"lico.ot.epsilon": ["ce", "mm_only"]}
     assert inert_arms({"name": "old", "base": {"no_such_section": 1}}) == {}      # an unreadable spec: none
     # `lico-tune validate` says so and succeeds.

@@ -189,8 +189,8 @@ def why_inert(cfg: TrialConfig, path: str) -> Optional[str]:
 
 @dataclass
 class Inert:
-    """A searched field that cannot act in some cells: the cells (as in Plan.cells), the arms all
-    of whose cells it cannot act in, and the first cell's reason."""
+    """A searched field that cannot act in some cells: those cells (as in Plan.cells), the arms all
+    of whose cells they are, and each reason with where it holds."""
     path: str
     cells: list[dict] = field(default_factory=list)
     arms: list[str] = field(default_factory=list)
@@ -203,7 +203,7 @@ class Inert:
         """Each reason with where it holds: one sentence."""
         if len(self.reasons) == 1:
             return next(iter(self.reasons))
-        return "; ".join(f"in {where}, {r}" for r, where in self.reasons.items())
+        return "; ".join(f"{r} (in {where})" for r, where in self.reasons.items())
 
 
 def _where(some: list[dict], cells: list[dict]) -> str:
@@ -219,7 +219,8 @@ def _where(some: list[dict], cells: list[dict]) -> str:
     return " and ".join(parts)
 
 
-def _probes(path: str, dist: tuple[str, list]) -> list:
+def _probes(dist: tuple[str, list]) -> list:
+    """The values a searched field is judged at: a grid's values, a distribution's bounds."""
     kind, args = dist
     return list(args) if kind == "grid" else distribution_bounds(kind, args)
 
@@ -232,7 +233,7 @@ def inert_fields(runtime: dict, cells: list[dict], space: dict[str, tuple[str, l
         if is_seed(path):
             continue
         probed = [p for p in space if p != path and p in CONDITIONS and p not in cells[0]] if cells else []
-        axes = [(path, _probes(path, dist))] + [(p, _probes(p, space[p])) for p in probed]
+        axes = [(path, _probes(dist))] + [(p, _probes(space[p])) for p in probed]
         combos = list(itertools.islice(itertools.product(*(v for _, v in axes)), MAX_PROBES + 1))
         if len(combos) > MAX_PROBES:
             continue
@@ -293,6 +294,7 @@ def inert_notes(found: dict[str, Inert]) -> list[str]:
     lines = []
     for path, inert in found.items():
         where = "any cell (search.allow_inert lists it)" if inert.everywhere else inert.where
-        lines.append(f"{path} cannot act in {where}: {inert.reason}; the dashboard leaves those trials out of "
-                     f"its plots and importance")
+        shown = f"; the dashboard leaves arm{'s' if len(inert.arms) > 1 else ''} {', '.join(inert.arms)} out of " \
+                f"its plot and importance" if inert.arms and not inert.everywhere else ""
+        lines.append(f"{path} cannot act in {where}: {inert.reason}{shown}")
     return lines
