@@ -185,22 +185,30 @@ def _take_root() -> None:
 
 
 def watchable(root: str) -> bool:
-    """Live update watches only a root that answers and exists: a watch of an unreachable cloud root
-    would block every rerun of the page, the one that loads the next root typed included."""
-    return root_problem(root) is None and Storage(root).exists()
+    """Live update watches only a root that answers (it may not exist yet): a watch of an
+    unreachable cloud root would block every rerun of the page, the one that loads the next root
+    typed included."""
+    return root_problem(root) is None
 
 
 @st.fragment(run_every=LIVE_EVERY_S)
 def _watch(root: str, db: Optional[str]) -> None:
-    """While live update is on: sync the catalog now and then; rerun the whole page when it changed."""
-    cat = Catalog(root, db)
-    cat.sync()
-    stamp = cat.stamp()
-    seen = st.session_state.setdefault("_live_stamp", stamp)
-    if stamp != seen:
-        st.session_state["_live_stamp"] = stamp
+    """While live update is on: sync the catalog now and then; rerun the whole page when it changed,
+    or when the root itself appeared (a page opened before the first `lico-tune run` into it)."""
+    exists = Storage(root).exists()
+    now = (root, exists, _live_stamp(root, db) if exists else 0.0)
+    seen = st.session_state.setdefault("_live", now)
+    if now != seen and seen[0] == root:
+        st.session_state["_live"] = now
         st.session_state["rescan"] = st.session_state.get("rescan", 0) + 1    # past the 30 s sync cache
         st.rerun(scope="app")
+    st.session_state["_live"] = now
+
+
+def _live_stamp(root: str, db: Optional[str]) -> float:
+    cat = Catalog(root, db)
+    cat.sync()
+    return cat.stamp()
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
