@@ -106,6 +106,8 @@ def sweep_ablation(made: Path) -> None:
     rc, out = done.returncode, done.stdout
     assert rc == 1, f"the smoke sweep (with a broken arm) should exit 1, got {rc}:\n{out[-6000:]}"
     assert "12 trials, 8 finished, 4 errored" in out, out[-6000:]
+    # The plan's printout names the arms where the searched epsilon cannot act (plan/inert.py).
+    assert "note: lico.ot.epsilon cannot act in arms ce, broken: lico.alpha and lico.beta are 0" in out, out[:3000]
     # What the sweep's catalog callback wrote, before any test syncs the catalog.
     shutil.copy2(root / "lico-tune.db", made / "catalog_after_sweep.db")
     (made / "sweep_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
