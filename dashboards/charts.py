@@ -7,6 +7,12 @@ import numpy as np
 import pandas as pd
 
 
+def plain(text: str) -> str:
+    """Text from the results as plotly shows it literally: plotly reads <b>, <a href=...> and the
+    like in its labels, so '<' and '&' become entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
 def log_params(spec) -> set[str]:
     """The searched parameters of a spec drawn on a log scale (`loguniform`)."""
     space = ((spec or {}).get("search") or {}).get("space") or {} if isinstance(spec, dict) else {}
@@ -41,7 +47,7 @@ def parallel_coordinates(t: pd.DataFrame, axes: list[str], color: str, log_axes:
             values = sorted(col.astype(str).unique())
             codes = {v: i for i, v in enumerate(values)}
             dims.append(dict(label=a, values=col.astype(str).map(codes), tickvals=list(range(len(values))),
-                             ticktext=values, range=[-0.25, len(values) - 0.75]))
+                             ticktext=[plain(v) for v in values], range=[-0.25, len(values) - 0.75]))
     line = dict(color=t[color].astype(float), colorscale="Viridis", showscale=True,
                 colorbar=dict(title=dict(text=color, side="right")))
     fig = go.Figure(go.Parcoords(line=line, dimensions=dims))

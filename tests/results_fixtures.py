@@ -40,7 +40,9 @@ BASE = {
     "data": {"name": "digits", "train_subset": 512, "test_subset": 256},
     "model": {"backbone": "tiny_cnn"},
     "text": {"encoder": "hf", "model": "minilm", "n_ctx": 4, "features": "eot"},
-    "lico": {"alpha": 1.0, "beta": 1.0},
+    # OT to all K class points: with one (eot) point per class and own_class, epsilon could not act
+    # (plan/inert.py refuses a search over it).
+    "lico": {"alpha": 1.0, "beta": 1.0, "ot": {"target": "all_classes"}},
     "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "steps_per_epoch": 3, "seed": 0, "ema": 0.9,
               "threads": 1, "log_every": 50},
     "eval": {"cams": ["gradcam"], "n_images": 8, "gallery_images": 3, "batch_size": 512},
@@ -104,6 +106,8 @@ def sweep_ablation(made: Path) -> None:
     rc, out = done.returncode, done.stdout
     assert rc == 1, f"the smoke sweep (with a broken arm) should exit 1, got {rc}:\n{out[-6000:]}"
     assert "12 trials, 8 finished, 4 errored" in out, out[-6000:]
+    # The plan's printout names the arms where the searched epsilon cannot act (plan/inert.py).
+    assert "note: lico.ot.epsilon cannot act in arms ce, broken: lico.alpha and lico.beta are 0" in out, out[:3000]
     # What the sweep's catalog callback wrote, before any test syncs the catalog.
     shutil.copy2(root / "lico-tune.db", made / "catalog_after_sweep.db")
     (made / "sweep_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")

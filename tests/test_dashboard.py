@@ -41,6 +41,60 @@ def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
+# ----------------------------------------------------------------------------- pure logic, no server
+
+MARKUP = ("![x](http://127.0.0.1:9/pixel.png) **bold** <img src=x> $x$ :red[r] # h https://a.b/c www.d.e f@g.h "
+          "_em_ trial_00001\n1. item\n- dash")
+
+
+def test_md_shows_user_text_literally():
+    import common
+    from markdown_it import MarkdownIt          # a CommonMark parser (Streamlit's frontend is CommonMark + GFM)
+    html = MarkdownIt("commonmark").render(common.md(MARKUP))   # GFM's bare-URL links: the Chromium test
+    assert "<img" not in html and "<strong>" not in html and "<h1>" not in html and "<ol>" not in html
+    assert "<ul>" not in html and "<a " not in html and "<em>" not in html and "&lt;img src=x&gt;" in html
+    text = html.replace("<br />", "").replace("<p>", "").replace("</p>", "").replace("&lt;", "<") \
+        .replace("&gt;", ">").replace("&amp;", "&").replace("\n", "")
+    assert text == MARKUP.replace("\n", "")                     # every character shown, as typed
+    assert common.md(None) == common.MISSING and common.md("ablation-smoke") == "ablation-smoke"
+
+
+def test_parallel_coordinates_show_category_values_as_text():
+    from charts import parallel_coordinates
+    t = pd.DataFrame({"arm": ["<a href='http://x'>ce</a>", "lico & co"], "test/acc": [1.0, 2.0]})
+    dims = parallel_coordinates(t, ["arm", "test/acc"], "test/acc").to_dict()["data"][0]["dimensions"]
+    assert dims[0]["ticktext"] == ["&lt;a href='http://x'>ce&lt;/a>", "lico &amp; co"]
+
+
+def test_defaults_follow_the_searchs_own_metrics():
+    import common
+    options = ["saliency/gradcam/overall", "test/acc", "val/acc", "val/saliency/gradcam/overall"]
+    assert options[common.preferred(options, {"val/saliency/gradcam/overall": "max"})] == "val/saliency/gradcam/overall"
+    assert options[common.preferred(options, {})] == "val/acc"           # no declaration: a val metric, never test
+    assert options[common.preferred(options, ["test/acc"])] == "test/acc"   # a search that chose test keeps it
+    assert common.preferred(["test/acc"], {}) == 0
+
+
+def test_importance_guard_and_inert_arms():
+    import common
+    t = pd.DataFrame({"arm": ["ce", "ce", "lico", "lico"], "lico.ot.epsilon": [0.1, 0.5, 0.1, 0.5],
+                      "val/acc": [82.5784] * 4})
+    assert not common.objective_varies(t, "val/acc") and not common.objective_varies(t, "no/such")
+    assert common.objective_varies(t.assign(**{"val/acc": [1.0, 2.0, 1.0, 1.0]}), "val/acc")
+    kept, out = common.inert_left_out(t, {"lico.ot.epsilon": ["ce", "broken"]}, "lico.ot.epsilon")
+    assert out == ["ce"] and set(kept["arm"]) == {"lico"}                 # broken has no trial here
+    assert common.inert_left_out(t, {}, "lico.ot.epsilon")[1] == []
+
+
+def test_trials_carry_the_host_and_node_they_ran_on():
+    from lico_tune.results.table import build_results
+    rec = {"experiment": "e", "trial_id": "a", "arm": "lico", "params": {}, "final": {},
+           "provenance": {"node_id": "ab" * 28, "hostname": "worker-1"}}
+    row = build_results("/r", [], [rec, {**rec, "trial_id": "b", "provenance": None}]).trials
+    assert row[["host", "node"]].values.tolist()[0] == ["worker-1", "ab" * 28]
+    assert row[["host", "node"]].isna().values.tolist()[1] == [True, True]     # not started: no provenance yet
+
+
 def test_experiments_page(results_root, monkeypatch):
     at = open_page(results_root, monkeypatch)
     overview = at.dataframe[0].value
@@ -57,6 +111,10 @@ def test_experiments_page(results_root, monkeypatch):
     assert len(trials) == 12 and set(trials["status"]) == {"finished", "errored"}
     # The searched epsilon is shown; the grid axes that repeat dataset and seed are not (1400 px).
     assert "lico.ot.epsilon" in trials.columns and not {"data.name", "train.seed"} & set(trials.columns)
+    # Where each started trial ran: this machine, one Ray node (its id cut to 10 characters).
+    import socket
+    ran = trials[trials["status"] == "finished"]
+    assert set(ran["host"]) == {socket.gethostname()} and ran["node"].str.fullmatch("[0-9a-f]{10}").all()
     assert "error" in trials.columns                         # 4 errored trials: their reasons are shown
     assert overview.iloc[0]["created"][:4].isdigit() and len(overview.iloc[0]["created"]) <= 16
     spec = texts(at.code)
@@ -82,7 +140,8 @@ def test_ablations_page_shows_the_reports_numbers(results_root, monkeypatch):
     for c in paired.columns:
         assert paired[c].tolist() == expected_paired[c].tolist(), c
     captions = " ".join(c.value for c in at.caption)
-    assert notes and all(f"Note: {n}" in captions for n in notes)     # the notes, as sentences below
+    import common
+    assert notes and all(f"Note: {common.md(n)}" in captions for n in notes)     # the notes, as sentences below (as text)
     assert any("Small n" in w.value and "df = 1" in w.value for w in at.warning), "n = 2 seeds: a small-n warning"
 
     at.text_input(key="abl_margin").set_value("test/acc=50").run()
@@ -126,6 +185,13 @@ def test_hyperparameters_page(results_root, monkeypatch):
     assert dims[0]["ticktext"] == [f"{10.0 ** k:.3g}" for k in dims[0]["tickvals"]] and "0.1" in dims[0]["ticktext"]
     importance = next(c.value for c in at.caption if c.value.startswith("Importance of"))
     assert importance.startswith("Importance of lico.ot.epsilon (") and "data.name" not in importance
+    # epsilon cannot act in the CE arm (no OT): that arm is left out of its plot and of the importance.
+    assert "Left out: arm ce, where a parameter cannot change training." in importance
+    assert any(c.value.startswith("Left out: arm ce, where lico.ot.epsilon cannot change training") for c in at.caption)
+    import pyarrow as pa
+    plotted = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in charts(at)[0].proto.datasets]
+    arms = {a for df in plotted if "arm" in df.columns for a in df["arm"]}
+    assert arms == {"lico"}, arms                  # the trials' points, means and bands: lico only
     at.checkbox(key="hp_seed").check().run()
     assert len(charts(at)) == n + 1, "the seed becomes one more parameter plot"
     importance = next(c.value for c in at.caption if c.value.startswith("Importance of"))
@@ -141,6 +207,31 @@ def test_hyperparameters_page(results_root, monkeypatch):
         front = u[pareto_mask(u, {"test/acc": "max", "saliency/gradcam/overall": "max"})]
         shown = at.dataframe[-1].value
         assert set(shown["dataset"]) == {ds} and sorted(shown["trial_id"]) == sorted(front["trial_id"])
+
+
+def test_importance_says_the_objective_does_not_vary(results_root, tmp_path, monkeypatch):
+    """Every trial at one test/acc (as 6 trials over an epsilon that could not act were): no number."""
+    shutil.copytree(results_root / EXP, tmp_path / EXP)
+    for result in (tmp_path / EXP).glob("trial_*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        result.write_text("".join(json.dumps({**r, **({"test/acc": 82.5784} if "test/acc" in r else {})}) + "\n"
+                                  for r in rows))
+    at = open_page(tmp_path, monkeypatch, "hyperparameters")
+    assert any("No importance: the objective does not vary (test/acc is the same in all 2 trials)" in i.value
+               for i in at.info), texts(at.info)
+    assert not any(c.value.startswith("Importance of") for c in at.caption)
+
+
+def test_a_root_that_does_not_answer_never_blocks_the_next(results_root, monkeypatch):
+    monkeypatch.setenv("LICO_TUNE_CLOUD_TIMEOUT_S", "3")
+    at = open_page(results_root, monkeypatch)
+    at.sidebar.text_input(key="root_box").set_value("gs://lico-tune-no-such-bucket-for-tests/root").run()
+    assert any("did not answer" in e.value or "cannot be reached" in e.value for e in at.error), texts(at.error)
+    import common
+    assert not common.watchable("gs://lico-tune-no-such-bucket-for-tests/root"), "live update never watches it"
+    at.sidebar.text_input(key="root_box").set_value(str(results_root)).run()     # the next root loads at once
+    assert not at.exception and at.header[0].value == EXP and not any("did not answer" in e.value for e in at.error)
+    assert at.dataframe[0].value["experiment"].tolist() == [EXP]
 
 
 def test_saliency_page_compares_the_same_images(results_root, monkeypatch):
@@ -239,18 +330,65 @@ def test_dashboard_binds_to_loopback_by_default():
 
 
 @pytest.mark.starts_server
-def test_lico_tune_dashboard_renders_in_headless_chromium(results_root):
+def test_lico_tune_dashboard_renders_in_headless_chromium(results_root, tmp_path):
+    """One server, one browser: markup in a trial's files shows as text and fetches nothing (a local
+    HTTP server of this test counts the requests; without the escaping the browser fetched
+    /pixel.png), a new experiment written after the page loaded appears without a reload (live
+    update), the host/node column is there, and the Ablations page draws."""
+    import http.server
+    import threading
+    import time
+
     from screenshot import Browser, serve
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: `apt-get install -y chromium` (CI's .ci/run installs it); this "
                     "end-to-end test needs a real browser")
     from PIL import Image
-    with serve(str(results_root)) as url, Browser(chromium, width=1280, height=900) as b:
-        b.open(url, "Experiments")                       # warm-up: the first load compiles the app
-        b.open(f"{url}/ablations", "Best configuration per metric")   # the last section: the page is complete
-        dom = b.dom()
-        png = b.screenshot(full=False)
+    hits: list[str] = []
+
+    class Count(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):                     # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    spy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Count)
+    threading.Thread(target=spy.serve_forever, daemon=True).start()
+    port = spy.server_address[1]
+    markup = f"![x](http://127.0.0.1:{port}/pixel.png) **bold** <img src=http://127.0.0.1:{port}/raw.png>"
+    root = tmp_path / "root"
+    shutil.copytree(results_root / EXP, root / EXP)
+    params = sorted((root / EXP).glob("trial_*_broken"))[0] / "params.json"
+    params.write_text(json.dumps({**json.loads(params.read_text()), "data.name": markup}))
+    try:
+        with serve(str(root)) as url, Browser(chromium, width=1280, height=900) as b:
+            b.open(url, "Errors (4)")                    # the first load also compiles the app
+            text = b.eval("document.body.innerText")
+            dom = b.dom()
+            assert f"dataset {markup}" in text and "**bold**" in text, text[:3000]   # shown as typed
+            assert "pixel.png" not in (b.eval("[...document.images].map(i => i.src).join(' ')") or "")
+            assert "<strong>bold</strong>" not in dom and f"127.0.0.1:{port}/raw.png\">" not in dom
+            assert f"127.0.0.1:{port}" not in (b.eval("[...document.links].map(a => a.href).join(' ')") or "")
+            assert "node: the first 10 characters of its Ray node id" in text      # the host/node columns
+            assert "1 experiment(s), 12 trial(s)" in text
+            # A new experiment arrives under the root (written elsewhere, then moved in at once).
+            shutil.copytree(results_root / EXP, tmp_path / "arrived")
+            (tmp_path / "arrived").rename(root / "arrived")
+            deadline = time.time() + 90
+            while "2 experiment(s), 24 trial(s)" not in (b.eval("document.body.innerText") or ""):
+                assert time.time() < deadline, "live update never showed the new experiment: " + \
+                    (b.eval("document.body.innerText") or "")[-1500:]
+                time.sleep(1)
+            b.open(f"{url}/ablations", "Best configuration per metric")   # the last section: the page is complete
+            dom = b.dom()
+            png = b.screenshot(full=False)
+    finally:
+        spy.shutdown()
+        spy.server_close()
+    assert hits == [], f"the browser fetched {hits} from a URL inside a trial's files"
     assert "Ablation table" in dom and "Paired differences against ce" in dom and "lico − ce" in dom
     img = Image.open(io.BytesIO(png)).convert("RGB")
     assert img.size == (1280, 900)

@@ -26,6 +26,7 @@ def spec_of(trial_tree, **sections):
 
 
 EPS = {"lico.ot.epsilon": {"loguniform": [0.05, 1.0]}}
+ON_PURPOSE = ["lico.ot.epsilon"]   # inert with the tiny trial's one text point per class: these test repeats, not epsilon
 
 
 # ----------------------------------------------------------------------------- plan (no Ray)
@@ -147,7 +148,8 @@ def test_optuna_sweep_with_repeats_runs_each_proposal_on_3_seeds_and_tells_the_m
     tree = copy.deepcopy(tiny_trial_tree)
     tree["eval"]["n_images"] = 0
     spec = write_spec(tmp_path / "rep.yaml", tree, search={
-        "algorithm": "optuna", "num_samples": 2, "repeats": 3, "space": EPS, "metrics": {"val/acc": "max"}})
+        "algorithm": "optuna", "num_samples": 2, "repeats": 3, "space": EPS, "metrics": {"val/acc": "max"},
+        "allow_inert": ON_PURPOSE})
     out = lico_tune(["run", str(spec), "--storage", str(tmp_path / "res"), "--name", "rep"], ray_tmp, timeout=300)
     assert out.returncode == 0, out.stdout[-5000:]
     study = optuna.load_study(study_name="rep", storage=f"sqlite:///{tmp_path / 'res' / 'rep' / 'optuna.db'}")
@@ -202,7 +204,7 @@ def test_random_with_repeats_goes_through_the_repeater_and_smoke_keeps_two_trial
     from lico_tune.tune.repeater import SeedRepeater
     from lico_tune.tune.searchers import search_algorithm
     plan = plan_search(spec_of(tiny_trial_tree, search={"algorithm": "random", "num_samples": 4, "repeats": 3,
-                                                        "space": EPS}), storage=str(tmp_path))
+                                                        "space": EPS, "allow_inert": ON_PURPOSE}), storage=str(tmp_path))
     alg, space, num_samples = search_algorithm(plan)
     assert isinstance(alg, SeedRepeater) and alg.repeat == 3 and isinstance(alg.searcher, OptunaSearch)
     assert space == {} and num_samples == plan.n_trials == 12

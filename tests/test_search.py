@@ -139,6 +139,7 @@ def test_optuna_two_metric_study_lives_in_sqlite_and_loads(ray_tmp, tmp_path, ti
     spec = write_spec(tmp_path / "opt.yaml", copy.deepcopy(tiny_trial_tree), search={
         "algorithm": "optuna", "num_samples": 1,
         "space": {"lico.ot.epsilon": {"loguniform": [0.05, 1.0]}, "train.seed": {"grid": [0, 1]}},
+        "allow_inert": ["lico.ot.epsilon"],     # one text point per class (eot): the study's mechanics, not epsilon
         "metrics": {"val/acc": "max", "train/loss": "min"}})
     out = lico_tune(["run", str(spec), "--storage", str(tmp_path / "res"), "--name", "opt"], ray_tmp, timeout=240)
     assert out.returncode == 0, out.stdout[-5000:]

@@ -41,12 +41,12 @@ margins = tuple(m.strip() for m in margin_text.split(",") if m.strip())
 try:
     rep = common.report(root, db, stamp, name, tuple(metrics), baseline, 0.95, method, correction, margins)
 except ValueError as exc:
-    st.error(str(exc))
+    st.error(common.md(exc))
     st.stop()
 shown = datasets if dataset == "All datasets" else [dataset]
 
 for w in prose.chance_warnings(rep) + prose.small_n_warnings(rep):
-    st.warning(w)
+    st.warning(common.md(w))      # sentences naming arms and datasets: data, shown as text
 
 st.subheader("Ablation table")
 table = rep.ablation_table()
@@ -63,7 +63,7 @@ def _bold(row: pd.Series) -> list[str]:
 
 
 st.dataframe(table.style.apply(_bold, axis=1), width="stretch")
-st.caption(prose.caption(rep))
+st.caption(common.md(prose.caption(rep)))
 
 st.subheader("Means with confidence intervals")
 summary = rep.summary[rep.summary["dataset"].isin(shown)]
@@ -91,11 +91,11 @@ for m in metrics:
         ).properties(title=alt.TitleParams([ds, m], anchor="start"), height=260)   # two lines: fits a narrow column
         col.altair_chart(layer, width="stretch")
 
-st.subheader(f"Paired differences against {rep.baseline}")
+st.subheader(f"Paired differences against {common.md(rep.baseline)}")
 paired = rep.paired_table()
 paired = paired[paired["dataset"].isin(shown)]
 if paired.empty:
-    st.info(f"No arm shares seeds with the baseline '{rep.baseline}'.")
+    st.info(f"No arm shares seeds with the baseline {common.md(rep.baseline)}.")
 else:
     # Fit 1400 px without a scroll bar: the verdict next to the difference, columns that say
     # nothing here (all '–', e.g. Wilcoxon below n = 6) left out, the long notes as sentences below.
@@ -105,7 +105,7 @@ else:
     order = lead + [c for c in ("verdict",) if c in shown_cols] + [c for c in shown_cols if c not in lead + ["verdict"]]
     st.dataframe(common.tidy(paired[order]), hide_index=True, width="stretch")
     for note in notes:
-        st.caption(f"Note: {note}")
+        st.caption(f"Note: {common.md(note)}")
     raw = rep.paired[rep.paired["dataset"].isin(shown)].copy()
     raw["comparison"] = raw["dataset"] + SEP + raw["arm"] + " − " + raw["baseline"]
     for m, g in raw.groupby("metric", sort=False):
@@ -123,7 +123,7 @@ else:
         ).properties(height=70 + 36 * len(g))
         st.altair_chart(forest, width="stretch")
     st.caption("Mean difference with its 95% t interval (clipped to the difference's range); the dashed line "
-               "is no difference. " + prose.correction_text(rep) + prose.mde_text(rep))
+               "is no difference. " + common.md(prose.correction_text(rep) + prose.mde_text(rep)))
 
 st.subheader("Best configuration per metric")
 bt = rep.best_table()

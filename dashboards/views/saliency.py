@@ -96,7 +96,7 @@ else:
                "image: its class, the prediction and its insertion / deletion AUC.")
     for x in with_gallery:
         ms, curves = galleries[x["trial_id"]]
-        st.markdown(f"**{tag[x['trial_id']]}**")
+        st.markdown(f"**{common.md(tag[x['trial_id']])}**")
         cols = st.columns(n)
         for i, col in enumerate(cols):
             png = common.read_bytes(join(x["gallery"], method, f"{i:03d}.png"), stamp)
@@ -107,7 +107,7 @@ else:
                    f"{m.get('insertion_auc', float('nan')):.3f}, del {m.get('deletion_auc', float('nan')):.3f}"
                    if info else "")
             if png:
-                col.image(png, caption=cap, width="stretch")
+                col.image(png, caption=common.md(cap), width="stretch")
             else:
                 col.caption(f"(no image {i})")
 
@@ -152,4 +152,4 @@ if cols:
     if not any(c.endswith(("/sanity_top", "/sanity_full")) for c in cols):
         st.caption("No sanity-check scores: set eval.sanity: true to run the cascading randomisation test.")
 else:
-    st.info(f"The chosen trials report no saliency/{method}/* metrics.")
+    st.info(f"The chosen trials report no saliency/{common.md(method)}/\\* metrics.")

@@ -51,18 +51,18 @@ c[0].metric("Status", row["status"])
 c[1].metric("Epochs", int(row["n_epochs"] or 0))
 for col, m in zip(c[2:], ("test/acc", "test/acc_ema", "train/loss")):
     if m in t.columns and pd.notna(row.get(m)):
-        col.metric(m, f"{row[m]:.4g}")
+        col.metric(common.md(m), f"{row[m]:.4g}")
 
 if row["status"] == "errored":
-    st.error(f"**Failed:** {row['error'] or 'no reason recorded'}")
+    st.error(f"**Failed:** {common.md(row['error'] or 'no reason recorded')}")
     if rec.get("error_detail"):
         with st.expander(f"Traceback ({ERROR_FILE})"):
             st.code(rec["error_detail"], language="text")
 if row["damaged"]:
-    st.warning(f"**Damaged trial:** {row['warnings']}")
+    st.warning(f"**Damaged trial:** {common.md(row['warnings'])}")
 for w in str(row.get("health") or "").split("; "):   # every arm: did the explained model learn anything?
     if w.split(":")[0] in CHANCE_KINDS:
-        st.warning(w)
+        st.warning(common.md(w))
 
 st.subheader("Learning curves")
 hist = pd.DataFrame(rec.get("history") or [])
@@ -77,7 +77,7 @@ else:
         given = hist[HEALTH_WARNINGS].dropna().iloc[-1] if HEALTH_WARNINGS in hist.columns else ""
         for w in filter(None, str(given).split("; ")):
             if w.split(":")[0] not in CHANCE_KINDS:     # shown above for every arm
-                st.warning(w)
+                st.warning(common.md(w))
         curves(hist, {title: ms for title, ms in HEALTH.items()     # the older runs' group only where reported
                       if "older runs" not in title or any(m in hist.columns for m in ms)})
         st.caption("MM at the reference temperature (a fixed batch, one fixed tau) should fall below its "
@@ -98,7 +98,7 @@ with right:
     else:
         st.info("No checkpoint: the trial failed before its first epoch ended, or its checkpoint directories "
                 "are missing.")
-    st.caption(f"Trial directory: `{row['path']}`")
+    st.caption(f"Trial directory: {common.md(row['path'])}")
     params = {k: row[k] for k in r.params.get(name, []) if k in row.index}
     st.subheader("Searched values and provenance")
     st.json({"arm": row["arm"], "params": {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()},

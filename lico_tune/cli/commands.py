@@ -58,13 +58,15 @@ def cmd_validate(args) -> int:
     for path in args.specs:
         try:
             spec = _load(path, args.set)
-            plan_search(spec)     # the search checks `lico-tune run` makes: cells, ranges, scheduler
+            plan = plan_search(spec)     # the search checks `lico-tune run` makes: cells, ranges, scheduler
         except SpecError as exc:
             _error(str(exc))
             status = EXIT_BAD_INPUT
             continue
         arms = ", ".join(spec.ablation) if spec.ablation else "none"
         _say(f"{path}: ok (name {spec.name}; {len(spec.search.space)} searched fields; arms: {arms})")
+        for note in plan.notes:         # searched fields that cannot act in some arms
+            _say(f"note: {note}")
         if args.print:
             _say(dump_yaml(spec))
     return status
@@ -123,6 +125,8 @@ def cmd_run(args) -> int:
     """Validate, then run the spec's sweep with Ray Tune; print a progress table and a summary."""
     from ..plan import plan_search
     plan = plan_search(_load(args.spec, args.set), name=args.name, storage=args.storage, smoke=args.smoke_test)
+    for note in plan.notes:             # searched fields that cannot act in some arms
+        _say(f"note: {note}")
     what = "--storage" if args.storage else "storage"
     with environment_errors({plan.storage: what}):     # the spec's storage is the user's path too
         check_reachable(plan.storage, what)             # a cloud root answers, in seconds

@@ -4,6 +4,7 @@ config, the selection and repeat rules, and the preflight checks that run before
     cells.py      Plan and plan_search: arms x grid axes, the checks, the smoke-test shrinking
     resolve.py    one cell's (and one sampled trial's) TrialConfig
     selection.py  what a search may select on; repeats over seeds
+    inert.py      searched fields that cannot change training in a cell (refused, or named)
     preflight.py  offline data and weights, resources: before Ray starts
     fetchable.py  whether a download URL answers (one short request)
     targets.py    the trackers (MLflow, W&B) answer within a bound, with credentials: before Ray starts

@@ -52,6 +52,7 @@ from ..spec.checks import check_distribution, check_name, check_optuna_url, chec
 from ..spec.safe_yaml import load_text
 from ..storage import is_uri, join, normalise_root
 from ..userpaths import check_path
+from .inert import Inert, check_inert, inert_fields, inert_notes
 from .resolve import resolve_trial
 from .selection import check_metric_keys, check_repeats, check_seeds, check_selection
 
@@ -79,6 +80,13 @@ class Plan:
     # Each cell's resolved, validated config (aligned with `cells`), set by plan_search: the driver's
     # consumers (preflight, the scheduler, the summary, the trackers) read these, never the spec.
     cell_configs: list[TrialConfig] = field(default_factory=list, repr=False)
+    # Searched fields that cannot change training in some cells (plan/inert.py), set by plan_search.
+    inert: dict[str, Inert] = field(default_factory=dict, repr=False)
+
+    @property
+    def notes(self) -> list[str]:
+        """What `validate` and `run` print about the plan: the searched fields inert in some cells."""
+        return inert_notes(self.inert)
 
     @property
     def metrics(self) -> dict[str, str]:
@@ -161,6 +169,30 @@ class Plan:
         return plan
 
 
+def grid_and_sampled(spec: Spec) -> tuple[dict[str, list], dict[str, tuple[str, list]]]:
+    """The search space split into crossed grid axes (path -> values) and sampled distributions
+    (path -> (kind, args)), each distribution's arguments checked. Raises SpecError."""
+    s = spec.search
+    grid, sampled = {}, {}
+    for path, dist in s.space.items():
+        (kind, args), = dist.items()
+        where = f"search.space.{path}"
+        check_distribution(where, path, kind, list(args))
+        if kind == "grid" or (kind == "choice" and s.algorithm == "grid"):
+            grid[path] = list(args)
+            continue
+        if s.algorithm == "grid":
+            raise SpecError(f"{where}: '{kind}' needs a sampling algorithm; with search.algorithm 'grid' "
+                            f"use {{grid: [...]}}, or set search.algorithm to 'random' or 'optuna'.")
+        if kind == "choice" and (s.algorithm == "optuna" or (s.algorithm == "random" and s.repeats > 1)):
+            bad = [v for v in args if not isinstance(v, (str, int, float, bool)) and v is not None]
+            if bad:
+                raise SpecError(f"{where}: Optuna's categorical values must be scalars (got {bad[0]!r}); "
+                                f"make it a {{grid: [...]}} axis instead.")
+        sampled[path] = (kind, list(args))
+    return grid, sampled
+
+
 def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] = None,
                 smoke: bool = False, new: bool = True) -> Plan:
     """Check the spec's search section against what Ray Tune supports and build the plan.
@@ -180,24 +212,7 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
         check_storage(storage)
     check_optuna_url(s.optuna_storage)
 
-    grid, sampled = {}, {}
-    for path, dist in s.space.items():
-        (kind, args), = dist.items()
-        where = f"search.space.{path}"
-        check_distribution(where, path, kind, list(args))
-        if kind == "grid" or (kind == "choice" and s.algorithm == "grid"):
-            grid[path] = list(args)
-            continue
-        if s.algorithm == "grid":
-            raise SpecError(f"{where}: '{kind}' needs a sampling algorithm; with search.algorithm 'grid' "
-                            f"use {{grid: [...]}}, or set search.algorithm to 'random' or 'optuna'.")
-        if kind == "choice" and (s.algorithm == "optuna" or (s.algorithm == "random" and s.repeats > 1)):
-            bad = [v for v in args if not isinstance(v, (str, int, float, bool)) and v is not None]
-            if bad:
-                raise SpecError(f"{where}: Optuna's categorical values must be scalars (got {bad[0]!r}); "
-                                f"make it a {{grid: [...]}} axis instead.")
-        sampled[path] = (kind, list(args))
-
+    grid, sampled = grid_and_sampled(spec)
     if s.algorithm == "optuna" and not sampled:
         raise SpecError("search.algorithm 'optuna' needs at least one sampled distribution "
                         "(uniform, loguniform, randint, quniform or choice) in search.space; with only "
@@ -215,11 +230,15 @@ def plan_search(spec: Spec, name: Optional[str] = None, storage: Optional[str] =
     plan.cell_configs = _resolve_cells(plan)
     check_seeds(plan.spec, plan.cell_configs)           # on the full sweep's cells, as _check_bounds
     check_metric_keys(plan.spec, plan.cell_configs)
+    if new:                     # on the full sweep's cells; a plan read back by `resume` ran already
+        plan.inert = inert_fields(plan.runtime(), plan.cells, {**{p: ("grid", v) for p, v in grid.items()}, **sampled})
     if smoke:
         _shrink_for_smoke(plan)
         _check_bounds(plan)
         plan.cell_configs = _resolve_cells(plan)
     check_selection(plan.spec, plan.cell_configs)
+    if new:
+        check_inert(plan.inert, s.allow_inert, s.space)
     return plan
 
 
@@ -276,3 +295,16 @@ def _shrink_for_smoke(plan: Plan) -> None:
 
 
 __all__ = ["Plan", "plan_search", "SMOKE_LIMITS", "SMOKE_SET"]
+
+
+def inert_arms(spec: dict) -> dict[str, list[str]]:
+    """For the dashboard: searched field -> the arms of a saved spec (a dict, as in lico_run.yaml)
+    in which it cannot change training (plan/inert.py); {} when the spec cannot be read today."""
+    try:
+        s = validate_spec(spec, source=RUN_FILE)
+        grid, sampled = grid_and_sampled(s)
+        plan = Plan(spec=s, experiment="", storage="", arms=dict(s.ablation or {}), grid=grid, sampled=sampled)
+        found = inert_fields(plan.runtime(), plan.cells, {**{p: ("grid", v) for p, v in grid.items()}, **sampled})
+    except (SpecError, ValidationError, TypeError, ValueError):     # an old or damaged spec: nothing left out
+        return {}
+    return {p: i.arms for p, i in found.items() if i.arms}

@@ -2,7 +2,8 @@
 
 Columns: experiment, trial_id, arm, dataset, seed, status, error, n_epochs, damaged, usable,
 warnings (damaged files), health (the trial's health warnings: MM inactive, OT not converged or
-degenerate, a dead loss term), checkpoint, gallery, path, trial_dir; then every searched parameter under its field path
+degenerate, a dead loss term), checkpoint, gallery, path, trial_dir, node and host (Ray's node id and
+the host name the trial ran on, from its provenance.json; empty before it started); then every searched parameter under its field path
 ('lico.ot.epsilon', 'train.seed', ...); then each metric's final value under its name ('test/acc',
 'saliency/gradcam/overall', ...) and its best value over epochs as 'best:<name>'.
 """
@@ -18,7 +19,9 @@ from ..storage import normalise_root
 from .scan import STATUSES, metric_mode, scan_root
 
 BASE_COLUMNS = ["experiment", "trial_id", "arm", "dataset", "seed", "config_id", "status", "error", "n_epochs",
-                "damaged", "usable", "warnings", "health", "checkpoint", "gallery", "path", "trial_dir"]
+                "damaged", "usable", "warnings", "health", "checkpoint", "gallery", "path", "trial_dir", "node", "host"]
+# Where a trial ran, from its provenance.json (tune/trainable.py): Ray's node id and the host name.
+WHERE_RAN = {"node": "node_id", "host": "hostname"}
 
 
 def _cell(v):
@@ -102,6 +105,9 @@ def build_results(root: str, experiments: list[dict], trials: list[dict], source
         row["health"] = "; ".join(t.get("health") or [])
         row["damaged"] = bool(t.get("damaged"))
         row["usable"] = bool(t.get("usable"))
+        prov = t.get("provenance") if isinstance(t.get("provenance"), dict) else {}
+        for col, key in WHERE_RAN.items():
+            row[col] = prov.get(key) if isinstance(prov.get(key), str) else None
         if not row.get("config_id"):   # the catalog keeps no config_id column: the same hash of the params
             row["config_id"] = config_id({**(t.get("params") or {}),
                                           **({"arm": t["arm"]} if t.get("arm") not in (None, "-") else {})})

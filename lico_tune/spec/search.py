@@ -38,6 +38,10 @@ class SearchConfig(StrictModel):
     repeat_objective: Literal["mean", "lcb"] = Field(
         "mean", description="What the searcher is told about a configuration's repeats: their mean, or the "
         "pessimistic end of the 95% t interval (lcb: mean - t*sd/sqrt(n) for max, + for min).")
+    allow_inert: list[str] = Field(
+        default_factory=list, description="Searched fields that cannot change training in any cell and are searched "
+        "on purpose (a control): otherwise such a field is refused (e.g. lico.ot.epsilon with text.features 'eot', "
+        "where the transport plan is fixed). See docs/sweeps.md, 'Inert fields'.")
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     max_concurrent: Optional[int] = Field(None, ge=1)
     max_failures: int = Field(0, ge=-1)
