@@ -27,13 +27,18 @@ from pydantic import ValidationError
 
 from ..errors import SpecError
 from ..keys import is_seed
-from ..spec import MMConfig, OTConfig, TextConfig, TrialConfig
+from ..spec import MMConfig, OTConfig, StaticTextConfig, TextConfig, TrialConfig
 from ..spec.checks import distribution_bounds
 from .resolve import resolve_trial
 
 OT = frozenset(f"lico.ot.{n}" for n in OTConfig.model_fields)
 MM = frozenset(f"lico.mm.{n}" for n in MMConfig.model_fields)
-TEXT = frozenset(f"text.{n}" for n in TextConfig.model_fields) | {"train.text_lr"}
+STATIC = frozenset(f"text.static.{n}" for n in StaticTextConfig.model_fields)
+TEXT = frozenset(f"text.{n}" for n in TextConfig.model_fields) | STATIC | {"train.text_lr"}
+# What only a language encoder reads (the static encoder has no prompts, tokenizer or weights).
+LANGUAGE = frozenset({"text.model", "text.pretrained", "text.ctx_init", "text.max_length", "text.class_token_position",
+                      "text.class_specific", "text.context_copies", "text.precision", "text.class_names",
+                      "text.class_names_seed"})  # (train.text_lr still moves OT's projection and tau)
 PLAN_SHAPE = frozenset({"lico.ot.epsilon", "lico.ot.max_iter", "lico.ot.tol", "lico.ot.solver"})
 # The fields the rules read: a searched one among them is probed at each of its values.
 CONDITIONS = frozenset({"lico.alpha", "lico.beta", "lico.ot.gradient", "lico.ot.target", "lico.ot.anchors",
@@ -133,6 +138,25 @@ def not_open_clip(cfg: TrialConfig) -> Optional[str]:
     return None
 
 
+def no_language(cfg: TrialConfig) -> Optional[str]:
+    if cfg.text.encoder == "static":
+        return ("text.encoder is 'static': fixed class vectors, no prompts, tokenizer or weights "
+                "(models/text/static.py)")
+    return None
+
+
+def not_static(cfg: TrialConfig) -> Optional[str]:
+    if cfg.text.encoder != "static":
+        return f"text.encoder is '{cfg.text.encoder}': only the static encoder reads text.static"
+    return None
+
+
+def names_not_deranged(cfg: TrialConfig) -> Optional[str]:
+    if cfg.text.class_names != "deranged":
+        return "text.class_names is 'dataset': the derangement's seed is read only with 'deranged'"
+    return None
+
+
 def phrase_sets_n_ctx(cfg: TrialConfig) -> Optional[str]:
     if cfg.text.ctx_init is not None:
         return "text.ctx_init is set: the number of context vectors is taken from the phrase"
@@ -170,6 +194,9 @@ RULES: list[tuple[frozenset, Callable[[TrialConfig], Optional[str]]]] = [
     (frozenset({"text.proj_hidden", "text.proj_dropout"}), no_projection),
     (frozenset({"text.pooled"}), one_point_pooling),
     (frozenset({"text.context_copies"}), not_rolled),
+    (LANGUAGE, no_language),
+    (STATIC, not_static),
+    (frozenset({"text.class_names_seed"}), names_not_deranged),
     (frozenset({"text.pretrained"}), not_open_clip),
     (frozenset({"text.n_ctx"}), phrase_sets_n_ctx),
     (frozenset({"text.shuffle_ctx", "text.finetune", "text.precision", "train.text_lr"}), text_read_once),
