@@ -81,8 +81,12 @@ def open_regular(path: str, flags: int = os.O_RDONLY, within: Optional[str] = No
         if exc.errno == errno.ELOOP and within is not None:
             raise UnsafeFile(f"{path} was replaced by a symbolic link while lico-tune opened it; it refuses to "
                              f"follow it. Check who else writes this directory.") from None
-        if exc.errno == errno.ENXIO:           # a FIFO opened for writing with no reader
-            raise not_regular(path, stat.S_IFIFO) from None
+        if exc.errno == errno.ENXIO:           # a socket, or a FIFO opened for writing with no reader
+            try:
+                mode = os.lstat(target).st_mode
+            except OSError:
+                mode = stat.S_IFIFO
+            raise not_regular(path, mode) from None
         raise
     try:
         st = os.fstat(fd)
