@@ -28,6 +28,7 @@ import pytest
 
 from lico_tune.cli import main
 from lico_tune.layout import CATALOG_FILE, DRIVER_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE, SUMMARY_FILE
+from lico_tune.results.scan import scan_root
 from lico_tune.results.liveness import FUTURE_TOLERANCE_S, STALE_S, driver_state, driver_verdict
 from lico_tune.safe_files import MAX_READ_BYTES, UnsafeFile, read_bytes, write_atomic
 from lico_tune.storage import Storage, write_text
@@ -219,7 +220,7 @@ def test_a_driver_on_another_host_is_judged_by_the_readers_clock(tmp_path, heart
 # ----------------------------------------------------------------------------- FIFOs and /dev/zero, by command
 
 
-@pytest.mark.parametrize("name", ["result.json", "error.txt", "trial_spec.yaml"])
+@pytest.mark.parametrize("name", ["result.json", "error.txt", "trial_spec.yaml", "params.json"])
 def test_a_whole_root_reader_leaves_out_the_trial_with_a_bad_file(exp, name):
     """One trial's file a FIFO, the other's a link to /dev/zero: report and index end, name both and
     leave the trials out of the statistics; nothing in the experiment changes."""
@@ -238,6 +239,9 @@ def test_a_whole_root_reader_leaves_out_the_trial_with_a_bad_file(exp, name):
         else:
             assert out.returncode == 0 and "2 trial(s)" in out.stdout, text[-3000:]
     assert tree(exp) == before
+    _, records = scan_root(str(exp.parent))
+    assert [t["usable"] for t in records] == [False, False], [t["warnings"] for t in records]
+    assert all(any(name in w for w in t["warnings"]) for t in records), [t["warnings"] for t in records]
 
 
 @pytest.mark.parametrize("name", [RUN_FILE, DRIVER_FILE])

@@ -103,19 +103,19 @@ def read_results(text: str) -> tuple[list[dict], Optional[str]]:
     return rows, problem
 
 
-def read_or_skip(storage: Storage, path: str, unsafe: list[str]) -> Optional[str]:
+def read_or_skip(storage: Storage, path: str, bad: list[str]) -> Optional[str]:
     """A file of a whole root's scan: its text, or None when it is missing, or when it is not a
     regular file, a link out of the root or too large (safe_files.UnsafeFile: its message is
-    appended to `unsafe`, and the trial or experiment holding it is left out with that warning)."""
+    appended to `bad`, and the trial holding it is left out of the statistics with that warning)."""
     try:
         return storage.read_text(path)
     except UnsafeFile as exc:
-        unsafe.append(f"{exc} Left out of the statistics until then.")
+        bad.append(f"{exc} Left out of the statistics until then.")
         return None
 
 
-def _load_json(storage: Storage, path: str, unsafe: list[str]) -> Optional[Any]:
-    text = read_or_skip(storage, path, unsafe)
+def _load_json(storage: Storage, path: str, bad: list[str]) -> Optional[Any]:
+    text = read_or_skip(storage, path, bad)
     if text is None:
         return None
     try:
@@ -262,22 +262,20 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
     experiment state and over what the files suggest; otherwise Ray's status is made true by the
     driver's state (no driver given: the driver is taken to be gone)."""
     names = {f.name: f for f in inner}
-    warnings: list[str] = []              # unsafe files' messages are added to it (read_or_skip)
-    n_warned = 0
-    params = _load_json(storage, join(tdir, PARAMS_FILE), warnings) if PARAMS_FILE in names else None
-    unsafe = len(warnings) > n_warned
-    if PARAMS_FILE in names and not isinstance(params, dict) and not unsafe:
+    warnings: list[str] = []
+    refused: list[str] = []               # files safe_files refused (a FIFO, a device...): the trial is left out
+    params = _load_json(storage, join(tdir, PARAMS_FILE), refused) if PARAMS_FILE in names else None
+    if PARAMS_FILE in names and not isinstance(params, dict) and not refused:
         warnings.append(f"{PARAMS_FILE} cannot be read")
     if not isinstance(params, dict):
         params = dict((state or {}).get("config") or {})
     rows, history, problem, result_text = _read_results(storage, tdir, names, state, warnings)
-    n_warned = len(warnings)
-    error_text = read_or_skip(storage, join(tdir, ERROR_FILE), warnings) if ERROR_FILE in names else None
-    spec_text = read_or_skip(storage, join(tdir, TRIAL_SPEC), warnings) if TRIAL_SPEC in names else None
+    error_text = read_or_skip(storage, join(tdir, ERROR_FILE), refused) if ERROR_FILE in names else None
+    spec_text = read_or_skip(storage, join(tdir, TRIAL_SPEC), refused) if TRIAL_SPEC in names else None
     spec = load_yaml_or_none(spec_text, join(tdir, TRIAL_SPEC)) if spec_text else None
     spec = spec if isinstance(spec, dict) else {}
-    prov = _load_json(storage, join(tdir, PROVENANCE), warnings) if PROVENANCE in names else None
-    unsafe = unsafe or len(warnings) > n_warned
+    prov = _load_json(storage, join(tdir, PROVENANCE), refused) if PROVENANCE in names else None
+    warnings += refused
     last_row = rows[-1] if rows else {}
 
     if tid is None:
@@ -311,7 +309,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
         "checkpoint": checkpoint, "gallery": gallery, "spec": spec_text,
         "provenance": prov if isinstance(prov, dict) else None,
         "warnings": warnings, "damaged": bool(warnings), "health": _health_warnings(rows),
-        "usable": status == "finished" and problem is None and bool(final) and not unsafe}
+        "usable": status == "finished" and problem is None and bool(final) and not refused}
 
 
 def _read_results(storage: Storage, tdir: str, names: dict, state: Optional[dict],
@@ -319,12 +317,12 @@ def _read_results(storage: Storage, tdir: str, names: dict, state: Optional[dict
     """(result.json's rows, their epoch metrics, what is wrong with them or None, the file's text)."""
     rows, problem, result_text = [], None, None
     if RESULT_FILE in names:
-        unsafe: list[str] = []
-        result_text = read_or_skip(storage, join(tdir, RESULT_FILE), unsafe)
-        rows, problem = read_results(result_text or "")
-        if unsafe:
-            problem = unsafe[0].removesuffix(" Left out of the statistics until then.").rstrip(".")
-        elif result_text is None:
+        try:
+            result_text = storage.read_text(join(tdir, RESULT_FILE))
+        except UnsafeFile as exc:
+            problem = str(exc).rstrip(".")
+        rows, problem = read_results(result_text or "") if problem is None else ([], problem)
+        if result_text is None and problem is None:
             problem = f"{RESULT_FILE} cannot be read"
         if problem:
             warnings.append(problem + "; its final metrics are unknown, so it is left out of the statistics")
