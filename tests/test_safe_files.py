@@ -452,3 +452,10 @@ def test_an_arm_named_on_keeps_its_name(tmp_path, capsys):
     assert main(["validate", str(spec), "--print"]) == 0
     out = capsys.readouterr().out
     assert "'on':" in out and "'off':" in out and "[key]" not in out, out
+
+
+def test_a_yaml_file_that_is_a_fifo_is_refused_not_read(tmp_path):
+    from lico_tune.spec.safe_yaml import SpecError, read_file
+    os.mkfifo(tmp_path / "trial_spec.yaml")
+    with pytest.raises(SpecError, match="named pipe"):
+        in_time(lambda: read_file(tmp_path / "trial_spec.yaml"))

@@ -19,6 +19,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from ..errors import SpecError
+from ..safe_files import UnsafeFile, read_bytes
 
 MAX_BYTES = 1_000_000       # a spec is a few KB; a MB is far beyond any real one
 MAX_DEPTH = 32              # sections nest 4 deep (base.lico.mm.temperature); lists a few more
@@ -127,7 +128,9 @@ def read_file(path: str | Path) -> Any:
         if size > MAX_BYTES:
             raise YamlLimitError(f"{path}: {size} bytes, more than the {MAX_BYTES} a spec may have; "
                             f"is it the right file? Pass the YAML spec.")
-        raw = path.read_bytes()
+        raw = read_bytes(str(path), limit=MAX_BYTES)      # a FIFO or device is refused, never read
+    except UnsafeFile as exc:
+        raise SpecError(f"{exc} Pass the YAML spec file.") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot be read ({exc.strerror}). Pass a readable YAML spec file.") from None
     try:
