@@ -339,12 +339,14 @@ def test_trust_on_a_full_disk_leaves_the_previous_manifest(exp, tmp_path):
 # ----------------------------------------------------------------------------- the key and HOME
 
 
-@pytest.mark.parametrize("odd", ["fifo", "not utf-8", "directory", "unreadable", "huge"])
+@pytest.mark.parametrize("odd", ["fifo", "/dev/zero", "not utf-8", "directory", "unreadable", "huge"])
 def test_an_odd_key_file_is_one_paragraph_from_trust_and_run(exp, finished, tmp_path, odd):
     key = tmp_path / "key" / "manifest.key"
     key.parent.mkdir(mode=0o700)
     if odd == "fifo":
         os.mkfifo(key, 0o600)
+    elif odd == "/dev/zero":
+        key.symlink_to("/dev/zero")
     elif odd == "not utf-8":
         key.write_bytes(b"\xff\xfe" * 40)
     elif odd == "directory":
@@ -354,7 +356,7 @@ def test_an_odd_key_file_is_one_paragraph_from_trust_and_run(exp, finished, tmp_
             f.truncate(1 << 30)
     else:
         key.write_text("a" * 64)
-    if odd != "directory":
+    if odd not in ("directory", "/dev/zero"):
         key.chmod(0o600 if odd != "unreadable" else 0)
     before = tree(exp.parent)
     prefix = tuple(NO_DAC) if odd == "unreadable" else ()      # root ignores file modes: drop that power
