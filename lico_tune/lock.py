@@ -39,6 +39,7 @@ from .errors import ExperimentBusy
 from .layout import LOCK_FILE
 from .results.liveness import driver_alive, driver_record, read_driver
 from .storage import Storage, join, normalise_root
+from .safe_files import open_regular, parse_json
 
 try:
     import fcntl
@@ -101,7 +102,7 @@ def _parse(text: Optional[str]) -> Optional[dict]:
     if not text:
         return None
     try:
-        rec = json.loads(text)
+        rec = parse_json(text)
     except ValueError:
         return {}                      # a damaged record: nobody we could name holds it
     return rec if isinstance(rec, dict) else {}
@@ -129,7 +130,7 @@ class _LocalLock:
         self._make_dirs()
         storage = Storage(self.path)
         while True:
-            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_regular(self.file, os.O_RDWR | os.O_CREAT, within=self.path)   # no FIFO, no link out
             try:
                 if fcntl is not None:
                     try:

@@ -2,8 +2,9 @@
 used by the search side (writing lico_run.yaml and summary.json, reading them on resume) and the
 results side (scanning experiments).
 
-Local paths go through os (fast: a thousand trials are a few thousand stat calls); URIs through
-pyarrow.fs, which Ray Tune itself uses for cloud storage. Nothing here imports ray.
+Local paths go through os (fast: a thousand trials are a few thousand stat calls) and safe_files
+(regular files only, no symlink out of the root, a size cap, atomic replace: see there); URIs
+through pyarrow.fs, which Ray Tune itself uses for cloud storage. Nothing here imports ray.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from . import safe_files
+from .safe_files import MAX_READ_BYTES
 
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -98,28 +102,33 @@ class Storage:
                      i.mtime.timestamp() if i.mtime else 0.0, i.size or 0) for i in infos]
         return sorted(out, key=lambda e: e.name)
 
-    def read_bytes(self, path: str) -> Optional[bytes]:
-        """The file's bytes, or None when it is missing or unreadable."""
+    def read_bytes(self, path: str, limit: int = MAX_READ_BYTES) -> Optional[bytes]:
+        """The file's bytes, or None when it is missing or unreadable; safe_files.UnsafeFile (naming
+        it) when it is a FIFO, a device, a socket, a symlink out of the root, or over `limit` bytes."""
         if self.is_local:
             try:
-                return Path(path).read_bytes()
+                return safe_files.read_bytes(path, within=self.root, limit=limit)
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
                 return None
         try:
             with self._fs.open_input_stream(self._fs_path(path)) as f:
-                return f.read()
+                data = f.read(limit + 1)
         except (FileNotFoundError, OSError):
             return None
+        if len(data) > limit:
+            raise safe_files.too_large(path, len(data), limit)
+        return data
 
     def read_text(self, path: str) -> Optional[str]:
         data = self.read_bytes(path)
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def write_text(self, path: str, text: str) -> None:
-        """Write a file (creating its parent directories); raises OSError when it cannot."""
+        """Write a file (creating its parent directories); raises OSError when it cannot. Locally an
+        atomic replace (safe_files.write_atomic): a full disk leaves the previous file whole."""
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            safe_files.write_atomic(path, text.encode(), within=self.root)
             return
         fs_path = self._fs_path(path)
         self._fs.create_dir(fs_path.rsplit("/", 1)[0], recursive=True)

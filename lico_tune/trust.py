@@ -36,6 +36,7 @@ from .keyfile import key_file_problem
 from .layout import (DEFAULT_KEY_FILE, DRIVER_FILE, KEY_ENV, LOCK_FILE, MANIFEST_FILE, RAY_ERROR_PICKLE,
                      RUN_FILE, SUMMARY_FILE)
 from .storage import Storage, join, normalise_root
+from .safe_files import parse_json, read_key_text
 
 FORMAT = "lico-tune-hmac-sha256/1"
 # lico-tune's own JSON at the top level: read with json.loads only, never by Ray's restore code.
@@ -60,7 +61,8 @@ def load_key() -> bytes:
             time.sleep(0.2)
     try:
         st = path.stat()
-        text = path.read_text().strip()
+        text = read_key_text(str(path), "the signing key", f"Remove it (a new key is made on first use; sign your "
+                             f"experiments again with `lico-tune trust DIR`), or point {KEY_ENV} at your key file.").strip()
     except OSError as exc:
         raise UntrustedExperiment(f"the signing key {path} cannot be read ({exc.strerror}); lico-tune signs the "
                                   f"experiment files `resume` unpickles with it. Make it readable by you alone "
@@ -164,7 +166,7 @@ def verify_experiment(experiment_dir: str) -> dict[str, str]:
     if text is None:
         raise _refuse(experiment_dir, f"{where} is missing (the signed list of the files resume unpickles)")
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except ValueError:
         data = None
     if isinstance(data, dict) and "sha256" in data and "hmac" not in data:

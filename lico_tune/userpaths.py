@@ -76,11 +76,23 @@ def check_path(text: str, what: str) -> None:
                            f"long; a file or directory name may have at most {NAME_MAX}. Pass a shorter path.")
 
 
+CLOUD_TIMEOUT_MAX_S = 3600.0       # an hour: beyond it a wait is a hang (and 1e9 s overflows the OS's timers)
+
+
 def cloud_timeout_s() -> float:
-    try:
-        return float(os.environ.get("LICO_TUNE_CLOUD_TIMEOUT_S", CLOUD_TIMEOUT_S))
-    except ValueError:
+    """$LICO_TUNE_CLOUD_TIMEOUT_S (seconds, above 0 and at most CLOUD_TIMEOUT_MAX_S), else CLOUD_TIMEOUT_S."""
+    text = os.environ.get("LICO_TUNE_CLOUD_TIMEOUT_S")
+    if text is None or not text.strip():
         return CLOUD_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= CLOUD_TIMEOUT_MAX_S:      # also NaN and inf
+        raise UnusablePath(f"$LICO_TUNE_CLOUD_TIMEOUT_S={shown(text, 40)} is not a wait lico-tune can use: give the "
+                           f"seconds a cloud root may take to answer, above 0 and at most {CLOUD_TIMEOUT_MAX_S:g} "
+                           f"(e.g. LICO_TUNE_CLOUD_TIMEOUT_S=30), or unset it for the default {CLOUD_TIMEOUT_S:g}.")
+    return value
 
 
 _PROBE = """

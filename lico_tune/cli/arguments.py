@@ -21,8 +21,7 @@ PATH_ARGS = {"spec": "SPEC", "specs": "SPEC", "out": "--out", "output": "-o/--ou
              "images": "IMAGES", "storage": "STORAGE"}
 
 
-def user_paths(args: argparse.Namespace) -> dict[str, str]:
-    """path -> how the user gave it, for every path argument of the command (run's --storage included)."""
+def _argument_paths(args: argparse.Namespace) -> dict[str, str]:
     out: dict[str, str] = {}
     for dest, label in PATH_ARGS.items():
         value = getattr(args, dest, None)
@@ -31,6 +30,36 @@ def user_paths(args: argparse.Namespace) -> dict[str, str]:
             if isinstance(v, str) and v:
                 out[v] = label
     return out
+
+
+KEYED_COMMANDS = ("run", "resume", "trust")       # the commands that sign or verify with the user's key
+
+
+def user_paths(args: argparse.Namespace) -> dict[str, str]:
+    """path -> how the user gave it, for every path argument of the command (run's --storage included),
+    and the signing key of the commands that use it (a read-only HOME: said of the key, not a traceback)."""
+    out = _argument_paths(args)
+    if args.command in KEYED_COMMANDS:
+        from ..layout import KEY_ENV
+        from ..trust import key_file
+        out.setdefault(str(key_file()), f"the signing key (${KEY_ENV}, default ~/.config/lico-tune/manifest.key)")
+    return out
+
+
+def check_signing_key(args: argparse.Namespace) -> None:
+    """run, resume and trust read the user's signing key (made on first use) before anything else, so
+    that a read-only HOME or an odd key file (a FIFO, not UTF-8, unreadable) is one paragraph at once,
+    not a traceback once Ray has started."""
+    if args.command in KEYED_COMMANDS:
+        from ..trust import load_key
+        load_key()
+
+
+def check_catalog_url(args: argparse.Namespace) -> None:
+    """--db, when given, is a URL SQLAlchemy can open whose SQLite file is absent or a regular file."""
+    if getattr(args, "db", None):
+        from ..results.catalog import check_url
+        check_url(args.db)
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -104,14 +133,46 @@ def check_host(host: str) -> None:
                        f"or one of its interface addresses.")
 
 
+# Filesystems of the kernel's, where a path names no file one can write (/proc/version: EIO).
+PSEUDO_FILESYSTEMS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "debugfs", "tracefs", "securityfs",
+                                "cgroup", "cgroup2", "pstore", "bpf", "configfs", "efivarfs", "mqueue",
+                                "hugetlbfs", "fusectl", "binfmt_misc", "autofs"})
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem holding path (its longest mount point in /proc/self/mounts); '' if unknown."""
+    real, best, fstype = os.path.realpath(path), "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
+                    best, fstype = mount, parts[2]
+    except OSError:
+        return ""
+    return fstype
+
+
 def check_output_file(path: str, what: str, example: str) -> None:
-    """A file to write: not a directory, in an existing folder this user can write to, and, when it
-    exists, writable itself."""
+    """A file to write: not a directory nor a special file, not on the kernel's pseudo filesystems
+    (/proc, /sys, /dev), in an existing folder this user can write to, and, when it exists,
+    writable itself."""
     check_path(path, what)
     p = Path(path).expanduser()
     if p.is_dir():
         raise UnusablePath(f"{what} {shown(path)} is a directory; pass a file path, e.g. "
                            f"{shown(str(p / example), 80)}.")
+    if os.path.lexists(p) and not p.is_file():
+        from ..safe_files import kind
+        raise UnusablePath(f"{what} {shown(path)} is {kind(os.stat(p).st_mode) if p.exists() else 'a broken link'}, "
+                           f"not a file lico-tune can replace; pass a file path, e.g. {example}.")
+    fstype = filesystem_type(str(p.parent if str(p.parent) else "."))
+    if fstype in PSEUDO_FILESYSTEMS:
+        raise UnusablePath(f"{what} {shown(path)} lies on the kernel's {fstype} filesystem, which holds no files one "
+                           f"can write. Pass a path in one of your folders, e.g. {example}.")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise UnusablePath(f"{what} {shown(path)}: the folder {shown(str(parent))} does not exist. Create it first "
@@ -140,6 +201,13 @@ def refuse_unknown_options(parser: argparse.ArgumentParser, argv: list[str]) -> 
     from ..errors import suggest
     subs = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
     command = next((t for t in argv if not t.startswith("-")), None)
+    top = parser._option_string_actions
+    for tok in argv[:argv.index(command)] if command in argv else argv:     # options before the command
+        name = tok.split("=", 1)[0]
+        if name.startswith("-") and name not in top:
+            parser.error(f"unrecognized option {name}{suggest(name, list(top))}: lico-tune itself takes only "
+                         f"{', '.join(sorted(top))}; a command's options follow the command (`lico-tune COMMAND "
+                         f"-h` lists them; commands: {', '.join(subs)})")
     if command not in subs:
         return
     sub = subs[command]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..layout import CHECKPOINT_FILE
+from ..safe_files import write_atomic
 from ..spec import SpecError, dump_yaml, json_schema, load_spec
 from ..userpaths import check_reachable, environment_errors, full_disk_errors
 from .arguments import check_output_file
@@ -76,7 +77,7 @@ def cmd_schema(args) -> int:
     text = json.dumps(json_schema(), indent=2)
     if args.output:
         check_output_file(args.output, "-o/--output", "lico-tune.schema.json")
-        Path(args.output).write_text(text + "\n")
+        write_atomic(args.output, (text + "\n").encode())
         _say(f"wrote {args.output}")
     else:
         print(text)

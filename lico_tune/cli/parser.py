@@ -15,11 +15,12 @@ from ..errors import BadInput
 from ..layout import CATALOG_FILE, CHECKPOINT_FILE, DEFAULT_STORAGE
 from ..names import SALIENCY_METHODS
 from ..userpaths import environment_errors
-from .arguments import check_paths, port, positive_int, refuse_unknown_options, user_paths
+from .arguments import check_catalog_url, check_paths, check_signing_key, port, positive_int, refuse_unknown_options, \
+    user_paths
 from .commands import (cmd_explain, cmd_rerun, cmd_resume, cmd_run, cmd_schema, cmd_specs, cmd_train, cmd_trust,
                        cmd_validate)
 from .help import epilog
-from .output import EXIT_BAD_INPUT, error as _error
+from .output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, error as _error, interrupted, output_closed
 from .results import cmd_dashboard, cmd_index, cmd_report
 
 Command = Callable[..., argparse.ArgumentParser]     # command(name, help=...) -> its subparser
@@ -201,14 +202,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_paths(args)                       # NUL bytes, ~nosuchuser, over-long paths: before anything runs
+        check_catalog_url(args)                 # --db: a URL, not a directory, a symlink or a FIFO
         with environment_errors(user_paths(args)):    # permission denied, read-only, disk full on the user's paths
-            return args.func(args)
+            check_signing_key(args)             # run, resume, trust: the key is made or read before Ray starts
+            code = args.func(args)
+        sys.stdout.flush()                      # here, so that a closed pipe is caught below, not at exit
+        return code
     except BadInput as exc:     # every error the user can fix, once: one paragraph, exit 2 (bugs keep their traceback)
         _error(str(exc))
         return EXIT_BAD_INPUT
+    except BrokenPipeError:     # `lico-tune report ROOT | head -1`: the reader has what it wanted
+        return output_closed()
     except KeyboardInterrupt:
-        _error("interrupted; the last finished epoch's checkpoint is kept (resume with --resume)")
-        return 130
+        _error(interrupted(args.command))
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

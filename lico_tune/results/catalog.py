@@ -24,6 +24,8 @@ from sqlalchemy import (JSON, Boolean, Column, Float, Integer, MetaData, String,
 from ..layout import CATALOG_FILE, RUN_FILE, cache_path
 from .liveness import driver_state
 from .scan import find_experiments, fingerprint, scan_experiment
+from ..errors import BadInput
+from ..safe_files import UnsafeFile, check_regular_or_missing
 from ..storage import Storage, basename, is_uri, normalise_root
 
 ENV_URL = "LICO_TUNE_CATALOG"
@@ -96,12 +98,35 @@ def catalog_in_root(root: Path, build: bool = False) -> bool:
         return False
 
 
+def check_url(url: str, what: str = "--db") -> None:
+    """A catalog URL SQLAlchemy can open, whose SQLite file (if any) is absent or a regular file
+    that is not a symlink (sqlite would add its tables to whatever it points to); BadInput otherwise.
+    Checked before sqlalchemy opens it, for --db, $LICO_TUNE_CATALOG and the default file alike."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    if "://" not in url and os.path.isdir(os.path.expanduser(url)):
+        raise BadInput(f"{what} {url} is a directory, not a database URL. Pass a SQLAlchemy URL, e.g. "
+                       f"--db sqlite:///{os.path.abspath(os.path.expanduser(url))}/{CATALOG_FILE}.")
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise BadInput(f"{what} {url!r} is not a database URL ({str(exc).splitlines()[0]}). Pass a SQLAlchemy URL, "
+                       f"e.g. --db sqlite:////abs/path/catalog.db or --db postgresql://user@host/db.") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).expanduser()
+        if path.is_dir() and not path.is_symlink():
+            raise BadInput(f"{what} {url}: {path} is a directory, not a database file. Pass a file path, e.g. "
+                           f"sqlite:///{path / CATALOG_FILE}.")
+        check_regular_or_missing(str(path), what if what == "the catalog" else f"the catalog ({what})")
+
+
 class Catalog:
     """The catalog of one results root inside a database (which may hold several roots)."""
 
     def __init__(self, root: str, url: Optional[str] = None, create: bool = True, build: bool = False):
         self.root = normalise_root(root)
         self.url = url or default_url(self.root, build)
+        check_url(self.url, "--db" if url else f"${ENV_URL}" if os.environ.get(ENV_URL) else "the catalog")
         if self.url.startswith("sqlite:///") and create:
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"connect_args": {"timeout": 30}} if self.url.startswith("sqlite") else {}
@@ -224,7 +249,10 @@ class Catalog:
             name = basename(path)
             on_disk.add(name)
             was_running = name in live or (rows.get(name) or {}).get("run_state") == "running"
-            running = was_running and driver_state(storage, path).live
+            try:
+                running = was_running and driver_state(storage, path).live
+            except UnsafeFile:         # its driver file is a FIFO...: scan_experiment says so below
+                running = False
             if name in live and running:   # the sweep's callback writes fresher rows than storage holds yet
                 continue
             if known.get(name) != fingerprint(storage, path) or (was_running and not running):

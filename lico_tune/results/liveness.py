@@ -10,8 +10,13 @@ in the experiment directory, `lico_driver.json` (DRIVER_FILE):
 
 written when the driver starts, refreshed every HEARTBEAT_S while it runs (a Tune callback), and
 closed with `ended` and `outcome` ('finished', 'SIGINT', 'SIGTERM', 'failed': an exception) when it
-stops. A SIGKILLed driver closes nothing; it is found dead by its PID (same host: the process is
-gone, or the PID now belongs to another process) or by a stale heartbeat (another host).
+stops. A SIGKILLed driver closes nothing; it is found dead by facts, not by trusting its clock
+(`driver_verdict` says which rule decided):
+- same host: by its PID (the process is gone, or the PID now belongs to another process);
+- another host (its process cannot be checked): alive only while its heartbeat is recent by the
+  reader's clock (under STALE_S old) and not in the future by more than FUTURE_TOLERANCE_S (clock
+  skew, or a record written by hand: a heartbeat a day ahead, or 1e308, would otherwise read
+  "running" forever).
 
 `driver_state` gives the experiment's state; `true_status` the status of a trial under it: a
 trial Ray left RUNNING, PENDING or PAUSED in an experiment whose driver is gone is 'interrupted'.
@@ -20,6 +25,7 @@ No Ray import: the report and the dashboard read this on machines without Ray.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -28,9 +34,11 @@ from typing import Optional
 
 from ..layout import DRIVER_FILE, SUMMARY_FILE
 from ..storage import Storage, join
+from ..safe_files import parse_json
 
 HEARTBEAT_S = 30.0          # how often a running driver refreshes its heartbeat
 STALE_S = 4 * HEARTBEAT_S   # a heartbeat older than this (another host's driver) means the driver is gone
+FUTURE_TOLERANCE_S = 300.0  # how far ahead of the reader's clock another host's heartbeat may be (clock skew)
 LEGACY_RECENT_S = 900       # experiments from before DRIVER_FILE: live when their files changed this recently
 UNFINISHED = ("running", "pending", "paused")
 
@@ -65,34 +73,47 @@ def driver_record(pid: Optional[int] = None) -> dict:
 
 
 def write_driver(storage: Storage, experiment_path: str, record: dict) -> None:
-    """Write the record (locally through a rename, so that a reader never sees half a file)."""
-    path, text = join(experiment_path, DRIVER_FILE), json.dumps(record, indent=1)
-    if not storage.is_local:
-        storage.write_text(path, text)
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    storage.write_text(tmp, text)
-    os.replace(tmp, path)
+    """Write the record (locally an atomic replace, so that a reader never sees half a file)."""
+    storage.write_text(join(experiment_path, DRIVER_FILE), json.dumps(record, indent=1))
 
 
 def read_driver(storage: Storage, experiment_path: str) -> Optional[dict]:
+    """The driver record; None when there is none or it is damaged (UnsafeFile: a FIFO, a device...)."""
     text = storage.read_text(join(experiment_path, DRIVER_FILE))
     try:
-        rec = json.loads(text) if text is not None else None
+        rec = parse_json(text) if text is not None else None
     except ValueError:
         return None
     return rec if isinstance(rec, dict) else None
 
 
-def driver_alive(rec: dict, now: Optional[float] = None) -> bool:
-    """Whether the driver of a record that was not closed is still running."""
+def driver_verdict(rec: dict, now: Optional[float] = None) -> tuple[bool, str]:
+    """(whether the driver of a record is still running, the rule that decided, as a phrase)."""
     if rec.get("ended"):
-        return False
-    if rec.get("host") == socket.gethostname() and isinstance(rec.get("pid"), int):
-        start = _proc_start(rec["pid"])
-        return start is not None and (rec.get("proc_start") in (None, "?") or start == rec["proc_start"])
+        return False, "its record is closed"
+    pid, host = rec.get("pid"), rec.get("host")
+    if host == socket.gethostname() and isinstance(pid, int) and not isinstance(pid, bool):
+        start = _proc_start(pid)
+        if start is None:
+            return False, f"no process {pid} runs on this host"
+        if rec.get("proc_start") not in (None, "?") and start != rec["proc_start"]:
+            return False, f"pid {pid} on this host is now another process (it started at another time)"
+        return True, f"process {pid} runs on this host"
     beat = rec.get("heartbeat")
-    return isinstance(beat, (int, float)) and (now or time.time()) - beat < STALE_S
+    if not isinstance(beat, (int, float)) or isinstance(beat, bool) or not math.isfinite(beat):
+        return False, f"host {host} cannot be checked from here and its heartbeat is not a time ({beat!r})"
+    age = (now if now is not None else time.time()) - beat
+    if age < -FUTURE_TOLERANCE_S:
+        return False, (f"host {host} cannot be checked from here and its heartbeat is {-age:.0f} s in the future by "
+                       f"this machine's clock (over the {FUTURE_TOLERANCE_S:.0f} s of clock skew allowed)")
+    if age >= STALE_S:
+        return False, f"host {host} cannot be checked from here and its last heartbeat is {age:.0f} s old"
+    return True, f"host {host} cannot be checked from here; its heartbeat is {max(age, 0):.0f} s old"
+
+
+def driver_alive(rec: dict, now: Optional[float] = None) -> bool:
+    """Whether the driver of a record that was not closed is still running (see driver_verdict)."""
+    return driver_verdict(rec, now)[0]
 
 
 @dataclass
@@ -107,8 +128,9 @@ def driver_state(storage: Storage, path: str, newest_mtime: Optional[float] = No
     from how recently its files changed: `newest_mtime`, read from the directory when not given)."""
     rec = read_driver(storage, path)
     if rec is not None:
-        if driver_alive(rec):
-            return DriverState(True, "running", f"driver pid {rec.get('pid')} on {rec.get('host')}")
+        alive, rule = driver_verdict(rec)
+        if alive:
+            return DriverState(True, "running", f"driver pid {rec.get('pid')} on {rec.get('host')} ({rule})")
         outcome = rec.get("outcome")
         if outcome == "finished":
             return DriverState(False, "finished", "finished")
@@ -117,11 +139,11 @@ def driver_state(storage: Storage, path: str, newest_mtime: Optional[float] = No
         if outcome:
             return DriverState(False, "interrupted", f"its driver {outcome}")
         return DriverState(False, "interrupted", f"its driver, pid {rec.get('pid')} on {rec.get('host')}, is gone "
-                                                 f"(killed or crashed)")
+                                                 f"(killed or crashed: {rule})")
     summary = storage.read_text(join(path, SUMMARY_FILE))
     if summary is not None:
         try:
-            rows = json.loads(summary)
+            rows = parse_json(summary)
             first = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
         except ValueError:
             first = {}

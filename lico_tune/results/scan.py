@@ -23,7 +23,6 @@ rests on it.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from typing import Any, Optional
@@ -34,6 +33,7 @@ from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, P
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..spec.safe_yaml import YamlLimitError, load_text
 from ..storage import Storage, basename, join
+from ..safe_files import UnsafeFile, parse_json
 from .liveness import DriverState, driver_state, true_status
 from .tune_state import TUNE_STATUS, is_state_file, latest_state_name, read_state
 
@@ -91,7 +91,7 @@ def read_results(text: str) -> tuple[list[dict], Optional[str]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = parse_json(line)
             if not isinstance(row, dict):
                 raise ValueError("not an object")
             rows.append(row)
@@ -103,12 +103,23 @@ def read_results(text: str) -> tuple[list[dict], Optional[str]]:
     return rows, problem
 
 
-def _load_json(storage: Storage, path: str) -> Optional[Any]:
-    text = storage.read_text(path)
+def read_or_skip(storage: Storage, path: str, bad: list[str]) -> Optional[str]:
+    """A file of a whole root's scan: its text, or None when it is missing, or when it is not a
+    regular file, a link out of the root or too large (safe_files.UnsafeFile: its message is
+    appended to `bad`, and the trial holding it is left out of the statistics with that warning)."""
+    try:
+        return storage.read_text(path)
+    except UnsafeFile as exc:
+        bad.append(f"{exc} Left out of the statistics until then.")
+        return None
+
+
+def _load_json(storage: Storage, path: str, bad: list[str]) -> Optional[Any]:
+    text = read_or_skip(storage, path, bad)
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return parse_json(text)
     except ValueError:
         return None
 
@@ -168,15 +179,17 @@ def scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     traceback."""
     try:
         return _scan_experiment(storage, path)
-    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError, UnsafeFile) as exc:
         name = basename(path)
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        warning = f"{name}: {exc} The experiment is skipped until then." if isinstance(exc, UnsafeFile) else \
+            (f"{name}: its files are damaged or not written by lico-tune/Ray ({why}); skipped. Restore them from "
+             f"a copy or delete the experiment directory.")
         exp = {"experiment": name, "path": path, "spec": None, "metrics": {}, "arms": {}, "created": None,
                "smoke": False, "optuna_storage": None, "lico_tune_version": None, "git_sha": None,
                "state_file": None, "n_trials": 0, "n_planned": None, "run_state": None, "run_note": None,
                "status_counts": {}, "fingerprint": fingerprint(storage, path),
-               "warnings": [f"{name}: its files are damaged or not written by lico-tune/Ray ({why}); "
-                            f"skipped. Restore them from a copy or delete the experiment directory."]}
+               "warnings": [warning]}
         return exp, []
 
 
@@ -250,17 +263,19 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
     driver's state (no driver given: the driver is taken to be gone)."""
     names = {f.name: f for f in inner}
     warnings: list[str] = []
-    params = _load_json(storage, join(tdir, PARAMS_FILE)) if PARAMS_FILE in names else None
-    if PARAMS_FILE in names and not isinstance(params, dict):
+    refused: list[str] = []               # files safe_files refused (a FIFO, a device...): the trial is left out
+    params = _load_json(storage, join(tdir, PARAMS_FILE), refused) if PARAMS_FILE in names else None
+    if PARAMS_FILE in names and not isinstance(params, dict) and not refused:
         warnings.append(f"{PARAMS_FILE} cannot be read")
     if not isinstance(params, dict):
         params = dict((state or {}).get("config") or {})
     rows, history, problem, result_text = _read_results(storage, tdir, names, state, warnings)
-    error_text = storage.read_text(join(tdir, ERROR_FILE)) if ERROR_FILE in names else None
-    spec_text = storage.read_text(join(tdir, TRIAL_SPEC)) if TRIAL_SPEC in names else None
+    error_text = read_or_skip(storage, join(tdir, ERROR_FILE), refused) if ERROR_FILE in names else None
+    spec_text = read_or_skip(storage, join(tdir, TRIAL_SPEC), refused) if TRIAL_SPEC in names else None
     spec = load_yaml_or_none(spec_text, join(tdir, TRIAL_SPEC)) if spec_text else None
     spec = spec if isinstance(spec, dict) else {}
-    prov = _load_json(storage, join(tdir, PROVENANCE)) if PROVENANCE in names else None
+    prov = _load_json(storage, join(tdir, PROVENANCE), refused) if PROVENANCE in names else None
+    warnings += refused
     last_row = rows[-1] if rows else {}
 
     if tid is None:
@@ -294,7 +309,7 @@ def scan_trial(storage: Storage, tdir: str, inner, experiment: str, declared: di
         "checkpoint": checkpoint, "gallery": gallery, "spec": spec_text,
         "provenance": prov if isinstance(prov, dict) else None,
         "warnings": warnings, "damaged": bool(warnings), "health": _health_warnings(rows),
-        "usable": status == "finished" and problem is None and bool(final)}
+        "usable": status == "finished" and problem is None and bool(final) and not refused}
 
 
 def _read_results(storage: Storage, tdir: str, names: dict, state: Optional[dict],
@@ -302,9 +317,12 @@ def _read_results(storage: Storage, tdir: str, names: dict, state: Optional[dict
     """(result.json's rows, their epoch metrics, what is wrong with them or None, the file's text)."""
     rows, problem, result_text = [], None, None
     if RESULT_FILE in names:
-        result_text = storage.read_text(join(tdir, RESULT_FILE))
-        rows, problem = read_results(result_text or "")
-        if result_text is None:
+        try:
+            result_text = storage.read_text(join(tdir, RESULT_FILE))
+        except UnsafeFile as exc:
+            problem = str(exc).rstrip(".")
+        rows, problem = read_results(result_text or "") if problem is None else ([], problem)
+        if result_text is None and problem is None:
             problem = f"{RESULT_FILE} cannot be read"
         if problem:
             warnings.append(problem + "; its final metrics are unknown, so it is left out of the statistics")

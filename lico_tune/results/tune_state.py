@@ -22,10 +22,10 @@ itself wrote, was SIGKILLed and resumed.
 from __future__ import annotations
 
 import fnmatch
-import json
 from typing import Iterable, Optional
 
 from ..storage import Storage, join
+from ..safe_files import parse_json
 
 STATE_PREFIX = "experiment_state-"
 STATE_GLOB = STATE_PREFIX + "*.json"      # Ray's TuneController.CKPT_FILE_TMPL.format("*")
@@ -53,7 +53,7 @@ def unrestorable(storage: Storage, path: str) -> Optional[str]:
         return f"it holds no Ray Tune experiment state ({STATE_GLOB}; Ray writes it once the first trial starts)"
     text = storage.read_text(join(path, name))
     try:
-        data = json.loads(text) if text is not None else None
+        data = parse_json(text) if text is not None else None
     except ValueError as exc:
         return f"its newest state file {name} is not valid JSON ({exc}): damaged or cut short"
     if data is None:
@@ -65,7 +65,7 @@ def unrestorable(storage: Storage, path: str) -> Optional[str]:
         return f"its newest state file {name} records no trial"
     for i, item in enumerate(items):
         try:
-            state = json.loads(item[0]) if isinstance(item[0], str) else item[0]
+            state = parse_json(item[0]) if isinstance(item[0], str) else item[0]
             ok = len(item) == 2 and isinstance(state, dict) and isinstance(state.get("trial_id"), str)
         except (TypeError, ValueError, IndexError, KeyError):
             ok = False
@@ -81,7 +81,7 @@ def read_state(storage: Storage, path: str, state_name: Optional[str]) -> dict[s
         return {}
     text = storage.read_text(join(path, state_name))
     try:
-        data = json.loads(text) if text is not None else None
+        data = parse_json(text) if text is not None else None
     except ValueError:
         return {}
     out: dict[str, dict] = {}
@@ -90,8 +90,8 @@ def read_state(storage: Storage, path: str, state_name: Optional[str]) -> dict[s
     items = data.get("trial_data")
     for item in items if isinstance(items, list) else []:      # a damaged file reads as no trials
         try:
-            state = json.loads(item[0]) if isinstance(item[0], str) else item[0]
-            meta = json.loads(item[1]) if isinstance(item[1], str) else item[1]
+            state = parse_json(item[0]) if isinstance(item[0], str) else item[0]
+            meta = parse_json(item[1]) if isinstance(item[1], str) else item[1]
             last = meta.get("last_result") or {}
             out[state["trial_id"]] = {
                 "status": state.get("status"), "dir": state.get("relative_logdir") or state.get("custom_dirname"),

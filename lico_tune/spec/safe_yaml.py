@@ -2,7 +2,8 @@
 
 `yaml.safe_load` refuses python tags but not: a "billion laughs" file (a few aliases of aliases
 expand to gigabytes once pydantic copies the tree), 500 nested brackets (RecursionError in the
-composer), duplicate keys (the last silently wins), binary or non-UTF-8 bytes (UnicodeDecodeError).
+composer), duplicate keys (the last silently wins), binary or non-UTF-8 bytes (UnicodeDecodeError),
+keys YAML 1.1 reads as booleans (an ablation arm `on:` became True: here it stays the name "on").
 `load_text` / `read_file` refuse each of these with a SpecError naming the file (or --set value),
 the line, and the fix (YamlLimitError for the limits). Every reader of YAML, specs and an
 experiment's saved files alike (lico_run.yaml, trial_spec.yaml), goes through here. Never imports the spec models, so any layer may use it.
@@ -18,10 +19,14 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from ..errors import SpecError
+from ..safe_files import UnsafeFile, read_bytes
 
 MAX_BYTES = 1_000_000       # a spec is a few KB; a MB is far beyond any real one
 MAX_DEPTH = 32              # sections nest 4 deep (base.lico.mm.temperature); lists a few more
 MAX_NODES = 100_000         # nodes after alias expansion (a billion-laughs file has 10^9)
+
+
+_BOOL, _STR = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
 
 
 class YamlLimitError(SpecError):
@@ -51,6 +56,8 @@ class _LimitedLoader(yaml.SafeLoader):
             seen: dict[Any, int] = {}
             for key_node, _ in node.value:
                 if isinstance(key_node, ScalarNode):
+                    if key_node.tag == _BOOL:      # YAML 1.1 reads the key `on:` (yes, off...) as True: every key
+                        key_node.tag = _STR        # of a spec is a name (an arm `on`), so it stays the text written
                     key = key_node.value
                     line = key_node.start_mark.line + 1
                     if key in seen:
@@ -121,7 +128,9 @@ def read_file(path: str | Path) -> Any:
         if size > MAX_BYTES:
             raise YamlLimitError(f"{path}: {size} bytes, more than the {MAX_BYTES} a spec may have; "
                             f"is it the right file? Pass the YAML spec.")
-        raw = path.read_bytes()
+        raw = read_bytes(str(path), limit=MAX_BYTES)      # a FIFO or device is refused, never read
+    except UnsafeFile as exc:
+        raise SpecError(f"{exc} Pass the YAML spec file.") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot be read ({exc.strerror}). Pass a readable YAML spec file.") from None
     try:

@@ -24,6 +24,7 @@ from ..integrity import nonfinite_tensors
 from ..keys import TEST_CORRECT, accuracy_key, pack_correct
 from ..layout import CHECKPOINT_FILE, METRICS_FILE
 from ..provenance import provenance
+from ..safe_files import write_atomic
 from ..saliency.trial import saliency_metric_keys, trial_saliency, val_saliency
 from ..spec import TrialConfig, saved_trial
 from .chance import check_predictions
@@ -133,7 +134,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
 
     final = {**metrics, "warnings": list(run.health.warned), "history": run.history,
              "config": cfg.model_dump(mode="json"), TEST_CORRECT: run.test_correct, **provenance(cfg)}
-    (run.out_dir / METRICS_FILE).write_text(json.dumps(final, indent=2))
+    write_atomic(str(run.out_dir / METRICS_FILE), json.dumps(final, indent=2).encode())
     return final
 
 

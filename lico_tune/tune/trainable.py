@@ -30,6 +30,7 @@ from ..keys import TRIAL_INDEX, config_id
 from ..layout import CHECKPOINT_FILE, GALLERY, METRICS_FILE, PROVENANCE, TRAIN_LOG, TRIAL_SPEC, scratch_prefix
 from ..plan.resolve import resolve_trial
 from ..provenance import provenance
+from ..safe_files import write_atomic
 from ..train.checkpoint import CheckpointError
 
 
@@ -63,8 +64,8 @@ def run_trial(config: dict, runtime: dict) -> None:
             "node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
             **provenance(cfg)}
     spec_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-    (trial_dir / TRIAL_SPEC).write_text(spec_text)
-    (trial_dir / PROVENANCE).write_text(json.dumps(info, indent=2))
+    write_atomic(str(trial_dir / TRIAL_SPEC), spec_text.encode())
+    write_atomic(str(trial_dir / PROVENANCE), json.dumps(info, indent=2).encode())
 
     scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix(ctx.get_trial_id())))   # the driver removes it if we are killed
     log_file = open(trial_dir / TRAIN_LOG, "a", buffering=1)

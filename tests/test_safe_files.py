@@ -1,0 +1,463 @@
+"""Issue 31, items 2, 3, 5 (HOME, key file, signals) and 6: the one file layer (lico_tune/safe_files.py).
+
+Every file lico-tune reads or writes in an experiment, a results root, the catalog and the key is a
+regular file (a FIFO or /dev/zero is refused before a byte is read), never reached through a
+symlink out of the experiment, read under a size cap, and written by an atomic replace; each
+failure is one paragraph naming the file (exit 2), and a reader of a whole root (report, index)
+leaves the trial or experiment out with that warning. Each command runs in a subprocess under a
+1 GiB address-space cap (RLIMIT_AS) and a timeout: a hang or a flood fails the test, not the
+machine. Trees are compared before and after (lstat-based: a FIFO is never opened) and every
+symlink's target outside is byte-identical afterwards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lico_tune.cli import main
+from lico_tune.layout import CATALOG_FILE, DRIVER_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE, SUMMARY_FILE
+from lico_tune.results.scan import scan_root
+from lico_tune.results.liveness import FUTURE_TOLERANCE_S, STALE_S, driver_state, driver_verdict
+from lico_tune.safe_files import MAX_READ_BYTES, UnsafeFile, read_bytes, write_atomic
+from lico_tune.storage import Storage, write_text
+from ray_helpers import REPO, kill_started, lico_tune_cleanly, private_tmpdir, ray_env
+from test_environment_errors import NO_DAC, Tmpfs, refused
+
+pytest_plugins = ["results_fixtures"]
+
+MEMORY_CAP = 1 << 30          # bytes of address space each command may map
+COMMAND_TIMEOUT_S = 120       # a hang on a FIFO is forever; a loaded 2-core machine needs ~10 s per report
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every entry under root -> its SHA-256 (regular files), 'link -> target', or its kind: never
+    opening a FIFO or a device (conftest.checksums would hang on one)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            out[str(p.relative_to(root))] = f"link -> {os.readlink(p)}"
+        elif stat.S_ISREG(st.st_mode):
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            out[str(p.relative_to(root))] = stat.filemode(st.st_mode)[0]
+    return out
+
+
+def _cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def cli(args: list[str], prefix: tuple[str, ...] = (), **env) -> subprocess.CompletedProcess:
+    """`lico-tune ARGS` in a subprocess under the memory cap, with a private RAY_TMPDIR whose
+    processes (none are expected: every case is refused before Ray starts) are stopped afterwards.
+    env: variables to set (None: to unset); prefix: a command to run it under (setpriv)."""
+    tmpdir = private_tmpdir()
+    environ = ray_env(tmpdir, **{k: v for k, v in env.items() if v is not None})
+    for k in [k for k, v in env.items() if v is None]:
+        environ.pop(k, None)
+    try:
+        return subprocess.run([*prefix, sys.executable, "-m", "lico_tune.cli", *args], cwd=REPO, env=environ, text=True,
+                              capture_output=True, timeout=COMMAND_TIMEOUT_S, preexec_fn=_cap_memory,
+                              stdin=subprocess.DEVNULL)
+    finally:
+        left = kill_started([tmpdir])
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        assert not left, f"processes left running by lico-tune {' '.join(args)}: {left}"
+
+
+def make_special(path: Path, kind: str) -> None:
+    """Replace path by a FIFO ('fifo') or a symlink to /dev/zero ('zero')."""
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path, 0o600)
+    else:
+        path.symlink_to("/dev/zero")
+
+
+@pytest.fixture
+def exp(finished, tmp_path) -> Path:
+    """A private copy of the finished experiment (signed with the session's key): <tmp>/res/done."""
+    shutil.copytree(finished["root"], tmp_path / "res", symlinks=True,
+                    ignore=shutil.ignore_patterns(CATALOG_FILE + "*"))
+    return tmp_path / "res" / "done"
+
+
+def fill(disk: Path) -> None:
+    """Write a filler file until the filesystem at `disk` is full."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == 28, exc
+    finally:
+        os.close(fd)
+
+
+def temporary_files(d: Path) -> list[str]:
+    """What write_atomic leaves if it fails to clean up: .<name>.<random>.tmp."""
+    return [p.name for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+
+
+def trials(exp: Path) -> list[Path]:
+    found = sorted(exp.glob("trial_*"))
+    assert len(found) == 2, found
+    return found
+
+
+def in_time(fn, timeout_s: float = 30.0):
+    """fn() in a thread that must end within timeout_s (a FIFO opened without O_NONBLOCK waits forever)."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:     # noqa: BLE001 - handed to the test
+            box["error"] = exc
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    assert not t.is_alive(), f"still reading after {timeout_s} s (a FIFO or device was opened blocking)"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+# ----------------------------------------------------------------------------- the layer itself
+
+
+def test_reads_refuse_special_files_links_out_and_oversized_files(tmp_path):
+    root = tmp_path / "exp"
+    root.mkdir()
+    (tmp_path / "outside.json").write_text('{"secret": 1}')
+    os.mkfifo(root / "fifo.json")
+    (root / "zero.json").symlink_to("/dev/zero")
+    (root / "out.json").symlink_to(tmp_path / "outside.json")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(root / "sock.json"))
+        with open(root / "big.json", "wb") as f:       # sparse: no disk used
+            f.truncate(MAX_READ_BYTES + 1)
+        for name, says in [("fifo.json", "named pipe (FIFO)"), ("zero.json", "character device"),
+                           ("sock.json", "socket"), ("out.json", "outside"), ("big.json", "bytes")]:
+            with pytest.raises(UnsafeFile) as got:
+                in_time(lambda: read_bytes(str(root / name), within=str(root)))
+            assert str(root / name) in str(got.value) and says in str(got.value), got.value
+            assert Storage(str(root)).read_text(str(root / "ok.json")) is None      # missing: still None
+    (root / "ok.json").write_text('{"a": 1}')
+    (root / "in.json").symlink_to("ok.json")                                      # a link inside: followed
+    assert Storage(str(root)).read_text(str(root / "in.json")) == '{"a": 1}'
+
+
+def test_writes_replace_a_symlink_and_never_write_its_target(tmp_path):
+    root = tmp_path / "exp"
+    root.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("another application's file\n")
+    before = outside.read_bytes()
+    for name in (SUMMARY_FILE, DRIVER_FILE, MANIFEST_FILE):
+        (root / name).symlink_to(outside)
+        write_text(str(root / name), "{}\n")                    # what summary.py, liveness.py and trust.py call
+        assert not (root / name).is_symlink() and (root / name).read_text() == "{}\n"
+    assert outside.read_bytes() == before
+    sub = root / "trial_x"
+    sub.symlink_to(tmp_path)                                   # a folder leading out of the experiment
+    with pytest.raises(UnsafeFile, match="outside"):
+        Storage(str(root)).write_text(str(sub / "result.json"), "{}")
+    assert not (tmp_path / "result.json").exists()
+    assert not temporary_files(root), "a temporary file was left"
+
+
+def test_a_full_disk_leaves_the_previous_file_whole(tmp_path):
+    with Tmpfs(tmp_path / "small", "1m") as fs:
+        target = fs.path / "summary.json"
+        write_atomic(str(target), b"previous\n")
+        fill(fs.path)
+        with pytest.raises(OSError) as got:
+            write_atomic(str(target), b"x" * 200_000)
+        assert got.value.errno == 28                                         # ENOSPC
+        assert target.read_bytes() == b"previous\n"
+        assert sorted(p.name for p in fs.path.iterdir()) == ["filler", "summary.json"]
+
+
+# ----------------------------------------------------------------------------- status from facts
+
+
+@pytest.mark.parametrize("heartbeat, alive, rule", [
+    (lambda now: now - STALE_S / 2, True, "s old"),
+    (lambda now: now + FUTURE_TOLERANCE_S / 2, True, "s old"),          # small skew: tolerated
+    (lambda now: now - STALE_S - 5, False, "last heartbeat is"),
+    (lambda now: now + 86400, False, "in the future"),                  # a day ahead: not forever 'running'
+    (lambda now: 1e308, False, "in the future"),
+    (lambda now: float("inf"), False, "not a time"),
+    (lambda now: "soon", False, "not a time"),
+])
+def test_a_driver_on_another_host_is_judged_by_the_readers_clock(tmp_path, heartbeat, alive, rule):
+    now = time.time()
+    rec = {"pid": 4242, "host": "elsewhere-" + socket.gethostname(), "proc_start": "1", "started": now - 100,
+           "heartbeat": heartbeat(now), "ended": None, "outcome": None}
+    got, why = driver_verdict(rec, now)
+    assert got is alive and rule in why and "cannot be checked" in why, (got, why)
+    (tmp_path / DRIVER_FILE).write_text(json.dumps(rec))          # json writes inf as Infinity, read back as inf
+    state = driver_state(Storage(str(tmp_path)), str(tmp_path))
+    assert state.live is alive and state.state == ("running" if alive else "interrupted"), state
+    assert rule in state.why, state.why                             # the report and dashboard say which rule decided
+
+
+# ----------------------------------------------------------------------------- FIFOs and /dev/zero, by command
+
+
+@pytest.mark.parametrize("name", ["result.json", "error.txt", "trial_spec.yaml", "params.json"])
+def test_a_whole_root_reader_leaves_out_the_trial_with_a_bad_file(exp, name):
+    """One trial's file a FIFO, the other's a link to /dev/zero: report and index end, name both and
+    leave the trials out of the statistics; nothing in the experiment changes."""
+    a, b = trials(exp)
+    make_special(a / name, "fifo")
+    make_special(b / name, "zero")
+    before = tree(exp)
+    for args in (["report", str(exp.parent), "--no-catalog", "--format", "json"], ["index", str(exp.parent)]):
+        out = cli(args)
+        text = out.stdout + out.stderr
+        assert "Traceback" not in text, text[-3000:]
+        assert str(a / name) in out.stderr and "named pipe (FIFO)" in out.stderr, out.stderr[-3000:]
+        assert str(b / name) in out.stderr and "/dev/zero" in out.stderr, out.stderr[-3000:]
+        if args[0] == "report":
+            assert out.returncode in (0, 2), text[-3000:]        # 2: no usable trial left, said in one line
+        else:
+            assert out.returncode == 0 and "2 trial(s)" in out.stdout, text[-3000:]
+    assert tree(exp) == before
+    _, records = scan_root(str(exp.parent))
+    assert [t["usable"] for t in records] == [False, False], [t["warnings"] for t in records]
+    assert all(any(name in w for w in t["warnings"]) for t in records), [t["warnings"] for t in records]
+
+
+@pytest.mark.parametrize("name", [RUN_FILE, DRIVER_FILE])
+def test_a_whole_root_reader_leaves_out_the_experiment_with_a_bad_file(exp, name):
+    twin = exp.parent / "done2"
+    shutil.copytree(exp, twin, symlinks=True)
+    make_special(exp / name, "fifo")
+    make_special(twin / name, "zero")
+    before = tree(exp.parent)
+    out = cli(["index", str(exp.parent)])
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert str(exp / name) in out.stderr and str(twin / name) in out.stderr, out.stderr[-3000:]
+    out = cli(["report", str(exp.parent), "--no-catalog"])
+    refused(out.returncode, out.stderr, str(exp / name))
+    assert str(twin / name) in out.stderr
+    assert {k: v for k, v in tree(exp.parent).items() if not k.startswith(CATALOG_FILE)} == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+@pytest.mark.parametrize("name", [MANIFEST_FILE, "tuner.pkl", "trial/error.pkl"])
+def test_trust_and_resume_refuse_a_special_file(exp, name, kind):
+    path = trials(exp)[0] / "error.pkl" if name == "trial/error.pkl" else exp / name
+    make_special(path, kind)
+    before = tree(exp.parent)
+    for command in ("trust", "resume"):
+        out = cli([command, str(exp)])
+        refused(out.returncode, out.stderr, str(path))
+        assert ("named pipe" if kind == "fifo" else "/dev/zero") in out.stderr
+    assert tree(exp.parent) == before
+
+
+# ----------------------------------------------------------------------------- symlinks out of the experiment
+
+
+def test_symlinked_lock_manifest_and_catalog_leave_their_targets_alone(exp, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("someone's notes\n")
+    import sqlite3
+    with sqlite3.connect(outside / "app.db") as conn:
+        conn.execute("CREATE TABLE app (x INTEGER)")
+    before = tree(outside)
+
+    (exp / LOCK_FILE).symlink_to(outside / "notes.txt")
+    out = cli(["resume", str(exp)])
+    refused(out.returncode, out.stderr, str(exp / LOCK_FILE))
+    (exp / LOCK_FILE).unlink()
+
+    manifest = exp / MANIFEST_FILE
+    shutil.move(manifest, outside / "manifest.json")
+    before = tree(outside)
+    manifest.symlink_to(outside / "manifest.json")
+    out = cli(["trust", str(exp)])
+    refused(out.returncode, out.stderr, str(manifest))
+    manifest.unlink()
+    shutil.copy(outside / "manifest.json", manifest)
+
+    (exp.parent / CATALOG_FILE).symlink_to(outside / "app.db")
+    for args in (["index", str(exp.parent)], ["report", str(exp.parent)]):
+        out = cli(args)
+        refused(out.returncode, out.stderr, str(exp.parent / CATALOG_FILE))
+    assert tree(outside) == before
+
+
+def test_resume_replaces_a_symlinked_summary_and_leaves_its_target_alone(exp, tmp_path):
+    """The one case that runs Ray: resume of a finished experiment writes summary.json at its end."""
+    outside = tmp_path / "outside.json"
+    outside.write_text("another application's file\n")
+    (exp / SUMMARY_FILE).unlink()
+    (exp / SUMMARY_FILE).symlink_to(outside)
+    out = lico_tune_cleanly(["resume", str(exp)], timeout=400)
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert outside.read_text() == "another application's file\n"
+    assert not (exp / SUMMARY_FILE).is_symlink() and len(json.loads((exp / SUMMARY_FILE).read_text())) == 2
+
+
+# ----------------------------------------------------------------------------- atomic writes: trust on a full disk
+
+
+def test_trust_on_a_full_disk_leaves_the_previous_manifest(exp, tmp_path):
+    with Tmpfs(tmp_path / "small", "16m") as fs:
+        shutil.copytree(exp, fs.path / "done", symlinks=True,
+                        ignore=shutil.ignore_patterns("checkpoint_*", "gallery", "*.log", "events.*"))
+        d = fs.path / "done"
+        assert cli(["trust", str(d)]).returncode == 0
+        manifest = (d / MANIFEST_FILE).read_bytes()
+        (d / "extra-state.json").write_text('{"new": "state to sign"}')     # the next manifest differs
+        fill(fs.path)
+        out = cli(["trust", str(d)])
+        refused(out.returncode, out.stderr, "disk is full")
+        assert (d / MANIFEST_FILE).read_bytes() == manifest
+        assert not temporary_files(d), "a temporary file was left"
+
+
+# ----------------------------------------------------------------------------- the key and HOME
+
+
+@pytest.mark.parametrize("odd", ["fifo", "/dev/zero", "not utf-8", "directory", "unreadable", "huge"])
+def test_an_odd_key_file_is_one_paragraph_from_trust_and_run(exp, finished, tmp_path, odd):
+    key = tmp_path / "key" / "manifest.key"
+    key.parent.mkdir(mode=0o700)
+    if odd == "fifo":
+        os.mkfifo(key, 0o600)
+    elif odd == "/dev/zero":
+        key.symlink_to("/dev/zero")
+    elif odd == "not utf-8":
+        key.write_bytes(b"\xff\xfe" * 40)
+    elif odd == "directory":
+        key.mkdir(mode=0o700)
+    elif odd == "huge":
+        with open(key, "wb") as f:
+            f.truncate(1 << 30)
+    else:
+        key.write_text("a" * 64)
+    if odd not in ("directory", "/dev/zero"):
+        key.chmod(0o600 if odd != "unreadable" else 0)
+    before = tree(exp.parent)
+    prefix = tuple(NO_DAC) if odd == "unreadable" else ()      # root ignores file modes: drop that power
+    for args in (["trust", str(exp)], ["run", str(finished["spec"]), "--storage", str(tmp_path / "new")]):
+        done = cli(args, prefix, LICO_TUNE_KEY_FILE=str(key))
+        refused(done.returncode, done.stderr, str(key))
+        assert "signing key" in done.stderr
+    assert tree(exp.parent) == before and not (tmp_path / "new").exists()
+
+
+def test_a_read_only_home_is_one_paragraph_naming_the_key(exp, finished, tmp_path):
+    with Tmpfs(tmp_path / "home", "1m") as fs:
+        fs.remount_ro()
+        key = fs.path / ".config" / "lico-tune" / "manifest.key"
+        for args in (["trust", str(exp)], ["run", str(finished["spec"]), "--storage", str(tmp_path / "new")]):
+            out = cli(args, HOME=str(fs.path), LICO_TUNE_KEY_FILE=None)
+            refused(out.returncode, out.stderr, str(key))
+            assert "read-only" in out.stderr
+    assert not (tmp_path / "new").exists()
+
+
+# ----------------------------------------------------------------------------- no tracebacks
+
+
+def test_deeply_nested_json_is_a_damaged_file_not_a_traceback(exp):
+    a, _ = trials(exp)
+    (a / "result.json").write_text("[" * 200_000 + "\n")
+    (exp / DRIVER_FILE).write_text("{\"a\":" * 200_000)
+    out = cli(["report", str(exp.parent), "--no-catalog"])
+    assert "Traceback" not in out.stdout + out.stderr and out.returncode in (0, 2), out.stderr[-3000:]
+    assert "result.json is truncated or corrupt" in out.stderr, out.stderr[-3000:]
+
+
+def test_a_closed_pipe_ends_report_quietly(exp):
+    proc = subprocess.Popen([sys.executable, "-m", "lico_tune.cli", "report", str(exp.parent), "--no-catalog"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                    # `| head -1` gone before the report is printed (deterministic)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=COMMAND_TIMEOUT_S) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_an_absurd_cloud_timeout_is_refused(tmp_path):
+    out = cli(["report", "s3://lico-tune-no-such-bucket/x"], LICO_TUNE_CLOUD_TIMEOUT_S="1e9")
+    refused(out.returncode, out.stderr, "LICO_TUNE_CLOUD_TIMEOUT_S=1e9")
+
+
+@pytest.mark.parametrize("command", ["trust", "index", "run", "train"])
+def test_ctrl_c_names_the_command_that_was_interrupted(command, monkeypatch, capsys, tmp_path):
+    import lico_tune.cli.parser as parser
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+    for name in ("cmd_trust", "cmd_index", "cmd_run", "cmd_train"):
+        monkeypatch.setattr(parser, name, interrupted)
+    monkeypatch.setattr(parser, "check_signing_key", lambda _args: None)
+    (tmp_path / "spec.yaml").write_text("name: x\n")
+    arg = str(tmp_path) if command in ("trust", "index") else str(tmp_path / "spec.yaml")
+    assert main([command, arg]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: lico-tune {command} interrupted:") and err.count("\n") == 1, err
+    assert ("--resume" in err) == (command == "train"), err
+
+
+# ----------------------------------------------------------------------------- the low cases
+
+
+@pytest.mark.parametrize("argv, culprit", [
+    (["--frob"], "--frob"),
+    (["--frob", "report", "x"], "--frob"),
+    (["schema", "-o", "/proc/version"], "/proc/version"),
+    (["schema", "-o", "/dev/null"], "/dev/null"),
+    (["report", "{root}", "--db", "{root}"], "is a directory"),
+    (["report", "{root}", "--db", "garbage"], "garbage"),
+    (["report", "{root}", "--db", "sqlite:///{root}"], "is a directory"),
+    (["index", "{root}", "--db", "not a url"], "not a url"),
+])
+def test_the_low_cases(exp, capsys, argv, culprit):
+    root = str(exp.parent)
+    before = tree(exp.parent)
+    argv = [a.replace("{root}", root) for a in argv]
+    try:
+        rc = main(argv)
+    except SystemExit as exc:            # argparse's own errors (usage + one line)
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and culprit in err, err
+    assert tree(exp.parent) == before
+
+
+def test_an_arm_named_on_keeps_its_name(tmp_path, capsys):
+    spec = tmp_path / "on.yaml"
+    spec.write_text("name: onoff\nbase:\n  data: {name: digits, val_fraction: 0.2}\n  model: {backbone: tiny_cnn}\n"
+                    "ablation:\n  on: {lico.alpha: 0}\n  off: {}\n")
+    assert main(["validate", str(spec), "--print"]) == 0
+    out = capsys.readouterr().out
+    assert "'on':" in out and "'off':" in out and "[key]" not in out, out
+
+
+def test_a_yaml_file_that_is_a_fifo_is_refused_not_read(tmp_path):
+    from lico_tune.spec.safe_yaml import SpecError, read_file
+    os.mkfifo(tmp_path / "trial_spec.yaml")
+    with pytest.raises(SpecError, match="named pipe"):
+        in_time(lambda: read_file(tmp_path / "trial_spec.yaml"))
