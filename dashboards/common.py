@@ -224,7 +224,7 @@ def pick_experiment(res: Results, key: str) -> str:
 def warn_damaged(res: Results) -> None:
     names = set(res.experiments["experiment"]) if "experiment" in res.experiments else set()
     for w in res.warnings:        # an experiment whose files were refused (damaged, a YAML past the limits)
-        if w.split(":")[0] in names:
+        if w.trial is None and w.experiment in names:
             st.warning(w)
     d = res.damaged
     if d.empty:

@@ -130,7 +130,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
                    run.ckpt_path)
             padded = True
 
-    final = {**metrics, "warnings": list(run.health.warned), "history": run.history,
+    final = {**metrics, "warnings": [str(w) for w in run.health.warned], "history": run.history,
              "config": cfg.model_dump(mode="json"), **provenance(cfg)}
     (run.out_dir / METRICS_FILE).write_text(json.dumps(final, indent=2))
     return final
