@@ -138,18 +138,7 @@ def preflight(plan: Plan, address: Optional[str], say: Callable[[str], None] = p
 
 def check_plan(experiment_dir: str) -> str:
     """The experiment directory (normalised) when it holds a readable plan; SpecError otherwise."""
-    from ..layout import RUN_FILE
-    from ..storage import join, normalise_root, read_text
-    d = normalise_root(experiment_dir)
-    text = read_text(join(d, RUN_FILE))
-    if text is None:
-        raise SpecError(f"{d} is not a lico-tune experiment directory: it has no {RUN_FILE}. "
-                        f"Pass the directory `lico-tune run` printed (<storage>/<experiment name>).")
-    try:
-        Plan.from_yaml(text)
-    except SpecError as exc:
-        raise SpecError(f"{join(d, RUN_FILE)}: {exc}") from None
-    return d
+    return Plan.load(experiment_dir).experiment_path
 
 
 def check_resume(experiment_dir: str) -> None:
