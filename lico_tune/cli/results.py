@@ -1,4 +1,4 @@
-"""The lico-tune subcommands that read results: index, report, dashboard (parsers in cli.py)."""
+"""The lico-tune subcommands that read results: index, report, dashboard (parsers in parser.py)."""
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,4 @@
-"""Health checks of the LICO terms, every epoch of every trial (DESIGN.md section 1, failure modes).
+"""Health checks of the LICO terms, every epoch of every trial (docs/method.md, "Health checks").
 
 A LICO trial can look healthy in its loss log and still train plain cross-entropy: a learnable
 temperature shared by both MM softmaxes runs away (MM -> 0 whatever the geometry), MM's dose can be
