@@ -106,4 +106,5 @@ def require(cfg, name: str, probe: Probe) -> None:
     why = probe(url)
     if why is not None:
         raise not_downloadable(name, url, why, [root / inner], what,
-                               f"python -c \"import torchvision; torchvision.datasets.{cls.__name__}('{root}', download=True)\"")
+                               f"python -c \"import torchvision; "
+                               f"torchvision.datasets.{cls.__name__}('{root}', download=True)\"")

@@ -2,7 +2,8 @@
 
 Columns: experiment, trial_id, arm, dataset, seed, status, error, n_epochs, damaged, usable,
 warnings (damaged files), health (a tuple of the trial's HealthWarning values: MM inactive, OT not
-converged or degenerate, a dead loss term, at chance), checkpoint, gallery, path, trial_dir; then every searched parameter under its field path
+converged or degenerate, a dead loss term, at chance), checkpoint, gallery, path, trial_dir; then
+every searched parameter under its field path
 ('lico.ot.epsilon', 'train.seed', ...); then each metric's final value under its name ('test/acc',
 'saliency/gradcam/overall', ...) and its best value over epochs as 'best:<name>'.
 """

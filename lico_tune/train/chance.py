@@ -51,14 +51,16 @@ class ChanceCheck:
         out = []
         at_chance, collapsed = CHANCE_KINDS
         if self.at_chance:
-            out.append(HealthWarning(at_chance, f"{what} {100 * self.correct / max(1, self.n):.1f}% on {self.n} images is not "
-                       f"above the {100 * self.p0:.1f}% of always answering the most frequent class (binomial "
-                       f"p = {self.p_value:.2g}): the model learned nothing, so its saliency numbers say "
-                       f"nothing about the method. Train longer or check lr."))
+            out.append(HealthWarning(at_chance, (
+                f"{what} {100 * self.correct / max(1, self.n):.1f}% on {self.n} images is not above the "
+                f"{100 * self.p0:.1f}% of always answering the most frequent class (binomial p = "
+                f"{self.p_value:.2g}): the model learned nothing, so its saliency numbers say nothing about "
+                f"the method. Train longer or check lr.")))
         if self.collapsed:
-            out.append(HealthWarning(collapsed, f"{100 * self.top_pred_share:.1f}% of the {self.n} test images are predicted "
-                       f"as class {self.top_pred} (threshold {100 * COLLAPSE_SHARE:.0f}%): its saliency maps "
-                       f"explain one answer, not the classes."))
+            out.append(HealthWarning(collapsed, (
+                f"{100 * self.top_pred_share:.1f}% of the {self.n} test images are predicted as class "
+                f"{self.top_pred} (threshold {100 * COLLAPSE_SHARE:.0f}%): its saliency maps explain one "
+                f"answer, not the classes.")))
         return out
 
 

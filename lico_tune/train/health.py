@@ -28,8 +28,9 @@ one log line:
 
 The gradient probes run on GRAD_PROBES global steps spread evenly over training; step 0 gives
 dose0 only (the untrained model is not averaged into the epochs' values). Warnings (rules in
-health_rules.py; HealthWarning values) are given once per kind, in the log, as the text `health/warnings` and as 0/1 flags
-`health/warn/<kind>` (numbers reach the results table); metrics.json lists them as `warnings`.
+health_rules.py; HealthWarning values) are given once per kind, in the log, as the text
+`health/warnings` and as 0/1 flags `health/warn/<kind>` (numbers reach the results table);
+metrics.json lists them as `warnings`.
 Everything per step stays on the device (no sync); values are read once per epoch.
 
 At the end of every trial, LICO or not, `final_check` adds whether the explained model learned
@@ -47,8 +48,8 @@ from torch.nn import functional as F
 from ..data.loader import iterate_batches
 from ..keys import (CHANCE_KEYS, CHANCE_KINDS, CLASS_TEXT_COS, HEALTH_WARNINGS, MARGINAL_ERR, MM_REF, MM_REF0,
                     MM_REF_CHANGE, SINKHORN_ITERS, TAU, TAU_TARGET, TERMS, TEXT_COS, TEXT_COS_BETWEEN, TEXT_COS_BETWEEN0,
-                    TEXT_COS_IMAGE, TEXT_COS_PROJ, WARNING_KINDS, HealthWarning, dose, grad_frac, health_text, read_health_warnings,
-                    warn_flag)
+                    TEXT_COS_IMAGE, TEXT_COS_PROJ, WARNING_KINDS, HealthWarning, dose, grad_frac, health_text,
+                    read_health_warnings, warn_flag)
 from ..models.lico import LicoModel, image_points
 from ..models.text import TextFeatures
 from ..spec import TrialConfig

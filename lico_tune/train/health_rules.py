@@ -1,6 +1,6 @@
 """The warning rules of the LICO health checks (train/health.py): thresholds and the text of
-each warning (the kinds: lico_tune.keys.WARNING_KINDS). Pure functions of a trial's health metrics for one epoch, `m`, each giving a
-HealthWarning (lico_tune/keys.py: kind, detail) or None."""
+each warning (the kinds: lico_tune.keys.WARNING_KINDS). Pure functions of a trial's health metrics
+for one epoch, `m`, each giving a HealthWarning (lico_tune/keys.py: kind, detail) or None."""
 from __future__ import annotations
 
 from typing import Optional

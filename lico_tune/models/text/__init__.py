@@ -43,7 +43,8 @@ def _open_clip() -> ModuleType:
     return openclip
 
 
-ENCODERS = {"hf": TextEncoderInfo(_hf, "HFPromptLearner"), "open_clip": TextEncoderInfo(_open_clip, "OpenClipPromptLearner")}
+ENCODERS = {"hf": TextEncoderInfo(_hf, "HFPromptLearner"),
+            "open_clip": TextEncoderInfo(_open_clip, "OpenClipPromptLearner")}
 
 
 def build_prompt_learner(cfg: TextConfig, class_names: list[str], **options) -> PromptLearner:

