@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-# This file is named ot.py: drop its own folder from the path so that `import ot` finds POT.
+# Drop this folder from the path (run as a script, it comes first) so that nothing here can shadow
+# POT's `ot` package (this file did under its old name), and import lico_tune from the checkout above it.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))

@@ -267,8 +267,8 @@ def pick_experiment(res: Results, key: str) -> str:
 def warn_damaged(res: Results) -> None:
     names = set(res.experiments["experiment"]) if "experiment" in res.experiments else set()
     for w in res.warnings:        # an experiment whose files were refused (damaged, a YAML past the limits)
-        if w.split(":")[0] in names:
-            st.warning(md(w))
+        if w.trial is None and w.experiment in names:
+            st.warning(md(str(w)))
     d = res.damaged
     if d.empty:
         return

@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+from dataclasses import dataclass
+from typing import Iterable, Union
 
 # ----------------------------------------------------------------------------- identity
 TRIAL_INDEX = "__trial_index__"               # = ray.tune.search.repeater.TRIAL_INDEX
@@ -52,7 +55,7 @@ CHANCE_P = "eval/chance_p"
 AT_CHANCE_FLAG = "health/warn/at_chance"
 COLLAPSED_FLAG = "health/warn/collapsed"
 CHANCE_KEYS = (TOP_PRED_SHARE, CHANCE_P, AT_CHANCE_FLAG, COLLAPSED_FLAG)  # flags as 0/1: the table counts k/n
-CHANCE_KINDS = ("at chance", "collapsed")   # the warnings' kinds: the text before ':'
+CHANCE_KINDS = ("at chance", "collapsed")   # the chance check's warning kinds (HealthWarning.kind)
 
 # ----------------------------------------------------------------------------- LICO health
 TERMS = ("ce", "mm", "ot")
@@ -65,6 +68,8 @@ def is_health(key: str) -> bool:
 
 
 HEALTH_WARNINGS = "health/warnings"          # a trial's health warnings as text, joined by "; "
+# The LICO terms' warning kinds (train/health_rules.py), each with its flag warn_flag(kind).
+WARNING_KINDS = ("MM inactive", "OT inactive", "OT degenerate", "OT collapsed", "OT not converged")
 WARN_PREFIX = "health/warn/"                  # + a warning kind: its 0/1 flag
 TAU, TAU_TARGET = "health/tau", "health/tau_target"
 MM_REF, MM_REF0, MM_REF_CHANGE = "health/mm_ref", "health/mm_ref0", "health/mm_ref_change"
@@ -72,6 +77,45 @@ TEXT_COS, TEXT_COS_PROJ, CLASS_TEXT_COS = "health/text_cos", "health/text_cos_pr
 TEXT_COS_BETWEEN, TEXT_COS_BETWEEN0 = "health/text_cos_between", "health/text_cos_between0"
 TEXT_COS_IMAGE = "health/text_cos_image"
 MARGINAL_ERR, SINKHORN_ITERS = "health/marginal_err", "health/sinkhorn_iters"
+
+
+@dataclass(frozen=True)
+class HealthWarning:
+    """One warning of a trial's health (train/health_rules.py, train/chance.py): its kind ('OT
+    collapsed', 'at chance'...) and what was measured. Written as text only at the edge: the
+    `health/warnings` metric and metrics.json (`str`: 'kind: detail'), read back by
+    `read_health_warnings`."""
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def health_text(warnings: Iterable[HealthWarning]) -> str:
+    """The `health/warnings` metric: the warnings' text joined by '; '."""
+    return "; ".join(map(str, warnings))
+
+
+# '; ' followed by a known kind starts the next warning (a detail may hold '; ': 'OT collapsed' did)
+_NEXT_WARNING = re.compile("; (?=(?:%s): )" % "|".join(map(re.escape, WARNING_KINDS + CHANCE_KINDS)))
+
+
+def read_health_warnings(text: Union[str, Iterable[str], None]) -> list[HealthWarning]:
+    """The one reader of the text form: a `health/warnings` text ('; '-joined) or a list of texts
+    (metrics.json, the catalog, result.json files written before these were values), each
+    'kind: detail', into values, each once. Anything else (NaN, None) reads as no warning."""
+    if isinstance(text, str):
+        texts = _NEXT_WARNING.split(text)
+    else:
+        texts = [t for t in text if isinstance(t, str)] if isinstance(text, (list, tuple)) else []
+    out: list[HealthWarning] = []
+    for t in texts:
+        kind, _, detail = t.partition(": ")
+        w = HealthWarning(kind, detail)
+        if t and w not in out:
+            out.append(w)
+    return out
 
 
 def grad_frac(term: str) -> str:

@@ -1,4 +1,4 @@
-"""LICO's two extra losses: manifold matching (MM) and optimal transport (OT). DESIGN.md section 1.
+"""LICO's two extra losses: manifold matching (MM) and optimal transport (OT) (docs/method.md).
 
 Core module: imports only torch (no ray, no streamlit; POT only when lico.ot.solver is 'pot').
 
@@ -23,7 +23,7 @@ reads the row marginals off the row sums it needs anyway. Also: on this x86 CPU,
 arguments below ~-87 (float32 underflow) is ~20x slower per element; at eps=1e-4 most of
 -C/eps is there, so we clamp the exponent at log(tiny)+5 first (exact to float precision).
 
-Measured with `benchmarks/ot.py` (one run, 2 shared and busy AMD EPYC cores, 1 torch thread,
+Measured with `benchmarks/ot_solvers.py` (one run, 2 shared and busy AMD EPYC cores, 1 torch thread,
 torch 2.14.1 CPU, POT 0.9.7.post1, float32, B=128, max_iter=100, tol=1e-6, median of 3 after
 warm-up), ms per forward+backward of the loss:
     points    N   M  eps    iters | ours  POT solve_batch  (detached cost)  per-sample ot.sinkhorn

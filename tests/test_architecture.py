@@ -252,3 +252,18 @@ def test_no_private_name_is_used_across_modules():
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 bad.append(f"{name}: {node.value.id}.{node.attr}")
     assert not bad, bad
+
+
+def test_the_e2e_guard_knows_which_programs_start_processes():
+    """tests/conftest.py fails an unmarked test that starts Ray, Streamlit, Chromium or the CLI; it
+    does not count a syntax check or a probe whose arguments merely mention lico-tune."""
+    from conftest import starts_e2e_process
+    py = "/work/venv/bin/python"
+    assert starts_e2e_process([py, "-m", "lico_tune.cli", "run", "spec.yaml"])
+    assert starts_e2e_process(["setpriv", "--bounding-set=-dac_override", py, "-m", "lico_tune.cli", "report", "x"])
+    assert starts_e2e_process([py, "-m", "streamlit", "run", "app.py"]) and starts_e2e_process(["/usr/bin/chromium", "--headless"])
+    assert starts_e2e_process(["/x/site-packages/ray/core/src/ray/raylet/raylet", "--node"]) and starts_e2e_process(["make", "demo"])
+    assert starts_e2e_process([py, "/x/site-packages/ray/dashboard/agent.py"])
+    assert not starts_e2e_process(["bash", "-n", "deploy/slurm/lico-tune.sbatch"])
+    assert not starts_e2e_process([py, "-c", "import pyarrow.fs", "s3://lico-tune-no-such-bucket/res"])
+    assert not starts_e2e_process(["git", "rev-parse", "HEAD"]) and not starts_e2e_process([py, "-c", "import lico_tune"])

@@ -88,13 +88,14 @@ def test_rule_on_predictions_collapse_and_imbalance():
 
 def test_warning_text_says_what_and_what_to_do():
     c = chance_check(108, 1000, 0.103, 0.5)
-    [w] = c.warnings()
-    assert w.startswith("at chance: test accuracy 10.8% on 1000 images is not above the 10.3% of always answering "
+    [warning] = c.warnings()
+    w = str(warning)
+    assert warning.kind == "at chance" and w.startswith("at chance: test accuracy 10.8% on 1000 images is not above the 10.3% of always answering "
                         "the most frequent class (binomial p = ")
     assert f"p = {tail(108, 1000, 0.103):.2g})" in w and "Train longer or check lr." in w and "; " not in w
     assert chance_check(500, 1000, 0.103, 0.5).warnings() == []
     [_, collapsed] = check_predictions(torch.zeros(10, dtype=torch.long), torch.arange(10)).warnings()
-    assert collapsed.startswith("collapsed: 100.0% of the 10 test images are predicted as class 0")
+    assert collapsed.kind == "collapsed" and str(collapsed).startswith("collapsed: 100.0% of the 10 test images are predicted as class 0")
 
 
 # ----------------------------------------------------------------------------- in a real trial
@@ -222,7 +223,7 @@ def _root(tmp_path, with_flag: bool):
             row.update({"health/grad_frac/mm": 0.2, "health/warn/mm_inactive": 0.0})
         if with_flag:
             row.update({AT_CHANCE_FLAG: 1.0, COLLAPSED_FLAG: 0.0,
-                        "health/warnings": chance_check(40, 360, 0.103, 0.5).warnings()[0]})
+                        "health/warnings": str(chance_check(40, 360, 0.103, 0.5).warnings()[0])})
         (t / RESULT_FILE).write_text(json.dumps(row) + "\n")
         (t / TRIAL_SPEC).write_text(yaml.safe_dump({"train": {"epochs": 1, "seed": seed}}))
     return tmp_path

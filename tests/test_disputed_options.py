@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lico_tune.train.health import _mean_offdiag_cos
+from lico_tune.keys import HealthWarning
 from lico_tune.train.health_rules import MARGINAL_ERR_WARN, mm_warning, ot_convergence_warning, ot_degenerate_warning
 from lico_tune.losses import EUCLIDEAN_CLAMP, mm_loss, ot_solve
 from lico_tune.models.temperature import Temperature
@@ -124,19 +125,20 @@ def test_convergence_diagnostic_flags_small_epsilon_and_passes_default():
     _, good = ot_solve(x.float(), y.float(), epsilon=0.1, max_iter=100, **OT_REST)
     assert bad.iters == 100 and bad.marginal_err.item() > MARGINAL_ERR_WARN
     warning = ot_convergence_warning(bad.marginal_err.item(), bad.iters)
-    assert warning.startswith("OT not converged: marginal error") and "after 100 iterations" in warning
+    assert warning.kind == "OT not converged" and warning.detail.startswith("marginal error")
+    assert "after 100 iterations" in warning.detail
     assert good.iters < 100 and good.marginal_err.item() < 1e-5
     assert ot_convergence_warning(good.marginal_err.item(), good.iters) is None
 
 
 def test_one_text_point_per_class_is_degenerate():
     assert ot_degenerate_warning(1, "own_class", 1.0) == \
-        "OT degenerate: one text point per class, epsilon has no effect"
+        HealthWarning("OT degenerate", "one text point per class, epsilon has no effect")
     # near-duplicate points (mean-pooled rolled copies) are flagged too, distinct ones are not
     g = torch.Generator().manual_seed(0)
     base = torch.randn(10, 1, 32, generator=g)
     near = base + 0.01 * torch.randn(10, 12, 32, generator=g)
-    assert "near-duplicates" in ot_degenerate_warning(12, "own_class", _mean_offdiag_cos(near))
+    assert "near-duplicates" in ot_degenerate_warning(12, "own_class", _mean_offdiag_cos(near)).detail
     distinct = torch.randn(10, 12, 32, generator=g)
     assert ot_degenerate_warning(12, "own_class", _mean_offdiag_cos(distinct)) is None
     # all classes' prompts as the target: one point per class still gives K distinct points
@@ -150,12 +152,12 @@ def test_mean_offdiag_cos_by_hand():
 
 def test_mm_warning_rules():
     m = {"health/tau": 12.3, "health/mm_ref": 0.0132, "health/mm_ref0": 0.0127, "health/mm_ref_change": 0.04}
-    assert mm_warning(m, 1.0).startswith("MM inactive: tau grew to 12.3 and MM at the reference")
+    assert str(mm_warning(m, 1.0)).startswith("MM inactive: tau grew to 12.3 and MM at the reference")
     assert mm_warning(m, None) is None  # fixed tau: no growth
     assert mm_warning({**m, "health/mm_ref_change": -0.3, "health/grad_frac/mm": 0.2}, 1.0) is None
     low = mm_warning({**m, "health/mm_ref_change": -0.3, "health/grad_frac/mm": 0.001, "health/dose/mm": 0.03}, 1.0)
-    assert low.startswith("MM inactive: tau grew to 12.3 and MM holds 0.1% of the squared gradient norm")
-    assert "0.03x CE's" in low
+    assert low.kind == "MM inactive" and low.detail.startswith("tau grew to 12.3 and MM holds 0.1% of the squared gradient norm")
+    assert "0.03x CE's" in low.detail
 
 
 def test_untied_copies_start_identical_and_only_dropout_breaks_their_symmetry():

@@ -23,22 +23,11 @@ import yaml
 
 from lico_tune.cli import main
 from ray_helpers import REPO, lico_tune, lico_tune_cleanly, private_tmpdir, ray_env, write_spec
-from test_bad_input import FIX, VALID, ws  # noqa: F401  (ws: the in-process workspace fixture, Ray replaced)
-from conftest import checksums
+from test_bad_input import VALID, ws  # noqa: F401  (ws: the in-process workspace fixture, Ray replaced)
+from conftest import assert_refused, checksums
 
 CLOUD_WAIT_S = "1.5"        # $LICO_TUNE_CLOUD_TIMEOUT_S for these tests: an unreachable root is refused fast
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]   # root that respects file modes
-
-
-def refused(rc: int, err: str, culprit: str) -> str:
-    """Exit 2, one 'error:' paragraph naming the culprit and a fix, no traceback."""
-    assert rc == 2, f"exit {rc}:\n{err[-3000:]}"
-    assert "Traceback" not in err, err[-3000:]
-    msg = err.strip()
-    assert msg and "\n\n" not in msg, f"not one paragraph:\n{msg}"
-    assert culprit.lower() in msg.lower(), f"{culprit!r} not named in:\n{msg}"
-    assert FIX.search(msg), f"no fix in:\n{msg}"
-    return msg
 
 
 def in_process(argv: list[str], capsys, watch: Path, culprit: str, limit_s: float = 30) -> str:
@@ -50,7 +39,7 @@ def in_process(argv: list[str], capsys, watch: Path, culprit: str, limit_s: floa
         rc = exc.code
     took = time.monotonic() - t0
     out, err = capsys.readouterr()
-    msg = refused(rc, out + err, culprit)
+    msg = assert_refused((rc, out + err), culprit)
     assert took < limit_s, f"refused only after {took:.0f} s"
     assert checksums(watch) == before, f"{argv} changed files"
     return msg
@@ -128,7 +117,7 @@ def test_paths_inside_an_unreadable_directory(locked, tmp_path, argv, culprit):
     argv = [a.format(locked=locked, spec=spec) for a in argv]
     before = checksums(tmp_path)          # this test process may still read it
     rc, out = cli_without_dac(argv, tmp_path)
-    refused(rc, out, culprit.format(locked=locked))
+    assert_refused((rc, out), culprit.format(locked=locked))
     assert checksums(tmp_path) == before
 
 

@@ -41,8 +41,8 @@ def test_between_class_cosine_by_hand():
     assert between_class_cos(same) == pytest.approx(1.0)
     assert math.isnan(between_class_cos(torch.ones(1, 3, 4)))
     assert ot_collapse_warning(float("nan"), None, None) is None  # one class: no verdict
-    text = ot_collapse_warning(0.992, 0.61, 0.99)
-    assert text.startswith("OT collapsed") and "0.610 before training" in text
+    warning = ot_collapse_warning(0.992, 0.61, 0.99)
+    assert warning.kind == "OT collapsed" and "0.610 before training" in warning.detail
     assert ot_collapse_warning(COLLAPSE_COS - 1e-3, 0.61, 0.99) is None
 
 
@@ -117,3 +117,20 @@ def test_static_text_features_equal_the_per_step_path():
     # any term that can move the text side turns the cache off
     assert not _model(alpha=10.0, ot={"anchors": "frozen"}).model.static_text  # MM text gradient (default)
     assert not _model(alpha=0.0).model.static_text  # OT with learned anchors and a gradient
+
+
+def test_health_warnings_are_values_and_their_text_reads_back():
+    """HealthWarning values travel as 'kind: detail' text only in result.json and metrics.json;
+    read_health_warnings (the one reader) gives the same values back, each once, from the '; '-joined
+    metric, a list (metrics.json, the catalog, older result.json files), or nothing at all."""
+    from lico_tune.keys import HealthWarning, health_text, read_health_warnings
+    collapsed = ot_collapse_warning(0.992, 0.61, 0.99)
+    chance = HealthWarning("at chance", "test accuracy 10.8% on 1000 images (binomial p = 0.4)")
+    text = health_text([collapsed, chance])
+    assert text == f"{collapsed}; {chance}" and str(chance).startswith("at chance: test accuracy")
+    assert read_health_warnings(text) == [collapsed, chance]
+    assert read_health_warnings([str(chance), str(collapsed), str(chance)]) == [chance, collapsed]
+    # an older result.json's text, as written before these were values
+    old = "OT degenerate: one text point per class, epsilon has no effect"
+    assert read_health_warnings(old) == [HealthWarning("OT degenerate", "one text point per class, epsilon has no effect")]
+    assert read_health_warnings("") == read_health_warnings(None) == read_health_warnings(float("nan")) == []

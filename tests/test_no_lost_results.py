@@ -26,20 +26,8 @@ import pytest
 
 from lico_tune.layout import DRIVER_FILE, LOCK_FILE, SUMMARY_FILE
 from lico_tune.trust import sign_experiment
-from conftest import checksums
+from conftest import assert_refused, checksums
 from ray_helpers import REPO, kill_started, lico_tune, private_tmpdir, ray_env, trial_dirs, write_spec
-
-
-def refused(proc: subprocess.CompletedProcess, *names: str) -> str:
-    """Exit 2 with one 'error:' paragraph that names each of `names`, and no traceback."""
-    out = proc.stdout
-    assert proc.returncode == 2, out[-4000:]
-    assert "Traceback" not in out, out[-4000:]
-    errors = [ln for ln in out.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, out[-4000:]
-    for name in names:
-        assert name in errors[0], errors[0]
-    return errors[0]
 
 
 def summary_rows(exp: Path) -> list[dict]:
@@ -65,7 +53,7 @@ def test_run_into_an_existing_experiment_is_refused_and_changes_nothing(finished
     t0 = time.monotonic()
     out = lico_tune(["run", str(finished["spec"]), "--storage", str(root), "--name", "done"], ray_tmp, timeout=120)
     took = time.monotonic() - t0
-    msg = refused(out, str(exp), f"lico-tune resume {exp}", "--name")
+    msg = assert_refused(out, str(exp), f"lico-tune resume {exp}", "--name", fix=False, alone=False)
     assert "already holds an experiment" in msg
     assert took < 60, f"refused only after {took:.0f} s: the check must come before Ray starts"
     assert checksums(root) == before
@@ -79,7 +67,7 @@ def test_run_into_a_non_empty_directory_is_refused(finished, ray_tmp, tmp_path):
     before = checksums(tmp_path / "res")
     out = lico_tune(["run", str(finished["spec"]), "--storage", str(tmp_path / "res"), "--name", "mine"], ray_tmp,
                     timeout=120)
-    assert "is not empty" in refused(out, str(exp), "notes.txt")
+    assert "is not empty" in assert_refused(out, str(exp), "notes.txt", fix=False, alone=False)
     assert checksums(tmp_path / "res") == before
 
 
@@ -125,7 +113,7 @@ def test_one_driver_per_experiment(tmp_path, tiny_trial_tree):
         assert loser is not None, "neither run was refused within 240 s"
         winner = procs[1 - procs.index(loser)]
         lost = subprocess.CompletedProcess(loser.args, loser.returncode, loser.communicate()[0], "")
-        msg = refused(lost, str(exp))
+        msg = assert_refused(lost, str(exp), fix=False, alone=False)
         assert ("being run by another lico-tune driver" in msg and f"pid {winner.pid}" in msg) or \
             "already holds an experiment" in msg, msg
         assert winner.poll() is None, "the first run ended with the second: " + winner.communicate()[0][-3000:]
@@ -137,7 +125,7 @@ def test_one_driver_per_experiment(tmp_path, tiny_trial_tree):
         t0 = time.monotonic()
         resumed = lico_tune(["resume", str(exp)], tmpdirs[2], timeout=120)
         assert time.monotonic() - t0 < 60
-        refused(resumed, str(exp), f"pid {winner.pid}", "lico-tune resume")
+        assert_refused(resumed, str(exp), f"pid {winner.pid}", "lico-tune resume", fix=False, alone=False)
         assert winner.poll() is None, "the refused resume stopped the run"
 
         out, _ = winner.communicate(timeout=300)
@@ -264,7 +252,7 @@ def test_resume_of_a_damaged_state_file_is_refused_before_ray(finished, ray_tmp,
     t0 = time.monotonic()
     out = lico_tune(["resume", str(exp)], ray_tmp, timeout=120)
     assert time.monotonic() - t0 < 60
-    msg = refused(out, str(exp), state.name, "not valid JSON", "lico-tune run")
+    msg = assert_refused(out, str(exp), state.name, "not valid JSON", "lico-tune run", fix=False, alone=False)
     assert "resuming" not in out.stdout and "epoch" not in out.stdout.replace(msg, "")
     assert checksums(tmp_path / "res") == before
 
@@ -282,7 +270,7 @@ def test_resume_of_a_state_ray_fails_to_restore_is_refused(finished, ray_tmp, tm
     sign_experiment(str(exp))                  # trusted on purpose (`lico-tune trust`): Ray's restore still fails
     before = checksums(tmp_path / "res")
     out = lico_tune(["resume", str(exp)], ray_tmp, timeout=240)
-    msg = refused(out, str(exp), "Ray Tune failed to restore its state", "UnpicklingError")
+    msg = assert_refused(out, str(exp), "Ray Tune failed to restore its state", "UnpicklingError", fix=False, alone=False)
     assert "changed nothing" in msg
     assert "epoch 1" not in out.stdout and "Summary of" not in out.stdout
     assert checksums(tmp_path / "res") == before               # summary.json and lico_driver.json too
@@ -294,7 +282,7 @@ def test_resume_without_any_state_file_is_refused(finished, ray_tmp, tmp_path):
         state.unlink()
     before = checksums(tmp_path / "res")
     out = lico_tune(["resume", str(exp)], ray_tmp, timeout=120)
-    refused(out, str(exp), "no Ray Tune experiment state")
+    assert_refused(out, str(exp), "no Ray Tune experiment state", fix=False, alone=False)
     assert checksums(tmp_path / "res") == before
 
 

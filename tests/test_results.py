@@ -18,6 +18,7 @@ from lico_tune.cli import main
 from lico_tune.results import (Catalog, build_report, load_results, paired_test, paired_vs_baseline,
                                param_importance, pareto_mask, render, t_interval)
 from lico_tune.results.stats import bootstrap_interval, holm
+from lico_tune.keys import health_text
 from lico_tune.results import report_text as prose
 
 # One definition of the session fixtures for every module (an import would make one per module).
@@ -145,8 +146,8 @@ def test_table_equals_a_direct_reading_of_the_trials(results_root):
         assert row["best:train/ce"] == pytest.approx(min(r["train/ce"] for r in rows)), "losses: best is min"
         assert row["n_epochs"] == 2 and row["usable"] and not row["damaged"]
         # Health warnings (text, in result.json) reach the table; eot features: one text point a class.
-        assert row["health"] == (rows[-1].get("health/warnings") or "")
-        assert ("OT degenerate" in row["health"]) == (row["arm"] == "lico"), row["health"]
+        assert health_text(row["health"]) == (rows[-1].get("health/warnings") or "")
+        assert any(w.kind == "OT degenerate" for w in row["health"]) == (row["arm"] == "lico"), row["health"]
         assert row["checkpoint"].endswith("checkpoint_000001")
     # The catalog gives the same table as the files.
     cat = load_results(results_root)

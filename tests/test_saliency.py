@@ -298,7 +298,7 @@ def test_evaluate_saliency_end_to_end_grid_game():
 def test_each_metrics_table_entry_writes_exactly_its_keys():
     """The saliency metrics table (evaluate.METRICS) declares each entry's keys; trial.py derives a
     trial's keys from it before training. Every entry, run on real maps, writes exactly those keys."""
-    from lico_tune.saliency.evaluate import METRICS, Context, Protocol, compute_maps
+    from lico_tune.saliency.evaluate import METRICS, Context, Protocol, Settings, compute_maps
     from lico_tune.saliency.methods import make_saliency_fn
     x, labels = channel_class_images(16, k=4)
     model = ChannelClassModel(4)
@@ -308,11 +308,10 @@ def test_each_metrics_table_entry_writes_exactly_its_keys():
     masks[:, :4, :4] = True
     protocol = Protocol.of(EvalConfig(batch_size=16, pixels_per_step=8, road_percentiles=[30, 70], n_grids=4,
                                       sanity_max_layers=1, mprt_samples=2))
-    kw = dict(opts={"batch_size": 16}, blur_kernel_size=None, insertion_substrate="blur", deletion_substrate="zeros",
-              grid_seed=0, ses_seed=0, ses_scale=(0.5, 1.0), ses_flip_p=0.5)
+    settings = Settings(protocol, masks=True, grid=True, n_classes=4)
     seen = []
     for metric in METRICS:
-        ctx = Context(model, x, labels, labels, "gradcam", fn, maps, masks, protocol, kw, {})
+        ctx = Context(model, x, labels, labels, "gradcam", fn, maps, masks, settings, {})
         out = metric.compute(ctx)
         assert set(out) == set(metric.tails), metric.tails
         assert all(math.isfinite(v) for v in out.values()), out

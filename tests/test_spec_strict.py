@@ -20,6 +20,7 @@ from lico_tune.keys import SALIENCY_TAILS
 from lico_tune.plan import plan_search
 from lico_tune.spec import load_spec
 from lico_tune.spec.limits import MAX_NAME_BYTES, SEED_MAX
+from conftest import assert_refused
 
 # A small valid spec: two arms, a dataset axis and a seed axis, selection on the validation split.
 GOOD = {
@@ -53,10 +54,8 @@ def with_storage(text: str, tmp_path: Path) -> str:
 
 def refused_then_fixed(tmp_path, capsys, bad: str, fixed: str, culprit: str, sets=(), fixed_sets=None):
     code, err = validate(tmp_path, capsys, with_storage(bad, tmp_path), sets)
-    assert code == 2, err
-    assert culprit in err, err
-    assert "Traceback" not in err
-    assert err.startswith("error: ") and err.count("error: ") == 1 and "\n\n" not in err.strip()   # one paragraph
+    assert_refused((code, err), culprit, fix=False)
+    assert err.startswith("error: ") and err.count("error: ") == 1
     code, err = validate(tmp_path, capsys, with_storage(fixed, tmp_path), sets if fixed_sets is None else fixed_sets)
     assert code == 0, err
     return err

@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 
 from lico_tune.layout import MANIFEST_FILE, RUN_FILE, SUMMARY_FILE, TRIAL_SPEC, TUNER_FILE
-from conftest import MarkerPayload
+from conftest import MarkerPayload, assert_refused
 from ray_helpers import lico_tune, trial_dirs
 # _copy(finished, tmp_path) copies the session's finished experiment (tests/results_fixtures.py:
 # 2 seeds on a grid, 1 epoch each) to <tmp_path>/res/done for a test to change.
-from test_no_lost_results import _copy, refused
+from test_no_lost_results import _copy
 
 pytest_plugins = ["results_fixtures"]
 
@@ -53,7 +53,7 @@ def _refused_untouched(exp: Path, ray_tmp: str, marker: Path, *names: str) -> st
     t0 = time.monotonic()
     out = lico_tune(["resume", str(exp)], ray_tmp, timeout=120)
     assert time.monotonic() - t0 < 60
-    msg = refused(out, *names, "lico-tune trust")
+    msg = assert_refused(out, *names, "lico-tune trust", fix=False, alone=False)
     assert "resuming" not in out.stdout
     assert not marker.exists(), "the payload ran"
     return msg
@@ -155,7 +155,7 @@ def test_another_key_or_a_key_others_can_read_is_refused(finished, ray_tmp, tmp_
     key.write_text("0" * 64 + "\n")
     key.chmod(mode)
     out = lico_tune([command, str(exp)], ray_tmp, timeout=120, LICO_TUNE_KEY_FILE=str(key))
-    refused(out, str(key), *says)
+    assert_refused(out, str(key), *says, fix=False, alone=False)
 
 
 # ----------------------------------------------------------------------------- YAML limits
@@ -168,7 +168,7 @@ def test_a_billion_laughs_trial_spec_fails_rerun_and_report_fast(finished, ray_t
         t0 = time.monotonic()
         out = lico_tune(args, ray_tmp, timeout=60)
         assert time.monotonic() - t0 < 60
-        refused(out, TRIAL_SPEC, "billion laughs")
+        assert_refused(out, TRIAL_SPEC, "billion laughs", fix=False, alone=False)
 
 
 def test_a_billion_laughs_run_file_fails_report_and_resume_fast(finished, ray_tmp, tmp_path):
@@ -176,7 +176,7 @@ def test_a_billion_laughs_run_file_fails_report_and_resume_fast(finished, ray_tm
     (exp / RUN_FILE).write_text(BILLION_LAUGHS)
     for args in (["report", str(tmp_path / "res")], ["resume", str(exp)]):
         out = lico_tune(args, ray_tmp, timeout=60)
-        refused(out, RUN_FILE, "billion laughs")
+        assert_refused(out, RUN_FILE, "billion laughs", fix=False, alone=False)
 
 
 def test_a_billion_laughs_trial_spec_gives_the_dashboard_a_warning_fast(finished, tmp_path, monkeypatch):

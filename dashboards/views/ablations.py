@@ -122,7 +122,7 @@ else:
             alt.Chart(g).mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(0)),
         ).properties(height=70 + 36 * len(g))
         st.altair_chart(forest, width="stretch")
-    st.caption("Mean difference with its 95% t interval (clipped to the difference's range); the dashed line "
+    st.caption(f"Mean difference with its {rep.pct} t interval, whichever CI the table uses (clipped to the difference's range); the dashed line "
                "is no difference. " + common.md(prose.correction_text(rep) + prose.mde_text(rep)))
 
 st.subheader("Best configuration per metric")

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import common
-from lico_tune.keys import CHANCE_KINDS, HEALTH_GROUPS, HEALTH_WARNINGS, OLD_HEALTH_GROUPS
+from lico_tune.keys import CHANCE_KINDS, HEALTH_GROUPS, HEALTH_WARNINGS, OLD_HEALTH_GROUPS, read_health_warnings
 from lico_tune.layout import ERROR_FILE, TRIAL_SPEC
 
 HEALTH = {**HEALTH_GROUPS, **OLD_HEALTH_GROUPS}   # experiments trained before fidelity v2 show their own
@@ -60,9 +60,9 @@ if row["status"] == "errored":
             st.code(rec["error_detail"], language="text")
 if row["damaged"]:
     st.warning(f"**Damaged trial:** {common.md(row['warnings'])}")
-for w in str(row.get("health") or "").split("; "):   # every arm: did the explained model learn anything?
-    if w.split(":")[0] in CHANCE_KINDS:
-        st.warning(common.md(w))
+for w in row.get("health") or ():   # HealthWarning values; every arm: did the explained model learn anything?
+    if w.kind in CHANCE_KINDS:
+        st.warning(common.md(str(w)))
 
 st.subheader("Learning curves")
 hist = pd.DataFrame(rec.get("history") or [])
@@ -75,9 +75,9 @@ else:
     if any(m in hist.columns for ms in HEALTH.values() for m in ms):    # LICO arms only
         st.subheader("Health of the LICO terms")
         given = hist[HEALTH_WARNINGS].dropna().iloc[-1] if HEALTH_WARNINGS in hist.columns else ""
-        for w in filter(None, str(given).split("; ")):
-            if w.split(":")[0] not in CHANCE_KINDS:     # shown above for every arm
-                st.warning(common.md(w))
+        for w in read_health_warnings(given):
+            if w.kind not in CHANCE_KINDS:     # shown above for every arm
+                st.warning(common.md(str(w)))
         curves(hist, {title: ms for title, ms in HEALTH.items()     # the older runs' group only where reported
                       if "older runs" not in title or any(m in hist.columns for m in ms)})
         st.caption("MM at the reference temperature (a fixed batch, one fixed tau) should fall below its "

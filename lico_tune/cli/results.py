@@ -1,4 +1,4 @@
-"""The lico-tune subcommands that read results: index, report, dashboard (parsers in cli.py)."""
+"""The lico-tune subcommands that read results: index, report, dashboard (parsers in parser.py)."""
 from __future__ import annotations
 
 import sys
@@ -82,7 +82,7 @@ def cmd_report(args) -> int:
         return EXIT_BAD_INPUT
     res = load_results(root, db=args.db, use_catalog=not args.no_catalog)
     if res.trials.empty and not res.experiments.empty:
-        why = "; ".join(res.warnings[:3]) or "no trial has written results yet"
+        why = "; ".join(map(str, res.warnings[:3])) or "no trial has written results yet"
         _error(f"{root} holds no readable trial: {why}")
         return EXIT_BAD_INPUT
     if res.experiments.empty:
@@ -107,7 +107,7 @@ def cmd_report(args) -> int:
     sys.stdout.flush()
     shown = {r.experiment for r in reports}
     for w in res.warnings:
-        if w.split("/")[0].split(":")[0] in shown:
+        if w.experiment in shown:
             print(f"warning: {w}", file=sys.stderr, flush=True)
     return EXIT_OK
 

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .errors import Digest, Probe
 from .paths import RawSplits
 
 TEST_FRACTION = 0.2
@@ -28,3 +31,15 @@ def _load() -> RawSplits:
 
 def load(cfg) -> RawSplits:
     return _load()
+
+
+def require(cfg, probe: Probe) -> None:
+    """Nothing to find: scikit-learn ships the digits."""
+
+
+def identity(cfg, digest: Digest) -> dict:
+    """scikit-learn's version and a digest of the file it ships."""
+    import sklearn
+    f = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
+    return {"name": "digits", "source": "sklearn.datasets.load_digits", "sklearn": metadata.version("scikit-learn"),
+            **digest([f], None)}

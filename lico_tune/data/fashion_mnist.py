@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -9,7 +10,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .errors import missing
+from .errors import Digest, Probe, missing, not_downloadable
 from .paths import RawSplits, default_root, download_lock
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")       # Debian package dataset-fashion-mnist
@@ -93,3 +94,40 @@ def load(cfg) -> RawSplits:
                       "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz.",
                       why="not found (its four idx files)")
     return _read_dir(str(folder))
+
+
+def require(cfg, probe: Probe) -> None:
+    """Its four idx files here, or (data.download) torchvision's first mirror answering now."""
+    if find_dir(cfg.root) is not None:
+        return
+    if not cfg.download:
+        load(cfg)                                                             # raises DatasetMissing with the fix
+    from torchvision.datasets import FashionMNIST
+    url = FashionMNIST.mirrors[0] + FashionMNIST.resources[0][0]
+    why = probe(url)
+    if why is not None:
+        raise not_downloadable("fashion_mnist", url, why, candidate_dirs(cfg.root),
+                               "the four idx .gz files of Fashion-MNIST",
+                               "sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or `python -c \"import "
+                               "torchvision; torchvision.datasets.FashionMNIST('DIR', download=True)\"")
+
+
+def identity(cfg, digest: Digest) -> dict:
+    """The folder read, the Debian package's version when it is the system one, a digest of the four files."""
+    d = find_dir(cfg.root)
+    if d is None:
+        return {"name": "fashion_mnist", "error": "data files not found"}
+    files = [find_file(d, stem) for pair in FILES.values() for stem in pair]
+    pkg = _dpkg_version("dataset-fashion-mnist") if d.resolve() == SYSTEM_DIR.resolve() else None
+    return {"name": "fashion_mnist", "path": str(d), "debian_package": pkg and f"dataset-fashion-mnist {pkg}",
+            **digest(files, d)}
+
+
+@lru_cache(maxsize=4)
+def _dpkg_version(package: str) -> Optional[str]:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .errors import missing
+from .errors import Probe, missing
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -154,3 +154,10 @@ def build(cfg) -> tuple[FolderSet, FolderSet, list[str], int, str]:
     mk = lambda samples, aug: FolderSet(samples, transforms_for(size, aug), IMAGENET_MEAN, IMAGENET_STD,
                                         size, aug, cfg.num_workers)
     return mk(train_samples, cfg.augment), mk(test_samples, False), names, size, str(root)
+
+
+def require(cfg, probe: Probe) -> None:
+    """data.root set and a folder (its train/ and test/ are checked when a trial builds the splits)."""
+    if cfg.root is None or not Path(cfg.root).expanduser().is_dir():
+        raise missing("imagefolder", [cfg.root or "(data.root not set)"],
+                      "Set data.root to a folder with train/ and test/ class folders.")

@@ -23,6 +23,14 @@ def user_root(root: Optional[str], name: Optional[str] = None) -> Path:
     return Path(root).expanduser() if root else default_root(name)
 
 
+def folder_identity(cfg, digest) -> dict:
+    """A dataset read from a folder (data.root, or its default): the folder and a digest of its files."""
+    folder = user_root(getattr(cfg, "root", None), cfg.name)
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".lico-tune")] \
+        if folder.is_dir() else []
+    return {"name": cfg.name, "path": str(folder), **(digest(files, folder) if files else {"files": 0})}
+
+
 @contextmanager
 def download_lock(root: Path) -> Iterator[None]:
     """Hold a FileLock in `root`, so that trials sharing a root download a dataset once."""

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from . import fashion_mnist
+from .errors import Digest, Probe
 from .paths import RawSplits, default_root, download_lock
 
 NAME = "placed_fmnist"
@@ -185,3 +186,17 @@ def load(cfg) -> RawSplits:
     return RawSplits(t["images_train"], t["labels_train"].long(), t["images_test"], t["labels_test"].long(),
                      source=str(folder), boxes_train=t["boxes_train"], boxes_test=t["boxes_test"],
                      mean=(round(meta["mean"], 4),), std=(round(meta["std"], 4),))
+
+
+def require(cfg, probe: Probe) -> None:
+    """Fashion-MNIST, which the canvases are generated from (cached on first use)."""
+    fashion_mnist.require(cfg, probe)
+
+
+def identity(cfg, digest: Digest) -> dict:
+    """The canvases are a deterministic function of Fashion-MNIST and the generation parameters: those
+    two identify them (a digest of the whole cache folder would change with every other parameter
+    set cached beside them)."""
+    params = params_of(cfg.placed)
+    return {"name": NAME, "generated_from": fashion_mnist.identity(cfg, digest), "params": params,
+            "cache_key": cache_key(params), "path": str(cache_dir(cfg))}

@@ -1,14 +1,16 @@
-"""Dataset name -> how to load it, its normalisation and augmentation; and build_data."""
+"""Dataset name -> its registry row (how to load it, its normalisation and augmentation, what it needs
+on disk, how a result names it); and build_data. A new dataset: one module here and its row."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from . import digits, fashion_mnist, imagefolder, names, placed, shortcut, torchvision_sets
 from .imageset import ImageSet, crop_pad_for, resize_uint8
-from .paths import RawSplits
+from .errors import Digest, Probe
+from .paths import RawSplits, folder_identity
 from .split import validation_indices
 from .subsets import per_class_subset, stratified_subset
 
@@ -17,27 +19,41 @@ TEST_SUBSET_SEED = 0    # every trial evaluates on the same test images
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    load: Callable[..., RawSplits]                 # cfg -> RawSplits (in-memory sets)
+    """A dataset's registry row: how its splits are made, and what it answers for itself."""
+    load: Optional[Callable[..., RawSplits]]       # cfg -> RawSplits (in-memory sets); None: `build` makes them
     mean: Optional[tuple[float, ...]]              # None: computed from the training split
     std: Optional[tuple[float, ...]]
     flip: bool                                     # horizontal flip is label-preserving
+    # What it needs on disk: (cfg, probe) -> None, or DatasetMissing naming the fix; with data.download
+    # the URL the trials would fetch must answer probe now (plan/preflight.py, before any trial starts).
+    require: Callable[[Any, Probe], None]
+    # How a result names the data read: (cfg, digest) -> the dict provenance.py records.
+    identity: Callable[[Any, Digest], dict] = folder_identity
+    # Splits that are not held in memory: cfg -> (train, test, class names, image size, source).
+    build: Optional[Callable[[Any], tuple]] = None
+
+
+def _torchvision(name: str, mean: tuple[float, ...], std: tuple[float, ...], flip: bool) -> DatasetInfo:
+    return DatasetInfo(lambda cfg: torchvision_sets.load(cfg, name), mean, std, flip,
+                       require=lambda cfg, probe: torchvision_sets.require(cfg, name, probe))
 
 
 REGISTRY: dict[str, DatasetInfo] = {
-    "fashion_mnist": DatasetInfo(fashion_mnist.load, (0.2860,), (0.3530,), True),
+    "fashion_mnist": DatasetInfo(fashion_mnist.load, (0.2860,), (0.3530,), True, fashion_mnist.require,
+                                 fashion_mnist.identity),
     # digits: stats of the (fixed) full training split at the chosen size; no flip (a flipped 2 is no digit).
-    "digits": DatasetInfo(digits.load, None, None, False),
+    "digits": DatasetInfo(digits.load, None, None, False, digits.require, digits.identity),
     # placed_fmnist: stats of its training canvases, computed when they are generated (they depend on
     # data.placed); native size = data.placed.canvas.
-    "placed_fmnist": DatasetInfo(placed.load, None, None, True),
-    "cifar10": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "cifar10"),
-                           (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
-    "cifar100": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "cifar100"),
-                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
-    "svhn": DatasetInfo(lambda cfg: torchvision_sets.load(cfg, "svhn"),
-                        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False),
+    "placed_fmnist": DatasetInfo(placed.load, None, None, True, placed.require, placed.identity),
+    "cifar10": _torchvision("cifar10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
+    "cifar100": _torchvision("cifar100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
+    "svhn": _torchvision("svhn", (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), False),
+    # imagefolder: images read from files per batch; ImageNet's statistics (imagefolder.py).
+    "imagefolder": DatasetInfo(None, imagefolder.IMAGENET_MEAN, imagefolder.IMAGENET_STD, True, imagefolder.require,
+                               build=imagefolder.build),
 }
-assert set(REGISTRY) | {"imagefolder"} == set(names.DATASETS)
+assert set(REGISTRY) == set(names.DATASETS)
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -86,8 +102,9 @@ def build_data(cfg, seed: int = 0):
     """Load `cfg.name`, resize, and select the training labels and test images the spec asks for."""
     from . import DataBundle
 
-    if cfg.name == "imagefolder":
-        train, test, class_names, size, source = imagefolder.build(cfg)
+    info = REGISTRY[cfg.name]
+    if info.build is not None:
+        train, test, class_names, size, source = info.build(cfg)
     else:
         train, test, class_names, size, source = _in_memory(cfg)
     for split, ds in (("train", train), ("test", test)):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import names
-from .errors import missing
+from .errors import Probe, missing, not_downloadable
 from .paths import RawSplits, download_lock, user_root
 
 _FIX = ("Set data.download: true to let torchvision download it into {root} (needs internet), "
@@ -91,3 +91,20 @@ def _read(name: str, root: str, download: bool) -> RawSplits:
 def load(cfg, name: str) -> RawSplits:
     root = dataset_root(cfg, name, dataset_class(name))
     return _read(name, str(root), bool(cfg.download))
+
+
+def require(cfg, name: str, probe: Probe) -> None:
+    """Its files under data.root (or the default root), or (data.download) its URL answering now."""
+    cls = dataset_class(name)
+    root = dataset_root(cfg, name, cls)
+    inner, what = expected_files(name, cls)
+    if (root / inner).exists():
+        return
+    if not cfg.download:
+        load(cfg, name)                                                       # raises DatasetMissing with the fix
+    url = cls.split_list["train"][0] if name == "svhn" else cls.url
+    why = probe(url)
+    if why is not None:
+        raise not_downloadable(name, url, why, [root / inner], what,
+                               f"python -c \"import torchvision; "
+                               f"torchvision.datasets.{cls.__name__}('{root}', download=True)\"")

@@ -154,6 +154,23 @@ class Plan:
             "spec": self.spec.model_dump(mode="json")}, sort_keys=False)
 
     @classmethod
+    def load(cls, experiment_dir: str) -> "Plan":
+        """The plan of an experiment directory, wherever it lies now (it may have been moved): the one
+        reader of its run file (`resume`, `trust`); SpecError naming the directory or the file."""
+        from ..storage import read_text
+        d = normalise_root(experiment_dir)
+        text = read_text(join(d, RUN_FILE))
+        if text is None:
+            raise SpecError(f"{d} is not a lico-tune experiment directory: it has no {RUN_FILE}. "
+                            f"Pass the directory `lico-tune run` printed (<storage>/<experiment name>).")
+        try:
+            plan = cls.from_yaml(text)
+        except SpecError as exc:
+            raise SpecError(f"{join(d, RUN_FILE)}: {exc}") from None
+        plan.storage, _, plan.experiment = d.rpartition("/")
+        return plan
+
+    @classmethod
     def from_yaml(cls, text: str) -> "Plan":
         data = load_text(text, source=RUN_FILE)
         if not isinstance(data, dict) or not isinstance(data.get("spec"), dict) or "experiment" not in data:

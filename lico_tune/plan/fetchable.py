@@ -3,22 +3,19 @@ short timeout, made once in the driver before any trial starts (preflight.py), s
 machine fails in seconds with the fix instead of every trial failing, and being retried, later.
 
     probe(url) -> None (it answers) or why not ('URLError: ...', 'no answer within 5 s')
-    clip_weights_cached(arch, tag) -> the cached file, or None; clip_weights_url(arch, tag)
 
-No Ray; open_clip and huggingface_hub are imported only when a spec names CLIP weights.
+What a dataset or text encoder would download is its registry entry's to say (data/registry.py,
+models/text: `require(cfg, probe)`); this module only asks. No Ray.
 """
 from __future__ import annotations
 
-import os
 import threading
 import urllib.error
 import urllib.request
 from functools import lru_cache
-from pathlib import Path
 from typing import Optional
 
 TIMEOUT_S = 5.0
-OFFLINE_ENV = ("HF_HUB_OFFLINE",)        # what huggingface_hub (open_clip's downloader) honours
 
 
 @lru_cache(maxsize=64)
@@ -44,49 +41,7 @@ def probe(url: str, timeout_s: float = TIMEOUT_S) -> Optional[str]:
     return result[0]
 
 
-def hub_offline() -> Optional[str]:
-    """The environment variable that forbids Hugging Face downloads, if one is set."""
-    for name in OFFLINE_ENV:
-        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
-            return name
-    return None
-
-
-def _hf_names(cfg: dict) -> tuple[str, list[str]]:
-    """(repo id, candidate file names) of an open_clip pretrained config's hf_hub entry, as
-    open_clip.pretrained.download_pretrained_from_hf looks for them (safetensors first)."""
-    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-    repo, filename = os.path.split(cfg["hf_hub"])
-    filename = filename or HF_WEIGHTS_NAME
-    names = [HF_SAFE_WEIGHTS_NAME] if filename == HF_WEIGHTS_NAME else []
-    if filename.endswith((".bin", ".pt", ".pth")):
-        names.append(filename.rsplit(".", 1)[0] + ".safetensors")
-    return repo, [*names, filename]
-
-
-def clip_weights_cached(cfg: dict) -> Optional[str]:
-    """The cached checkpoint of an open_clip pretrained config (HF cache, or ~/.cache/clip for URL
-    downloads), or None."""
-    if cfg.get("file"):
-        return cfg["file"] if Path(cfg["file"]).is_file() else None
-    if cfg.get("hf_hub"):
-        from huggingface_hub import try_to_load_from_cache
-        repo, names = _hf_names(cfg)
-        for name in names:
-            hit = try_to_load_from_cache(repo, name)
-            if isinstance(hit, str):
-                return hit
-    if cfg.get("url"):
-        local = Path("~/.cache/clip").expanduser() / os.path.basename(cfg["url"])
-        if local.is_file():
-            return str(local)
-    return None
-
-
-def clip_weights_url(cfg: dict) -> Optional[str]:
-    """Where open_clip would download them from (the Hugging Face hub when the config names a repo)."""
-    if cfg.get("hf_hub"):
-        repo, names = _hf_names(cfg)
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-        return f"{endpoint}/{repo}/resolve/main/{names[-1]}"
-    return cfg.get("url") or None
+def answer(url: str) -> Optional[str]:
+    """probe(url) as registry entries' `require(cfg, probe)` is given it: None, or why not and the try made."""
+    why = probe(url)
+    return None if why is None else f"{why} (one try, timeout {TIMEOUT_S:g} s)"

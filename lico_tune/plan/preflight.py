@@ -11,7 +11,8 @@
   machine, with the same errors as `lico-tune train`, or, where the spec lets trials download it
   (`data.download: true`, an open_clip `pretrained` tag such as `openai`), can be downloaded now:
   one request with a short timeout per URL (fetchable.py), so that an offline machine is told in
-  seconds (local runs; on a cluster the workers' disks count and are not checked here).
+  seconds (local runs; on a cluster the workers' disks count and are not checked here). Each
+  dataset and text encoder says what it needs (its registry row's `require`); this module asks.
 Raises SpecError (the CLI exits 2). No Ray import.
 """
 from __future__ import annotations
@@ -86,122 +87,25 @@ def check_inputs(plan: Plan) -> None:
     from ..models import TextEncoderMissing
     for cfg in _distinct_trials(plan):
         try:
-            _check_data(cfg.data)
-            _check_text(cfg.text)
+            check_data(cfg.data)
+            check_text(cfg.text)
         except (DatasetMissing, TextEncoderMissing) as exc:
             raise SpecError(f"{exc} (checked before starting any trial; every trial needs it)") from None
 
 
-def _check_data(data) -> None:
-    name = data.name
-    if name == "digits":
-        return
-    if name in ("fashion_mnist", "placed_fmnist"):
-        from ..data import fashion_mnist
-        if fashion_mnist.find_dir(data.root) is None:
-            if not data.download:
-                fashion_mnist.load(data)             # raises DatasetMissing with the fix
-            from torchvision.datasets import FashionMNIST
-            _downloadable("fashion_mnist", FashionMNIST.mirrors[0] + FashionMNIST.resources[0][0],
-                          fashion_mnist.candidate_dirs(data.root), "the four idx .gz files of Fashion-MNIST",
-                          "sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or `python -c \"import "
-                          "torchvision; torchvision.datasets.FashionMNIST('DIR', download=True)\"")
-        return
-    if name == "imagefolder":
-        from ..data.errors import missing
-        if data.root is None or not Path(data.root).expanduser().is_dir():
-            raise missing("imagefolder", [data.root or "(data.root not set)"],
-                          "Set data.root to a folder with train/ and test/ class folders.")
-        return
-    if name in ("cifar10", "cifar100", "svhn"):
-        from ..data import torchvision_sets
-        cls = torchvision_sets.dataset_class(name)
-        root = torchvision_sets.dataset_root(data, name, cls)
-        inner, what = torchvision_sets.expected_files(name, cls)
-        if (root / inner).exists():
-            return
-        if not data.download:
-            torchvision_sets.load(data, name)    # raises DatasetMissing with the fix
-        url = cls.split_list["train"][0] if name == "svhn" else cls.url
-        _downloadable(name, url, [root / inner], what,
-                      f"python -c \"import torchvision; torchvision.datasets.{cls.__name__}('{root}', download=True)\"")
+def check_data(data) -> None:
+    """The dataset answers for itself (its registry row's `require`): here, or downloadable now."""
+    from ..data.registry import REGISTRY
+    from .fetchable import answer
+    REGISTRY[data.name].require(data, answer)
 
 
-def _check_text(text) -> None:
-    if text.encoder == "hf":
-        from ..models.text.hf import minilm_dir
-        if text.model == "minilm":
-            minilm_dir()
-            return
-        if Path(text.model).expanduser().is_dir():
-            return
-        from huggingface_hub import try_to_load_from_cache
-
-        from ..models import TextEncoderMissing
-        try:
-            cached = try_to_load_from_cache(text.model, "config.json")
-        except Exception:                    # not a valid repo id (e.g. a path that does not exist)
-            cached = None
-        if not isinstance(cached, str):
-            raise TextEncoderMissing(
-                f"The Hugging Face text encoder '{text.model}' (text.model) is neither a local directory nor in "
-                f"the Hugging Face cache; nothing is downloaded at run time. Set text.model to 'minilm' or to "
-                f"a local directory with config.json, the weights and the tokenizer files.")
-    elif text.encoder == "open_clip" and text.pretrained and _looks_like_path(text.pretrained):
-        from ..models.text.openclip import read_checkpoint
-        p = Path(text.pretrained).expanduser()
-        if not p.is_file():
-            read_checkpoint(p)                   # raises TextEncoderMissing with the fix
-    elif text.encoder == "open_clip" and text.pretrained:
-        _check_clip_tag(text.model, text.pretrained)
-
-
-def _downloadable(name: str, url: str, looked: list, what: str, command: str) -> None:
-    """A dataset that trials would download: refused now when its URL does not answer."""
-    from ..data.errors import missing
-    from .fetchable import probe
-    why = probe(url)
-    if why is not None:
-        raise missing(name, looked, f"data.download is true, but it cannot be downloaded now: {url} gave {why} "
-                      f"(one try, {_timeout()}); this machine may be offline. Fetch it where there is internet "
-                      f"(`{command}`) and copy it here, or set data.root to a folder that holds {what}.",
-                      why="is not on this machine")
-
-
-def _check_clip_tag(arch: str, tag: str) -> None:
-    """CLIP weights named by an open_clip tag: in the cache, or downloadable now."""
-    import open_clip
-
-    from ..models import TextEncoderMissing
-    from ..models.text.base import hf_cache_dir
-    from .fetchable import clip_weights_cached, clip_weights_url, hub_offline, probe
-    cfg = open_clip.get_pretrained_cfg(arch, tag)
-    if not cfg:
-        tags = open_clip.list_pretrained_tags_by_model(arch)
-        raise SpecError(f"text.pretrained: '{tag}' is neither a file nor a pretrained tag of {arch} "
-                        f"(tags: {', '.join(tags) or 'none'}).")
-    if clip_weights_cached(cfg):
-        return
-    url = clip_weights_url(cfg)
-    offline = hub_offline()
-    why = f"{offline} is set, so nothing is downloaded" if offline and cfg.get("hf_hub") else (
-        f"{url} gave {probe(url)} (one try, {_timeout()})" if url and probe(url) else None)
-    if why:
-        raise TextEncoderMissing(
-            f"The CLIP weights {arch}/{tag} (text.pretrained) are not in the Hugging Face cache {hf_cache_dir()} "
-            f"(repo {cfg.get('hf_hub', '?').rstrip('/')}) nor in {Path('~/.cache/clip').expanduser()}, and cannot be "
-            f"downloaded now: {why}. Run `python -c \"import open_clip; open_clip.create_model('{arch}', "
-            f"pretrained='{tag}')\"` on a machine with internet and copy that cache here, or set text.pretrained "
-            f"to the path of a local checkpoint file.")
-
-
-def _timeout() -> str:
-    from .fetchable import TIMEOUT_S
-    return f"timeout {TIMEOUT_S:g} s"
-
-
-def _looks_like_path(s: str) -> bool:
-    return "/" in s or s.endswith((".pt", ".bin", ".pth", ".safetensors"))
+def check_text(text) -> None:
+    """The text encoder answers for itself (models/text ENCODERS' `require`): its weights here, or
+    downloadable now."""
+    from ..models.text import ENCODERS
+    from .fetchable import answer
+    ENCODERS[text.encoder].require(text, answer)
 
 
 def check_new_experiment(plan: Plan) -> None:
@@ -234,18 +138,7 @@ def preflight(plan: Plan, address: Optional[str], say: Callable[[str], None] = p
 
 def check_plan(experiment_dir: str) -> str:
     """The experiment directory (normalised) when it holds a readable plan; SpecError otherwise."""
-    from ..layout import RUN_FILE
-    from ..storage import join, normalise_root, read_text
-    d = normalise_root(experiment_dir)
-    text = read_text(join(d, RUN_FILE))
-    if text is None:
-        raise SpecError(f"{d} is not a lico-tune experiment directory: it has no {RUN_FILE}. "
-                        f"Pass the directory `lico-tune run` printed (<storage>/<experiment name>).")
-    try:
-        Plan.from_yaml(text)
-    except SpecError as exc:
-        raise SpecError(f"{join(d, RUN_FILE)}: {exc}") from None
-    return d
+    return Plan.load(experiment_dir).experiment_path
 
 
 def check_resume(experiment_dir: str) -> None:

@@ -15,7 +15,7 @@ def resolve_trial(runtime: dict, params: dict) -> TrialConfig:
     """A trial's config from a plan's `runtime()` ({base, arms, limits, force}) and the trial's
     params ({'arm': name?, 'lico.ot.epsilon': 0.05, ...}): base, then the sampled/grid values,
     then its arm (an arm's override wins over a searched value), then the repeat's seed offset
-    (`__trial_index__`, see `selection.repeat_seed`), then the smoke-test min-clamps
+    (`__trial_index__`, see `lico_tune.keys.repeat_seed`), then the smoke-test min-clamps
     (`limits`), then the forced values (`force`). Raises pydantic's ValidationError."""
     tree = copy.deepcopy(runtime["base"])
     paths = set(field_paths())

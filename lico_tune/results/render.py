@@ -10,6 +10,7 @@ import pandas as pd
 from .health_table import HEALTH_CAPTION, health_display
 from .report import FORMATS, ExperimentReport
 from .stats import plain_value
+from .table import Notice
 from . import report_text as prose
 
 __all__ = ["FORMATS", "render", "to_csv", "to_json", "to_latex", "to_markdown"]
@@ -40,7 +41,7 @@ def _run_line(rep: ExperimentReport) -> str:
     return ""
 
 
-def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Sequence[str] = ()) -> str:
+def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Sequence[Notice] = ()) -> str:
     out = []
     for rep in reports:
         counts = ", ".join(f"{n} {s}" for s, n in rep.counts.items())
@@ -86,7 +87,7 @@ def to_markdown(reports: list[ExperimentReport], root: str = "", warnings: Seque
                 f"- ⚠ `{d['trial']}`: {d['warnings']}" for d in rep.damaged))
     if not reports:
         out.append(f"No experiments under {root}.")
-    other = [w for w in warnings if "/" not in w.split(":")[0]]
+    other = [w for w in warnings if w.trial is None]   # a trial's are listed above (damaged trials)
     if other:
         out.append("### Warnings\n\n" + "\n".join(f"- {w}" for w in other))
     return "\n\n".join(out) + "\n"
@@ -188,7 +189,7 @@ def to_csv(reports: list[ExperimentReport]) -> str:
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
 
-def render(reports: list[ExperimentReport], fmt: str = "md", root: str = "", warnings: Sequence[str] = ()) -> str:
+def render(reports: list[ExperimentReport], fmt: str = "md", root: str = "", warnings: Sequence[Notice] = ()) -> str:
     if fmt == "md":
         return to_markdown(reports, root, warnings)
     if fmt == "latex":

@@ -26,7 +26,7 @@ FORMATS = ("md", "csv", "latex", "json")
 SEP = " · "
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExperimentReport:
     experiment: str
     metrics: list[str]
@@ -306,10 +306,13 @@ def experiment_report(res: Results, experiment: str, metrics: Optional[Sequence[
     if not usable.empty and "config_id" in usable.columns:
         counts = usable.groupby(["arm", "dataset"])["config_id"].nunique()
         pooled = {key: int(k) for key, k in counts.items() if k > 1}
-    return ExperimentReport(experiment, metrics, modes, arms, datasets, baseline, level, method, summary, paired,
-                            best, status_counts(t), errors, damaged, len(usable), correction, family,
-                            family_size(paired, family), margin_of, target_width, health=health_table(usable),
-                            pooled=pooled, baselines=baselines, at_chance=chance_cells(usable), run=run_state(r))
+    return ExperimentReport(experiment=experiment, metrics=metrics, modes=modes, arms=arms, datasets=datasets,
+                            baseline=baseline, level=level, method=method, summary=summary, paired=paired,
+                            best=best, counts=status_counts(t), errors=errors, damaged=damaged,
+                            n_usable=len(usable), correction=correction, family=family,
+                            family_n=family_size(paired, family), margins=margin_of, target_width=target_width,
+                            health=health_table(usable), pooled=pooled, baselines=baselines,
+                            at_chance=chance_cells(usable), run=run_state(r))
 
 
 def run_state(r: Results) -> dict:

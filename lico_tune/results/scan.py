@@ -28,7 +28,7 @@ import re
 from typing import Any, Optional
 
 from ..errors import SpecError, error_reason
-from ..keys import ACCURACY_RANGE, HEALTH_WARNINGS, config_id, is_accuracy
+from ..keys import ACCURACY_RANGE, HEALTH_WARNINGS, config_id, is_accuracy, read_health_warnings
 from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, PROVENANCE, RAY_DRIVER_DIR,
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..spec.safe_yaml import YamlLimitError, load_text
@@ -384,12 +384,12 @@ def _final_and_best(history: list[dict], declared: dict) -> tuple[dict[str, floa
 
 def _health_warnings(rows: list[dict]) -> list[str]:
     """The trial's health warnings (lico_tune.train.health: 'MM inactive: ...', 'OT not converged: ...'),
-    each once, from the `health/warnings` text of its reported epochs."""
+    each once, from the `health/warnings` text of its reported epochs; as text, the record's JSON form
+    (the catalog keeps it); the results table reads them into HealthWarning values."""
     found: list[str] = []
     for row in rows:
-        text = row.get(HEALTH_WARNINGS)
-        for w in (text.split("; ") if isinstance(text, str) else []):
-            if w and w not in found:
+        for w in map(str, read_health_warnings(row.get(HEALTH_WARNINGS))):
+            if w not in found:
                 found.append(w)
     return found
 

@@ -1,9 +1,10 @@
 """Trial records -> one tidy table (a pandas DataFrame, one row per trial).
 
 Columns: experiment, trial_id, arm, dataset, seed, status, error, n_epochs, damaged, usable,
-warnings (damaged files), health (the trial's health warnings: MM inactive, OT not converged or
-degenerate, a dead loss term), checkpoint, gallery, path, trial_dir, node and host (Ray's node id and
-the host name the trial ran on, from its provenance.json; empty before it started); then every searched parameter under its field path
+warnings (damaged files), health (a tuple of the trial's HealthWarning values: MM inactive, OT not
+converged or degenerate, a dead loss term, at chance), checkpoint, gallery, path, trial_dir, node and
+host (Ray's node id and the host name the trial ran on, from its provenance.json; empty before it
+started); then every searched parameter under its field path
 ('lico.ot.epsilon', 'train.seed', ...); then each metric's final value under its name ('test/acc',
 'saliency/gradcam/overall', ...) and its best value over epochs as 'best:<name>'.
 """
@@ -14,7 +15,7 @@ from typing import Optional
 
 import pandas as pd
 
-from ..keys import config_id
+from ..keys import config_id, read_health_warnings
 from ..storage import normalise_root
 from .scan import STATUSES, metric_mode, scan_root
 
@@ -29,6 +30,18 @@ def _cell(v):
     return str(v) if isinstance(v, (list, dict, tuple)) else v
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A warning about the files of a results root: `text` as shown, `experiment` it is about (None:
+    the root or the catalog), and `trial` (None: the experiment as a whole)."""
+    text: str
+    experiment: Optional[str] = None
+    trial: Optional[str] = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass
 class Results:
     """Everything read from one results root (or one experiment of it)."""
@@ -37,7 +50,7 @@ class Results:
     experiments: pd.DataFrame
     params: dict[str, list[str]] = field(default_factory=dict)   # experiment -> searched parameters
     metrics: list[str] = field(default_factory=list)             # final-metric columns
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Notice] = field(default_factory=list)
     source: str = "storage"                                      # or the catalog's URL
 
     @property
@@ -64,7 +77,7 @@ class Results:
             [c for m in self.metrics if m not in metrics for c in (m, f"best:{m}")]
         t = t.drop(columns=[c for c in drop if c in t.columns]).reset_index(drop=True)
         return Results(self.root, t, self.experiments[self.experiments["experiment"] == name].reset_index(drop=True),
-                       {name: keep}, metrics, [w for w in self.warnings if w.startswith((f"{name}/", f"{name}:"))],
+                       {name: keep}, metrics, [w for w in self.warnings if w.experiment == name],
                        self.source)
 
     @property
@@ -102,7 +115,7 @@ def build_results(root: str, experiments: list[dict], trials: list[dict], source
     for t in trials:
         row = {k: t.get(k) for k in BASE_COLUMNS}
         row["warnings"] = "; ".join(t.get("warnings") or [])
-        row["health"] = "; ".join(t.get("health") or [])
+        row["health"] = tuple(read_health_warnings(t.get("health")))
         row["damaged"] = bool(t.get("damaged"))
         row["usable"] = bool(t.get("usable"))
         prov = t.get("provenance") if isinstance(t.get("provenance"), dict) else {}
@@ -127,10 +140,10 @@ def build_results(root: str, experiments: list[dict], trials: list[dict], source
                 "run_state", "run_note", "status_counts",
                 "state_file", "lico_tune_version", "git_sha", "optuna_storage", "warnings"]
     edf = pd.DataFrame([{k: e.get(k) for k in exp_cols} for e in experiments], columns=exp_cols)
-    warnings = [w for e in experiments for w in (e.get("warnings") or [])]
+    warnings = [Notice(w, e["experiment"]) for e in experiments for w in (e.get("warnings") or [])]
     for t in trials:
         for w in t.get("warnings") or []:
-            warnings.append(f"{t['experiment']}/{t['trial_dir']}: {w}")
+            warnings.append(Notice(f"{t['experiment']}/{t['trial_dir']}: {w}", t["experiment"], t["trial_dir"]))
     return Results(normalise_root(root), df, edf, params, metric_names, warnings, source)
 
 
@@ -163,7 +176,7 @@ def load_results(root: str, experiment: Optional[str] = None, db: Optional[str] 
         exps, trials = scan_root(root)
         source = "storage"
     res = build_results(root, exps, trials, source)
-    res.warnings[:0] = notes
+    res.warnings[:0] = [Notice(n) for n in notes]
     return res.experiment(experiment) if experiment is not None else res
 
 

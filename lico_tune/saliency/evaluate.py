@@ -72,30 +72,41 @@ class Protocol:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
-    """Which metrics run, as far as known before any map is drawn (the protocol, whether masks are
-    given and the grid game played, how many classes the images hold): the same answer for the keys
-    a trial will report (saliency/trial.py) and for what evaluate_saliency computes."""
-    orderings: tuple[str, ...]
-    road: bool
-    grid: bool
-    masks: bool
-    n_classes: int
-    ses: bool
-    sanity: bool
-    mprt: tuple[str, ...]
+class Settings:
+    """The fixed settings of one evaluate_saliency call, what every metric reads besides the maps:
+    the spec's protocol, what the images allow (masks given, the grid game played, the classes they
+    hold: which metrics run, known before any map is drawn, so trial.py derives a trial's keys from
+    the same answer), and the protocol's parts that are not spec fields (substrates, seeds, SES's
+    crop scale, RISE's grid)."""
+    protocol: Protocol
+    masks: bool = False
+    grid: bool = True
+    n_classes: int = 4                  # the grid game needs >= 4
+    target_layer: nn.Module | str | None = None   # CAM methods: None = the backbone's last feature map
+    blur_kernel_size: int | None = None
+    insertion_substrate: str = "blur"
+    deletion_substrate: str = "zeros"
+    grid_seed: int = 0
+    ses_seed: int = 0
+    ses_scale: tuple[float, float] = (0.5, 1.0)
+    ses_flip_p: float = 0.5
+    rise_cells: int = 8
+    rise_p: float = 0.5
+    rise_seed: int = 0
 
-    @classmethod
-    def of(cls, protocol: Protocol, masks: bool, grid: bool, n_classes: int) -> "Plan":
-        return cls(protocol.orderings, protocol.road, grid, masks, n_classes, protocol.ses, protocol.sanity,
-                   protocol.mprt)
+    @property
+    def method_options(self) -> dict:
+        """make_saliency_fn's keywords (also the sanity and MPRT metrics', which remake the method)."""
+        p = self.protocol
+        return dict(target_layer=self.target_layer, batch_size=p.batch_size, rise_n_masks=p.rise_n_masks,
+                    rise_cells=self.rise_cells, rise_p=self.rise_p, rise_seed=self.rise_seed)
 
 
 @dataclasses.dataclass
 class Context:
     """What the metrics of one method read: the model, the images (N, C, H, W), labels and targets
-    (N,), the method's maps (N, H, W) and saliency function, the protocol and evaluate_saliency's fixed
-    options (`kw`), and `curves`, where each metric leaves its per-image results."""
+    (N,), the method's maps (N, H, W) and saliency function, the call's Settings, and `curves`, where
+    each metric leaves its per-image results."""
     model: nn.Module
     images: Tensor
     labels: Tensor
@@ -104,25 +115,24 @@ class Context:
     fn: SaliencyFn
     maps: Tensor
     masks: Tensor | None
-    protocol: Protocol
-    kw: dict
+    settings: Settings
     curves: dict
 
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """One entry of the saliency metrics table: the key tails it writes (saliency/<method>/<tail>),
+    """One row of the saliency metrics table: the key tails it writes (saliency/<method>/<tail>),
     when it runs, and how it computes them ({tail: value})."""
     tails: tuple[str, ...]
-    wanted: Callable[[Plan], bool]
+    wanted: Callable[[Settings], bool]
     compute: Callable[[Context], dict[str, float]]
 
 
 def _faithfulness(c: Context, order: str = "morf") -> dict:
-    k, p = c.kw, c.protocol
+    s, p = c.settings, c.settings.protocol
     return insertion_deletion(c.model, c.images, c.maps, c.targets, p.pixels_per_step, p.batch_size,
-                              p.blur_sigma, k["blur_kernel_size"], insertion_substrate=k["insertion_substrate"],
-                              deletion_substrate=k["deletion_substrate"], order=order, precision=p.precision)
+                              p.blur_sigma, s.blur_kernel_size, insertion_substrate=s.insertion_substrate,
+                              deletion_substrate=s.deletion_substrate, order=order, precision=p.precision)
 
 
 def _morf(c: Context) -> dict[str, float]:
@@ -138,16 +148,16 @@ def _lerf(c: Context) -> dict[str, float]:
 
 
 def _road(c: Context) -> dict[str, float]:
-    p = c.protocol
+    p = c.settings.protocol
     r = c.curves["road"] = road_scores(c.model, c.images, c.maps, c.targets, list(p.road_percentiles),
                                        p.batch_size, p.road_noise)
     return {f"road_{m}": r[m].mean().item() for m in ("morf", "lerf", "combined")}
 
 
 def _grid(c: Context) -> dict[str, float]:
-    p = c.protocol
-    loc = grid_localisation(c.fn, c.images, c.labels, p.n_grids or max(1, len(c.images) // 4), c.kw["grid_seed"],
-                            p.batch_size)
+    p = c.settings.protocol
+    loc = grid_localisation(c.fn, c.images, c.labels, p.n_grids or max(1, len(c.images) // 4),
+                            c.settings.grid_seed, p.batch_size)
     return {"pointing": loc["pointing"].mean().item(), "energy": loc["energy"].mean().item()}
 
 
@@ -157,9 +167,9 @@ def _masks(c: Context) -> dict[str, float]:
 
 
 def _ses(c: Context) -> dict[str, float]:
-    k = c.kw
-    c.curves["ses"] = salience_equivariance(c.fn, c.images, c.targets, k["ses_seed"], k["ses_scale"],
-                                            flip_p=k["ses_flip_p"], batch_size=c.protocol.batch_size, maps=c.maps)
+    s = c.settings
+    c.curves["ses"] = salience_equivariance(c.fn, c.images, c.targets, s.ses_seed, s.ses_scale,
+                                            flip_p=s.ses_flip_p, batch_size=s.protocol.batch_size, maps=c.maps)
     return {"ses": c.curves["ses"].mean().item()}
 
 
@@ -168,40 +178,41 @@ def _top_full(rand: dict, prefix: str) -> dict[str, float]:
 
 
 def _sanity(c: Context) -> dict[str, float]:
+    s = c.settings
     rand = c.curves["sanity"] = cascading_randomisation(c.model, c.images, c.targets, c.method,
-                                                        max_layers=c.protocol.sanity_max_layers, **c.kw["opts"])
+                                                        max_layers=s.protocol.sanity_max_layers, **s.method_options)
     return _top_full(rand, "sanity")
 
 
 def _smprt(c: Context) -> dict[str, float]:
-    p = c.protocol
+    s, p = c.settings, c.settings.protocol
     sm = c.curves["smprt"] = smooth_mprt(c.model, c.images, c.targets, c.method, p.mprt_samples, p.mprt_noise,
-                                         p.sanity_max_layers, **c.kw["opts"])
+                                         p.sanity_max_layers, **s.method_options)
     return _top_full(sm, "smprt")
 
 
 def _emprt(c: Context) -> dict[str, float]:
-    em = c.curves["emprt"] = efficient_mprt(c.model, c.images, c.targets, c.method, **c.kw["opts"])
+    em = c.curves["emprt"] = efficient_mprt(c.model, c.images, c.targets, c.method, **c.settings.method_options)
     return {"emprt": em["ratio"].mean().item()}
 
 
-# The table: every saliency metric, in the order it is computed and reported.
+# The table: every saliency metric, one row each, in the order it is computed and reported.
 METRICS = (
-    Metric(SALIENCY_TAILS["morf"], lambda p: True, _morf),
-    Metric(SALIENCY_TAILS["lerf"], lambda p: "lerf" in p.orderings, _lerf),
-    Metric(SALIENCY_TAILS["road"], lambda p: p.road, _road),
-    Metric(SALIENCY_TAILS["grid"], lambda p: p.grid and p.n_classes >= 4, _grid),
-    Metric(SALIENCY_TAILS["masks"], lambda p: p.masks, _masks),
-    Metric(SALIENCY_TAILS["ses"], lambda p: p.ses, _ses),
-    Metric(SALIENCY_TAILS["sanity"], lambda p: p.sanity, _sanity),
-    Metric(SALIENCY_TAILS["smprt"], lambda p: "smooth" in p.mprt, _smprt),
-    Metric(SALIENCY_TAILS["emprt"], lambda p: "efficient" in p.mprt, _emprt),
+    Metric(SALIENCY_TAILS["morf"], lambda s: True, _morf),
+    Metric(SALIENCY_TAILS["lerf"], lambda s: "lerf" in s.protocol.orderings, _lerf),
+    Metric(SALIENCY_TAILS["road"], lambda s: s.protocol.road, _road),
+    Metric(SALIENCY_TAILS["grid"], lambda s: s.grid and s.n_classes >= 4, _grid),
+    Metric(SALIENCY_TAILS["masks"], lambda s: s.masks, _masks),
+    Metric(SALIENCY_TAILS["ses"], lambda s: s.protocol.ses, _ses),
+    Metric(SALIENCY_TAILS["sanity"], lambda s: s.protocol.sanity, _sanity),
+    Metric(SALIENCY_TAILS["smprt"], lambda s: "smooth" in s.protocol.mprt, _smprt),
+    Metric(SALIENCY_TAILS["emprt"], lambda s: "efficient" in s.protocol.mprt, _emprt),
 )
 
 
-def metric_tails(plan: Plan) -> list[str]:
-    """The key tails (saliency/<method>/<tail>) evaluate_saliency writes under `plan`, 'seconds' last."""
-    return [t for m in METRICS if m.wanted(plan) for t in m.tails] + [SECONDS_TAIL]
+def metric_tails(settings: Settings) -> list[str]:
+    """The key tails (saliency/<method>/<tail>) evaluate_saliency writes under `settings`, 'seconds' last."""
+    return [t for m in METRICS if m.wanted(settings) for t in m.tails] + [SECONDS_TAIL]
 
 
 @dataclasses.dataclass
@@ -220,13 +231,10 @@ def compute_maps(fn: SaliencyFn, images: Tensor, targets: Tensor, batch_size: in
 
 def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequence[str], protocol: Protocol, *,
                       masks: Tensor | None = None, grid: bool | None = None, return_maps: bool = False,
-                      target_layer: nn.Module | str | None = None, blur_kernel_size: int | None = None,
-                      insertion_substrate: str = "blur", deletion_substrate: str = "zeros", grid_seed: int = 0,
-                      ses_seed: int = 0, ses_scale=(0.5, 1.0), ses_flip_p: float = 0.5, rise_cells: int = 8,
-                      rise_p: float = 0.5, rise_seed: int = 0) -> SaliencyEvaluation:
+                      **fixed) -> SaliencyEvaluation:
     """All saliency metrics for images (N, C, H, W) (normalised), labels (N,), under `protocol` (the
-    spec's eval section). The keywords after it are the protocol's fixed parts (substrates, seeds,
-    SES's crop scale, RISE's grid), not spec fields.
+    spec's eval section). `fixed`: any of Settings' fields that are not spec fields (target_layer,
+    substrates, seeds, SES's crop scale, RISE's grid); their defaults are the protocol's.
 
     The grid game always targets each tile's true class; it is skipped when the images hold fewer
     than 4 classes; grid=None plays it only when no masks are given (real boxes replace it). The
@@ -238,16 +246,11 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
     bad = (set(p.orderings) - {"morf", "lerf"}) | {f"mprt:{m}" for m in set(p.mprt) - {"smooth", "efficient"}}
     if bad:
         raise ValueError(f"unknown orderings/mprt {sorted(bad)}; orderings: morf, lerf; mprt: smooth, efficient")
-    grid = masks is None if grid is None else grid
     labels = as_targets(labels, len(images))
     preds = predict(model, images, p.batch_size)
     targets = labels if p.target == "label" else preds
-    opts = dict(target_layer=target_layer, batch_size=p.batch_size, rise_n_masks=p.rise_n_masks,
-                rise_cells=rise_cells, rise_p=rise_p, rise_seed=rise_seed)
-    kw = dict(opts=opts, blur_kernel_size=blur_kernel_size, insertion_substrate=insertion_substrate,
-              deletion_substrate=deletion_substrate, grid_seed=grid_seed, ses_seed=ses_seed, ses_scale=ses_scale,
-              ses_flip_p=ses_flip_p)
-    plan = Plan.of(p, masks is not None, grid, len(torch.unique(labels)))
+    settings = Settings(p, masks is not None, masks is None if grid is None else grid, len(torch.unique(labels)),
+                        **fixed)
     metrics: dict[str, float] = {}
     curves: dict[str, dict] = {}
     all_maps: dict[str, Tensor] = {}
@@ -255,11 +258,11 @@ def evaluate_saliency(model: nn.Module, images: Tensor, labels, methods: Sequenc
         metrics[MASK_AREA] = masks.flatten(1).float().mean().item()
     for method in methods:
         t0 = time.perf_counter()
-        fn = make_saliency_fn(model, method, **opts)
+        fn = make_saliency_fn(model, method, **settings.method_options)
         maps = compute_maps(fn, images, targets, p.batch_size)  # (N, H, W)
-        ctx = Context(model, images, labels, targets, method, fn, maps, masks, p, kw, {})
+        ctx = Context(model, images, labels, targets, method, fn, maps, masks, settings, {})
         for metric in METRICS:
-            if metric.wanted(plan):
+            if metric.wanted(settings):
                 metrics.update({f"saliency/{method}/{t}": v for t, v in metric.compute(ctx).items()})
         metrics[f"saliency/{method}/seconds"] = time.perf_counter() - t0
         faith = ctx.curves.pop("morf")  # the RISE-protocol curves, with the other metrics' results beside them

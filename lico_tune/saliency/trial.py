@@ -9,7 +9,7 @@ from torch import nn
 
 from ..keys import MASK_AREA, SHORTCUT_KEYS
 from ..layout import GALLERY
-from .evaluate import Plan, Protocol, evaluate_saliency, metric_tails
+from .evaluate import Protocol, Settings, evaluate_saliency, metric_tails
 from .gallery import write_gallery
 from .localisation import boxes_to_masks
 from .shortcut import RENAMED as SHORTCUT_RENAMED, shortcut_metrics
@@ -30,7 +30,7 @@ def fixed_test_images(test_set, n: int, seed: int) -> tuple[torch.Tensor, torch.
 def saliency_metric_keys(cfg, data) -> list[str]:
     """The keys `trial_saliency(classifier, data, cfg, ...)` returns, known before training (a trial
     reports them from its first epoch, empty until computed: Ray fixes progress.csv's columns at the
-    first report). Derived from the saliency metrics table (evaluate.METRICS) under the trial's Plan;
+    first report). Derived from the saliency metrics table (evaluate.METRICS) under the trial's Settings;
     tests/test_saliency_protocols.py checks this list against trial_saliency's output."""
     idx = fixed_test_indices(data.test, cfg.n_images, cfg.seed)
     methods = list(cfg.cams) if cfg.n_images else []
@@ -47,8 +47,8 @@ def saliency_metric_keys(cfg, data) -> list[str]:
     n_classes = len(torch.unique(data.test.batch(idx, augment=False)[1]))
     if masks:
         keys.append(MASK_AREA)
-    plan = Plan.of(Protocol.of(cfg), masks=masks, grid=not masks, n_classes=n_classes)
-    keys += [f"saliency/{m}/{t}" for m in methods for t in metric_tails(plan)]
+    settings = Settings(Protocol.of(cfg), masks=masks, grid=not masks, n_classes=n_classes)
+    keys += [f"saliency/{m}/{t}" for m in methods for t in metric_tails(settings)]
     return list(dict.fromkeys(keys))
 
 

@@ -21,7 +21,7 @@ import torch
 from scipy.stats import binomtest
 from torch import Tensor
 
-from ..keys import AT_CHANCE_FLAG, CHANCE_ALPHA, CHANCE_P, COLLAPSED_FLAG, TOP_PRED_SHARE
+from ..keys import AT_CHANCE_FLAG, CHANCE_ALPHA, CHANCE_KINDS, CHANCE_P, COLLAPSED_FLAG, TOP_PRED_SHARE, HealthWarning
 
 COLLAPSE_SHARE = 0.9     # share of test images predicted as one class from which predictions count as collapsed
 
@@ -47,17 +47,20 @@ class ChanceCheck:
         return {TOP_PRED_SHARE: self.top_pred_share, CHANCE_P: self.p_value,
                 AT_CHANCE_FLAG: float(self.at_chance), COLLAPSED_FLAG: float(self.collapsed)}
 
-    def warnings(self, what: str = "test accuracy") -> list[str]:
-        out = []   # no '; ' inside a text: trials join their warnings with it (health/warnings)
+    def warnings(self, what: str = "test accuracy") -> list[HealthWarning]:
+        out = []
+        at_chance, collapsed = CHANCE_KINDS
         if self.at_chance:
-            out.append(f"at chance: {what} {100 * self.correct / max(1, self.n):.1f}% on {self.n} images is not "
-                       f"above the {100 * self.p0:.1f}% of always answering the most frequent class (binomial "
-                       f"p = {self.p_value:.2g}): the model learned nothing, so its saliency numbers say "
-                       f"nothing about the method. Train longer or check lr.")
+            out.append(HealthWarning(at_chance, (
+                f"{what} {100 * self.correct / max(1, self.n):.1f}% on {self.n} images is not above the "
+                f"{100 * self.p0:.1f}% of always answering the most frequent class (binomial p = "
+                f"{self.p_value:.2g}): the model learned nothing, so its saliency numbers say nothing about "
+                f"the method. Train longer or check lr.")))
         if self.collapsed:
-            out.append(f"collapsed: {100 * self.top_pred_share:.1f}% of the {self.n} test images are predicted "
-                       f"as class {self.top_pred} (threshold {100 * COLLAPSE_SHARE:.0f}%): its saliency maps "
-                       f"explain one answer, not the classes.")
+            out.append(HealthWarning(collapsed, (
+                f"{100 * self.top_pred_share:.1f}% of the {self.n} test images are predicted as class "
+                f"{self.top_pred} (threshold {100 * COLLAPSE_SHARE:.0f}%): its saliency maps explain one "
+                f"answer, not the classes.")))
         return out
 
 

@@ -1,4 +1,4 @@
-"""Health checks of the LICO terms, every epoch of every trial (DESIGN.md section 1, failure modes).
+"""Health checks of the LICO terms, every epoch of every trial (docs/method.md, "Health checks").
 
 A LICO trial can look healthy in its loss log and still train plain cross-entropy: a learnable
 temperature shared by both MM softmaxes runs away (MM -> 0 whatever the geometry), MM's dose can be
@@ -28,8 +28,9 @@ one log line:
 
 The gradient probes run on GRAD_PROBES global steps spread evenly over training; step 0 gives
 dose0 only (the untrained model is not averaged into the epochs' values). Warnings (rules in
-health_rules.py) are given once each, in the log, as the text `health/warnings` and as 0/1 flags
-`health/warn/<kind>` (numbers reach the results table); metrics.json lists them as `warnings`.
+health_rules.py; HealthWarning values) are given once per kind, in the log, as the text
+`health/warnings` and as 0/1 flags `health/warn/<kind>` (numbers reach the results table);
+metrics.json lists them as `warnings`.
 Everything per step stays on the device (no sync); values are read once per epoch.
 
 At the end of every trial, LICO or not, `final_check` adds whether the explained model learned
@@ -47,12 +48,13 @@ from torch.nn import functional as F
 from ..data.loader import iterate_batches
 from ..keys import (CHANCE_KEYS, CHANCE_KINDS, CLASS_TEXT_COS, HEALTH_WARNINGS, MARGINAL_ERR, MM_REF, MM_REF0,
                     MM_REF_CHANGE, SINKHORN_ITERS, TAU, TAU_TARGET, TERMS, TEXT_COS, TEXT_COS_BETWEEN, TEXT_COS_BETWEEN0,
-                    TEXT_COS_IMAGE, TEXT_COS_PROJ, dose, grad_frac, warn_flag)
+                    TEXT_COS_IMAGE, TEXT_COS_PROJ, WARNING_KINDS, HealthWarning, dose, grad_frac, health_text,
+                    read_health_warnings, warn_flag)
 from ..models.lico import LicoModel, image_points
 from ..models.text import TextFeatures
 from ..spec import TrialConfig
 from .chance import ChanceCheck
-from .health_rules import (WARNING_KINDS, mm_warning, ot_collapse_warning, ot_convergence_warning,
+from .health_rules import (mm_warning, ot_collapse_warning, ot_convergence_warning,
                            ot_degenerate_warning, ot_inactive_warning)
 
 GRAD_PROBES = 16  # gradient probes per trial, evenly spaced over its global steps (plus step 0: dose0)
@@ -130,7 +132,7 @@ class Health:
         self.between0: Optional[float] = None
         self.dose0: Optional[list[float]] = None
         self.ref_text: Optional[Tensor] = None  # (K, D) pooled text features before training
-        self.warned: list[str] = []
+        self.warned: list[HealthWarning] = []
         self.ref = None
         if self.active:
             g = torch.Generator().manual_seed(REF_SEED)
@@ -145,9 +147,9 @@ class Health:
         for h in history:
             if self.mm_ref0 is None and h.get(MM_REF0) is not None:
                 self.mm_ref0 = h[MM_REF0]
-            for w in filter(None, (h.get(HEALTH_WARNINGS) or "").split("; ")):
+            for w in read_health_warnings(h.get(HEALTH_WARNINGS)):
                 # an earlier end's at-chance verdict is not carried on: final_check judges the final model
-                if w not in self.warned and w.split(":")[0] not in CHANCE_KINDS:
+                if w not in self.warned and w.kind not in CHANCE_KINDS:
                     self.warned.append(w)
 
     def start(self) -> None:
@@ -271,15 +273,15 @@ class Health:
         self._reset()
         self.log("health: " + " ".join(f"{k.removeprefix('health/')} {_fmt(v)}" for k, v in m.items()))
         for w in self._warnings(m):
-            if w.split(":")[0] not in {x.split(":")[0] for x in self.warned}:  # once per kind
+            if w.kind not in {x.kind for x in self.warned}:  # once per kind
                 self.warned.append(w)
                 self.log(f"WARNING {w}")
         # Numeric flags reach the results table and `report` as metric columns (text cannot: only
         # numbers are kept as final metrics); the text goes to the log and metrics.json.
-        given = {w.split(":")[0] for w in self.warned}
+        given = {w.kind for w in self.warned}
         for kind in WARNING_KINDS:
             m[warn_flag(kind)] = float(kind in given)
-        m[HEALTH_WARNINGS] = "; ".join(self.warned)
+        m[HEALTH_WARNINGS] = health_text(self.warned)
         return m
 
     def final_check(self, check: ChanceCheck, what: str = "test accuracy") -> dict:
@@ -287,11 +289,11 @@ class Health:
         metrics, its 0/1 flags `health/warn/at_chance|collapsed`, and its warnings (logged, and
         added to `warned` and the `health/warnings` text). A resumed trial's earlier verdict is
         replaced: only the final model counts."""
-        self.warned = [w for w in self.warned if w.split(":")[0] not in CHANCE_KINDS]
+        self.warned = [w for w in self.warned if w.kind not in CHANCE_KINDS]
         for w in check.warnings(what):
             self.warned.append(w)
             self.log(f"WARNING {w}")
-        return {**check.metrics(), HEALTH_WARNINGS: "; ".join(self.warned)}
+        return {**check.metrics(), HEALTH_WARNINGS: health_text(self.warned)}
 
     @staticmethod
     def final_keys() -> tuple[str, ...]:
@@ -299,7 +301,7 @@ class Health:
         `health/warnings` text is not: a NaN there would read as a numeric metric)."""
         return CHANCE_KEYS
 
-    def _warnings(self, m: dict) -> list[str]:
+    def _warnings(self, m: dict) -> list[HealthWarning]:
         lico, temp = self.cfg.lico, self.model.temperature
         out = []
         if lico.alpha > 0:

@@ -132,7 +132,7 @@ def train_trial(cfg: TrialConfig, out_dir: str | Path, report: Optional[Report] 
                    run.ckpt_path)
             padded = True
 
-    final = {**metrics, "warnings": list(run.health.warned), "history": run.history,
+    final = {**metrics, "warnings": [str(w) for w in run.health.warned], "history": run.history,
              "config": cfg.model_dump(mode="json"), TEST_CORRECT: run.test_correct, **provenance(cfg)}
     write_atomic(str(run.out_dir / METRICS_FILE), json.dumps(final, indent=2).encode())
     return final

@@ -9,9 +9,14 @@ Every module of this package imports ray; nothing outside it does (the CLI impor
     trainable.py   the function trainable: one trial around `train.train_trial`
     callbacks.py   CatalogCallback (the results catalog while trials run), KeepResultsOnRetry
     trackers.py    TrackerCallback: MLflow and W&B runs per trial (the spec's `tracking` section)
+    repeater.py    SeedRepeater: `search.repeats`, each proposed configuration on N seeds
     run.py         init_ray, run, resume, closing orphaned Optuna trials
     cluster.py     what a joined cluster provides: nodes alive, the autoscaler's node types (plan/capacity.py)
     restore.py     resume refuses a state Ray cannot restore (Ray would start afresh in the directory)
+    signing.py     keeps the experiment's signed manifest (trust.py) current as Ray saves its state
+    retry.py       which trial errors are retried (not those a retry cannot fix)
+    driver.py      the driver's liveness record (lico_driver.json, a heartbeat) and its clean-up
+    interrupt.py   Ctrl-C and SIGTERM during run/resume: stop Tune gracefully, then say so
     summary.py     the end-of-run summary (statistics from `results.stats`)
 
 How Ray runs the plan

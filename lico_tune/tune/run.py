@@ -10,14 +10,13 @@ import ray
 from ray import tune
 
 from ..errors import SpecError
-from ..layout import RUN_FILE
 from ..lock import experiment_lock
 from ..plan import Plan
 from ..plan.capacity import check_cluster_resources
 from ..plan.preflight import check_new_experiment, check_resources
 from ..plan.targets import check_trackers
 from ..results.tune_state import latest_state_name, read_state
-from ..storage import Storage, join, normalise_root, read_text, write_text
+from ..storage import Storage, write_text
 from ..trust import sign_experiment, verify_experiment
 from .cluster import read_capacity
 from .driver import driving, remove_scratch
@@ -128,14 +127,7 @@ def _remove_scratch(experiment_path: str) -> None:
 
 def load_plan(experiment_dir: str) -> Plan:
     """The plan of an experiment directory, wherever it lies now (it may have been moved)."""
-    experiment_dir = normalise_root(experiment_dir)
-    text = read_text(join(experiment_dir, RUN_FILE))
-    if text is None:
-        raise SpecError(f"{experiment_dir} is not a lico-tune experiment directory: it has no {RUN_FILE}. "
-                        f"Pass the directory `lico-tune run` printed (<storage>/<experiment name>).")
-    plan = Plan.from_yaml(text)
-    plan.storage, _, plan.experiment = experiment_dir.rpartition("/")
-    return plan
+    return Plan.load(experiment_dir)
 
 
 def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -> Summary:

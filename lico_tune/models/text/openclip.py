@@ -35,6 +35,7 @@ TINY_CLIP = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
 }
 BUILTIN_CONFIGS = {"tiny-clip": TINY_CLIP}
+OFFLINE_ENV = ("HF_HUB_OFFLINE",)        # what huggingface_hub (open_clip's downloader) honours
 _TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
 
 
@@ -174,17 +175,32 @@ def text_state_dict(state: dict) -> dict:
     return {k: v for k, v in state.items() if k.startswith(_TEXT_KEYS)}
 
 
+def is_checkpoint_path(pretrained: str) -> bool:
+    """text.pretrained names a file (else an open_clip tag)."""
+    return Path(pretrained).expanduser().exists() or _looks_like_path(pretrained)
+
+
+def pretrained_cfg(arch: str, tag: str) -> dict:
+    """open_clip's config of a pretrained tag of `arch` (its download source); SpecError naming the
+    architecture's tags when there is no such tag. The one check of a CLIP tag (preflight, build)."""
+    import open_clip
+
+    from ...errors import SpecError
+    pcfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not pcfg:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise SpecError(f"text.pretrained: '{tag}' is neither a file nor a pretrained tag of {arch} "
+                        f"(tags: {', '.join(tags) or 'none'}).")
+    return pcfg
+
+
 def resolve_pretrained(arch: str, pretrained: str) -> tuple[Path, bool]:
     """(checkpoint path, needs QuickGELU) for a local path or an open_clip tag (cache only)."""
     import open_clip
 
-    if Path(pretrained).expanduser().exists() or _looks_like_path(pretrained):
+    if is_checkpoint_path(pretrained):
         return Path(pretrained).expanduser(), False
-    pcfg = open_clip.get_pretrained_cfg(arch, pretrained)
-    if not pcfg:
-        tags = open_clip.list_pretrained_tags_by_model(arch)
-        raise ValueError(f"text.pretrained: '{pretrained}' is neither a file nor a pretrained tag of "
-                         f"{arch} (tags: {', '.join(tags) or 'none'})")
+    pcfg = pretrained_cfg(arch, pretrained)
     try:
         target = open_clip.download_pretrained(pcfg)
     except Exception as exc:
@@ -200,6 +216,87 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[Path, bool]:
             f"on a machine with internet and copy that cache here, or set text.pretrained to the path "
             f"of a local checkpoint file.")
     return Path(target), bool(pcfg.get("quick_gelu", False))
+
+
+def hub_offline() -> Optional[str]:
+    """The environment variable that forbids Hugging Face downloads (open_clip's downloader), if set."""
+    for name in OFFLINE_ENV:
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return name
+    return None
+
+
+def _hf_names(pcfg: dict) -> tuple[str, list[str]]:
+    """(repo id, candidate file names) of a pretrained config's hf_hub entry, as
+    open_clip.pretrained.download_pretrained_from_hf looks for them (safetensors first)."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+    repo, filename = os.path.split(pcfg["hf_hub"])
+    filename = filename or HF_WEIGHTS_NAME
+    names = [HF_SAFE_WEIGHTS_NAME] if filename == HF_WEIGHTS_NAME else []
+    if filename.endswith((".bin", ".pt", ".pth")):
+        names.append(filename.rsplit(".", 1)[0] + ".safetensors")
+    return repo, [*names, filename]
+
+
+def clip_weights_cached(pcfg: dict) -> Optional[str]:
+    """The cached checkpoint of a pretrained config (HF cache, or ~/.cache/clip for URL downloads), or None."""
+    if pcfg.get("file"):
+        return pcfg["file"] if Path(pcfg["file"]).is_file() else None
+    if pcfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+        repo, names = _hf_names(pcfg)
+        for name in names:
+            hit = try_to_load_from_cache(repo, name)
+            if isinstance(hit, str):
+                return hit
+    if pcfg.get("url"):
+        local = Path("~/.cache/clip").expanduser() / os.path.basename(pcfg["url"])
+        if local.is_file():
+            return str(local)
+    return None
+
+
+def clip_weights_url(pcfg: dict) -> Optional[str]:
+    """Where open_clip would download them from (the Hugging Face hub when the config names a repo)."""
+    if pcfg.get("hf_hub"):
+        repo, names = _hf_names(pcfg)
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        return f"{endpoint}/{repo}/resolve/main/{names[-1]}"
+    return pcfg.get("url") or None
+
+
+def require(cfg: TextConfig, probe) -> None:
+    """The weights text.pretrained names: a checkpoint file here, or a tag whose weights are cached or
+    downloadable now (`probe(url)`: None, or why not); None (random weights) needs nothing."""
+    p = cfg.pretrained
+    if not p:
+        return
+    if is_checkpoint_path(p):
+        if not Path(p).expanduser().is_file():
+            read_checkpoint(Path(p).expanduser())                            # raises TextEncoderMissing with the fix
+        return
+    pcfg = pretrained_cfg(cfg.model, p)
+    if clip_weights_cached(pcfg):
+        return
+    url, offline = clip_weights_url(pcfg), hub_offline()
+    failed = probe(url) if url and not (offline and pcfg.get("hf_hub")) else None
+    why = f"{offline} is set, so nothing is downloaded" if offline and pcfg.get("hf_hub") else (
+        f"{url} gave {failed}" if failed else None)
+    if why:
+        raise TextEncoderMissing(
+            f"The CLIP weights {cfg.model}/{p} (text.pretrained) are not in the Hugging Face cache {hf_cache_dir()} "
+            f"(repo {pcfg.get('hf_hub', '?').rstrip('/')}) nor in {Path('~/.cache/clip').expanduser()}, and cannot be "
+            f"downloaded now: {why}. Run `python -c \"import open_clip; open_clip.create_model('{cfg.model}', "
+            f"pretrained='{p}')\"` on a machine with internet and copy that cache here, or set text.pretrained "
+            f"to the path of a local checkpoint file.")
+
+
+def identity(cfg: TextConfig, digest) -> dict:
+    """A digest of the checkpoint file where text.pretrained is one; else how the weights were had."""
+    p = cfg.pretrained
+    if p and Path(p).expanduser().is_file():
+        return digest([Path(p).expanduser()], None)
+    return {"weights": "random init (seeded)" if not p else "by name (no local file)"}
 
 
 # ----------------------------------------------------------------------------- learner

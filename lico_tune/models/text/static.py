@@ -33,6 +33,16 @@ def static_points(kind: str, classes: int, points: int, width: int, seed: int) -
     return vectors.float().reshape(classes, points, width)
 
 
+def require(cfg: TextConfig, probe) -> None:
+    """Nothing on disk: the vectors are drawn from text.static (the registry's `require`)."""
+
+
+def identity(cfg: TextConfig, digest) -> dict:
+    """How a result names the static encoder: no weights, the fields that draw the vectors."""
+    return {"model": None, "pretrained": None, "weights": "none (fixed class vectors)",
+            **cfg.static.model_dump(mode="json")}
+
+
 class StaticText(nn.Module):
     """The prompt learner's interface over fixed class vectors: forward() -> TextFeatures."""
 
