@@ -33,7 +33,7 @@ SOURCES = sorted(p for d in ("lico_tune", "dashboards", "benchmarks", "tests") f
 MADE = ("build/", "dist/", ".venv", "tests/.", "docs/study/results/", "benchmarks/results-")
 OTHER_PROJECTS = {"main.py", "text_encoder.py", "wideresnet_prompt.py",          # ymLeiFDU/LICO
                   "tuner_internal.py", "tune_controller.py", "experiment_state.py", "searcher.py",
-                  "callback.py", "trial.py"}                                      # ray/tune
+                  "callback.py", "trial.py", "monitor.py"}                        # ray/tune, ray/autoscaler
 OLD_NAMES_ON_PURPOSE = {"legacy.py", "test_architecture.py", "test_cited_paths.py"}
 BASENAMES = {p.name for p in SOURCES} | {p.name for p in REPO.iterdir()} | \
     {p.name for d in ("dashboards", "deploy", "docs", "benchmarks") for p in (REPO / d).rglob("*")}
