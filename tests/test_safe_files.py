@@ -33,7 +33,8 @@ from lico_tune.results.liveness import FUTURE_TOLERANCE_S, STALE_S, driver_state
 from lico_tune.safe_files import MAX_READ_BYTES, UnsafeFile, read_bytes, write_atomic
 from lico_tune.storage import Storage, write_text
 from ray_helpers import REPO, kill_started, lico_tune_cleanly, private_tmpdir, ray_env
-from test_environment_errors import NO_DAC, Tmpfs, refused
+from conftest import assert_refused
+from test_environment_errors import NO_DAC, Tmpfs
 
 pytest_plugins = ["results_fixtures"]
 
@@ -255,7 +256,7 @@ def test_a_whole_root_reader_leaves_out_the_experiment_with_a_bad_file(exp, name
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert str(exp / name) in out.stderr and str(twin / name) in out.stderr, out.stderr[-3000:]
     out = cli(["report", str(exp.parent), "--no-catalog"])
-    refused(out.returncode, out.stderr, str(exp / name))
+    assert_refused((out.returncode, out.stderr), str(exp / name))
     assert str(twin / name) in out.stderr
     assert {k: v for k, v in tree(exp.parent).items() if not k.startswith(CATALOG_FILE)} == before
 
@@ -268,7 +269,7 @@ def test_trust_and_resume_refuse_a_special_file(exp, name, kind):
     before = tree(exp.parent)
     for command in ("trust", "resume"):
         out = cli([command, str(exp)])
-        refused(out.returncode, out.stderr, str(path))
+        assert_refused((out.returncode, out.stderr), str(path))
         assert ("named pipe" if kind == "fifo" else "/dev/zero") in out.stderr
     assert tree(exp.parent) == before
 
@@ -287,7 +288,7 @@ def test_symlinked_lock_manifest_and_catalog_leave_their_targets_alone(exp, tmp_
 
     (exp / LOCK_FILE).symlink_to(outside / "notes.txt")
     out = cli(["resume", str(exp)])
-    refused(out.returncode, out.stderr, str(exp / LOCK_FILE))
+    assert_refused((out.returncode, out.stderr), str(exp / LOCK_FILE))
     (exp / LOCK_FILE).unlink()
 
     manifest = exp / MANIFEST_FILE
@@ -295,14 +296,14 @@ def test_symlinked_lock_manifest_and_catalog_leave_their_targets_alone(exp, tmp_
     before = tree(outside)
     manifest.symlink_to(outside / "manifest.json")
     out = cli(["trust", str(exp)])
-    refused(out.returncode, out.stderr, str(manifest))
+    assert_refused((out.returncode, out.stderr), str(manifest))
     manifest.unlink()
     shutil.copy(outside / "manifest.json", manifest)
 
     (exp.parent / CATALOG_FILE).symlink_to(outside / "app.db")
     for args in (["index", str(exp.parent)], ["report", str(exp.parent)]):
         out = cli(args)
-        refused(out.returncode, out.stderr, str(exp.parent / CATALOG_FILE))
+        assert_refused((out.returncode, out.stderr), str(exp.parent / CATALOG_FILE))
     assert tree(outside) == before
 
 
@@ -331,7 +332,7 @@ def test_trust_on_a_full_disk_leaves_the_previous_manifest(exp, tmp_path):
         (d / "extra-state.json").write_text('{"new": "state to sign"}')     # the next manifest differs
         fill(fs.path)
         out = cli(["trust", str(d)])
-        refused(out.returncode, out.stderr, "disk is full")
+        assert_refused((out.returncode, out.stderr), "disk is full")
         assert (d / MANIFEST_FILE).read_bytes() == manifest
         assert not temporary_files(d), "a temporary file was left"
 
@@ -362,7 +363,7 @@ def test_an_odd_key_file_is_one_paragraph_from_trust_and_run(exp, finished, tmp_
     prefix = tuple(NO_DAC) if odd == "unreadable" else ()      # root ignores file modes: drop that power
     for args in (["trust", str(exp)], ["run", str(finished["spec"]), "--storage", str(tmp_path / "new")]):
         done = cli(args, prefix, LICO_TUNE_KEY_FILE=str(key))
-        refused(done.returncode, done.stderr, str(key))
+        assert_refused((done.returncode, done.stderr), str(key))
         assert "signing key" in done.stderr
     assert tree(exp.parent) == before and not (tmp_path / "new").exists()
 
@@ -373,7 +374,7 @@ def test_a_read_only_home_is_one_paragraph_naming_the_key(exp, finished, tmp_pat
         key = fs.path / ".config" / "lico-tune" / "manifest.key"
         for args in (["trust", str(exp)], ["run", str(finished["spec"]), "--storage", str(tmp_path / "new")]):
             out = cli(args, HOME=str(fs.path), LICO_TUNE_KEY_FILE=None)
-            refused(out.returncode, out.stderr, str(key))
+            assert_refused((out.returncode, out.stderr), str(key))
             assert "read-only" in out.stderr
     assert not (tmp_path / "new").exists()
 
@@ -401,7 +402,7 @@ def test_a_closed_pipe_ends_report_quietly(exp):
 
 def test_an_absurd_cloud_timeout_is_refused(tmp_path):
     out = cli(["report", "s3://lico-tune-no-such-bucket/x"], LICO_TUNE_CLOUD_TIMEOUT_S="1e9")
-    refused(out.returncode, out.stderr, "LICO_TUNE_CLOUD_TIMEOUT_S=1e9")
+    assert_refused((out.returncode, out.stderr), "LICO_TUNE_CLOUD_TIMEOUT_S=1e9")
 
 
 @pytest.mark.parametrize("command", ["trust", "index", "run", "train"])
