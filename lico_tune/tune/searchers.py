@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ..keys import TRIAL_INDEX
+from ..layout import OPTUNA_FILE, cache_path
+from ..storage import is_uri
 from ..plan import Plan
 from .repeater import SeedRepeater
 
@@ -61,6 +64,51 @@ class LicoOptunaSearch(OptunaSearch):
         if isinstance(self.metric, str) and not _has(result, self.metric):
             return
         super().on_trial_result(trial_id, result)
+
+    # The study of an experiment on cloud storage lives in an SQLite file on the driver
+    # (Plan.optuna_url: under ~/.cache). So that `resume` works from any machine, each save puts a
+    # copy of it, OPTUNA_FILE, into Ray's staging folder (uploaded with the state), `resume` brings
+    # it back to this machine's cache (run.py), and a restored searcher opens it there, not at the
+    # path the first driver's HOME gave it (pickled in its state).
+    def save(self, checkpoint_path: str):
+        super().save(checkpoint_path)
+        local = getattr(self, "lico_study_file", None)
+        if local and Path(local).is_file():
+            copy_study(Path(local), Path(checkpoint_path).parent / OPTUNA_FILE)
+
+    def restore(self, checkpoint_path: str):
+        super().restore(checkpoint_path)
+        if getattr(self, "lico_study_file", None):
+            self.lico_study_file = str(default_study_file(self._study_name))
+            self._reopen(f"sqlite:///{self.lico_study_file}")
+
+    def _reopen(self, url: str) -> None:
+        import optuna
+        if getattr(self._storage, "url", None) == url:
+            return
+        self._storage = optuna.storages.RDBStorage(url)
+        pruner = getattr(self._ot_study, "pruner", None)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
+                                           sampler=self._sampler, pruner=pruner)
+        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
+
+
+def default_study_file(study_name: str) -> Path:
+    """Where a driver keeps the study of an experiment on cloud storage (Plan.optuna_url's default)."""
+    return cache_path("optuna", f"{study_name}.db")
+
+
+def copy_study(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite study (sqlite3's backup API), replacing target atomically."""
+    import sqlite3
+    tmp = target.with_name(target.name + ".tmp")
+    src, dst = sqlite3.connect(source), sqlite3.connect(tmp)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    os.replace(tmp, target)
 
 
 class OptunaCells:
@@ -131,6 +179,8 @@ def search_algorithm(plan: Plan):
         metric=metrics[0] if len(metrics) == 1 else metrics,
         mode=modes[0] if len(modes) == 1 else modes,
         sampler=sampler, study_name=plan.experiment, storage=storage)
+    if url is not None and s.optuna_storage is None and is_uri(plan.storage):   # the default SQLite on the driver
+        alg.lico_study_file = str(default_study_file(plan.experiment))
     if s.repeats > 1:
         alg = SeedRepeater(alg, s.repeats, metrics, modes, s.repeat_objective)
     if s.max_concurrent:
