@@ -20,9 +20,11 @@ The kill points use the driver's testing aid LICO_TUNE_TESTING_PAUSE_AT (tune/si
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,11 +199,18 @@ def test_a_killed_driver_is_resumed_by_resume_alone(cloud, spec, reference, poin
     try:
         if point == "after-done":           # the short trial's last epoch is in the bucket
             _wait(lambda: (finals(cloud, name).get(2) or {}).get("epoch") == 2, driver, "the short trial finished")
-        else:                               # paused in that window, then the long trial goes on checkpointing
+        else:                               # the driver pauses in that window (its 3rd save of the state)
             _wait(lambda: (pause_dir / "paused").exists(), driver, f"the pause at {point}")
-            _wait(lambda: len((final_rows(cloud, name).get(8) or [])) >= 4, driver, "four epochs of the long trial")
     finally:
         kill(driver)
+    if point != "after-done":               # killed in the window: the state in the bucket is the previous save's,
+        manifest = json.loads(read(cloud, f"{name}/lico_checksums.json"))["files"]
+        state = next(k for k in manifest if k.startswith("experiment_state-"))
+        accepted = manifest[state] if isinstance(manifest[state], list) else [manifest[state]]
+        stored = hashlib.sha256(read(cloud, f"{name}/{state}")).hexdigest()
+        # ... which the manifest accepts: beside the new one it was about to write (upload), or alone (sign)
+        assert stored == (accepted[0] if point.startswith("upload") else accepted[-1]), (stored, accepted)
+        assert len(accepted) == 2
     before = finals(cloud, name)
     assert before.get(8) is None, "killed too late: the long trial had finished"
     out = run_cli(cloud, ["resume", f"s3://{BUCKET}/{name}"])
@@ -251,6 +260,9 @@ def test_an_optuna_sweep_resumes_from_another_home(cloud, tmp_path, tiny_trial_t
     finally:
         kill(driver)
     assert "optuna.db" in listing(cloud, "opt"), "the study was not copied into the experiment"
+    first_cache = cloud["base"] / "home-first" / ".cache"
+    assert list(first_cache.glob("lico-tune/optuna/opt.db")), "the study was not on the first driver"
+    shutil.rmtree(first_cache)              # the first machine is gone (its path is in the searcher's pickles)
     out = run_cli(cloud, ["resume", f"s3://{BUCKET}/opt"], home="second")
     assert out.returncode == 0, out.stdout[-6000:]
     assert "Traceback" not in out.stdout and "OperationalError" not in out.stdout

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -66,31 +67,47 @@ class LicoOptunaSearch(OptunaSearch):
         super().on_trial_result(trial_id, result)
 
     # The study of an experiment on cloud storage lives in an SQLite file on the driver
-    # (Plan.optuna_url: under ~/.cache). So that `resume` works from any machine, each save puts a
-    # copy of it, OPTUNA_FILE, into Ray's staging folder (uploaded with the state), `resume` brings
-    # it back to this machine's cache (run.py), and a restored searcher opens it there, not at the
-    # path the first driver's HOME gave it (pickled in its state).
+    # (Plan.optuna_url: under ~/.cache; `lico_study_file` set). So that `resume` works from any
+    # machine: each save puts a copy of it, OPTUNA_FILE, into Ray's staging folder (uploaded with
+    # the state), `resume` brings it back to this machine's cache (run.py), and this searcher's
+    # pickles (tuner.pkl, searcher-state-*.pkl) hold no path: the storage, study and trials
+    # (whose unpickling would open the first driver's ~/.cache path) are dropped and reopened from
+    # this machine's cache when unpickled.
+    def _portable(self, state: dict) -> dict:
+        if not state.get("lico_study_file"):
+            return state
+        state = dict(state, _storage=None, _ot_study=None, lico_portable=True,
+                     _ot_trials={tid: t._trial_id for tid, t in (state.get("_ot_trials") or {}).items()})
+        return state
+
+    def _reopen(self) -> None:
+        if not self.__dict__.pop("lico_portable", False):
+            return
+        import optuna
+        self.lico_study_file = str(default_study_file(self._study_name))
+        Path(self.lico_study_file).parent.mkdir(parents=True, exist_ok=True)
+        self._storage = optuna.storages.RDBStorage(f"sqlite:///{self.lico_study_file}")
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
+                                           sampler=self._sampler, pruner=optuna.pruners.NopPruner())
+        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, n) for tid, n in self._ot_trials.items()}
+
+    def __getstate__(self):
+        return self._portable(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reopen()
+
     def save(self, checkpoint_path: str):
-        super().save(checkpoint_path)
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self._portable(self.__dict__.copy()), f)
         local = getattr(self, "lico_study_file", None)
         if local and Path(local).is_file():
             copy_study(Path(local), Path(checkpoint_path).parent / OPTUNA_FILE)
 
     def restore(self, checkpoint_path: str):
         super().restore(checkpoint_path)
-        if getattr(self, "lico_study_file", None):
-            self.lico_study_file = str(default_study_file(self._study_name))
-            self._reopen(f"sqlite:///{self.lico_study_file}")
-
-    def _reopen(self, url: str) -> None:
-        import optuna
-        if getattr(self._storage, "url", None) == url:
-            return
-        self._storage = optuna.storages.RDBStorage(url)
-        pruner = getattr(self._ot_study, "pruner", None)
-        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
-                                           sampler=self._sampler, pruner=pruner)
-        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
+        self._reopen()
 
 
 def default_study_file(study_name: str) -> Path:

@@ -157,10 +157,21 @@ class _SignedHandler(_PlainHandler):
             raise FileNotFoundError(f"{path}: not among the files lico-tune verified or wrote")
         return data
 
+    def _put(self, path: str, data: bytes) -> None:
+        """Write a whole file: on a local disk through a temporary file and a rename, so that a kill
+        leaves the old bytes or the new, never a cut file (an object store's PUT is whole already)."""
+        if self.inner.type_name != "local":
+            with self.inner.open_output_stream(path) as f:
+                f.write(data)
+            return
+        tmp = f"{path}.lico-tmp"
+        with self.inner.open_output_stream(tmp) as f:
+            f.write(data)
+        self.inner.move(tmp, path)
+
     def _write_manifest(self) -> None:
         files = {k: v[0] if len(v) == 1 else v for k, v in self.accepted.items()}
-        with self.inner.open_output_stream(f"{self.root}/{MANIFEST_FILE}") as f:
-            f.write(manifest_text(self.uri, files).encode())
+        self._put(f"{self.root}/{MANIFEST_FILE}", manifest_text(self.uri, files).encode())
 
     def _commit(self, path: str, name: str, data: bytes) -> None:
         digest = hashlib.sha256(data).hexdigest()
@@ -170,8 +181,7 @@ class _SignedHandler(_PlainHandler):
             _testing_pause("sign", name)
             self._write_manifest()               # first: a kill from here on finds the file's old or new bytes accepted
             _testing_pause("upload", name)
-            with self.inner.open_output_stream(path) as f:
-                f.write(data)
+            self._put(path, data)
             self.current[name] = digest
             self.known[name] = data
 
