@@ -64,6 +64,9 @@ class LicoOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict):
         if isinstance(self.metric, str) and not _has(result, self.metric):
             return
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            return     # told before its driver was killed, and now reporting its final metrics again (recover.py)
         super().on_trial_result(trial_id, result)
 
     # The study of an experiment on cloud storage lives in an SQLite file on the driver
