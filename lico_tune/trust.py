@@ -13,12 +13,14 @@ shared bucket, a colleague's folder): they rewrite the checksum too.
 
 So the driver signs them: MANIFEST_FILE lists the SHA-256 of each (and of the plan, RUN_FILE),
 and an HMAC-SHA256 of that list with a per-user secret key kept outside every storage root
-(KEY_ENV, default DEFAULT_KEY_FILE, created 0600 on first use). `sign_experiment` writes it when
-`run` creates the Tuner, whenever Ray saves its state, and when the driver ends; `verify_experiment`
-refuses (UntrustedExperiment), before anything is unpickled, a missing, old (unsigned), edited or
-foreign manifest, a file whose digest differs, and a pickle-bearing file it does not list. A
-listed file that is gone is no risk (nothing runs from it) and is allowed: moving the newest state
-aside is how a damaged one is skipped. `lico-tune trust DIR` signs a directory its user checked.
+(KEY_ENV, default DEFAULT_KEY_FILE, created 0600 on first use). A name may list two digests while
+the driver rewrites it (tune/signed_fs.py writes the manifest accepting old and new before the file,
+so a crash in between is no tampering). `sign_experiment` signs a directory as found (`run` once it
+wrote the plan, `lico-tune trust DIR`); `verified_bytes` refuses (UntrustedExperiment), before
+anything is unpickled, a missing, old (unsigned), edited or foreign manifest, a file whose digest
+differs, and a pickle-bearing file it does not list, and returns the bytes it checked, which are
+what Ray then reads (signed_fs). A listed file that is gone is no risk (nothing runs from it) and
+is allowed: moving the newest state aside is how a damaged one is skipped.
 """
 from __future__ import annotations
 
@@ -112,39 +114,34 @@ def _top_level(storage: Storage, path: str) -> list[str]:
             if not e.is_dir and e.name.endswith(PICKLE_SUFFIXES) and e.name not in DATA_ONLY]
 
 
-def sign_experiment(experiment_dir: str, staged: Optional[str] = None,
-                    known: Optional[dict[str, str]] = None) -> dict[str, str]:
-    """Write MANIFEST_FILE (unchanged bytes when nothing changed); returns {file: SHA-256} signed.
+def manifest_text(experiment_dir: str, files: dict[str, "str | list[str]"]) -> str:
+    """The signed manifest of `files` ({name: SHA-256, or the list of SHA-256 a name may have: see
+    tune/signed_fs.py}), as written to MANIFEST_FILE."""
+    key = _key_for(normalise_root(experiment_dir))
+    return json.dumps({"format": FORMAT, "files": files, "hmac": _mac(key, files)}, indent=1, sort_keys=True) + "\n"
 
-    staged: the driver's local copy of the top level that Ray is about to upload (its own writes):
-    those files are signed from there and the manifest is written there, to be uploaded with them.
-    known: the files the driver signed or verified before; a top-level file of the experiment
-    that is not staged is signed only when its digest is listed there (one that appeared in the
-    directory while the driver ran is not). None: sign every file as it is (`run`'s first
-    signature, `lico-tune trust`)."""
+
+def sign_experiment(experiment_dir: str) -> dict[str, str]:
+    """Sign every file `signed_files` finds, as it is (`lico-tune trust`, and `run` once it wrote
+    the plan); writes MANIFEST_FILE (unchanged bytes when nothing changed); returns {file: SHA-256}."""
     experiment_dir = normalise_root(experiment_dir)
-    key = _key_for(experiment_dir)
     storage = Storage(experiment_dir)
     files: dict[str, str] = {}
-    if staged:
-        local = Storage(staged)
-        for name in _top_level(local, staged):
-            data = local.read_bytes(join(staged, name))
-            if data is not None:
-                files[name] = hashlib.sha256(data).hexdigest()
     for name in signed_files(storage, experiment_dir):
-        data = None if name in files else storage.read_bytes(join(experiment_dir, name))
-        if data is None:
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        if known is None or "/" in name or known.get(name) == digest:   # trial files: as found (see docs)
-            files[name] = digest
-    text = json.dumps({"format": FORMAT, "files": files, "hmac": _mac(key, files)}, indent=1, sort_keys=True) + "\n"
-    target = Storage(staged) if staged else storage
-    path = join(staged or experiment_dir, MANIFEST_FILE)
-    if target.read_text(path) != text:
-        target.write_text(path, text)
+        data = storage.read_bytes(join(experiment_dir, name))
+        if data is not None:
+            files[name] = hashlib.sha256(data).hexdigest()
+    text = manifest_text(experiment_dir, files)
+    path = join(experiment_dir, MANIFEST_FILE)
+    if storage.read_text(path) != text:
+        storage.write_text(path, text)
     return files
+
+
+def _digests(value) -> list[str]:
+    """A manifest entry's accepted SHA-256s: one, or a non-empty list (a write in flight); [] if malformed."""
+    values = value if isinstance(value, list) else [value]
+    return values if values and all(isinstance(v, str) and len(v) == 64 for v in values) else []
 
 
 def _refuse(experiment_dir: str, what: str) -> UntrustedExperiment:
@@ -159,6 +156,12 @@ def _refuse(experiment_dir: str, what: str) -> UntrustedExperiment:
 def verify_experiment(experiment_dir: str) -> dict[str, str]:
     """Refuse (UntrustedExperiment) unless every file `signed_files` finds is listed in a manifest
     signed with this user's key and has the digest listed there. Returns {file: SHA-256} verified."""
+    return {name: hashlib.sha256(data).hexdigest() for name, data in verified_bytes(experiment_dir).items()}
+
+
+def verified_bytes(experiment_dir: str) -> dict[str, bytes]:
+    """verify_experiment's check; returns the bytes it verified ({file: bytes}), to be handed to Ray
+    as they are (tune/verified_fs.py): read again from the directory, a file could have been swapped."""
     experiment_dir = normalise_root(experiment_dir)
     storage = Storage(experiment_dir)
     where = join(experiment_dir, MANIFEST_FILE)
@@ -175,12 +178,12 @@ def verify_experiment(experiment_dir: str) -> dict[str, str]:
     files = data.get("files") if isinstance(data, dict) else None
     mac = data.get("hmac") if isinstance(data, dict) else None
     if (not isinstance(files, dict) or not isinstance(mac, str) or data.get("format") != FORMAT
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
+            or not all(isinstance(k, str) and _digests(v) for k, v in files.items())):
         raise _refuse(experiment_dir, f"{where} is not a signed manifest (damaged or edited)")
     if not hmac.compare_digest(mac, _mac(_key_for(experiment_dir), files)):
         raise _refuse(experiment_dir, f"{where} was not signed with your key (edited, or signed by another user "
                                       f"or with a key since replaced)")
-    verified: dict[str, str] = {}
+    verified: dict[str, bytes] = {}
     for name in signed_files(storage, experiment_dir):
         data_now: Optional[bytes] = storage.read_bytes(join(experiment_dir, name))
         if data_now is None:
@@ -188,8 +191,9 @@ def verify_experiment(experiment_dir: str) -> dict[str, str]:
         if name not in files:
             raise _refuse(experiment_dir, f"{join(experiment_dir, name)} is not in the signed manifest {MANIFEST_FILE} "
                                           f"(a file Ray would load that lico-tune never signed)")
-        if not hmac.compare_digest(files[name], hashlib.sha256(data_now).hexdigest()):
+        digest = hashlib.sha256(data_now).hexdigest()
+        if not any(hmac.compare_digest(d, digest) for d in _digests(files[name])):
             raise _refuse(experiment_dir, f"{join(experiment_dir, name)} changed since lico-tune signed it (edited, "
                                           f"replaced or damaged)")
-        verified[name] = files[name]
+        verified[name] = data_now
     return verified

@@ -197,23 +197,50 @@ def test_a_billion_laughs_trial_spec_gives_the_dashboard_a_warning_fast(finished
 
 # ----------------------------------------------------------------------------- signing rules (no Ray)
 
-def test_a_save_signs_the_staged_state_and_only_known_files_of_storage(finished, tmp_path):
-    """What SignOnSave does in each Ray save: Ray's own staged files are signed from the driver's
-    copy; a top-level file that appeared in storage meanwhile is not (resume will refuse it)."""
+def test_ray_writes_and_reads_through_the_signed_filesystem(finished, tmp_path, monkeypatch):
+    """tune/signed_fs.py, without Ray: a write is signed before it lands (a crash between the manifest
+    and the file leaves the old file, still accepted); reads give the verified bytes, not storage's;
+    a pickle that appears in storage is invisible to Ray and refused by resume; Ray's copies of
+    lico-tune's own files are dropped."""
+    import pyarrow.fs as pafs
     from lico_tune.errors import UntrustedExperiment
-    from lico_tune.trust import sign_experiment, verify_experiment
+    from lico_tune.trust import verified_bytes, verify_experiment
+    from lico_tune.tune import signed_fs
     exp = _copy(finished, tmp_path)
-    known = verify_experiment(str(exp))
-    staged = tmp_path / "staging"
-    staged.mkdir()
+    verified = verified_bytes(str(exp))
+    fs, root, signer = signed_fs.signed_filesystem(str(exp), verified, verify_experiment(str(exp)))
     state = _newest(exp, "experiment_state-*.json")
-    (staged / state.name).write_text(state.read_text())                # Ray's next save, about to be uploaded
+    old = state.read_bytes()
+    with fs.open_output_stream(f"{root}/{state.name}") as f:        # Ray's next save
+        f.write(old + b" ")
+    assert state.read_bytes() == old + b" " and state.name in verify_experiment(str(exp))
+
+    def killed(point, name):                                        # the driver dies between manifest and file
+        if point == "upload":
+            raise KeyboardInterrupt
+    monkeypatch.setattr(signed_fs, "_testing_pause", killed)
+    with pytest.raises(KeyboardInterrupt):
+        with fs.open_output_stream(f"{root}/{state.name}") as f:
+            f.write(old + b"  ")
+    assert state.read_bytes() == old + b" "
+    verify_experiment(str(exp))                                     # no `trust` needed after the crash
+    state.write_bytes(old + b"   ")                                 # bytes the driver never wrote
+    with pytest.raises(UntrustedExperiment, match="changed since lico-tune signed it"):
+        verify_experiment(str(exp))
+    state.write_bytes(old + b" ")
+    (exp / TUNER_FILE).write_bytes(b"swapped after the check")
+    with fs.open_input_file(f"{root}/{TUNER_FILE}") as f:
+        assert f.read() == verified[TUNER_FILE]                    # Ray reads what was verified
     (exp / "searcher-state-x.pkl").write_bytes(pickle.dumps({"dropped": "meanwhile"}))
-    files = sign_experiment(str(exp), staged=str(staged), known=known)
-    assert state.name in files and TUNER_FILE in files and RUN_FILE in files
-    assert "searcher-state-x.pkl" not in files
-    assert (staged / MANIFEST_FILE).exists()                           # uploaded with the state it lists
-    shutil.copy(staged / MANIFEST_FILE, exp / MANIFEST_FILE)
+    assert "searcher-state-x.pkl" not in [i.base_name for i in fs.get_file_info(pafs.FileSelector(root))]
+    with pytest.raises(FileNotFoundError):
+        fs.open_input_stream(f"{root}/searcher-state-x.pkl")
+    with fs.open_output_stream(f"{root}/{MANIFEST_FILE}") as f:     # Ray re-uploading a downloaded manifest
+        f.write(b"{}")
+    (exp / TUNER_FILE).write_bytes(verified[TUNER_FILE])
+    signer.seal()
+    manifest = json.loads((exp / MANIFEST_FILE).read_text())
+    assert all(isinstance(v, str) for v in manifest["files"].values()), "seal keeps one digest per file"
     with pytest.raises(UntrustedExperiment, match="searcher-state-x.pkl is not in the signed manifest"):
         verify_experiment(str(exp))
 

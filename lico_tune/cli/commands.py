@@ -163,11 +163,14 @@ def _sweep_exit(summary) -> int:
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
     from ..lock import experiment_lock
-    from ..plan.preflight import check_resume
+    from ..plan.preflight import check_plan, check_resume
     from ..storage import normalise_root
     check_reachable(args.experiment_dir, "EXPERIMENT_DIR")
-    check_resume(args.experiment_dir)            # plan and checksums, before Ray starts
+    check_plan(args.experiment_dir)              # a lico-tune experiment (its plan reads), before the lock
+    # The lock before the signatures: a live driver's experiment is "being run by another driver"
+    # (its state may be mid-save, which the signature check would call tampering).
     with experiment_lock(normalise_root(args.experiment_dir), say=_say):   # one driver: refused before Ray loads
+        check_resume(args.experiment_dir)        # signatures, before Ray starts
         from ..tune import resume
         with full_disk_errors(args.experiment_dir, "EXPERIMENT_DIR") as seen:
             return _sweep_exit(seen(resume(args.experiment_dir, address=args.address)))

@@ -1,6 +1,7 @@
 """Run a planned experiment, or resume an interrupted one, on a local Ray or a cluster."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -10,23 +11,27 @@ import ray
 from ray import tune
 
 from ..errors import SpecError
+from ..layout import OPTUNA_FILE
 from ..lock import experiment_lock
 from ..plan import Plan
 from ..plan.capacity import check_cluster_resources
 from ..plan.preflight import check_new_experiment, check_resources
 from ..plan.targets import check_trackers
 from ..results.tune_state import latest_state_name, read_state
-from ..storage import Storage, write_text
-from ..trust import sign_experiment, verify_experiment
+from ..storage import Storage, is_uri, join, write_text
+from ..trust import sign_experiment, verified_bytes
 from .cluster import read_capacity
 from .driver import driving, remove_scratch
 from .interrupt import graceful_stop
 from .progress import quiet_trial_tracebacks
 from .restore import check_restorable, no_fresh_start
 from .retry import install as no_retry_of_permanent_errors
-from .signing import remember, sign_at_end
+from .searchers import default_study_file
+from .signed_fs import signed_filesystem
 from .summary import Summary, summarize
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
+
+log = logging.getLogger(__name__)
 
 
 def init_ray(address: Optional[str]) -> bool:
@@ -90,9 +95,10 @@ def _run(plan: Plan, address: Optional[str], out, verbose: bool, status_every_s:
               f"algorithm {plan.spec.search.algorithm}, scheduler {plan.spec.search.scheduler.name}, "
               f"results in {plan.experiment_path}" +
               (f", Optuna study in {plan.optuna_url}" if plan.optuna_url else ""), file=out, flush=True)
-        tuner = build_tuner(plan, verbose, status_every_s)   # writes Ray's tuner.pkl
-        remember(plan.experiment_path, sign_experiment(plan.experiment_path))   # checked before `resume` unpickles it
-        results, stopped_by = _fit(tuner, plan.experiment_path)
+        # Ray writes its state (tuner.pkl first) through a filesystem that signs it (signed_fs.py)
+        fs, fs_path, signer = signed_filesystem(plan.experiment_path, {}, sign_experiment(plan.experiment_path))
+        tuner = build_tuner(plan, verbose, status_every_s, storage=(fs, fs_path.rpartition("/")[0]))
+        results, stopped_by = _fit(tuner, plan.experiment_path, signer)
         return summarize(results, plan, out=out, interrupted=stopped_by)
     finally:
         if started:
@@ -100,9 +106,10 @@ def _run(plan: Plan, address: Optional[str], out, verbose: bool, status_every_s:
         _remove_scratch(plan.experiment_path)
 
 
-def _fit(tuner: tune.Tuner, experiment_path: str):
+def _fit(tuner: tune.Tuner, experiment_path: str, signer):
     """tuner.fit() under the driver record (lico_driver.json: who runs the experiment, and how it
-    ended) and the graceful SIGINT/SIGTERM stop; returns (ResultGrid, the signal that stopped it)."""
+    ended) and the graceful SIGINT/SIGTERM stop; returns (ResultGrid, the signal that stopped it).
+    signer: the signed_fs handler Ray writes through; its manifest is sealed when the driver ends."""
     no_retry_of_permanent_errors()
     with driving(experiment_path) as outcome, graceful_stop() as stop:
         try:
@@ -111,8 +118,17 @@ def _fit(tuner: tune.Tuner, experiment_path: str):
         finally:
             if stop.received:            # a second signal raises KeyboardInterrupt out of fit()
                 outcome.set(stop.received)
-            sign_at_end(experiment_path)     # what Ray saved last (unchanged bytes when nothing changed)
+            _seal(signer)
     return results, stop.received
+
+
+def _seal(signer) -> None:
+    """The manifest of what Ray left, never raising: the sweep's outcome stands (the manifest in
+    storage already accepts every file Ray wrote; sealing drops the digests they replaced)."""
+    try:
+        signer.seal()
+    except Exception as exc:
+        log.warning("lico-tune could not seal the signed manifest of %s: %s", signer.uri, exc)
 
 
 def _remove_scratch(experiment_path: str) -> None:
@@ -142,19 +158,25 @@ def resume(experiment_dir: str, address: Optional[str] = None, out=sys.stdout) -
 
 def _resume(plan: Plan, address: Optional[str], out) -> Summary:
     experiment_dir = plan.experiment_path
-    remember(experiment_dir, verify_experiment(experiment_dir))   # signed by this user: before Ray unpickles anything
+    verified = verified_bytes(experiment_dir)          # signed by this user: before Ray unpickles anything
     check_restorable(experiment_dir)                    # before Ray starts: a damaged state file
+    bring_back_study(plan)
+    # Ray reads tuner.pkl and every state it unpickles from these verified bytes, not the directory
+    # again, and signs what it writes (signed_fs.py)
+    fs, fs_path, signer = signed_filesystem(
+        experiment_dir, verified, {name: hashlib.sha256(data).hexdigest() for name, data in verified.items()})
     quiet_ray_env()
     started = init_ray(address)
     try:
-        if not tune.Tuner.can_restore(experiment_dir):
+        if not tune.Tuner.can_restore(fs_path, storage_filesystem=fs):
             raise SpecError(f"{experiment_dir}: Ray Tune finds no experiment state to restore there "
                             f"(the run was stopped before its first snapshot); start it again with `lico-tune run`.")
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
         quiet_trial_tracebacks()
-        tuner = tune.Tuner.restore(experiment_dir, trainable=trainable_with_resources(plan), resume_errored=True)
+        tuner = tune.Tuner.restore(fs_path, trainable=trainable_with_resources(plan), resume_errored=True,
+                                   storage_filesystem=fs)
         with no_fresh_start(experiment_dir):            # whatever else Ray fails to restore
-            results, stopped_by = _fit(tuner, experiment_dir)
+            results, stopped_by = _fit(tuner, experiment_dir, signer)
         summary = summarize(results, plan, out=out, interrupted=stopped_by)
         if not summary.n_unfinished:
             close_orphan_optuna_trials(plan)
@@ -163,6 +185,25 @@ def _resume(plan: Plan, address: Optional[str], out) -> Summary:
         if started:
             ray.shutdown()
         _remove_scratch(experiment_dir)
+
+
+def bring_back_study(plan: Plan) -> None:
+    """An Optuna study of an experiment on cloud storage lives on its driver (searchers.py); a resume
+    on a machine without it gets the copy the last save put into the experiment."""
+    if not (plan.optuna_url and plan.spec.search.optuna_storage is None and is_uri(plan.storage)):
+        return
+    local = default_study_file(plan.experiment)
+    if local.exists():
+        return
+    data = Storage(plan.experiment_path).read_bytes(join(plan.experiment_path, OPTUNA_FILE))
+    if data is None:
+        raise SpecError(f"{plan.experiment_path} is an Optuna sweep whose study is neither on this machine ({local}) "
+                        f"nor in the experiment ({OPTUNA_FILE}, copied there at each save by lico-tune since this "
+                        f"version); resume it on the machine that ran it, or copy its study file to {local}.")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(local.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, local)
 
 
 def close_orphan_optuna_trials(plan: Plan) -> int:

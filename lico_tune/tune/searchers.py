@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import math
+import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ..keys import TRIAL_INDEX
+from ..layout import OPTUNA_FILE, cache_path
+from ..storage import is_uri
 from ..plan import Plan
 from .repeater import SeedRepeater
 
@@ -60,7 +64,71 @@ class LicoOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict):
         if isinstance(self.metric, str) and not _has(result, self.metric):
             return
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            return     # told before its driver was killed, and now reporting its final metrics again (recover.py)
         super().on_trial_result(trial_id, result)
+
+    # The study of an experiment on cloud storage lives in an SQLite file on the driver
+    # (Plan.optuna_url: under ~/.cache; `lico_study_file` set). So that `resume` works from any
+    # machine: each save puts a copy of it, OPTUNA_FILE, into Ray's staging folder (uploaded with
+    # the state), `resume` brings it back to this machine's cache (run.py), and this searcher's
+    # pickles (tuner.pkl, searcher-state-*.pkl) hold no path: the storage, study and trials
+    # (whose unpickling would open the first driver's ~/.cache path) are dropped and reopened from
+    # this machine's cache when unpickled.
+    def _portable(self, state: dict) -> dict:
+        if not state.get("lico_study_file"):
+            return state
+        state = dict(state, _storage=None, _ot_study=None, lico_portable=True,
+                     _ot_trials={tid: t._trial_id for tid, t in (state.get("_ot_trials") or {}).items()})
+        return state
+
+    def _reopen(self) -> None:
+        if not self.__dict__.pop("lico_portable", False):
+            return
+        import optuna
+        self.lico_study_file = str(default_study_file(self._study_name))
+        Path(self.lico_study_file).parent.mkdir(parents=True, exist_ok=True)
+        self._storage = optuna.storages.RDBStorage(f"sqlite:///{self.lico_study_file}")
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
+                                           sampler=self._sampler, pruner=optuna.pruners.NopPruner())
+        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, n) for tid, n in self._ot_trials.items()}
+
+    def __getstate__(self):
+        return self._portable(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reopen()
+
+    def save(self, checkpoint_path: str):
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self._portable(self.__dict__.copy()), f)
+        local = getattr(self, "lico_study_file", None)
+        if local and Path(local).is_file():
+            copy_study(Path(local), Path(checkpoint_path).parent / OPTUNA_FILE)
+
+    def restore(self, checkpoint_path: str):
+        super().restore(checkpoint_path)
+        self._reopen()
+
+
+def default_study_file(study_name: str) -> Path:
+    """Where a driver keeps the study of an experiment on cloud storage (Plan.optuna_url's default)."""
+    return cache_path("optuna", f"{study_name}.db")
+
+
+def copy_study(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite study (sqlite3's backup API), replacing target atomically."""
+    import sqlite3
+    tmp = target.with_name(target.name + ".tmp")
+    src, dst = sqlite3.connect(source), sqlite3.connect(tmp)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    os.replace(tmp, target)
 
 
 class OptunaCells:
@@ -131,6 +199,8 @@ def search_algorithm(plan: Plan):
         metric=metrics[0] if len(metrics) == 1 else metrics,
         mode=modes[0] if len(modes) == 1 else modes,
         sampler=sampler, study_name=plan.experiment, storage=storage)
+    if url is not None and s.optuna_storage is None and is_uri(plan.storage):   # the default SQLite on the driver
+        alg.lico_study_file = str(default_study_file(plan.experiment))
     if s.repeats > 1:
         alg = SeedRepeater(alg, s.repeats, metrics, modes, s.repeat_objective)
     if s.max_concurrent:

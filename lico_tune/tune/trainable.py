@@ -103,12 +103,18 @@ def run_trial(config: dict, runtime: dict) -> None:
                 shutil.copytree(scratch / GALLERY, trial_dir / GALLERY, dirs_exist_ok=True)
             tune.report({**_scalar_metrics(metrics), **extra},
                         checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+            reported.append(metrics.get("epoch"))
         finally:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
 
+    reported: list = []
     try:
         try:
-            train_trial(cfg, scratch, report=report, log=log, resume=resume)
+            final = train_trial(cfg, scratch, report=report, log=log, resume=resume)
+            if resume and not reported:
+                # Restored from its final checkpoint (the trial had finished when its driver was killed,
+                # tune/recover.py): report the recorded final metrics again, so that Tune ends it with them.
+                tune.report({**_scalar_metrics(final), **extra})
         except CheckpointError as exc:      # name the stored checkpoint, not its scratch copy
             if restored_from is None:
                 raise

@@ -10,8 +10,8 @@ from ray import tune
 from ..layout import trial_dirname as _dirname
 from ..plan import Plan
 from .callbacks import CatalogCallback, KeepResultsOnRetry
-from .signing import SignOnSave
 from .progress import TrialEvents, quiet_trial_tracebacks
+from .recover import StoredCheckpoints
 from .searchers import scheduler, search_algorithm
 from .trainable import make_trainable
 
@@ -68,10 +68,11 @@ def trainable_with_resources(plan: Plan):
     return tune.with_resources(make_trainable(plan.runtime()), {"cpu": res.cpu, "gpu": res.gpu})
 
 
-def build_tuner(plan: Plan, verbose: bool = False, status_every_s: float = 30.0) -> tune.Tuner:
+def build_tuner(plan: Plan, verbose: bool = False, status_every_s: float = 30.0, storage=None) -> tune.Tuner:
     """The ray.tune.Tuner for a plan (does not start Ray; `ray.init` happens in fit or earlier).
     verbose: Ray's status table (`reporter`); otherwise one line per trial event and a status line
-    every `status_every_s` seconds (`progress.TrialEvents`)."""
+    every `status_every_s` seconds (`progress.TrialEvents`). storage: (pyarrow filesystem, the
+    storage root's path on it) Ray writes through (run.py: signed_fs), else the plan's storage."""
     quiet_ray_env()
     s = plan.spec.search
     alg, space, num_samples = search_algorithm(plan)
@@ -85,12 +86,13 @@ def build_tuner(plan: Plan, verbose: bool = False, status_every_s: float = 30.0)
         reuse_actors=True,
         trial_dirname_creator=trial_dirname)
     # The catalog callback keeps `lico-tune report` and the dashboard current while trials run.
-    callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage), *tracker_callbacks(plan), SignOnSave()]
+    callbacks = [KeepResultsOnRetry(), CatalogCallback(plan.storage), *tracker_callbacks(plan), StoredCheckpoints()]
     if not verbose:
         callbacks.append(TrialEvents(list(plan.metrics), plan.n_trials, status_every_s))
         quiet_trial_tracebacks()
+    fs, storage_path = storage or (None, plan.storage)
     run_config = tune.RunConfig(
-        name=plan.experiment, storage_path=plan.storage, callbacks=callbacks,
+        name=plan.experiment, storage_path=storage_path, storage_filesystem=fs, callbacks=callbacks,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=s.num_to_keep),
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
         sync_config=tune.SyncConfig(sync_artifacts=True),
