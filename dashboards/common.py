@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:       # run from a checkout without installing
 from lico_tune.errors import BadInput  # noqa: E402
 from lico_tune.results import Catalog, Results, build_results, experiment_report  # noqa: E402
 from lico_tune.storage import Storage, normalise_root  # noqa: E402
-from lico_tune.userpaths import check_path, check_reachable  # noqa: E402
+from lico_tune.storage.userpaths import check_path, check_reachable  # noqa: E402
 
 ENV_ROOT = "LICO_TUNE_STORAGE"
 DEFAULT_ROOT = "~/lico-tune-results"

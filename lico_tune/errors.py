@@ -36,7 +36,7 @@ class ExperimentBusy(BadInput, RuntimeError):
 
 
 class UntrustedExperiment(BadInput):
-    """Experiment files `resume` would unpickle that are not signed with this user's key (trust.py)."""
+    """Experiment files `resume` would unpickle that are not signed with this user's key (lico_tune/trust)."""
 
 
 class UnreadableInput(BadInput, FileNotFoundError):

@@ -7,7 +7,7 @@ Every writer and every reader imports its names from here; the strings are the o
       lico-tune.db                       CATALOG_FILE: the results catalog (local roots)
       <experiment>/
         lico_run.yaml                    RUN_FILE: the plan; what `lico-tune resume` needs
-        lico_checksums.json              MANIFEST_FILE: the signed list of the files resume unpickles (trust.py)
+        lico_checksums.json              MANIFEST_FILE: the signed list of the files resume unpickles (lico_tune/trust)
         summary.json                     SUMMARY_FILE: the end-of-run summary's rows
         lico_driver.json                 DRIVER_FILE: the driver's PID, host, heartbeat, outcome
         lico_driver.lock                 LOCK_FILE: held while a driver runs it (one driver at a time)
@@ -46,7 +46,7 @@ OPTUNA_FILE = "optuna.db"
 TRIAL_DIR_PREFIX = "trial_"
 RAY_DRIVER_DIR = "driver_artifacts"         # Ray's, not a trial
 TUNER_FILE = "tuner.pkl"                    # Ray's pickled Tuner (present once Tune started)
-MANIFEST_FILE = "lico_checksums.json"       # signed SHA-256 of what resume loads (trust.py), checked before resume
+MANIFEST_FILE = "lico_checksums.json"       # signed SHA-256 of what resume loads (lico_tune/trust), checked before resume
 
 # ----------------------------------------------------------------------------- trial
 TRIAL_SPEC = "trial_spec.yaml"
@@ -60,7 +60,7 @@ RESULT_FILE = "result.json"                 # Ray Tune's per-epoch results, one 
 PROGRESS_FILE = "progress.csv"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
-RAY_ERROR_PICKLE = "error.pkl"              # Ray's pickled trial error: unpickled for the result grid (trust.py)
+RAY_ERROR_PICKLE = "error.pkl"              # Ray's pickled trial error: unpickled for the result grid (lico_tune/trust)
 RAY_TRIAL_FILES = frozenset({RESULT_FILE, PARAMS_FILE, PROGRESS_FILE, ERROR_FILE, "params.pkl"})
 
 # ----------------------------------------------------------------------------- run names
@@ -86,7 +86,7 @@ def newest_stamped(parent: Path, name: str) -> Optional[Path]:
 
 # ----------------------------------------------------------------------------- default places
 DEFAULT_STORAGE = "~/lico-tune-results"     # the results root of a spec, the CLI and the dashboard
-KEY_ENV = "LICO_TUNE_KEY_FILE"              # the key that signs experiments (trust.py); never in a storage root
+KEY_ENV = "LICO_TUNE_KEY_FILE"              # the key that signs experiments (lico_tune/trust); never in a storage root
 DEFAULT_KEY_FILE = "~/.config/lico-tune/manifest.key"
 CACHE_DIR = Path("~/.cache/lico-tune")      # datasets, checksums, SQLite files of cloud roots (not in a bucket)
 

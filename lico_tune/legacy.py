@@ -20,6 +20,11 @@ import types
 # An old module moved whole (the package layout of 2026-12-04).
 RENAMED = {
     "lico_tune.spec_trial": "lico_tune.spec.trial",
+    "lico_tune.safe_files": "lico_tune.storage.safe_files",
+    "lico_tune.userpaths": "lico_tune.storage.userpaths",
+    "lico_tune.lock": "lico_tune.trust.lock",
+    "lico_tune.keyfile": "lico_tune.trust.keyfile",
+    "lico_tune.integrity": "lico_tune.train.integrity",
     "lico_tune.spec_search": "lico_tune.spec.search",
     "lico_tune.spec_checks": "lico_tune.spec.checks",
     "lico_tune.overrides": "lico_tune.spec.overrides",

@@ -18,7 +18,7 @@ from ray_helpers import ray_tmp  # noqa: F401  (the fixture every Ray test asks 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-# The key that signs experiments (lico_tune/trust.py): one per test session, never the user's own
+# The key that signs experiments (lico_tune/trust/): one per test session, never the user's own
 # (~/.config/lico-tune/manifest.key); every lico-tune process a test starts inherits it, and so do
 # the pytest-xdist workers (they start after this runs in the controller, and keep its key).
 if "PYTEST_XDIST_WORKER" not in os.environ:
@@ -37,7 +37,7 @@ if "PYTEST_XDIST_WORKER" not in os.environ:
 E2E_FIXTURES = {"ray_tmp",                                            # Ray: its private RAY_TMPDIR
                 "results_root", "damaged_root", "finished",           # results_fixtures: sweeps under Ray
                 "ended", "stopped"}                                   # module fixtures running the CLI under Ray
-E2E_MODULES = {"test_autoscaling.py", "test_cluster.py", "test_safe_files.py", "test_targets.py", "test_dashboard.py", "test_make_demo.py", "test_resume.py", "test_trackers.py",
+E2E_MODULES = {"test_autoscaling.py", "test_crash_resume_s3.py", "test_verified_bytes.py", "test_recover.py", "test_cluster.py", "test_safe_files.py", "test_targets.py", "test_dashboard.py", "test_make_demo.py", "test_resume.py", "test_trackers.py",
                "test_trusted_state.py", "test_packaging.py", "test_study_figures.py", "test_true_status.py",
                "test_no_lost_results.py", "test_preflight_offline.py", "test_published_studies.py"}
 E2E_TESTS = {"test_integrity_and_interrupts.py::test_dashboard_exits_on_sigterm_and_stops_streamlit",

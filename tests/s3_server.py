@@ -1,6 +1,6 @@
 """A real S3 server for tests: moto's server (the dev extra) on 127.0.0.1, started and stopped by
 PID; every lico-tune process and Ray worker a test starts reaches it through AWS_ENDPOINT_URL,
-as pyarrow's S3 filesystem (storage.py, Ray Tune) and boto3 both read it.
+as pyarrow's S3 filesystem (lico_tune/storage, Ray Tune) and boto3 both read it.
 
     with moto_s3(tmp_path, buckets=["lico"]) as env:   # env: the AWS_* variables to pass on
         lico_tune([... "--storage", "s3://lico/res"], ray_tmp, **env)

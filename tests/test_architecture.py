@@ -267,3 +267,9 @@ def test_the_e2e_guard_knows_which_programs_start_processes():
     assert not starts_e2e_process(["bash", "-n", "deploy/slurm/lico-tune.sbatch"])
     assert not starts_e2e_process([py, "-c", "import pyarrow.fs", "s3://lico-tune-no-such-bucket/res"])
     assert not starts_e2e_process(["git", "rev-parse", "HEAD"]) and not starts_e2e_process([py, "-c", "import lico_tune"])
+
+
+def test_the_package_top_holds_at_most_ten_plain_modules():
+    """lico_tune/'s top keeps the modules every layer reads; the rest live in packages by job."""
+    plain = sorted(p.name for p in PKG.glob("*.py") if p.name != "__init__.py")
+    assert len(plain) <= 10, plain

@@ -7,7 +7,6 @@ IPv4 address); the
 `lico-tune` command each one runs is accepted by lico-tune's own parser and names a spec that
 validates, and the cluster commands of the docs (docs/cluster.md, the README's summary) match the recipes."""
 import copy
-import json
 import os
 import re
 import shlex
@@ -85,7 +84,7 @@ def _key_is_read_by_the_image_user(mode: int, security: dict) -> None:
     """The Secret as Kubernetes mounts it (root-owned, group fsGroup, `mode`), made for real here, is
     readable by the pod's user through its group and passes lico-tune's key rule (keyfile.py) for
     that user in those groups; the same key readable by everyone would not."""
-    from lico_tune.keyfile import key_file_problem
+    from lico_tune.trust.keyfile import key_file_problem
     user = re.findall(r"^USER (\d+)", DOCKERFILE.read_text(), re.M)[-1]
     assert security["runAsUser"] == int(user), "the pod runs as the image's user"
     assert mode & 0o040 and not mode & 0o007, f"mode {mode:o}: the image's user reads the key by its group only"

@@ -264,7 +264,7 @@ def test_an_os_error_off_the_users_paths_keeps_its_traceback(ws, monkeypatch):
 
 def test_environment_error_maps_only_the_users_paths(tmp_path):
     import errno
-    from lico_tune.userpaths import UnusablePath, environment_error
+    from lico_tune.storage.userpaths import UnusablePath, environment_error
     paths = {str(tmp_path / "res"): "--storage"}
     inside = OSError(errno.EROFS, "Read-only file system", str(tmp_path / "res" / "exp" / "f"))
     above = PermissionError(errno.EACCES, "Permission denied", str(tmp_path))

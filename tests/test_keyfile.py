@@ -1,4 +1,4 @@
-"""The signing key's mode and owner rule (lico_tune/keyfile.py), on real files: a key only its owner
+"""The signing key's mode and owner rule (lico_tune/trust/keyfile.py), on real files: a key only its owner
 reads, and a Kubernetes Secret's key (root-owned, mode 0440, group = the pod's fsGroup) read by the
 image's user, are accepted; a key others can read is refused. The cases that need another owner or
 another user run `trust.load_key` in a process that becomes uid 1000 (the Ray image's user), which
@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from lico_tune.keyfile import key_file_problem, other_members
+from lico_tune.trust.keyfile import key_file_problem, other_members
 from ray_helpers import REPO
 
 FS_GROUP = 54321          # a pod's fsGroup: a group no account of this machine has

@@ -149,7 +149,7 @@ def test_one_driver_per_experiment(tmp_path, tiny_trial_tree):
 
 _HOLDER = textwrap.dedent("""\
     import sys, time
-    from lico_tune.lock import experiment_lock
+    from lico_tune.trust.lock import experiment_lock
     with experiment_lock(sys.argv[1]):
         print("held", flush=True)
         time.sleep(600)
@@ -170,7 +170,7 @@ def test_a_refused_driver_names_a_holder_that_writes_its_record_late(tmp_path):
     import threading
 
     from lico_tune.errors import ExperimentBusy
-    from lico_tune.lock import experiment_lock
+    from lico_tune.trust.lock import experiment_lock
     exp = tmp_path / "e"
     exp.mkdir()
     fd = os.open(exp / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -192,7 +192,7 @@ def test_the_lock_is_released_on_sigterm_and_taken_over_after_sigkill(tmp_path):
     naming its PID; SIGTERM releases the lock; after SIGKILL the file stays, names a dead PID, and
     the next driver takes it over with a one-line notice."""
     from lico_tune.errors import ExperimentBusy
-    from lico_tune.lock import experiment_lock
+    from lico_tune.trust.lock import experiment_lock
     exp = tmp_path / "e"
     exp.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}

@@ -1,4 +1,4 @@
-"""Issue 31, items 2, 3, 5 (HOME, key file, signals) and 6: the one file layer (lico_tune/safe_files.py).
+"""Issue 31, items 2, 3, 5 (HOME, key file, signals) and 6: the one file layer (lico_tune/storage/safe_files.py).
 
 Every file lico-tune reads or writes in an experiment, a results root, the catalog and the key is a
 regular file (a FIFO or /dev/zero is refused before a byte is read), never reached through a
@@ -30,7 +30,7 @@ from lico_tune.cli import main
 from lico_tune.layout import CATALOG_FILE, DRIVER_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE, SUMMARY_FILE
 from lico_tune.results.scan import scan_root
 from lico_tune.results.liveness import FUTURE_TOLERANCE_S, STALE_S, driver_state, driver_verdict
-from lico_tune.safe_files import MAX_READ_BYTES, UnsafeFile, read_bytes, write_atomic
+from lico_tune.storage.safe_files import MAX_READ_BYTES, UnsafeFile, read_bytes, write_atomic
 from lico_tune.storage import Storage, write_text
 from ray_helpers import REPO, kill_started, lico_tune_cleanly, private_tmpdir, ray_env
 from conftest import assert_refused
@@ -171,7 +171,7 @@ def test_writes_replace_a_symlink_and_never_write_its_target(tmp_path):
     before = outside.read_bytes()
     for name in (SUMMARY_FILE, DRIVER_FILE, MANIFEST_FILE):
         (root / name).symlink_to(outside)
-        write_text(str(root / name), "{}\n")                    # what summary.py, liveness.py and trust.py call
+        write_text(str(root / name), "{}\n")                    # what summary.py, liveness.py and lico_tune/trust call
         assert not (root / name).is_symlink() and (root / name).read_text() == "{}\n"
     assert outside.read_bytes() == before
     sub = root / "trial_x"

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from ..errors import BadInput
-from ..userpaths import UnusablePath, check_path, shown
+from ..storage.userpaths import UnusablePath, check_path, shown
 
 # The arguments that name paths, by their dest, and how the message names them.
 PATH_ARGS = {"spec": "SPEC", "specs": "SPEC", "out": "--out", "output": "-o/--output",
@@ -166,7 +166,7 @@ def check_output_file(path: str, what: str, example: str) -> None:
         raise UnusablePath(f"{what} {shown(path)} is a directory; pass a file path, e.g. "
                            f"{shown(str(p / example), 80)}.")
     if os.path.lexists(p) and not p.is_file():
-        from ..safe_files import kind
+        from ..storage.safe_files import kind
         raise UnusablePath(f"{what} {shown(path)} is {kind(os.stat(p).st_mode) if p.exists() else 'a broken link'}, "
                            f"not a file lico-tune can replace; pass a file path, e.g. {example}.")
     fstype = filesystem_type(str(p.parent if str(p.parent) else "."))

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Optional
 
 from ..layout import CHECKPOINT_FILE
-from ..safe_files import write_atomic
+from ..storage.safe_files import write_atomic
 from ..spec import SpecError, dump_yaml, json_schema, load_spec
-from ..userpaths import check_reachable, environment_errors, full_disk_errors
+from ..storage.userpaths import check_reachable, environment_errors, full_disk_errors
 from .arguments import check_output_file
 from .help import train_display
 from .shipped import describe, find_spec, shipped_specs
@@ -162,7 +162,7 @@ def _sweep_exit(summary) -> int:
 
 def cmd_resume(args) -> int:
     """Finish an interrupted experiment; finished trials are not run again."""
-    from ..lock import experiment_lock
+    from ..trust.lock import experiment_lock
     from ..plan.preflight import check_plan, check_resume
     from ..storage import normalise_root
     check_reachable(args.experiment_dir, "EXPERIMENT_DIR")

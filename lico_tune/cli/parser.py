@@ -14,7 +14,7 @@ import lico_tune
 from ..errors import BadInput
 from ..layout import CATALOG_FILE, CHECKPOINT_FILE, DEFAULT_STORAGE
 from ..names import SALIENCY_METHODS
-from ..userpaths import environment_errors
+from ..storage.userpaths import environment_errors
 from .arguments import check_catalog_url, check_paths, check_signing_key, port, positive_int, refuse_unknown_options, \
     user_paths
 from .commands import (cmd_explain, cmd_rerun, cmd_resume, cmd_run, cmd_schema, cmd_specs, cmd_train, cmd_trust,

@@ -13,7 +13,7 @@ def _results_root(storage: str) -> Optional[str]:
     import os
 
     from ..storage import Storage
-    from ..userpaths import check_reachable
+    from ..storage.userpaths import check_reachable
     check_reachable(storage, "STORAGE")         # a cloud root answers within seconds, or a clear error
     st = Storage(storage)
     if st.is_local:
@@ -126,7 +126,7 @@ def cmd_dashboard(args) -> int:
         _error("the dashboard needs Streamlit: pip install 'lico-tune[dashboard]'")
         return EXIT_BAD_INPUT
     from ..storage import normalise_root
-    from ..userpaths import check_reachable
+    from ..storage.userpaths import check_reachable
     from .arguments import check_host
     check_host(args.host)
     check_reachable(args.storage, "STORAGE")

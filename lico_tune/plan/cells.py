@@ -51,7 +51,7 @@ from ..spec import Spec, TrialConfig, saved_trial, validate_spec
 from ..spec.checks import check_distribution, check_name, check_optuna_url, check_storage, distribution_bounds
 from ..spec.safe_yaml import load_text
 from ..storage import is_uri, join, normalise_root
-from ..userpaths import check_path
+from ..storage.userpaths import check_path
 from .inert import Inert, check_inert, inert_fields, inert_notes
 from .resolve import resolve_trial
 from .selection import check_metric_keys, check_repeats, check_seeds, check_selection

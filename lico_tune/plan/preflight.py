@@ -143,6 +143,6 @@ def check_plan(experiment_dir: str) -> str:
 
 def check_resume(experiment_dir: str) -> None:
     """What `resume` checks before Ray starts: the directory holds a readable plan, and the files Ray
-    will unpickle are the ones this user's lico-tune signed (trust.py)."""
+    will unpickle are the ones this user's lico-tune signed (lico_tune/trust)."""
     from ..trust import verify_experiment
     verify_experiment(check_plan(experiment_dir))

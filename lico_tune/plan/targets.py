@@ -20,7 +20,7 @@ import threading
 from typing import Callable, Optional
 
 from ..errors import SpecError
-from ..userpaths import cloud_timeout_s
+from ..storage.userpaths import cloud_timeout_s
 
 WANDB_DEFAULT_URL = "https://api.wandb.ai"
 LOCAL_STORES = ("", "file", "sqlite")        # MLflow tracking URIs without a network (a path has no scheme)

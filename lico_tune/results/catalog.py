@@ -25,7 +25,7 @@ from ..layout import CATALOG_FILE, RUN_FILE, cache_path
 from .liveness import driver_state
 from .scan import find_experiments, fingerprint, scan_experiment
 from ..errors import BadInput
-from ..safe_files import UnsafeFile, check_regular_or_missing
+from ..storage.safe_files import UnsafeFile, check_regular_or_missing
 from ..storage import Storage, basename, is_uri, normalise_root
 
 ENV_URL = "LICO_TUNE_CATALOG"

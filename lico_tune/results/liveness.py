@@ -34,7 +34,7 @@ from typing import Optional
 
 from ..layout import DRIVER_FILE, SUMMARY_FILE
 from ..storage import Storage, join
-from ..safe_files import parse_json
+from ..storage.safe_files import parse_json
 
 HEARTBEAT_S = 30.0          # how often a running driver refreshes its heartbeat
 STALE_S = 4 * HEARTBEAT_S   # a heartbeat older than this (another host's driver) means the driver is gone

@@ -33,7 +33,7 @@ from ..layout import (CHECKPOINT_DIR_PREFIX, ERROR_FILE, GALLERY, PARAMS_FILE, P
                       RAY_TRIAL_FILES, RESULT_FILE, RUN_FILE, TRIAL_SPEC, TUNER_FILE)
 from ..spec.safe_yaml import YamlLimitError, load_text
 from ..storage import Storage, basename, join
-from ..safe_files import UnsafeFile, parse_json
+from ..storage.safe_files import UnsafeFile, parse_json
 from .liveness import DriverState, driver_state, true_status
 from .tune_state import TUNE_STATUS, is_state_file, latest_state_name, read_state
 

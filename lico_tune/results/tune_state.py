@@ -25,7 +25,7 @@ import fnmatch
 from typing import Iterable, Optional
 
 from ..storage import Storage, join
-from ..safe_files import parse_json
+from ..storage.safe_files import parse_json
 
 STATE_PREFIX = "experiment_state-"
 STATE_GLOB = STATE_PREFIX + "*.json"      # Ray's TuneController.CKPT_FILE_TMPL.format("*")

@@ -19,7 +19,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from ..errors import SpecError
-from ..safe_files import UnsafeFile, read_bytes
+from ..storage.safe_files import UnsafeFile, read_bytes
 
 MAX_BYTES = 1_000_000       # a spec is a few KB; a MB is far beyond any real one
 MAX_DEPTH = 32              # sections nest 4 deep (base.lico.mm.temperature); lists a few more

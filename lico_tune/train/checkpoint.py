@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from ..errors import BadInput
-from ..integrity import CHECKSUM_KEY, tensor_digest
+from .integrity import CHECKSUM_KEY, tensor_digest
 from ..layout import CHECKPOINT_FILE
-from ..userpaths import disk_full
+from ..storage.userpaths import disk_full
 
 
 class CheckpointError(BadInput, RuntimeError):

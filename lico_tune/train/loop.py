@@ -20,11 +20,11 @@ from torch.optim.swa_utils import AveragedModel
 from ..compute import autocast, configure_determinism, pick_device
 from ..data.loader import iterate_batches
 from ..errors import BadInput, OutputExists, TrialConfigError
-from ..integrity import nonfinite_tensors
+from .integrity import nonfinite_tensors
 from ..keys import TEST_CORRECT, accuracy_key, pack_correct
 from ..layout import CHECKPOINT_FILE, METRICS_FILE
 from ..provenance import provenance
-from ..safe_files import write_atomic
+from ..storage.safe_files import write_atomic
 from ..saliency.trial import saliency_metric_keys, trial_saliency, val_saliency
 from ..spec import TrialConfig, saved_trial
 from .chance import check_predictions

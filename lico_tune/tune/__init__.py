@@ -13,7 +13,7 @@ Every module of this package imports ray; nothing outside it does (the CLI impor
     run.py         init_ray, run, resume, closing orphaned Optuna trials
     cluster.py     what a joined cluster provides: nodes alive, the autoscaler's node types (plan/capacity.py)
     restore.py     resume refuses a state Ray cannot restore (Ray would start afresh in the directory)
-    signing.py     keeps the experiment's signed manifest (trust.py) current as Ray saves its state
+    signing.py     keeps the experiment's signed manifest (lico_tune/trust) current as Ray saves its state
     retry.py       which trial errors are retried (not those a retry cannot fix)
     driver.py      the driver's liveness record (lico_driver.json, a heartbeat) and its clean-up
     interrupt.py   Ctrl-C and SIGTERM during run/resume: stop Tune gracefully, then say so

@@ -12,7 +12,7 @@ from ray import tune
 
 from ..errors import SpecError
 from ..layout import OPTUNA_FILE
-from ..lock import experiment_lock
+from ..trust.lock import experiment_lock
 from ..plan import Plan
 from ..plan.capacity import check_cluster_resources
 from ..plan.preflight import check_new_experiment, check_resources

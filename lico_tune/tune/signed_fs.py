@@ -2,7 +2,7 @@
 signs what Ray writes before it reaches storage, and serves Ray the bytes lico-tune verified.
 
 Ray Tune's state (tuner.pkl, experiment_state-*.json, the searcher's and callbacks' states, a
-trial's error.pkl: the files trust.py signs, its *signed names*) goes from the driver to storage
+trial's error.pkl: the files lico_tune/trust signs, its *signed names*) goes from the driver to storage
 through the RunConfig's `storage_filesystem`, and on `resume` comes back through it. `run` and
 `resume` hand Ray this one (`signed_filesystem`), which passes every call through to the real
 filesystem except:

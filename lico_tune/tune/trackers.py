@@ -7,7 +7,7 @@ The spec's `tracking` section turns them on. The driver logs, for each trial:
   `saliency/...`), at step = epoch;
 - when the trial ends, the trial's final metrics (metrics.json's numbers) as the run's summary,
   and its gallery, trial spec, provenance and metrics.json as artifacts, read from the trial
-  directory wherever it lies (a local path, or s3://, gs:// through storage.py's pyarrow
+  directory wherever it lies (a local path, or s3://, gs:// through lico_tune/storage's pyarrow
   filesystem); on cloud storage the run is also tagged `artifacts_uri` = the trial directory's URI.
 
 A trial writes metrics.json after its last report, and Tune copies it to storage when it stops or
@@ -76,7 +76,7 @@ _SCHEMES = {"gcs": "gs"}          # pyarrow filesystem type_name -> URI scheme, 
 
 
 def trial_location(trial) -> str:
-    """The trial directory as storage.py names it: a local path, or a URI with its scheme. Ray's
+    """The trial directory as lico_tune/storage names it: a local path, or a URI with its scheme. Ray's
     `trial.path` is the path inside the storage filesystem, which has no scheme (`lico/x/trial_1`)."""
     kind = trial.storage.storage_filesystem.type_name
     return str(trial.path) if kind == "local" else f"{_SCHEMES.get(kind, kind)}://{str(trial.path).lstrip('/')}"

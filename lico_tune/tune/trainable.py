@@ -30,7 +30,7 @@ from ..keys import TRIAL_INDEX, config_id
 from ..layout import CHECKPOINT_FILE, GALLERY, METRICS_FILE, PROVENANCE, TRAIN_LOG, TRIAL_SPEC, scratch_prefix
 from ..plan.resolve import resolve_trial
 from ..provenance import provenance
-from ..safe_files import write_atomic
+from ..storage.safe_files import write_atomic
 from ..train.checkpoint import CheckpointError
 
 

@@ -1,4 +1,4 @@
-"""The local file layer under storage.py: every file lico-tune reads or writes in an experiment, a
+"""The local file layer under lico_tune/storage: every file lico-tune reads or writes in an experiment, a
 results root, the catalog's directory and the signing key goes through here.
 
 - Regular files only. A file is opened with O_NONBLOCK (a FIFO opens at once instead of waiting for
@@ -22,7 +22,7 @@ import stat
 import tempfile
 from typing import Optional
 
-from .errors import BadInput
+from ..errors import BadInput
 
 MAX_READ_BYTES = 64 * 2 ** 20     # lico-tune's and Ray's JSON/YAML/pickles are kilobytes to a few MB
 MAX_KEY_BYTES = 4096

@@ -1,4 +1,4 @@
-"""Who may read the signing key (trust.py): the rule on its file's mode and owners.
+"""Who may read the signing key (lico_tune/trust): the rule on its file's mode and owners.
 
 Accepted:
 - readable by its owner alone (0600, 0400): the key a user makes on first use;

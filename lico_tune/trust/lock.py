@@ -35,11 +35,11 @@ import threading
 import time
 from typing import Callable, Iterator, Optional
 
-from .errors import ExperimentBusy
-from .layout import LOCK_FILE
-from .results.liveness import driver_alive, driver_record, read_driver
-from .storage import Storage, join, normalise_root
-from .safe_files import open_regular, parse_json
+from ..errors import ExperimentBusy
+from ..layout import LOCK_FILE
+from ..results.liveness import driver_alive, driver_record, read_driver
+from ..storage import Storage, join, normalise_root
+from ..storage.safe_files import open_regular, parse_json
 
 try:
     import fcntl

@@ -27,7 +27,7 @@ import subprocess
 import sys
 from typing import Callable, Iterable, Iterator, Mapping, Optional
 
-from .errors import BadInput
+from ..errors import BadInput
 
 PATH_MAX, NAME_MAX = 4096, 255                 # bytes, as Linux counts them
 SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")    # what pyarrow.fs can store to

@@ -33,12 +33,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .errors import UntrustedExperiment
+from ..errors import UntrustedExperiment
 from .keyfile import key_file_problem
-from .layout import (DEFAULT_KEY_FILE, DRIVER_FILE, KEY_ENV, LOCK_FILE, MANIFEST_FILE, RAY_ERROR_PICKLE,
+from ..layout import (DEFAULT_KEY_FILE, DRIVER_FILE, KEY_ENV, LOCK_FILE, MANIFEST_FILE, RAY_ERROR_PICKLE,
                      RUN_FILE, SUMMARY_FILE)
-from .storage import Storage, join, normalise_root
-from .safe_files import parse_json, read_key_text
+from ..storage import Storage, join, normalise_root
+from ..storage.safe_files import parse_json, read_key_text
 
 FORMAT = "lico-tune-hmac-sha256/1"
 # lico-tune's own JSON at the top level: read with json.loads only, never by Ray's restore code.
