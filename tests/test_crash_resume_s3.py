@@ -35,7 +35,7 @@ import pytest
 
 from conftest import TINY_TRIAL, MarkerPayload
 from ray_helpers import REPO, free_port, kill_started, lico_tune, pids_with_tmpdir, private_tmpdir, ray_env, write_spec
-from test_cluster import RAY, alive_nodes
+from cluster_helpers import RAY, alive_nodes
 
 pytestmark = pytest.mark.slow       # one S3 server and one cluster for the module; about 20 min on 2 busy cores
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from lico_tune.layout import MANIFEST_FILE, TUNER_FILE
 from conftest import MarkerPayload
 from ray_helpers import lico_tune
-from test_no_lost_results import _copy, refused
+from conftest import assert_refused
+from test_no_lost_results import _copy
 
 pytest_plugins = ["results_fixtures"]
 
@@ -54,7 +55,7 @@ def test_files_swapped_after_the_check_are_never_unpickled(finished, ray_tmp, tm
     left = [f.name for f in swapped if f.read_bytes() == payload]
     out = lico_tune(["resume", str(exp)], ray_tmp, timeout=240)
     if left:
-        refused(out, "lico-tune trust", left[0])
+        assert_refused(out, "lico-tune trust", left[0], fix=False, alone=False)
     else:
         assert out.returncode == 0, out.stdout[-4000:]
     assert not marker.exists()
