@@ -55,7 +55,7 @@ def test_rerun_retrains_a_published_trial_and_writes_nothing_there(capsys):
     compares every metric value of metrics.json. It ran on another CPU model, so the bits may
     differ here (docs/reproducibility.md); what must hold is that it opens, compares them all and
     says why they may differ."""
-    trial = next((ROOTS[1]).glob("study-offline_*/trial_*_00000_ce"))
+    trial = next((STUDY / "2026-12-01_32-steps" / "results").glob("study-offline_*/trial_*_00000_ce"))
     before = checksums(trial)
     history = json.loads((trial / "metrics.json").read_text())["history"]
     n_values = sum(not key.endswith(TIMING) for epoch in history for key in epoch)   # warnings included

@@ -262,9 +262,11 @@ def full_disk_error(root: str, what: str, reasons: Iterable[Optional[str]] = ())
 @contextlib.contextmanager
 def full_disk_errors(root: str, what: str) -> Iterator[Callable]:
     """`with full_disk_errors(root, what) as seen: summary = seen(run(...))`: a run that crashed, or
-    whose trials errored, on a disk that filled up raises UnusablePath (a bug on a roomy disk does not)."""
+    whose trials errored or were left unfinished, on a disk that filled up raises UnusablePath (a bug
+    on a roomy disk does not)."""
     def seen(summary):
-        if getattr(summary, "n_errors", 0):
+        # errored, or left unfinished (a trial whose last save hit the full disk stays 'running' in storage)
+        if getattr(summary, "n_errors", 0) or getattr(summary, "n_unfinished", 0):
             bad = full_disk_error(root, what, [row.get("error") for row in getattr(summary, "rows", [])])
             if bad is not None:
                 raise bad

@@ -78,7 +78,8 @@ _SCHEMES = {"gcs": "gs"}          # pyarrow filesystem type_name -> URI scheme, 
 def trial_location(trial) -> str:
     """The trial directory as lico_tune/storage names it: a local path, or a URI with its scheme. Ray's
     `trial.path` is the path inside the storage filesystem, which has no scheme (`lico/x/trial_1`)."""
-    kind = trial.storage.storage_filesystem.type_name
+    # tune/signed_fs.py wraps the storage filesystem in a pyarrow PyFileSystem: its type is 'py::<inner>'
+    kind = trial.storage.storage_filesystem.type_name.removeprefix("py::")
     return str(trial.path) if kind == "local" else f"{_SCHEMES.get(kind, kind)}://{str(trial.path).lstrip('/')}"
 
 
