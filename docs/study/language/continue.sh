@@ -65,7 +65,12 @@ if [ "${1:-}" = --longrun ]; then  # CE to its long-run accuracy in each regime:
   fi
   exit
 fi
-if [ -d "$STATE" ] && [ ! -d "$STORAGE/$NAME" ]; then cp -r "$STATE" "$STORAGE/$NAME"; fi
+if [ -d "$STATE" ] && [ ! -d "$STORAGE/$NAME" ]; then
+  cp -r "$STATE" "$STORAGE/$NAME"
+  # The state comes from this repository's history (reviewed, committed): sign it with this machine's
+  # key, which `resume` requires (docs/sweeps.md "What is trusted"); a key from another session differs.
+  PYTHONPATH="$WT" "$PYTHON" -m lico_tune.cli trust "$STORAGE/$NAME"
+fi
 if [ ! -d "$STORAGE/$NAME" ]; then
   exec env PYTHONPATH="$WT" "$PYTHON" -m lico_tune.cli run "$SPEC" --storage "$STORAGE" --name "$NAME"
 fi
