@@ -83,6 +83,17 @@ def epoch_metrics(row: dict) -> dict:
     return out
 
 
+def once_per_epoch(history: list[dict]) -> list[dict]:
+    """The history without re-reports: a trial resumed from its final checkpoint reports its recorded
+    final metrics again (tune/trainable.py), so result.json repeats that epoch's row; a row equal to
+    the one before it in every metric is dropped (a retrained epoch differs, in its timings at least)."""
+    out: list[dict] = []
+    for m in history:
+        if not (out and m == out[-1]):
+            out.append(m)
+    return out
+
+
 def read_results(text: str) -> tuple[list[dict], Optional[str]]:
     """Rows of result.json and a warning when a line cannot be parsed (a cut-off write)."""
     rows, problem = [], None
@@ -326,7 +337,7 @@ def _read_results(storage: Storage, tdir: str, names: dict, state: Optional[dict
             problem = f"{RESULT_FILE} cannot be read"
         if problem:
             warnings.append(problem + "; its final metrics are unknown, so it is left out of the statistics")
-    history = [m for m in (epoch_metrics(r) for r in rows) if m]
+    history = once_per_epoch([m for m in (epoch_metrics(r) for r in rows) if m])
     if state and state.get("last_epoch") and history and not problem:
         if history[-1].get("epoch", 0) < state["last_epoch"]:
             problem = (f"{RESULT_FILE} holds {history[-1].get('epoch')} epoch(s) but Tune recorded "
