@@ -20,7 +20,7 @@ case "$PART" in
   B) NAME=study-language-placed_2026-12-07; SPEC=search_spaces/study_language_placed.yaml ;;
   *) echo "PART is A or B" >&2; exit 2 ;;
 esac
-STATE=docs/study/language/state/$NAME
+STATE=$REPO/docs/study/language/state/$NAME  # absolute: the script runs from the worktree below
 if [ "${1:-}" = --save ]; then
   rm -rf "$STATE" && mkdir -p "$(dirname "$STATE")"
   cp -r "$STORAGE/$NAME" "$STATE"
