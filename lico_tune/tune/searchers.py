@@ -26,6 +26,7 @@ from ..keys import TRIAL_INDEX
 from ..layout import OPTUNA_FILE, cache_path
 from ..storage import is_uri
 from ..plan import Plan
+from .generator import LicoSearchGenerator
 from .repeater import SeedRepeater
 
 
@@ -61,11 +62,18 @@ class LicoOptunaSearch(OptunaSearch):
         self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
         return params
 
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
+        if trial_id not in self._ot_trials:
+            return     # a trial the restored searcher never handed out (generator.py: pieces of two saves)
+        super().on_trial_complete(trial_id, result=result, error=error)
+
     def on_trial_result(self, trial_id: str, result: dict):
         if isinstance(self.metric, str) and not _has(result, self.metric):
             return
         ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+        if ot_trial is None:
+            return
+        if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
             return     # told before its driver was killed, and now reporting its final metrics again (recover.py)
         super().on_trial_result(trial_id, result)
 
@@ -92,7 +100,8 @@ class LicoOptunaSearch(OptunaSearch):
         self._storage = optuna.storages.RDBStorage(f"sqlite:///{self.lico_study_file}")
         self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
                                            sampler=self._sampler, pruner=optuna.pruners.NopPruner())
-        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, n) for tid, n in self._ot_trials.items()}
+        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, n) for tid, n in self._ot_trials.items()
+                           if _in_study(self._storage, n)}    # the study copy may be from an earlier save
 
     def __getstate__(self):
         return self._portable(self.__dict__)
@@ -111,6 +120,14 @@ class LicoOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str):
         super().restore(checkpoint_path)
         self._reopen()
+
+
+def _in_study(storage, trial_id: int) -> bool:
+    try:
+        storage.get_trial(trial_id)
+        return True
+    except KeyError:
+        return False
 
 
 def default_study_file(study_name: str) -> Path:
@@ -134,11 +151,28 @@ def copy_study(source: Path, target: Path) -> None:
 class OptunaCells:
     """Optuna define-by-run space: samples the sampled fields and assigns the crossed cell
     round-robin (trial k gets cell k mod n). The counter is part of the searcher's state, so a
-    restored experiment continues the same assignment."""
+    restored experiment continues the same assignment; a resume gives back the cells of proposals
+    that never ran (`requeue`: they come next) and moves past those of trials the searcher did not
+    hand out (`skip`), as generator.py finds them."""
 
     def __init__(self, sampled: dict[str, tuple[str, list]], cells: list[dict]):
         self.sampled, self.cells = sampled, cells
         self.assigned = 0
+        self.queue: list[dict] = []
+
+    def requeue(self, cell: dict) -> None:
+        self.__dict__.setdefault("queue", []).append(dict(cell))
+
+    def skip(self, n: int) -> None:
+        self.assigned += n
+
+    def _next_cell(self) -> dict:
+        queue = self.__dict__.setdefault("queue", [])     # absent in the pickles of earlier versions
+        if queue:
+            return queue.pop(0)
+        cell = self.cells[self.assigned % len(self.cells)]
+        self.assigned += 1
+        return cell
 
     def __call__(self, trial) -> dict:
         for path, (kind, args) in self.sampled.items():
@@ -152,8 +186,7 @@ class OptunaCells:
                 trial.suggest_int(path, args[0], args[1] - 1)
             else:
                 trial.suggest_categorical(path, args)
-        cell = self.cells[self.assigned % len(self.cells)]
-        self.assigned += 1
+        cell = self._next_cell()
         for key, value in cell.items():
             trial.set_user_attr(key, value)
         trial.set_user_attr("cell", dict(cell))   # the whole crossed cell, e.g. {arm, train.seed}
@@ -205,7 +238,7 @@ def search_algorithm(plan: Plan):
         alg = SeedRepeater(alg, s.repeats, metrics, modes, s.repeat_objective)
     if s.max_concurrent:
         alg = ConcurrencyLimiter(alg, max_concurrent=s.max_concurrent)
-    return alg, {}, n_total
+    return LicoSearchGenerator(alg), {}, n_total
 
 
 def scheduler(plan: Plan):

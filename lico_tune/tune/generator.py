@@ -1,0 +1,117 @@
+"""`LicoSearchGenerator`: Ray's SearchGenerator that, on resume, agrees with the trials Ray restored.
+
+Ray saves an experiment in pieces (TuneController.save_to_dir): the trials (experiment_state-*.json),
+the generator and its wrappers (search_gen_state-*.json: how many trials were created, the
+concurrency limiter's live trials, the repeater's groups), the searcher (searcher-state-*.pkl) and,
+for an Optuna study on cloud storage, a copy of the study (optuna.db, searchers.py). A background
+thread uploads them one by one while the next save may already rewrite the staging folder, so a
+driver killed mid-way leaves pieces of different saves (Ray warns of it: "may cause consistency
+issues upon restoration"). Measured on S3 (tests/test_crash_resume_s3.py): the generator's count
+said 4 of 4 trials created while the trials' snapshot held 2, so the resumed sweep ended with 2
+trials, the other 2 lost for good.
+
+So after restoring, the generator takes the trials' snapshot (the state Ray restored the trials
+from, in the same staging folder) as the truth:
+* a trial the searcher handed out but the snapshot lacks never ran (the newest ones: a snapshot
+  holds every trial created before it): the concurrency limiter frees its slot; the repeater takes
+  it out of its group, so the same configuration is handed out again for that repeat index, and a
+  group left empty is dropped; Optuna records a proposal left with no trial as FAIL ("never run")
+  and its crossed cell goes to the front of `OptunaCells`' queue, so the next proposal gets it;
+* a trial in the snapshot that the searcher does not know (its piece is the older one) runs and
+  counts; the searcher is not told of it (the Optuna trial it was is not in the study the searcher
+  holds), and the cells move on past it;
+* the count of created trials becomes the snapshot's, so the sweep creates what is missing and ends
+  with every planned trial.
+"""
+from __future__ import annotations
+
+import logging
+
+from ray.tune.search import ConcurrencyLimiter, Repeater, SearchGenerator
+
+from ..keys import TRIAL_INDEX
+from ..results.tune_state import latest_state_name, read_state
+from ..storage import Storage
+
+logger = logging.getLogger(__name__)
+NEVER_RUN = "never run: its driver was interrupted"      # an Optuna trial's lico_tune user attr
+
+
+def _stack(searcher) -> list:
+    """The searcher and the wrappers around it, outermost first (limiter, repeater, Optuna)."""
+    out = [searcher]
+    while hasattr(out[-1], "searcher"):
+        out.append(out[-1].searcher)
+    return out
+
+
+class LicoSearchGenerator(SearchGenerator):
+    def restore_from_dir(self, dirpath: str):
+        super().restore_from_dir(dirpath)
+        storage = Storage(dirpath)          # Ray's staging folder: it holds the snapshot Ray restored from
+        trials = read_state(storage, dirpath, latest_state_name(e.name for e in storage.list(dirpath)))
+        if trials:
+            self.agree_with(trials)
+
+    def agree_with(self, trials: dict[str, dict]) -> None:
+        """Make the searcher stack, the cells and the count agree with `trials` (trial id -> its
+        snapshot record: results/tune_state.read_state)."""
+        stack = _stack(self.searcher)
+        repeated = any(isinstance(layer, Repeater) for layer in stack)
+        lost, primary_lost, unknown = set(), set(), set(trials)
+        for layer in stack:
+            if isinstance(layer, ConcurrencyLimiter):
+                lost |= set(layer.live_trials) - set(trials)
+                layer.live_trials -= lost
+            elif isinstance(layer, Repeater):
+                primary_lost = _drop_repeats(layer, trials)
+                lost |= primary_lost
+                unknown -= set(layer._trial_id_to_group)
+            elif hasattr(layer, "_ot_trials"):
+                gone = primary_lost if repeated else set(layer._ot_trials) - set(trials)
+                lost |= gone
+                if not repeated:
+                    unknown -= set(layer._ot_trials)
+                _never_ran(layer, sorted(gone & set(layer._ot_trials)))
+        cells = getattr(stack[-1], "_space", None)
+        if hasattr(cells, "skip"):
+            cells.skip(sum(1 for t in unknown if not (trials[t].get("config") or {}).get(TRIAL_INDEX)))
+        if lost or unknown or self._counter != len(trials):
+            logger.warning("resume: the saved search state and the trials' snapshot are from different saves "
+                           "(a driver killed mid-upload); %d trial(s) handed out after the snapshot are created "
+                           "again, %d trial(s) of the snapshot were unknown to the searcher; trials created: %d -> %d",
+                           len(lost), len(unknown), self._counter, len(trials))
+            self._counter = len(trials)
+            self._finished = False
+
+
+def _drop_repeats(repeater: Repeater, trials: dict[str, dict]) -> set[str]:
+    """Take the repeats the snapshot lacks out of their groups; returns the primary trial ids of the
+    groups left empty (their proposals never ran), which are dropped."""
+    empty = set()
+    for trial_id in [t for t in repeater._trial_id_to_group if t not in trials]:
+        group = repeater._trial_id_to_group.pop(trial_id)
+        group._trials.pop(trial_id, None)
+        getattr(repeater, "_scores", {}).get(group.primary_trial_id, {}).pop(trial_id, None)
+        if not group._trials:
+            empty.add(group.primary_trial_id)
+    repeater._groups = [g for g in repeater._groups if g._trials]
+    # the newest group continues: an emptied one is gone, a partly emptied one is refilled next
+    repeater._current_group = repeater._groups[-1] if repeater._groups else None
+    return empty
+
+
+def _never_ran(optuna_search, trial_ids: list[str]) -> None:
+    """Record the Optuna trials of proposals that never ran as FAIL, and give their cells back."""
+    import optuna
+    cells = optuna_search._space
+    for trial_id in trial_ids:
+        ot_trial = optuna_search._ot_trials.pop(trial_id)
+        try:
+            cell = ot_trial.user_attrs.get("cell")
+            ot_trial.set_user_attr("lico_tune", NEVER_RUN)
+            optuna_search._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        except (KeyError, RuntimeError, ValueError):    # the study copy lacks it, or it is told already
+            cell = None
+        if cell and hasattr(cells, "requeue"):
+            cells.requeue(dict(cell))

@@ -1,0 +1,160 @@
+"""A resumed sweep agrees with the trials Ray restored (tune/generator.py): pieces of two saves
+(the searcher's newer than the trials' snapshot, or older) neither lose a planned trial nor repeat one.
+The searcher stacks are Ray's and Optuna's own objects, built as search_algorithm builds them."""
+from __future__ import annotations
+
+import optuna
+import pytest
+from ray.tune.search import ConcurrencyLimiter
+
+from lico_tune.keys import TRIAL_INDEX
+from lico_tune.tune.generator import NEVER_RUN, LicoSearchGenerator
+from lico_tune.tune.repeater import SeedRepeater
+from lico_tune.tune.searchers import LicoOptunaSearch, OptunaCells
+
+CELLS = [{"arm": "ce"}, {"arm": "mm"}, {"arm": "lico"}]
+
+
+def optuna_stack(tmp_path, repeats: int = 1, max_concurrent: int = 0):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    base = LicoOptunaSearch(space=OptunaCells({"lico.alpha": ("uniform", [0.1, 1.0])}, CELLS), metric="val/acc",
+                            mode="max", sampler=optuna.samplers.TPESampler(seed=0), study_name="s", storage=storage)
+    alg = SeedRepeater(base, repeats, ["val/acc"], ["max"]) if repeats > 1 else base
+    if max_concurrent:
+        alg = ConcurrencyLimiter(alg, max_concurrent=max_concurrent)
+    gen = LicoSearchGenerator(alg)
+    gen._total_samples = 6
+    return gen, base
+
+
+def suggest(gen, n: int) -> list[tuple[str, dict]]:
+    out = []
+    for i in range(n):
+        trial_id = f"t{gen._counter}"
+        config = gen.searcher.suggest(trial_id)
+        assert isinstance(config, dict), config
+        gen._counter += 1
+        out.append((trial_id, config))
+    return out
+
+
+def snapshot(trials) -> dict[str, dict]:
+    return {trial_id: {"config": config, "status": "RUNNING"} for trial_id, config in trials}
+
+
+@pytest.mark.parametrize("max_concurrent", [0, 4])
+def test_trials_handed_out_after_the_snapshot_are_created_again_with_their_cells(tmp_path, max_concurrent):
+    gen, base = optuna_stack(tmp_path, max_concurrent=max_concurrent)
+    made = suggest(gen, 4)
+    assert [c["arm"] for _, c in made] == ["ce", "mm", "lico", "ce"]
+    gen.agree_with(snapshot(made[:2]))          # the snapshot was saved after the 2nd trial
+    assert gen._counter == 2 and not gen.is_finished()
+    if max_concurrent:
+        assert gen.searcher.live_trials == {"t0", "t1"}, "the lost trials still hold concurrency slots"
+    assert set(base._ot_trials) == {"t0", "t1"}
+    study = base._ot_study
+    never = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("lico_tune") == NEVER_RUN]
+    assert sorted(t.number for t in never) == [2, 3]
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in never)
+    gen.on_trial_complete("t0", {"val/acc": 80.0})      # the trials that ran are told as before
+    gen.on_trial_complete("t1", {"val/acc": 81.0})
+    assert [t.values for t in study.get_trials(deepcopy=False)[:2]] == [[80.0], [81.0]]
+    again = suggest(gen, 4)                     # the lost cells come first, then the round-robin goes on
+    assert [c["arm"] for _, c in again] == ["lico", "ce", "mm", "lico"]
+    assert gen._counter == 6 and gen.is_finished()
+
+
+def test_snapshot_trials_the_searcher_never_handed_out_count_and_are_not_told(tmp_path):
+    gen, base = optuna_stack(tmp_path, max_concurrent=4)
+    made = suggest(gen, 2)
+    later = [("t2", {"arm": "lico", "lico.alpha": 0.5}), ("t3", {"arm": "ce", "lico.alpha": 0.4})]
+    gen.agree_with(snapshot(made + later))      # the searcher's piece is the older one
+    assert gen._counter == 4
+    assert base._space.assigned == 4, "the cells must move past the trials the snapshot holds"
+    gen.on_trial_complete("t2", {"val/acc": 70.0})      # unknown to the searcher: ignored, no KeyError
+    gen.searcher.searcher.on_trial_complete("t3", {"val/acc": 70.0})
+    assert [c["arm"] for _, c in suggest(gen, 1)] == ["mm"]
+
+
+def test_a_repeat_group_cut_by_the_snapshot_is_refilled_with_the_same_configuration(tmp_path):
+    gen, base = optuna_stack(tmp_path, repeats=2)
+    made = suggest(gen, 3)                      # group 1: t0, t1 (ce); group 2: t2 (mm)
+    assert [c[TRIAL_INDEX] for _, c in made] == [0, 1, 0]
+    gen.agree_with(snapshot(made[:1]))          # only t0 made it
+    assert gen._counter == 1
+    repeater = gen.searcher
+    assert len(repeater._groups) == 1, "the empty group (t2's proposal) is dropped"
+    never = [t.number for t in base._ot_study.get_trials(deepcopy=False) if t.user_attrs.get("lico_tune") == NEVER_RUN]
+    assert never == [1]
+    (tid, config), = suggest(gen, 1)
+    assert config[TRIAL_INDEX] == 1 and config["lico.alpha"] == made[0][1]["lico.alpha"], \
+        "the cut group must get its missing repeat, with the same configuration"
+    nxt = suggest(gen, 1)[0][1]
+    assert nxt[TRIAL_INDEX] == 0 and nxt["arm"] == "mm", "the dropped proposal's cell comes back next"
+    # the group's objective is told once both repeats end
+    gen.on_trial_complete("t0", {"val/acc": 80.0})
+    gen.on_trial_complete(tid, {"val/acc": 82.0})
+    assert base._ot_study.get_trials(deepcopy=False)[0].values == [81.0]
+
+
+def test_a_consistent_state_is_left_as_it_was(tmp_path):
+    gen, base = optuna_stack(tmp_path, max_concurrent=2)
+    made = suggest(gen, 2)
+    before = (gen._counter, set(gen.searcher.live_trials), set(base._ot_trials), base._space.assigned)
+    gen.agree_with(snapshot(made))
+    assert (gen._counter, set(gen.searcher.live_trials), set(base._ot_trials), base._space.assigned) == before
+
+
+def test_a_resumed_optuna_sweep_whose_snapshot_is_older_than_its_searcher_runs_every_planned_trial(
+        ray_tmp, tmp_path, tiny_trial_tree):
+    """Under Ray: an Optuna sweep killed (-9) once two trials finished; its newest trials' snapshot is then
+    made the older piece (the trials Ray created after it taken out, as when the upload of the snapshot was
+    cut), while the searcher's state still counts them. `resume` must end with all 4 planned trials."""
+    import json
+    import os
+    import pickle
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ray_helpers import REPO, kill_started, lico_tune, ray_env, write_spec
+    from test_resume import trial_statuses
+
+    tree = tiny_trial_tree
+    tree["train"].update(epochs=2, steps_per_epoch=2)
+    spec = write_spec(tmp_path / "o.yaml", tree, search={
+        "algorithm": "optuna", "num_samples": 4, "max_concurrent": 1,
+        "space": {"lico.alpha": {"uniform": [0.1, 1.0]}}, "metrics": {"val/acc": "max"}})
+    experiment = tmp_path / "res" / "o"
+    driver = subprocess.Popen([sys.executable, "-m", "lico_tune.cli", "run", str(spec), "--storage",
+                               str(tmp_path / "res"), "--name", "o"], cwd=REPO, env=ray_env(ray_tmp),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while list(trial_statuses(experiment).values()).count("TERMINATED") < 2 if experiment.exists() else True:
+            assert driver.poll() is None and time.time() < deadline, "two trials did not finish"
+            time.sleep(0.2)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    assert not kill_started([ray_tmp])
+    state = max(experiment.glob("experiment_state-*.json"))
+    data = json.loads(state.read_text())
+    kept = [t for t in data["trial_data"] if json.loads(t[0])["status"] == "TERMINATED"]
+    assert len(kept) == 2 and len(data["trial_data"]) >= 2
+    state.write_text(json.dumps(dict(data, trial_data=kept)))
+    gen = pickle.loads(max(experiment.glob("search_gen_state-*.json")).read_bytes())   # Ray's (a pickle)
+    assert gen["counter"] > 2, "the searcher's piece must count trials the snapshot lacks"
+    assert lico_tune(["trust", str(experiment)], ray_tmp, timeout=120).returncode == 0
+
+    out = lico_tune(["resume", str(experiment)], ray_tmp, timeout=400)
+    assert out.returncode == 0, out.stdout[-5000:]
+    assert "4 trials, 4 finished, 0 errored" in out.stdout, out.stdout[-3000:]
+    statuses = trial_statuses(experiment)
+    assert len(statuses) == 4 and set(statuses.values()) == {"TERMINATED"}
+    study = optuna.load_study(study_name="o", storage=f"sqlite:///{experiment / 'optuna.db'}")
+    told = {t.user_attrs.get("ray_trial_id"): t.state for t in study.get_trials(deepcopy=False)}
+    assert all(told.get(tid) == optuna.trial.TrialState.COMPLETE for tid in statuses), (told, statuses)
+    assert all(t.user_attrs.get("lico_tune") == NEVER_RUN for t in study.get_trials(deepcopy=False)
+               if t.state != optuna.trial.TrialState.COMPLETE)
