@@ -1,4 +1,5 @@
-"""`LicoSearchGenerator`: Ray's SearchGenerator that, on resume, agrees with the trials Ray restored.
+"""Ray's search generators that, on resume, agree with the trials Ray restored: `LicoSearchGenerator`
+(a searcher's: Optuna) and `LicoVariantGenerator` (grid and random).
 
 Ray saves an experiment in pieces (TuneController.save_to_dir): the trials (experiment_state-*.json),
 the generator and its wrappers (search_gen_state-*.json: how many trials were created, the
@@ -8,7 +9,8 @@ thread uploads them one by one while the next save may already rewrite the stagi
 driver killed mid-way leaves pieces of different saves (Ray warns of it: "may cause consistency
 issues upon restoration"). Measured on S3 (tests/test_crash_resume_s3.py): the generator's count
 said 4 of 4 trials created while the trials' snapshot held 2, so the resumed sweep ended with 2
-trials, the other 2 lost for good.
+trials, the other 2 lost for good; with a concurrency limit (search.max_concurrent) the lost trials
+held its slots and the resume waited forever (grid and Optuna, tests/test_search_resume.py).
 
 So after restoring, the generator takes the trials' snapshot (the state Ray restored the trials
 from, in the same staging folder) as the truth:
@@ -22,12 +24,19 @@ from, in the same staging folder) as the truth:
   holds), and the cells move on past it;
 * the count of created trials becomes the snapshot's, so the sweep creates what is missing and ends
   with every planned trial.
+The grid's generator has no searcher to ask again, so it keeps each trial it creates (config,
+evaluated values, tag): a trial the snapshot lacks is created again from that record (a new trial
+id, first in line), and trials of the snapshot it does not know are the ones its deterministic
+sequence would make next, so it draws and records them. Experiments made before this version
+(whose generator kept no record) are left to Ray as before.
 """
 from __future__ import annotations
 
+import copy
 import logging
 
-from ray.tune.search import ConcurrencyLimiter, Repeater, SearchGenerator
+from ray.tune.experiment.config_parser import _create_trial_from_spec
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Repeater, SearchGenerator
 
 from ..keys import TRIAL_INDEX
 from ..results.tune_state import latest_state_name, read_state
@@ -45,11 +54,23 @@ def _stack(searcher) -> list:
     return out
 
 
+def snapshot(dirpath: str) -> dict[str, dict]:
+    """The trials of the newest experiment state in Ray's staging folder (the one Ray restored from)."""
+    storage = Storage(dirpath)
+    return read_state(storage, dirpath, latest_state_name(e.name for e in storage.list(dirpath)))
+
+
+def _warn(lost: int, unknown: int, before: int, after: int) -> None:
+    logger.warning("resume: the saved search state and the trials' snapshot are from different saves (a driver "
+                   "killed mid-upload); %d trial(s) handed out after the snapshot are created again, %d trial(s) "
+                   "of the snapshot were unknown to the search state; trials created: %d -> %d",
+                   lost, unknown, before, after)
+
+
 class LicoSearchGenerator(SearchGenerator):
     def restore_from_dir(self, dirpath: str):
         super().restore_from_dir(dirpath)
-        storage = Storage(dirpath)          # Ray's staging folder: it holds the snapshot Ray restored from
-        trials = read_state(storage, dirpath, latest_state_name(e.name for e in storage.list(dirpath)))
+        trials = snapshot(dirpath)
         if trials:
             self.agree_with(trials)
 
@@ -77,10 +98,7 @@ class LicoSearchGenerator(SearchGenerator):
         if hasattr(cells, "skip"):
             cells.skip(sum(1 for t in unknown if not (trials[t].get("config") or {}).get(TRIAL_INDEX)))
         if lost or unknown or self._counter != len(trials):
-            logger.warning("resume: the saved search state and the trials' snapshot are from different saves "
-                           "(a driver killed mid-upload); %d trial(s) handed out after the snapshot are created "
-                           "again, %d trial(s) of the snapshot were unknown to the searcher; trials created: %d -> %d",
-                           len(lost), len(unknown), self._counter, len(trials))
+            _warn(len(lost), len(unknown), self._counter, len(trials))
             self._counter = len(trials)
             self._finished = False
 
@@ -115,3 +133,65 @@ def _never_ran(optuna_search, trial_ids: list[str]) -> None:
             cell = None
         if cell and hasattr(cells, "requeue"):
             cells.requeue(dict(cell))
+
+
+_ENDED = ("TERMINATED", "ERROR")
+
+
+class LicoVariantGenerator(BasicVariantGenerator):
+    """BasicVariantGenerator that records each trial it creates (`_made`: trial id -> config, evaluated
+    values, tag, in creation order) and creates the ones a resume finds missing first (`_redo`)."""
+
+    def next_trial(self):
+        redo = self.__dict__.get("_redo")
+        if redo:
+            if self.max_concurrent > 0 and len(self._live_trials) >= self.max_concurrent:
+                return None
+            trial = self._again(*redo.pop(0))
+            self._live_trials.add(trial.trial_id)
+        else:
+            trial = super().next_trial()
+        if trial is not None:
+            self._record(trial)
+        return trial
+
+    def _record(self, trial) -> None:
+        self.__dict__.setdefault("_made", {})[trial.trial_id] = (
+            copy.deepcopy(trial.config), copy.deepcopy(trial.evaluated_params), trial.experiment_tag)
+
+    def _again(self, config: dict, evaluated: dict, tag: str):
+        """A trial like a lost one: the same config, a new id (the lost one's directory may hold a start)."""
+        iterator = self._iterators[-1]
+        spec = copy.deepcopy(iterator.unresolved_spec)
+        spec["config"] = copy.deepcopy(config)
+        trial_id = iterator.uuid_prefix + ("%05d" % iterator.counter)
+        iterator.counter += 1
+        return _create_trial_from_spec(spec, iterator.parser, evaluated_params=evaluated, trial_id=trial_id,
+                                       experiment_tag=tag)
+
+    def is_finished(self) -> bool:
+        return super().is_finished() and not self.__dict__.get("_redo")
+
+    def restore_from_dir(self, dirpath: str):
+        super().restore_from_dir(dirpath)
+        trials = snapshot(dirpath)
+        if trials and "_made" in self.__dict__:      # made by this version: it kept its record
+            self.agree_with(trials)
+
+    def agree_with(self, trials: dict[str, dict]) -> None:
+        made = self.__dict__.setdefault("_made", {})
+        lost = [t for t in made if t not in trials]
+        unknown = [t for t in trials if t not in made]
+        for trial_id in lost:
+            self._live_trials.discard(trial_id)
+        self._redo = [made.pop(t) for t in lost] + list(self.__dict__.get("_redo") or [])
+        for _ in unknown:                         # the next ones of the sequence: draw and record them
+            if not self._trial_iter:
+                self._trial_iter = iter(self._trial_generator)
+            trial = next(self._trial_iter, None)
+            if trial is None:
+                break
+            self._record(trial)
+        self._live_trials |= {t for t in unknown if trials[t].get("status") not in _ENDED}
+        if lost or unknown:
+            _warn(len(lost), len(unknown), len(made) - len(unknown) + len(lost), len(trials))

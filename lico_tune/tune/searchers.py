@@ -19,14 +19,14 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ..keys import TRIAL_INDEX
 from ..layout import OPTUNA_FILE, cache_path
 from ..storage import is_uri
 from ..plan import Plan
-from .generator import LicoSearchGenerator
+from .generator import LicoSearchGenerator, LicoVariantGenerator
 from .repeater import SeedRepeater
 
 
@@ -212,7 +212,7 @@ def search_algorithm(plan: Plan):
             space[path] = _domain(kind, args)
         if s.repeats > 1:         # grid: the repeats are one more crossed axis (seed = train.seed + i)
             space[TRIAL_INDEX] = _domain("grid", list(range(s.repeats)))
-        alg = BasicVariantGenerator(max_concurrent=s.max_concurrent or 0, random_state=0)
+        alg = LicoVariantGenerator(max_concurrent=s.max_concurrent or 0, random_state=0)
         return alg, space, s.num_samples
 
     import optuna
