@@ -95,6 +95,12 @@ def cache_path(*parts: str) -> Path:
     return CACHE_DIR.expanduser().joinpath(*parts)
 
 
+def driver_study_file(experiment: str) -> Path:
+    """The SQLite file of the Optuna study of an experiment on cloud storage, kept on the driver
+    (SQLite cannot live in a bucket; a copy, OPTUNA_FILE, goes into the experiment at each save)."""
+    return cache_path("optuna", f"{experiment}.db")
+
+
 def trial_dirname(trial_id: str, arm: str | None) -> str:
     """The directory of one trial inside its experiment: trial_<id> or trial_<id>_<arm>."""
     return f"{TRIAL_DIR_PREFIX}{trial_id}" + (f"_{arm}" if arm else "")

@@ -9,6 +9,9 @@ both lazy ones), so both kinds are refused, and the layering rules count lazy im
 An `import x.y.z` also runs the `__init__` of `x.y`, so it counts as an edge to those packages as
 well, except to the importer's own ancestor packages (a package's `__init__` importing its
 submodules, which import their siblings, is Python's normal package pattern, not a cycle).
+The layering rules read the module an import names (`from ..data.names import DATASETS` names
+data/names.py, not data/), so that a leaf inside a package can be allowed alone; what that import
+runs besides is held by test_the_spec_loads_no_torch_and_no_data_registry.
 """
 from __future__ import annotations
 
@@ -42,8 +45,9 @@ def _resolve(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def imports(modules: dict[str, Path], lazy: bool) -> dict[str, set[str]]:
-    """Module -> the lico_tune modules it imports (module level only unless `lazy`)."""
+def imports(modules: dict[str, Path], lazy: bool, packages: bool = True) -> dict[str, set[str]]:
+    """Module -> the lico_tune modules it imports (module level only unless `lazy`); with
+    `packages`, also the packages whose __init__ each import runs."""
     graph: dict[str, set[str]] = {}
     for name, file in modules.items():
         tree = ast.parse(file.read_text(), str(file))
@@ -62,7 +66,7 @@ def imports(modules: dict[str, Path], lazy: bool) -> dict[str, set[str]]:
             if not t.startswith("lico_tune"):
                 continue
             parts = t.split(".")
-            for i in range(1, len(parts) + 1):     # importing a.b.c runs a/__init__ and a/b/__init__
+            for i in range(1 if packages else len(parts), len(parts) + 1):  # a.b.c runs a/, a/b/ __init__
                 m = ".".join(parts[:i])
                 if m in modules and m != name and not name.startswith(m + "."):
                     edges.add(m)
@@ -119,51 +123,78 @@ def test_the_package_has_no_import_cycle():
         assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_imports_follow_the_data_flow():
-    """Lazy imports included: nothing outside the Ray side and the command imports them (the CLI
-    starts the Ray side), the results never import the planner or the trainer, the trainer never
-    imports the planner, the spec language imports nothing of the method, and the modules every
-    layer reads (keys, names, errors, layout, legacy) import nothing of lico_tune. A package's
-    modules may import each other."""
-    graph = imports(all_modules(), lazy=True)
-    rules = {  # importer prefix -> forbidden prefixes
-        "lico_tune": [RAY_SIDE, "lico_tune.cli"],
-        "lico_tune.results": ["lico_tune.plan", "lico_tune.train"],
-        "lico_tune.train": ["lico_tune.plan", "lico_tune.results"],
-        "lico_tune.plan": ["lico_tune.train", "lico_tune.results"],
-        "lico_tune.spec": ["lico_tune.plan", "lico_tune.train", "lico_tune.models", "lico_tune.data",
-                           "lico_tune.results", "lico_tune.saliency"],
-        **{leaf: ["lico_tune."] for leaf in ("lico_tune.keys", "lico_tune.names", "lico_tune.errors",
-                                              "lico_tune.layout", "lico_tune.legacy")},
-    }
-    allowed = {"lico_tune.cli": [RAY_SIDE]}      # `lico-tune run/resume` start the Ray side
+RULES = {  # importer prefix -> forbidden prefixes
+    "lico_tune": [RAY_SIDE, "lico_tune.cli"],
+    "lico_tune.results": ["lico_tune.plan", "lico_tune.train"],
+    "lico_tune.train": ["lico_tune.plan", "lico_tune.results"],
+    "lico_tune.plan": ["lico_tune.train", "lico_tune.results"],
+    "lico_tune.spec": ["lico_tune.plan", "lico_tune.train", "lico_tune.models", "lico_tune.data",
+                       "lico_tune.results", "lico_tune.saliency"],
+    **{leaf: ["lico_tune."] for leaf in ("lico_tune.keys", "lico_tune.names", "lico_tune.errors",
+                                          "lico_tune.layout", "lico_tune.legacy", "lico_tune.data.names")},
+}
+ALLOWED = {"lico_tune.cli": [RAY_SIDE],      # `lico-tune run/resume` start the Ray side
+           "lico_tune.spec": ["lico_tune.data.names"]}   # data.name's choices: data/'s own list
+
+
+def against_the_flow(graph: dict[str, set[str]]) -> list[str]:
+    """'a imports b' for each import of `graph` that RULES forbid and ALLOWED does not excuse."""
     bad = []
     for mod, targets in graph.items():
-        for prefix, forbidden in rules.items():
+        for prefix, forbidden in RULES.items():
             if mod != prefix and not mod.startswith(prefix + "."):
                 continue
             if mod == RAY_SIDE or mod.startswith(RAY_SIDE + "."):
                 continue
             for t in targets:
                 hit = [f for f in forbidden if t == f or t.startswith(f if f.endswith(".") else f + ".")]
-                inside = [f for f in hit if mod == f or mod.startswith(f.rstrip(".") + ".")]  # its own package
-                if set(hit) - set(inside) and not any(t == a or t.startswith(a + ".") for a in allowed.get(
-                        next((k for k in allowed if mod == k or mod.startswith(k + ".")), ""), [])):
+                inside = [f for f in hit if f != "lico_tune."        # a leaf's rule: all of lico_tune
+                          and (mod == f or mod.startswith(f + "."))]   # else its own package
+                if set(hit) - set(inside) and not any(t == a or t.startswith(a + ".") for a in ALLOWED.get(
+                        next((k for k in ALLOWED if mod == k or mod.startswith(k + ".")), ""), [])):
                     bad.append(f"{mod} imports {t}")
-    assert not bad, "imports against the data flow:\n" + "\n".join(sorted(set(bad)))
+    return sorted(set(bad))
+
+
+def test_imports_follow_the_data_flow():
+    """Lazy imports included: nothing outside the Ray side and the command imports them (the CLI
+    starts the Ray side), the results never import the planner or the trainer, the trainer never
+    imports the planner, the spec language imports nothing of the method but data/'s dataset list,
+    and the modules every layer reads (keys, names, errors, layout, legacy, that list
+    data/names.py) import nothing of lico_tune. A package's modules may import each other."""
+    bad = against_the_flow(imports(all_modules(), lazy=True, packages=False))
+    assert not bad, "imports against the data flow:\n" + "\n".join(bad)
 
 
 def test_the_layering_check_catches_a_wrong_import(tmp_path):
-    """The rules above on a package of two files: a results module importing the trainer is caught."""
+    """The rules above on a small package: a results module importing the trainer is caught, a leaf
+    importing anything of lico_tune is, and the spec may read data/names.py but nothing else of data/."""
     pkg = tmp_path / "lico_tune"
-    (pkg / "results").mkdir(parents=True)
-    (pkg / "train").mkdir()
-    for f in ("__init__.py", "results/__init__.py", "train/__init__.py", "train/loop.py"):
+    for d in ("results", "train", "spec", "data"):
+        (pkg / d).mkdir(parents=True)
+    for f in ("__init__.py", "results/__init__.py", "train/__init__.py", "train/loop.py", "spec/__init__.py",
+              "data/__init__.py", "data/registry.py", "errors.py"):
         (pkg / f).write_text("")
     (pkg / "results" / "scan.py").write_text("def f():\n    from ..train.loop import x\n")
+    (pkg / "data" / "names.py").write_text("from ..errors import BadInput\n")
+    (pkg / "spec" / "trial.py").write_text("from ..data.names import DATASETS\nfrom ..data import build_data\n")
     graph = imports(all_modules(pkg), lazy=True)
     assert "lico_tune.train.loop" in graph["lico_tune.results.scan"]
     assert "lico_tune.train.loop" not in imports(all_modules(pkg), lazy=False)["lico_tune.results.scan"]
+    assert against_the_flow(imports(all_modules(pkg), lazy=True, packages=False)) == [
+        "lico_tune.data.names imports lico_tune.errors", "lico_tune.results.scan imports lico_tune.train.loop",
+        "lico_tune.spec.trial imports lico_tune.data"]
+
+
+def test_the_spec_loads_no_torch_and_no_data_registry():
+    """The spec reads data/names.py, which runs data/__init__: in a fresh interpreter, importing the
+    spec loads neither torch nor any of data/ but that package file and its cheap leaves."""
+    code = ("import json, sys, lico_tune.spec\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m == 'torch' or m.startswith('lico_tune.data'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=PKG.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["lico_tune.data", "lico_tune.data.errors",
+                                                              "lico_tune.data.names"]
 
 
 def test_the_core_imports_neither_ray_nor_streamlit():

@@ -1,8 +1,9 @@
-"""One home for each name list (lico_tune/names.py): the spec's types are built from it, and every
-registry implements exactly its names, no more and no fewer."""
+"""One home for each name list (lico_tune/names.py; the datasets' is data/'s own, data/names.py): the
+spec's types are built from it, and every registry implements exactly its names, no more and no fewer."""
 import typing
 
 from lico_tune import names
+from lico_tune.data import names as data_names
 from lico_tune.data.registry import REGISTRY
 from lico_tune.models.backbones import _BACKBONES
 from lico_tune.saliency import METHODS
@@ -18,13 +19,13 @@ def _choices(model, field: str) -> tuple:
 
 
 def test_spec_types_are_the_name_lists():
-    assert _choices(DataConfig, "name") == names.DATASETS
+    assert _choices(DataConfig, "name") == data_names.DATASETS
     assert _choices(ModelConfig, "backbone") == names.BACKBONES
     assert _choices(EvalConfig, "cams") == names.SALIENCY_METHODS
 
 
 def test_registries_implement_exactly_the_names():
-    assert set(REGISTRY) | {"imagefolder"} == set(names.DATASETS)  # imagefolder is built from a folder
+    assert set(REGISTRY) == set(data_names.DATASETS)
     assert set(_BACKBONES) == set(names.BACKBONES)
     assert CAM_METHODS == names.CAM_METHODS and METHODS == names.SALIENCY_METHODS
 

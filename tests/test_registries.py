@@ -1,16 +1,21 @@
 """Datasets and text encoders answer for themselves: a registry row owns what its entry needs on
 disk (`require`) and how a result names it (`identity`); preflight (plan/preflight.py) and
 provenance (provenance.py) only ask. A toy dataset and a toy text encoder, registered here without
-touching either module, go through both."""
+touching either module, go through both. A dataset's facts live in data/ only: its row in
+data/registry.py and its name and class names in data/names.py, which the spec's choices are built from."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from lico_tune.data import DatasetMissing
+from lico_tune.data import DatasetMissing, class_names_for
+from lico_tune.data import names as data_names
 from lico_tune.data.errors import missing, not_downloadable
 from lico_tune.data.registry import REGISTRY, DatasetInfo
 from lico_tune.models.text import ENCODERS, TextEncoderInfo, TextEncoderMissing
@@ -40,9 +45,11 @@ def _toy_identity(cfg, digest) -> dict:
 @pytest.fixture
 def toy(monkeypatch, tmp_path):
     monkeypatch.setitem(REGISTRY, "toy", DatasetInfo(None, None, None, False, _toy_require, _toy_identity))
+    monkeypatch.setitem(data_names.FIXED, "toy", ["left", "right"])
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    # The spec's dataset names are fixed when it is loaded; the row is what preflight and provenance read.
+    # The spec's dataset names are fixed when it is loaded (test_the_spec_takes_its_datasets_from_data
+    # shows the spec built after a toy entry); the row is what preflight and provenance read.
     return DataConfig(root=str(tmp_path)).model_copy(update={"name": "toy"})
 
 
@@ -61,6 +68,21 @@ def test_a_toy_dataset_is_checked_by_preflight_and_named_by_provenance(toy, tmp_
     # a file that vanished between the check and the record: the record says so, the trial goes on
     (tmp_path / "toy.bin").unlink()
     assert dataset_identity(toy)["error"].startswith("FileNotFoundError")
+    assert class_names_for("toy") == ["left", "right"]
+
+
+def test_the_spec_takes_its_datasets_from_data():
+    """A dataset entered in data/names.py (here in a fresh interpreter, before the spec loads) is a
+    `data.name` the spec accepts and its JSON Schema lists; nothing outside data/ names it."""
+    code = ("import json, lico_tune.data.names as n\n"
+            "n.FIXED['toy'] = ['left', 'right']; n.DATASETS = (*n.FIXED, *n.FROM_FILES)\n"
+            "from lico_tune.spec import DataConfig\n"
+            "print(json.dumps([DataConfig(name='toy').name, DataConfig.model_json_schema()['properties']['name']]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    name, schema = json.loads(out.stdout.strip().splitlines()[-1])
+    assert name == "toy" and schema["enum"] == ["fashion_mnist", "digits", "placed_fmnist", "cifar10", "cifar100",
+                                                "svhn", "toy", "imagefolder"]
 
 
 def test_every_registered_dataset_and_encoder_answers_for_itself():

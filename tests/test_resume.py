@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from conftest import checksums
-from lico_tune.results.scan import epoch_metrics, once_per_epoch
+from lico_tune.results.reported import epoch_metrics, once_per_epoch
 from ray_helpers import REPO, kill_started, lico_tune, ray_env, result_rows, trial_dirs, write_spec
 
 EPOCHS = 3

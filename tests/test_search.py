@@ -115,6 +115,25 @@ def test_optuna_space_assigns_cells_round_robin_and_samples_the_rest():
     assert got == cells + cells[:2]
 
 
+def test_the_study_of_an_experiment_on_cloud_storage_is_one_file_on_the_driver(tiny_trial_tree, tmp_path,
+                                                                              monkeypatch):
+    """One place for its path (layout.driver_study_file): the plan's URL, the searcher's file and
+    resume (run.bring_back_study) all read Plan.study_on_driver; local or named storage: none."""
+    from lico_tune import layout
+    monkeypatch.setattr(layout, "CACHE_DIR", tmp_path / "cache")        # the searcher creates the SQLite file
+    search = {"algorithm": "optuna", "num_samples": 2, "space": {"lico.alpha": {"loguniform": [0.1, 10.0]}}}
+    cloud = plan_search(spec_of(tiny_trial_tree, search=search), name="x", storage="s3://bucket/root")
+    assert cloud.study_on_driver == tmp_path / "cache" / "optuna" / "x.db"
+    assert cloud.optuna_url == f"sqlite:///{tmp_path / 'cache' / 'optuna' / 'x.db'}"
+    alg, _, _ = search_algorithm(cloud)
+    assert alg.lico_study_file == str(cloud.study_on_driver) and cloud.study_on_driver.is_file()
+    local = plan_search(spec_of(tiny_trial_tree, search=search), name="x", storage=str(tmp_path / "res"))
+    assert local.study_on_driver is None and local.optuna_url == f"sqlite:///{tmp_path / 'res' / 'x' / 'optuna.db'}"
+    named = plan_search(spec_of(tiny_trial_tree, search={**search, "optuna_storage": "sqlite:////tmp/o.db"}),
+                        name="x", storage="s3://bucket/root")
+    assert named.study_on_driver is None and named.optuna_url == "sqlite:////tmp/o.db"
+
+
 def test_error_reason_is_the_exception_line():
     text = ("Failure # 1\nray::ImplicitFunc.train() (pid=1)\n  File \"x.py\", line 3\n"
             "lico_tune.train.TrialDiverged: Loss became nan at epoch 2, step 1 (ce 2.3); the trial stopped")

@@ -3,7 +3,9 @@
     bundle = build_data(DataConfig(name="fashion_mnist"), seed=0)
     for x, y in iterate_batches(bundle.train, 128, shuffle=True, seed=0, epoch=0): ...
 
-Importing this package is cheap (no torch, torchvision or sklearn until a dataset is built).
+Importing this package is cheap (no torch, torchvision or sklearn until a dataset is built): the
+spec reads data/names.py, which runs this file. For that reason nothing in data/ imports the spec,
+not even for type hints (it would close a circle spec -> data -> spec); `cfg` is a spec DataConfig.
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from .errors import DatasetMissing
 from .names import DATASETS
 
 if TYPE_CHECKING:
-    from ..spec import DataConfig
     from .imagefolder import FolderSet
     from .imageset import ImageSet
     from .shortcut import ShortcutProbe
@@ -48,7 +49,7 @@ class DataBundle:
                 "shortcut_planted": None if self.shortcut is None else int(self.shortcut.train_planted.sum())}
 
 
-def build_data(cfg: "DataConfig", seed: int = 0) -> DataBundle:
+def build_data(cfg, seed: int = 0) -> DataBundle:
     """Load the dataset `cfg` names. `seed` picks labels_per_class / train_subset examples; the
     test subset and the digits split never depend on it. Raises DatasetMissing when not on disk."""
     from .registry import build_data as _build

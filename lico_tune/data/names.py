@@ -1,13 +1,14 @@
-"""Class names in label order (class_names[y] is the name of label y); the dataset list is
-lico_tune/names.py's.
+"""The datasets' names and their class names in label order (class_names[y] is the name of label
+y): the one list of datasets. The spec's `data.name` choices are built from DATASETS
+(lico_tune/spec/trial.py) and the registry (registry.py) asserts it implements exactly them.
 
+A leaf: it imports nothing, so the spec reads it without loading torch or the registry (the one
+import of data/ the spec makes; tests/test_architecture.py holds both to that).
 Hard-coded so that names are known without loading (or downloading) a dataset; tests check
 them against torchvision and against the data itself. Names go into text prompts, so they are
 words: digits are spelled out and CIFAR-100's underscores become spaces.
 """
 from __future__ import annotations
-
-from ..names import DATASETS  # noqa: F401  (re-exported: the registry and data/__init__ read it here)
 
 # torchvision.datasets.FashionMNIST.classes (a class attribute).
 FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -51,3 +52,8 @@ FIXED = {
     "cifar100": CIFAR100,
     "svhn": DIGIT_WORDS,
 }
+# Datasets whose class names are read from their own files (imagefolder: its class folders, or
+# data.class_names_file; imagefolder.py).
+FROM_FILES = ("imagefolder",)
+
+DATASETS = (*FIXED, *FROM_FILES)      # in this order in the spec's choices and its JSON Schema

@@ -46,7 +46,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import SpecError, first_error
-from ..layout import OPTUNA_FILE, RUN_FILE, cache_path, stamped
+from ..layout import OPTUNA_FILE, RUN_FILE, driver_study_file, stamped
 from ..spec import Spec, TrialConfig, saved_trial, validate_spec
 from ..spec.checks import check_distribution, check_name, check_optuna_url, check_storage, distribution_bounds
 from ..spec.safe_yaml import load_text
@@ -114,13 +114,22 @@ class Plan:
 
     @property
     def optuna_url(self) -> Optional[str]:
+        """Where the Optuna study lives: search.optuna_storage, else an SQLite file in the experiment,
+        or on the driver for an experiment on cloud storage (study_on_driver)."""
         if self.spec.search.algorithm != "optuna":
             return None
         if self.spec.search.optuna_storage:
             return self.spec.search.optuna_storage
-        if is_uri(self.storage):  # SQLite cannot live in a bucket: keep it on the driver
-            return f"sqlite:///{cache_path('optuna', f'{self.experiment}.db')}"
-        return f"sqlite:///{Path(self.experiment_path) / OPTUNA_FILE}"
+        return f"sqlite:///{self.study_on_driver or Path(self.experiment_path) / OPTUNA_FILE}"
+
+    @property
+    def study_on_driver(self) -> Optional[Path]:
+        """The driver's SQLite file of an Optuna study whose experiment is on cloud storage (SQLite
+        cannot live in a bucket) and whose storage the spec does not name; else None."""
+        s = self.spec.search
+        if s.algorithm != "optuna" or s.optuna_storage or not is_uri(self.storage):
+            return None
+        return driver_study_file(self.experiment)
 
     @property
     def axes(self) -> list[str]:

@@ -11,7 +11,8 @@ The Tune callback that keeps the catalog current lives on the Ray side, in
 from .catalog import Catalog, default_url
 from .render import render
 from .report import ExperimentReport, build_report, default_metrics, experiment_report
-from .scan import metric_mode, scan_experiment, scan_root
+from .reported import metric_mode
+from .scan import scan_experiment, scan_root
 from .stats import (aggregate, best_configs, bootstrap_interval, correct, holm, paired_test, paired_vs_baseline,
                     param_importance, pareto_mask, t_interval)
 from ..storage import Storage, is_uri, normalise_root

@@ -16,8 +16,10 @@ import pandas as pd
 from ..errors import UnreadableInput
 from ..layout import CHECKPOINT_FILE, RUN_FILE
 from ..storage import Storage, basename, join
-from .scan import load_yaml_or_none, find_experiments, is_experiment, metric_mode, scan_experiment
+from .reported import metric_mode
+from .scan import find_experiments, is_experiment, scan_experiment
 from .table import Results, build_results
+from .trial_scan import load_yaml_or_none
 
 LATEST = "latest"
 

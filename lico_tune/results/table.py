@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..keys import config_id, read_health_warnings
 from ..storage import normalise_root
-from .scan import STATUSES, metric_mode, scan_root
+from .reported import metric_mode
+from .scan import STATUSES, scan_root
 
 BASE_COLUMNS = ["experiment", "trial_id", "arm", "dataset", "seed", "config_id", "status", "error", "n_epochs",
                 "damaged", "usable", "warnings", "health", "checkpoint", "gallery", "path", "trial_dir", "node", "host"]

@@ -8,7 +8,8 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from ..names import BACKBONES, DATASETS
+from ..data.names import DATASETS      # data/'s leaf: no torch, no registry
+from ..names import BACKBONES
 from .evaluation import CamMethod, EvalConfig
 from .limits import MAX_EPOCHS, MAX_IMAGES, MAX_STEPS, SEED_MAX, SEED_MIN
 from .lico import LicoConfig, MMConfig, OTConfig, StaticTextConfig, TemperatureForm, TextConfig

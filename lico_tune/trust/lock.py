@@ -81,15 +81,51 @@ def holder_alive(storage: Storage, experiment_path: str, rec: dict) -> bool:
 
 
 def busy(experiment_path: str, rec: dict, why: str = "") -> ExperimentBusy:
-    started = rec.get("started")
-    when = dt.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S") if isinstance(started, (int, float)) \
-        else "at an unknown time"
-    pid, host = rec.get("pid", "?"), rec.get("host", "?")
+    """The refusal naming the holder of the lock. A record whose fields are not what lico-tune writes
+    (a damaged or hand-edited file) is refused as such, its bad values shown as JSON on one line."""
+    lock_file = join(experiment_path, LOCK_FILE)
+    pid, host, started = rec.get("pid", "?"), rec.get("host", "?"), rec.get("started")
+    when = "at an unknown time" if started is None else _when(started)   # None: not a time
+    bad = {"pid": not (pid == "?" or _is_pid(pid)), "host": not (host == "?" or _is_host(host)),
+           "started": when is None}
+    pid_text, host_text = (_shown(pid) if bad["pid"] else pid), (_shown(host) if bad["host"] else host)
+    if any(bad.values()):
+        damage = "; ".join(f"its '{k}' is {_shown(rec.get(k))}, not {what}" for k, what in
+                           (("pid", "a process id"), ("host", "a host name"), ("started", "a time")) if bad[k])
+        return ExperimentBusy(
+            f"The lock file {lock_file} is damaged: {damage}. lico-tune writes the driver's pid, host and start "
+            f"time there; this record names pid {pid_text} on host {host_text}, which lico-tune judges alive"
+            f"{why}, so it will not take the lock over. If no lico-tune driver runs {experiment_path} now, remove "
+            f"the file ({lock_file}) and run the command again; if one does, wait for it to end.")
     return ExperimentBusy(
         f"{experiment_path} is being run by another lico-tune driver: pid {pid} on host {host}, started {when}, "
-        f"holds its lock {join(experiment_path, LOCK_FILE)}{why}. One driver per experiment at a time: wait for "
+        f"holds its lock {lock_file}{why}. One driver per experiment at a time: wait for "
         f"it to end (or stop it with `kill -INT {pid}` on {host}), then `lico-tune resume {experiment_path}` "
         f"if it did not finish. If that process is gone for good (its host crashed), remove the lock file.")
+
+
+def _when(started) -> Optional[str]:
+    """A record's start time (seconds since the epoch) as local time; None when it is not one."""
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or not started >= 0:   # NaN fails >=
+        return None
+    try:
+        return dt.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):    # past year 9999 (1e308), inf
+        return None
+
+
+def _is_pid(pid) -> bool:
+    return isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+
+
+def _is_host(host) -> bool:
+    return isinstance(host, str) and 0 < len(host) <= 255 and host.isprintable()
+
+
+def _shown(value, limit: int = 60) -> str:
+    """A value of a record as one short line (JSON escapes newlines)."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _took_over(say: Callable[[str], None], lock_path: str, rec: dict) -> None:

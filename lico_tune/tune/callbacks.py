@@ -26,7 +26,7 @@ from ray.tune import Callback
 
 from ..layout import CHECKPOINT_DIR_PREFIX, PROGRESS_FILE, RESULT_FILE
 from ..results.catalog import Catalog
-from ..results.scan import scan_trial
+from ..results.trial_scan import scan_trial
 from ..storage import Storage, join, normalise_root
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from ..plan.capacity import check_cluster_resources
 from ..plan.preflight import check_new_experiment, check_resources
 from ..plan.targets import check_trackers
 from ..results.tune_state import latest_state_name, read_state
-from ..storage import Storage, is_uri, join, write_text
+from ..storage import Storage, join, write_text
 from ..trust import sign_experiment, verified_bytes
 from .cluster import read_capacity
 from .driver import driving, remove_scratch
@@ -26,7 +26,6 @@ from .interrupt import graceful_stop
 from .progress import quiet_trial_tracebacks
 from .restore import check_restorable, no_fresh_start
 from .retry import install as no_retry_of_permanent_errors
-from .searchers import default_study_file
 from .signed_fs import signed_filesystem
 from .summary import Summary, summarize
 from .tuner import build_tuner, quiet_ray_env, trainable_with_resources
@@ -190,10 +189,8 @@ def _resume(plan: Plan, address: Optional[str], out) -> Summary:
 def bring_back_study(plan: Plan) -> None:
     """An Optuna study of an experiment on cloud storage lives on its driver (searchers.py); a resume
     on a machine without it gets the copy the last save put into the experiment."""
-    if not (plan.optuna_url and plan.spec.search.optuna_storage is None and is_uri(plan.storage)):
-        return
-    local = default_study_file(plan.experiment)
-    if local.exists():
+    local = plan.study_on_driver
+    if local is None or local.exists():
         return
     data = Storage(plan.experiment_path).read_bytes(join(plan.experiment_path, OPTUNA_FILE))
     if data is None:

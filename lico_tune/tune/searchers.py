@@ -23,8 +23,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ..keys import TRIAL_INDEX
-from ..layout import OPTUNA_FILE, cache_path
-from ..storage import is_uri
+from ..layout import OPTUNA_FILE, driver_study_file
 from ..plan import Plan
 from .generator import LicoSearchGenerator, LicoVariantGenerator
 from .repeater import SeedRepeater
@@ -78,7 +77,7 @@ class LicoOptunaSearch(OptunaSearch):
         super().on_trial_result(trial_id, result)
 
     # The study of an experiment on cloud storage lives in an SQLite file on the driver
-    # (Plan.optuna_url: under ~/.cache; `lico_study_file` set). So that `resume` works from any
+    # (Plan.study_on_driver: under ~/.cache; `lico_study_file` set). So that `resume` works from any
     # machine: each save puts a copy of it, OPTUNA_FILE, into Ray's staging folder (uploaded with
     # the state), `resume` brings it back to this machine's cache (run.py), and this searcher's
     # pickles (tuner.pkl, searcher-state-*.pkl) hold no path: the storage, study and trials
@@ -95,7 +94,7 @@ class LicoOptunaSearch(OptunaSearch):
         if not self.__dict__.pop("lico_portable", False):
             return
         import optuna
-        self.lico_study_file = str(default_study_file(self._study_name))
+        self.lico_study_file = str(driver_study_file(self._study_name))   # the study name is the experiment's
         Path(self.lico_study_file).parent.mkdir(parents=True, exist_ok=True)
         self._storage = optuna.storages.RDBStorage(f"sqlite:///{self.lico_study_file}")
         self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
@@ -128,11 +127,6 @@ def _in_study(storage, trial_id: int) -> bool:
         return True
     except KeyError:
         return False
-
-
-def default_study_file(study_name: str) -> Path:
-    """Where a driver keeps the study of an experiment on cloud storage (Plan.optuna_url's default)."""
-    return cache_path("optuna", f"{study_name}.db")
 
 
 def copy_study(source: Path, target: Path) -> None:
@@ -232,8 +226,8 @@ def search_algorithm(plan: Plan):
         metric=metrics[0] if len(metrics) == 1 else metrics,
         mode=modes[0] if len(modes) == 1 else modes,
         sampler=sampler, study_name=plan.experiment, storage=storage)
-    if url is not None and s.optuna_storage is None and is_uri(plan.storage):   # the default SQLite on the driver
-        alg.lico_study_file = str(default_study_file(plan.experiment))
+    if plan.study_on_driver:       # the default SQLite of an experiment on cloud storage: on the driver
+        alg.lico_study_file = str(plan.study_on_driver)
     if s.repeats > 1:
         alg = SeedRepeater(alg, s.repeats, metrics, modes, s.repeat_objective)
     if s.max_concurrent:
