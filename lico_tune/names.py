@@ -1,6 +1,6 @@
 """The name lists of the spec's choices, written once: the spec types are built from them
 (lico_tune/spec/trial.py) and each registry checks that it implements exactly these
-(tests/test_names.py). Imports nothing, so that every layer can read it."""
+(tests/top/test_names.py). Imports nothing, so that every layer can read it."""
 from __future__ import annotations
 
 DATASETS = ("fashion_mnist", "digits", "placed_fmnist", "cifar10", "cifar100", "svhn", "imagefolder")
