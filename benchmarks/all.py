@@ -13,7 +13,7 @@ Sections (GPU: CUDA-event timings after warm-up, median of --rounds interleaved 
   ot        the OT loss alone (forward + backward) at the step's shapes, and its share of the step
   saliency  benchmarks/saliency.py: the model's forward limit, batched insertion/deletion as a share
             of it, bf16, the per-image loop, Quantus (when installed)
-`--smoke-test` runs all of it tiny, in seconds (tests/test_benchmarks.py runs it on the CPU).
+`--smoke-test` runs all of it tiny, in seconds (tests/project/test_benchmarks.py runs it on the CPU).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from lean import ClipTower, PromptLearner, load_lean, wrn28  # noqa: E402
 from timing import describe, load_average, median_seconds, resolve_device  # noqa: E402
 
 # The spec's defaults (lico_tune/spec/trial.py MMConfig / OTConfig), written out: this script runs on
-# machines without pydantic, so it cannot import the spec; tests/test_benchmarks.py checks they agree.
+# machines without pydantic, so it cannot import the spec; tests/project/test_benchmarks.py checks they agree.
 MM_KW = {"sign": "negative", "distance": "euclidean"}
 OT_KW = {"epsilon": 0.1, "max_iter": 100, "tol": 1e-6, "gradient": "envelope", "solver": "native"}
 

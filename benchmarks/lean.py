@@ -1,7 +1,7 @@
 """Plain-torch stand-ins for benchmarks/all.py, which must run where only torch is installed.
 
   wrn28(k, K)        lico-tune's WideResNet-28-k classifier, same module names (a lico-tune
-                     state dict loads into it strictly; tests/test_benchmarks.py checks the outputs)
+                     state dict loads into it strictly; tests/project/test_benchmarks.py checks the outputs)
   resnet50(K)        torchvision's resnet50 when importable, else a plain-torch copy of it
   ClipTower          a CLIP text tower (token + positional embedding, open_clip-style residual
                      attention blocks with a causal mask, ln_final, text_projection), same names

@@ -139,7 +139,7 @@ def old_grad_share(term: str) -> str:
 
 
 # What the dashboard's trial page charts, by group; every numeric health key a trial reports is here
-# (tests/test_health_train.py checks it against a trained trial).
+# (tests/train/test_health_train.py checks it against a trained trial).
 HEALTH_GROUPS = {
     "Temperature": (TAU, TAU_TARGET),
     "MM at the reference temperature": (MM_REF, MM_REF0, MM_REF_CHANGE),

@@ -6,7 +6,7 @@ functions it was given; an experiment started before a module moved names it und
 import hook for exactly these names: a renamed module is the new module itself; a module whose
 names went to several homes is a stand-in that fetches each name from its new home on first use.
 Nothing else resolves through here, and the package's own code never imports an old name
-(tests/test_architecture.py). The targets are written as strings, imported only when an old
+(tests/project/test_architecture.py). The targets are written as strings, imported only when an old
 pickle names them: the Ray side's (lico_tune.tune.*) then loads only where Ray unpickles anyway.
 """
 from __future__ import annotations

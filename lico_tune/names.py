@@ -1,6 +1,6 @@
 """The name lists of the spec's choices, written once: the spec types are built from them
 (lico_tune/spec/trial.py) and each registry checks that it implements exactly these
-(tests/test_names.py). Imports nothing, so that every layer can read it. The dataset list is
+(tests/top/test_names.py). Imports nothing, so that every layer can read it. The dataset list is
 data/'s own (lico_tune/data/names.py: DATASETS, beside each dataset's class names)."""
 from __future__ import annotations
 

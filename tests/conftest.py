@@ -37,15 +37,21 @@ if "PYTEST_XDIST_WORKER" not in os.environ:
 E2E_FIXTURES = {"ray_tmp",                                            # Ray: its private RAY_TMPDIR
                 "results_root", "damaged_root", "finished",           # results_fixtures: sweeps under Ray
                 "ended", "stopped"}                                   # module fixtures running the CLI under Ray
-E2E_MODULES = {"test_autoscaling.py", "test_crash_resume_s3.py", "test_verified_bytes.py", "test_recover.py", "test_cluster.py", "test_safe_files.py", "test_targets.py", "test_dashboard.py", "test_make_demo.py", "test_resume.py", "test_trackers.py",
-               "test_trusted_state.py", "test_packaging.py", "test_study_figures.py", "test_true_status.py",
-               "test_no_lost_results.py", "test_preflight_offline.py", "test_published_studies.py"}
-E2E_TESTS = {"test_integrity_and_interrupts.py::test_dashboard_exits_on_sigterm_and_stops_streamlit",
-             "test_chance.py::test_old_experiment_without_the_flag_opens_in_report_and_dashboard",
-             "test_environment_errors.py::test_the_dashboards_root_box_refuses_an_unusable_root_in_seconds",
-             "test_environment_errors.py::test_paths_inside_an_unreadable_directory",     # the CLI under setpriv
-             "test_cli_help.py::test_version_is_the_package_version",                      # the CLI
-             "test_benchmarks.py::test_all_smoke_test_runs_without_the_project_dependencies"}  # a clean Python
+E2E_MODULES = {"cli/test_make_demo.py",
+               "dashboard/test_dashboard.py",
+               "plan/test_preflight_offline.py", "plan/test_targets.py",
+               "project/test_packaging.py", "project/test_published_studies.py", "project/test_study_figures.py",
+               "storage/test_safe_files.py",
+               "trust/test_no_lost_results.py", "trust/test_trusted_state.py", "trust/test_verified_bytes.py",
+               "tune/test_autoscaling.py", "tune/test_cluster.py", "tune/test_crash_resume_s3.py",
+               "tune/test_recover.py", "tune/test_resume.py", "tune/test_trackers.py", "tune/test_true_status.py"}
+E2E_TESTS = {"cli/test_integrity_and_interrupts.py::test_dashboard_exits_on_sigterm_and_stops_streamlit",
+             "train/test_chance.py::test_old_experiment_without_the_flag_opens_in_report_and_dashboard",
+             "cli/test_environment_errors.py::test_the_dashboards_root_box_refuses_an_unusable_root_in_seconds",
+             "cli/test_environment_errors.py::test_paths_inside_an_unreadable_directory",     # the CLI under setpriv
+             "cli/test_cli_help.py::test_version_is_the_package_version",                      # the CLI
+             "project/test_benchmarks.py::test_all_smoke_test_runs_without_the_project_dependencies"}  # a clean Python
+TESTS = Path(__file__).resolve().parent     # E2E_MODULES and E2E_TESTS name files relative to it
 _E2E_PROGRAMS = {"ray", "raylet", "gcs_server", "streamlit", "make", "lico-tune"}
 _E2E_MODULES = ("lico_tune.cli", "streamlit", "ray")
 
@@ -62,9 +68,13 @@ def starts_e2e_process(argv: list[str]) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    stale = sorted(m for m in E2E_MODULES | {t.split("::")[0] for t in E2E_TESTS} if not (TESTS / m).is_file())
+    if stale:       # a moved or renamed test file: its tests would lose the mark
+        raise pytest.UsageError(f"tests/conftest.py's E2E_MODULES or E2E_TESTS name missing files: {stale}")
     for item in items:
-        name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
-        if set(item.fixturenames) & E2E_FIXTURES or item.path.name in E2E_MODULES or name in E2E_TESTS:
+        module = item.path.resolve().relative_to(TESTS).as_posix()          # e.g. "tune/test_resume.py"
+        name = f"{module}::{getattr(item, 'originalname', item.name)}"
+        if set(item.fixturenames) & E2E_FIXTURES or module in E2E_MODULES or name in E2E_TESTS:
             item.add_marker(pytest.mark.e2e)
 
 

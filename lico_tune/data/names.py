@@ -3,7 +3,7 @@ y): the one list of datasets. The spec's `data.name` choices are built from DATA
 (lico_tune/spec/trial.py) and the registry (registry.py) asserts it implements exactly them.
 
 A leaf: it imports nothing, so the spec reads it without loading torch or the registry (the one
-import of data/ the spec makes; tests/test_architecture.py holds both to that).
+import of data/ the spec makes; tests/project/test_architecture.py holds both to that).
 Hard-coded so that names are known without loading (or downloading) a dataset; tests check
 them against torchvision and against the data itself. Names go into text prompts, so they are
 words: digits are spelled out and CIFAR-100's underscores become spaces.

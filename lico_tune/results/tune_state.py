@@ -16,7 +16,7 @@ config and last epoch of every trial, following Ray's own rules:
   `status`, `relative_logdir`, `config`; `restore_run_metadata` reads `last_result`,
   `error_filename`, `num_failures`.
 
-tests/test_resume.py checks both rules against `ExperimentAnalysis` on an experiment that Ray
+tests/tune/test_resume.py checks both rules against `ExperimentAnalysis` on an experiment that Ray
 itself wrote, was SIGKILLed and resumed.
 """
 from __future__ import annotations

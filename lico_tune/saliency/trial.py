@@ -31,7 +31,7 @@ def saliency_metric_keys(cfg, data) -> list[str]:
     """The keys `trial_saliency(classifier, data, cfg, ...)` returns, known before training (a trial
     reports them from its first epoch, empty until computed: Ray fixes progress.csv's columns at the
     first report). Derived from the saliency metrics table (evaluate.METRICS) under the trial's Settings;
-    tests/test_saliency_protocols.py checks this list against trial_saliency's output."""
+    tests/saliency/test_saliency_protocols.py checks this list against trial_saliency's output."""
     idx = fixed_test_indices(data.test, cfg.n_images, cfg.seed)
     methods = list(cfg.cams) if cfg.n_images else []
     keys: list[str] = []

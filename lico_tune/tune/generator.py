@@ -10,7 +10,7 @@ driver killed mid-way leaves pieces of different saves (Ray warns of it: "may ca
 issues upon restoration"). Measured on S3 (tests/test_crash_resume_s3.py): the generator's count
 said 4 of 4 trials created while the trials' snapshot held 2, so the resumed sweep ended with 2
 trials, the other 2 lost for good; with a concurrency limit (search.max_concurrent) the lost trials
-held its slots and the resume waited forever (grid and Optuna, tests/test_search_resume.py).
+held its slots and the resume waited forever (grid and Optuna, tests/tune/test_search_resume.py).
 
 So after restoring, the generator takes the trials' snapshot (the state Ray restored the trials
 from, in the same staging folder) as the truth:

@@ -248,7 +248,7 @@ _written: dict[str, int] = {}
 
 
 def _testing_pause(point: str, name: str) -> None:
-    """A testing aid (tests/test_crash_resume_s3.py), off unless LICO_TUNE_TESTING_PAUSE_AT is set to
+    """A testing aid (tests/tune/test_crash_resume_s3.py), off unless LICO_TUNE_TESTING_PAUSE_AT is set to
     POINT:PREFIX:N: at the Nth write of a signed name starting with PREFIX, at POINT ("sign": before
     the manifest is written; "upload": between the manifest and the file), the driver creates
     $LICO_TUNE_TESTING_PAUSE_DIR/paused and sleeps, so that a test can SIGKILL it in that window."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.image import imread
 
 pytest_plugins = ["results_fixtures"]
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "study_figures.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "study_figures.py"
 
 
 def _load():

@@ -1,5 +1,5 @@
 """Shipped specs by name (lico_tune/cli/shipped.py): `lico-tune run quickstart.yaml` and `lico-tune
-specs` without a checkout's search_spaces/ (tests/test_packaging.py runs them from an installed wheel)."""
+specs` without a checkout's search_spaces/ (tests/project/test_packaging.py runs them from an installed wheel)."""
 from pathlib import Path
 
 import pytest

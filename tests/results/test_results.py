@@ -43,7 +43,7 @@ def test_t_interval_of_1_2_3_is_the_hand_worked_one():
 
 def test_bootstrap_below_the_coverage_guard_is_refused():
     # The percentile bootstrap of [1, 2, 3] was [min, max] = [1, 3] (a resample of three 1s has
-    # probability 3.7% > 2.5%), a "95%" interval that covers ~72% at n = 3 (tests/test_stats.py).
+    # probability 3.7% > 2.5%), a "95%" interval that covers ~72% at n = 3 (tests/results/test_stats.py).
     # Below BOOTSTRAP_MIN_N the report now gives the t interval and says why.
     ci = bootstrap_interval([1.0, 2.0, 3.0])
     assert ci["method"].startswith("t (bootstrap refused: n=3")

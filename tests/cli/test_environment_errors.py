@@ -25,9 +25,9 @@ from lico_tune.cli import main
 from ray_helpers import REPO, lico_tune, lico_tune_cleanly, private_tmpdir, ray_env, write_spec
 from test_bad_input import VALID, ws  # noqa: F401  (ws: the in-process workspace fixture, Ray replaced)
 from conftest import assert_refused, checksums
+from os_helpers import NO_DAC, Tmpfs
 
 CLOUD_WAIT_S = "1.5"        # $LICO_TUNE_CLOUD_TIMEOUT_S for these tests: an unreachable root is refused fast
-NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]   # root that respects file modes
 
 
 def in_process(argv: list[str], capsys, watch: Path, culprit: str, limit_s: float = 30) -> str:
@@ -66,28 +66,6 @@ def ended(tmp_path_factory):
     assert out.returncode == 1 and "1 errored" in out.stdout, out.stdout[-4000:]
     assert list((work / "res" / "done").glob("trial_*/checkpoint_*/checkpoint.pt")), out.stdout[-4000:]
     return {"root": work / "res", "exp": work / "res" / "done", "spec": spec}
-
-
-class Tmpfs:
-    """A tmpfs of `size` mounted at `path` (read-only with `remount_ro`); unmounted on exit."""
-
-    def __init__(self, path: Path, size: str):
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-        got = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)
-        if got.returncode != 0:
-            pytest.fail(f"cannot mount a tmpfs here (the test needs root): {got.stderr.strip()}")
-
-    def remount_ro(self) -> None:
-        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if subprocess.run(["umount", str(self.path)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from lico_tune.spec import TrialConfig, get_path, load_spec, set_path, validate_trial
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # field -> (default, where it comes from)
 DEFAULTS = {

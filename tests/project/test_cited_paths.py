@@ -20,7 +20,7 @@ import tokenize
 from functools import lru_cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOP = sorted(p.name for p in REPO.iterdir() if p.is_dir() and not p.name.startswith(".")
              and p.name not in ("build", "dist", "__pycache__") and not p.name.endswith(".egg-info"))
 PATH = re.compile(r"(?<![\w./~:-])((?:%s)/[\w./-]*)" % "|".join(map(re.escape, TOP)))

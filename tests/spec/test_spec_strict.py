@@ -3,7 +3,7 @@ trained something other than what it said, or failed later with a traceback; `li
 now refuses it (exit 2, one paragraph naming the culprit, no traceback) and accepts it again once
 fixed. Results: a value that cannot be a measurement (Infinity, NaN at the end, an accuracy outside
 0-100%) and an empty result.json are named in warnings and kept out of the means. (That every
-shipped spec still plans: tests/test_search.py.)"""
+shipped spec still plans: tests/tune/test_search.py.)"""
 from __future__ import annotations
 
 import copy

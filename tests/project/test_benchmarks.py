@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 # Imported now: importing POT later (via opencv's loader) puts back an older copy of sys.path.
 import class_tokens  # noqa: E402
@@ -123,7 +123,7 @@ def test_all_py_loss_options_are_the_spec_defaults():
     import ast
 
     from lico_tune.spec import MMConfig, OTConfig
-    source = (Path(__file__).resolve().parents[1] / "benchmarks" / "all.py").read_text()
+    source = (Path(__file__).resolve().parents[2] / "benchmarks" / "all.py").read_text()
     ns = {line.split(" = ")[0]: ast.literal_eval(line.split(" = ", 1)[1]) for line in source.splitlines()
           if line.startswith(("MM_KW = ", "OT_KW = "))}
     assert ns["MM_KW"] == MMConfig().model_dump(include=set(ns["MM_KW"]))

@@ -20,7 +20,7 @@ import yaml
 
 from lico_tune.cli import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RAYJOB = ROOT / "deploy" / "kuberay" / "rayjob.yaml"
 PVC = ROOT / "deploy" / "kuberay" / "results-pvc.yaml"
 SBATCH = ROOT / "deploy" / "slurm" / "lico-tune.sbatch"

@@ -127,7 +127,7 @@ def test_the_study_specs_paper_scale_recipe_validates(capsys):
     """The `--set` recipe in study_offline.yaml's header is a promise: it must give a valid spec."""
     import shlex
     from lico_tune.cli import main
-    path = Path(__file__).resolve().parents[1] / "search_spaces" / "study_offline.yaml"
+    path = Path(__file__).resolve().parents[2] / "search_spaces" / "study_offline.yaml"
     lines = path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if "--name study-paper-scale" in line)
     recipe = []

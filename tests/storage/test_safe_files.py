@@ -34,7 +34,7 @@ from lico_tune.storage.safe_files import MAX_READ_BYTES, UnsafeFile, read_bytes,
 from lico_tune.storage import Storage, write_text
 from ray_helpers import REPO, kill_started, lico_tune_cleanly, private_tmpdir, ray_env
 from conftest import assert_refused
-from test_environment_errors import NO_DAC, Tmpfs
+from os_helpers import NO_DAC, Tmpfs
 
 pytest_plugins = ["results_fixtures"]
 
