@@ -7,7 +7,7 @@ concurrency limiter's live trials, the repeater's groups), the searcher (searche
 for an Optuna study on cloud storage, a copy of the study (optuna.db, searchers.py). A background
 thread uploads them one by one while the next save may already rewrite the staging folder, so a
 driver killed mid-way leaves pieces of different saves (Ray warns of it: "may cause consistency
-issues upon restoration"). Measured on S3 (tests/test_crash_resume_s3.py): the generator's count
+issues upon restoration"). Measured on S3 (tests/tune/test_crash_resume_s3.py): the generator's count
 said 4 of 4 trials created while the trials' snapshot held 2, so the resumed sweep ended with 2
 trials, the other 2 lost for good; with a concurrency limit (search.max_concurrent) the lost trials
 held its slots and the resume waited forever (grid and Optuna, tests/tune/test_search_resume.py).

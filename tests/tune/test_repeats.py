@@ -205,7 +205,8 @@ def test_random_with_repeats_goes_through_the_repeater_and_smoke_keeps_two_trial
     from lico_tune.tune.searchers import search_algorithm
     plan = plan_search(spec_of(tiny_trial_tree, search={"algorithm": "random", "num_samples": 4, "repeats": 3,
                                                         "space": EPS, "allow_inert": ON_PURPOSE}), storage=str(tmp_path))
-    alg, space, num_samples = search_algorithm(plan)
+    gen, space, num_samples = search_algorithm(plan)
+    alg = gen.searcher                                  # inside its generator (tune/generator.py)
     assert isinstance(alg, SeedRepeater) and alg.repeat == 3 and isinstance(alg.searcher, OptunaSearch)
     assert space == {} and num_samples == plan.n_trials == 12
     smoke = plan_search(load_spec(REPO / "search_spaces" / "ot_eps.yaml"), storage=str(tmp_path), smoke=True)

@@ -125,7 +125,7 @@ def test_the_study_of_an_experiment_on_cloud_storage_is_one_file_on_the_driver(t
     cloud = plan_search(spec_of(tiny_trial_tree, search=search), name="x", storage="s3://bucket/root")
     assert cloud.study_on_driver == tmp_path / "cache" / "optuna" / "x.db"
     assert cloud.optuna_url == f"sqlite:///{tmp_path / 'cache' / 'optuna' / 'x.db'}"
-    alg, _, _ = search_algorithm(cloud)
+    alg = search_algorithm(cloud)[0].searcher          # inside its generator (tune/generator.py)
     assert alg.lico_study_file == str(cloud.study_on_driver) and cloud.study_on_driver.is_file()
     local = plan_search(spec_of(tiny_trial_tree, search=search), name="x", storage=str(tmp_path / "res"))
     assert local.study_on_driver is None and local.optuna_url == f"sqlite:///{tmp_path / 'res' / 'x' / 'optuna.db'}"
@@ -250,14 +250,21 @@ def test_validate_makes_the_search_checks_of_run(tmp_path, capsys):
 
 def test_asha_and_optuna_skip_the_nan_padding_of_a_first_report():
     """A trial's first report holds NaN for the metrics it computes later (progress.csv's columns);
-    ASHA and Optuna must not take that NaN for a value (an unknown trial would raise KeyError if
-    they looked it up)."""
+    ASHA and Optuna must not take that NaN for a value; a trial the searcher never handed out
+    (a resume from pieces of two saves: tune/generator.py) is ignored, not a KeyError."""
     from ray.tune.schedulers import TrialScheduler
     from lico_tune.tune.searchers import LicoASHA, LicoOptunaSearch
 
     asha = LicoASHA(time_attr="epoch", metric="test/acc", mode="max", max_t=4, grace_period=1)
     assert asha.on_trial_result(None, object(), {"epoch": 1, "test/acc": float("nan")}) == TrialScheduler.CONTINUE
-    search = LicoOptunaSearch(metric="saliency/gradcam/overall", mode="max")
-    search.on_trial_result("never-suggested", {"epoch": 1, "saliency/gradcam/overall": float("nan")})
-    with pytest.raises(KeyError):   # a real value goes through to Optuna (which needs the trial)
-        search.on_trial_result("never-suggested", {"epoch": 2, "saliency/gradcam/overall": 0.3})
+    import optuna
+    search = LicoOptunaSearch(space={"x": optuna.distributions.FloatDistribution(0, 1)},
+                              metric="saliency/gradcam/overall", mode="max")
+    search.suggest("t")
+    search.on_trial_result("t", {"epoch": 1, "training_iteration": 1, "saliency/gradcam/overall": float("nan")})
+    reported = lambda: search._ot_study.get_trials(deepcopy=False)[0].intermediate_values  # noqa: E731
+    assert reported() == {}
+    search.on_trial_result("t", {"epoch": 2, "training_iteration": 2, "saliency/gradcam/overall": 0.3})
+    assert reported() == {2: 0.3}, "a real value goes through to Optuna"
+    search.on_trial_result("never-suggested", {"epoch": 2, "training_iteration": 2, "saliency/gradcam/overall": 0.3})
+    search.on_trial_complete("never-suggested", {"saliency/gradcam/overall": 0.3})   # unknown: ignored
