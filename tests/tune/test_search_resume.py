@@ -8,7 +8,7 @@ import pytest
 from ray.tune.search import ConcurrencyLimiter
 
 from lico_tune.keys import TRIAL_INDEX
-from lico_tune.tune.generator import NEVER_RUN, LicoSearchGenerator
+from lico_tune.tune.generator import NEVER_RUN, LicoSearchGenerator, LicoVariantGenerator
 from lico_tune.tune.repeater import SeedRepeater
 from lico_tune.tune.searchers import LicoOptunaSearch, OptunaCells
 
@@ -162,3 +162,48 @@ def test_a_resumed_sweep_whose_snapshot_is_older_than_its_searcher_runs_every_pl
     assert all(told.get(tid) == optuna.trial.TrialState.COMPLETE for tid in statuses), (told, statuses)
     assert all(t.user_attrs.get("lico_tune") == NEVER_RUN for t in study.get_trials(deepcopy=False)
                if t.state != optuna.trial.TrialState.COMPLETE)
+
+
+def grid_generator(max_concurrent: int = 2) -> LicoVariantGenerator:
+    from ray import tune
+    from ray.tune.experiment import Experiment
+    gen = LicoVariantGenerator(max_concurrent=max_concurrent, random_state=0)
+    gen.add_configurations([Experiment("x", run=lambda config: None,
+                                       config={"train.seed": tune.grid_search([0, 1, 2, 3])})])
+    return gen
+
+
+def drain(gen) -> list:
+    """Ray's loop: take trials while the generator gives them, completing each one it gives."""
+    out = []
+    while not gen.is_finished():
+        trial = gen.next_trial()
+        if trial is None:
+            break
+        out.append(trial)
+        gen.on_trial_complete(trial.trial_id)
+    return out
+
+
+def test_a_grid_resumed_from_an_older_snapshot_creates_the_lost_trials_again_first():
+    gen = grid_generator()
+    made = [gen.next_trial() for _ in range(2)]           # both slots taken
+    assert gen.next_trial() is None
+    gen.agree_with({made[0].trial_id: {"status": "RUNNING", "config": made[0].config}})
+    assert gen._live_trials == {made[0].trial_id}, "the lost trial must free its slot"
+    gen.on_trial_complete(made[0].trial_id)
+    rest = drain(gen)
+    assert [t.config["train.seed"] for t in rest] == [1, 2, 3], "the lost seed first, then the grid goes on"
+    assert rest[0].trial_id not in {t.trial_id for t in made}, "a new id: the lost one's directory may hold a start"
+    assert gen.is_finished()
+
+
+def test_a_grid_resumed_from_a_newer_snapshot_does_not_create_its_trials_twice():
+    gen = grid_generator(max_concurrent=0)
+    first = gen.next_trial()
+    later = {first.trial_id: {"status": "TERMINATED", "config": first.config},
+             "x_00001": {"status": "RUNNING", "config": {"train.seed": 1}}}
+    gen.agree_with(later)                                  # the snapshot knows a trial the generator's piece does not
+    assert [t.config["train.seed"] for t in drain(gen)] == [2, 3]
+    assert "x_00001" in gen._live_trials
+
