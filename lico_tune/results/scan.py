@@ -117,6 +117,7 @@ def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
     for tid, s in state.items():
         if tid not in seen:
             trials.append(pending_trial(name, tid, join(path, s.get("dir") or tid), s, driver))
+    _one_per_seed(trials, set(state))
     counts: dict[str, int] = {}
     for t in trials:
         counts[t["status"]] = counts.get(t["status"], 0) + 1
@@ -132,6 +133,24 @@ def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
            "run_state": driver.state, "run_note": driver.why,
            "fingerprint": fingerprint(storage, path), "warnings": warnings}
     return exp, trials
+
+
+def _one_per_seed(trials: list[dict], in_state: set[str]) -> None:
+    """Two finished trials of one configuration and seed are one run twice, not two samples: after a
+    resume whose snapshot lacked a trial that had finished (tune/generator.py creates it again), its
+    directory stays beside its replacement. The one Tune's state knows counts; the other is kept,
+    named, and left out of the statistics."""
+    first: dict[tuple, dict] = {}
+    for t in sorted(trials, key=lambda t: t["trial_id"] not in in_state):
+        if not t["usable"]:
+            continue
+        key = (t["arm"], t["dataset"], t["config_id"], t["seed"])
+        if key in first:
+            t["warnings"].append(f"the same configuration and seed as trial {first[key]['trial_id']} (run again "
+                                 f"after a resume): one run counted once, so this one is left out of the statistics")
+            t["usable"], t["damaged"] = False, True
+        else:
+            first[key] = t
 
 
 def scan_root(root: str) -> tuple[list[dict], list[dict]]:
