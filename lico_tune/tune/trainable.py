@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -49,8 +50,21 @@ def _scalar_metrics(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
 
 
+def exit_is_not_an_error(unraisable) -> None:
+    """sys.unraisablehook of a trial's worker. Ray ends a worker with SIGTERM, which Ray's handler turns
+    into SystemExit; raised inside a weakref callback or a __del__ it reaches this hook, whose default
+    prints "Exception ignored in ... Traceback" into the driver's output (log_to_driver) at the end of
+    a sweep that went well (seen after a resume: a WeakSet's _remove). An exit is not a trial's error;
+    anything else is printed as Python would."""
+    if isinstance(unraisable.exc_value, (SystemExit, KeyboardInterrupt)):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def run_trial(config: dict, runtime: dict) -> None:
     from ..train import train_trial  # here, not at the top: the driver builds the Tuner without torch
+
+    sys.unraisablehook = exit_is_not_an_error
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)   # no "Checkpoint created" line per epoch
     cfg = resolve_trial(runtime, config)

@@ -207,3 +207,35 @@ def test_a_grid_resumed_from_a_newer_snapshot_does_not_create_its_trials_twice()
     assert [t.config["train.seed"] for t in drain(gen)] == [2, 3]
     assert "x_00001" in gen._live_trials
 
+
+
+def test_a_workers_exit_in_a_weakref_callback_prints_nothing_but_an_error_still_does(capsys):
+    """Ray's SIGTERM of a trial's worker (SystemExit) raised inside a WeakSet's callback printed a
+    'Traceback' into a resumed sweep's output; the trainable's hook keeps exits quiet, not errors."""
+    import gc
+    import sys
+    import weakref
+
+    from lico_tune.tune.trainable import exit_is_not_an_error
+
+    class Thing:
+        pass
+
+    def raising(exc):
+        def callback(_ref):
+            raise exc
+        return callback
+
+    old = sys.unraisablehook
+    sys.unraisablehook = exit_is_not_an_error
+    try:
+        for exc in (SystemExit(0), ValueError("a real error")):
+            thing = Thing()
+            ref = weakref.ref(thing, raising(exc))  # noqa: F841  (kept alive so its callback runs)
+            del thing
+            gc.collect()
+    finally:
+        sys.unraisablehook = old
+    err = capsys.readouterr().err
+    assert "SystemExit" not in err
+    assert "ValueError: a real error" in err and "Traceback" in err
