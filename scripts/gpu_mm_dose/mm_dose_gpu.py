@@ -229,11 +229,11 @@ class Arm:
         self.dose0, self.last_seconds, self.history = None, 0.0, []
 
     def train_step(self, x: Tensor, y: Tensor, probe: bool) -> Tensor:
-        """One SGD step; returns (ce, mm, dose, correct) as a (4,) tensor on the device (no sync);
-        mm is 0 for CE, dose is nan unless this step probes an MM arm."""
+        """One SGD step -> (ce, mm, dose, correct) (4,) on the device (no sync); dose nan unless a probe."""
         self.model.train()
         logits, fmap, emb = self.model.forward_all(normalize(x))
-        ce, mm, dose = F.cross_entropy(logits, y), torch.zeros((), device=x.device), torch.full((), math.nan)
+        nan = x.new_full((), math.nan, dtype=torch.float32)  # on the device: a host copy would sync the GPU
+        ce, mm, dose = F.cross_entropy(logits, y), torch.zeros_like(nan), nan
         if self.mm:
             mm = mm_loss(emb, self.text[y], self.temperature(), sign=SIGN, distance=DISTANCE,
                          target_temperature=self.temperature.target)
@@ -245,7 +245,7 @@ class Arm:
         self.opt.step()
         self.sched.step()
         correct = (logits.argmax(1) == y).sum()
-        return torch.stack([ce.detach(), mm.detach(), dose.to(x.device), correct.float()])
+        return torch.stack([ce.detach(), mm.detach(), dose, correct.float()])
 
     def run_epoch(self, train: tuple, test: tuple) -> dict:
         start, (xs, ys), lr = time.perf_counter(), train, self.sched.get_last_lr()[0]
