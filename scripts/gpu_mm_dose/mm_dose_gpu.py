@@ -389,7 +389,7 @@ def main(argv=None) -> int:
                 print(json.dumps(rec), flush=True)
                 log.write(json.dumps(rec) + "\n")
     summary = (f"{table(arms)}\n{stopped or f'all {epochs} planned epochs ran'}; "
-               f"wall {time.perf_counter() - t_start:.0f} s on {device}\n")
+               f"wall {time.perf_counter() - t_start:.0f} s on {device}; fixed class features, not the full LICO arm\n")
     (out / "table.txt").write_text(summary)
     print(summary, end="")
     return 0
