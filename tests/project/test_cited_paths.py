@@ -36,7 +36,7 @@ OTHER_PROJECTS = {"main.py", "text_encoder.py", "wideresnet_prompt.py",         
                   "callback.py", "trial.py", "monitor.py"}                        # ray/tune, ray/autoscaler
 OLD_NAMES_ON_PURPOSE = {"legacy.py", "test_architecture.py", "test_cited_paths.py"}
 BASENAMES = {p.name for p in SOURCES} | {p.name for p in REPO.iterdir()} | \
-    {p.name for d in ("dashboards", "deploy", "docs", "benchmarks") for p in (REPO / d).rglob("*")}
+    {p.name for d in ("dashboards", "deploy", "docs", "benchmarks", "scripts") for p in (REPO / d).rglob("*")}
 
 
 def prose_of(file: Path) -> str:

@@ -1,7 +1,7 @@
 """scripts/gpu_mm_dose/mm_dose_gpu.py (issue 32, item 7): the copies it carries to a GPU machine (MM,
 the temperature forms, WRN-28-2, the dose probe) equal lico-tune's own, its constants are the spec's,
 and a tiny run on synthetic data in the carried layout goes through on the CPU. Not e2e: nothing is
-started; the real carried folder (prepare.py writes it, git-ignored) is never needed."""
+started; the real carried folder (scripts/gpu_mm_dose/prepare.py writes it, git-ignored) is never needed."""
 import gzip
 import hashlib
 import importlib.util
