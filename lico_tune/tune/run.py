@@ -24,7 +24,7 @@ from .cluster import read_capacity
 from .driver import driving, remove_scratch
 from .interrupt import graceful_stop
 from .progress import quiet_trial_tracebacks
-from .restore import check_restorable, no_fresh_start
+from .restore import check_restorable, no_fresh_start, no_pending_trial_warnings
 from .retry import install as no_retry_of_permanent_errors
 from .signed_fs import signed_filesystem
 from .summary import Summary, summarize
@@ -172,8 +172,9 @@ def _resume(plan: Plan, address: Optional[str], out) -> Summary:
                             f"(the run was stopped before its first snapshot); start it again with `lico-tune run`.")
         print(f"resuming {plan.experiment} from {experiment_dir}", file=out, flush=True)
         quiet_trial_tracebacks()
-        tuner = tune.Tuner.restore(fs_path, trainable=trainable_with_resources(plan), resume_errored=True,
-                                   storage_filesystem=fs)
+        with no_pending_trial_warnings():
+            tuner = tune.Tuner.restore(fs_path, trainable=trainable_with_resources(plan), resume_errored=True,
+                                       storage_filesystem=fs)
         with no_fresh_start(experiment_dir):            # whatever else Ray fails to restore
             results, stopped_by = _fit(tuner, experiment_dir, signer)
         summary = summarize(results, plan, out=out, interrupted=stopped_by)
