@@ -6,19 +6,23 @@
 #
 #   docs/study/language/continue.sh                 # start or continue Part A (study-language)
 #   PART=B docs/study/language/continue.sh          # Part B (study-language-placed), after A
+#   PART=C docs/study/language/continue.sh          # Part C (search_spaces/mm_dose.yaml), after B
 #   docs/study/language/continue.sh --save          # after stopping: state -> docs/study/language/state/
 #   docs/study/language/continue.sh --longrun       # the long-run CE runs behind the budget (logs committed)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 REPO=$PWD
-COMMIT=${COMMIT:-a0b4137}              # the study's code: the commit that declared it (README: Parts)
+COMMIT=a0b4137                         # the study's code: the commit that declared it (README: Parts)
 WT=/work/wt-language
 STORAGE=/work/study-results
 PART=${PART:-A}
 case "$PART" in
   A) NAME=study-language_2026-12-07; SPEC=search_spaces/study_language.yaml ;;
   B) NAME=study-language-placed_2026-12-07; SPEC=search_spaces/study_language_placed.yaml ;;
-  *) echo "PART is A or B" >&2; exit 2 ;;
+  # Part C's spec (mm_dose.yaml as Part C) was committed at 98d2e20, 12 minutes after the declaration;
+  # lico_tune/ is the same at both commits (`git diff a0b4137 98d2e20 -- lico_tune` is empty).
+  C) NAME=study-language-dose_2026-12-07; SPEC=search_spaces/mm_dose.yaml; COMMIT=98d2e20; WT=/work/wt-language-c ;;
+  *) echo "PART is A, B or C" >&2; exit 2 ;;
 esac
 STATE=$REPO/docs/study/language/state/$NAME  # absolute: the script runs from the worktree below
 if [ "${1:-}" = --save ]; then
@@ -50,6 +54,7 @@ export RAY_TMPDIR=${RAY_TMPDIR:-/tmp/rt-language}
 mkdir -p "$RAY_TMPDIR"
 cd "$WT"
 if [ "${1:-}" = --longrun ]; then  # CE to its long-run accuracy in each regime: what "within 3 points" is measured against
+  [ "$PART" != C ] || { echo "Part C reads its doses against its own alpha = 0 anchor: no long run" >&2; exit 2; }
   out=$REPO/docs/study/language/longrun
   mkdir -p "$out"
   run() {  # name, then --set overrides on the spec's base (the ce arm's fields)
