@@ -6,6 +6,7 @@ config, the selection and repeat rules, and the preflight checks that run before
     selection.py  what a search may select on; repeats over seeds
     inert.py      searched fields that cannot change training in a cell (refused, or named)
     preflight.py  offline data and weights, resources: before Ray starts
+    capacity.py   whether a trial fits the joined cluster: its nodes, or a node type its autoscaler may launch
     fetchable.py  whether a download URL answers (one short request)
     targets.py    the trackers (MLflow, W&B) answer within a bound, with credentials: before Ray starts
 """

