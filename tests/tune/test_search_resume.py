@@ -153,6 +153,7 @@ def test_a_resumed_sweep_whose_snapshot_is_older_than_its_searcher_runs_every_pl
     out = lico_tune(["resume", str(experiment)], ray_tmp, timeout=400)
     assert out.returncode == 0, out.stdout[-5000:]
     assert "4 trials, 4 finished, 0 errored" in out.stdout, out.stdout[-3000:]
+    assert "handed out after the snapshot are created again" in out.stdout, "the user is told what resume did"
     statuses = trial_statuses(experiment)
     assert len(statuses) == 4 and set(statuses.values()) == {"TERMINATED"}
     if algorithm != "optuna":
