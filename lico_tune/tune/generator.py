@@ -180,6 +180,7 @@ class LicoVariantGenerator(BasicVariantGenerator):
 
     def agree_with(self, trials: dict[str, dict]) -> None:
         made = self.__dict__.setdefault("_made", {})
+        before = len(made)
         lost = [t for t in made if t not in trials]
         unknown = [t for t in trials if t not in made]
         for trial_id in lost:
@@ -194,4 +195,4 @@ class LicoVariantGenerator(BasicVariantGenerator):
             self._record(trial)
         self._live_trials |= {t for t in unknown if trials[t].get("status") not in _ENDED}
         if lost or unknown:
-            _warn(len(lost), len(unknown), len(made) - len(unknown) + len(lost), len(trials))
+            _warn(len(lost), len(unknown), before, len(trials))
