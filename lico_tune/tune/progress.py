@@ -5,6 +5,8 @@ table (`lico-tune run --verbose` keeps that table, `tuner.reporter`).
     12:01:05 start   3f2a1_00000 arm ce  lr=0.05
     12:01:09 epoch 1 3f2a1_00000 arm ce  acc 81.3  train/loss 0.412
     12:01:12 done    3f2a1_00000 arm ce  acc 84.7  saliency/gradcam/overall 0.213
+    12:02:40 health  3f2a1_00001 arm mm  MM inactive: tau grew to 2.4 and MM at the reference ...
+    12:03:02 done    3f2a1_00001 arm mm  acc 84.6  health: MM inactive
     12:01:30 status  2 running, 1 finished, 0 errored, 5 pending (of 8); 0:00:25 elapsed
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Optional
 from ray.tune import Callback
 
 from ..errors import error_reason
+from ..keys import HEALTH_WARNINGS, read_health_warnings
 from .retry import retryable_text
 
 
@@ -32,12 +35,16 @@ def _fmt(v: float) -> str:
 class TrialEvents(Callback):
     """One line per trial event and a status line every `interval_s` seconds (0: none). The
     metrics shown are `metrics` (the spec's search metrics with test/acc first); only what a
-    result carries (finite) is shown. Printing goes to the driver's standard output."""
+    result carries (finite) is shown. A health warning (a LICO term inactive, a trial at chance) gets
+    a line of its own when a result first carries it, and its kind is repeated on the trial's done
+    line: a term that trained nothing must not pass unseen behind a good accuracy. Printing goes to
+    the driver's standard output."""
 
     def __init__(self, metrics: list[str], n_trials: Optional[int] = None, interval_s: float = 30.0):
         self.metrics = list(dict.fromkeys(["test/acc", *metrics]))
         self.n_trials, self.interval_s = n_trials, interval_s
         self.started = self.last_status = None
+        self.warned: dict[str, list] = {}  # trial id -> the HealthWarning values already printed
 
     def _say(self, event: str, trial, text: str = "") -> None:
         arm = (trial.config or {}).get("arm")
@@ -63,9 +70,17 @@ class TrialEvents(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._say(f"epoch {result.get('epoch', '?')}", trial, self._values(result))
+        warned = self.warned.setdefault(trial.trial_id, [])
+        for w in read_health_warnings(result.get(HEALTH_WARNINGS)):
+            if w not in warned:
+                warned.append(w)
+                self._say("health", trial, str(w))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._say("done", trial, self._values(trial.last_result or {}))
+        result = trial.last_result or {}
+        kinds = list(dict.fromkeys(w.kind for w in read_health_warnings(result.get(HEALTH_WARNINGS))))
+        self._say("done", trial, "  ".join(filter(None, [self._values(result),
+                                                         "health: " + ", ".join(kinds) if kinds else ""])))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         n, limit = trial.run_metadata.num_failures, trial.max_failures
