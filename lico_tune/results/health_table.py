@@ -74,24 +74,28 @@ HEALTH_CAPTION = ("Mean final health of the LICO terms over finished trials: mm_
 
 
 def chance_cells(usable: pd.DataFrame) -> list[dict]:
-    """{arm, dataset, k, n} for each (arm, dataset) where k of the n trials that report the flag
-    `health/warn/at_chance` raised it (k >= 1). Trials without the flag (older runs) count in neither."""
+    """{arm, dataset, k, n, trials} for each (arm, dataset) where k of the n trials that report the flag
+    `health/warn/at_chance` raised it (k >= 1), `trials` their ids (where the frame has `trial_id`).
+    Trials without the flag (older runs) count in neither."""
     if usable.empty or AT_CHANCE_FLAG not in usable.columns:
         return []
     out = []
     for (arm, dataset), g in usable.groupby(["arm", "dataset"], sort=False, dropna=False):
-        flag = pd.to_numeric(g[AT_CHANCE_FLAG], errors="coerce")
-        k = int((flag > 0).sum())
-        if k:
-            out.append({"arm": arm, "dataset": dataset, "k": k, "n": int(flag.notna().sum())})
+        at_chance = pd.to_numeric(g[AT_CHANCE_FLAG], errors="coerce")
+        hit = g[at_chance > 0]
+        if len(hit):
+            trials = [str(t) for t in hit["trial_id"]] if "trial_id" in g.columns else []
+            out.append({"arm": arm, "dataset": dataset, "k": len(hit), "n": int(at_chance.notna().sum()),
+                        "trials": trials})
     return out
 
 
 def chance_note(cells: list[dict]) -> Optional[str]:
-    """One plain paragraph naming the arms and datasets with trials at chance, or None."""
+    """One plain paragraph naming the arms, datasets and trials at chance, or None."""
     if not cells:
         return None
-    where = ", ".join(f"{c['arm']} · {c['dataset']}: {c['k']}/{c['n']} trials" for c in cells)
+    where = ", ".join(f"{c['arm']} · {c['dataset']}: {c['k']}/{c['n']} trials"
+                      + (f" ({', '.join(c['trials'])})" if c.get("trials") else "") for c in cells)
     return (f"⚠ At chance: {where}. There the explained model's test accuracy is not above always answering the "
             f"most frequent class (one-sided exact binomial test, α = {CHANCE_ALPHA:g}): the model learned "
             f"nothing, so its saliency and pointing numbers, and the paired comparisons of them below, are not "

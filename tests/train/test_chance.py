@@ -25,7 +25,7 @@ from lico_tune.data import build_data
 from lico_tune.data.loader import iterate_batches
 from lico_tune.layout import PARAMS_FILE, RESULT_FILE, RUN_FILE, TRIAL_SPEC
 from lico_tune.results import build_report, render
-from lico_tune.results.health_table import chance_cells, health_display, health_table
+from lico_tune.results.health_table import chance_cells, chance_note, health_display, health_table
 from lico_tune.results.ranges import metric_range
 from lico_tune.results.table import build_results
 from lico_tune.spec import validate_trial
@@ -160,10 +160,15 @@ def test_health_table_counts_at_chance_for_ce_arms_and_keeps_grad_columns_empty(
     assert shown.loc[("ce", "fmnist"), "warnings"] == "none" and shown.loc[("lico", "digits"), "warnings"] == "none"
     for col in ("mm_ref_change", "grad² ce", "grad² mm", "grad² ot"):
         assert shown.loc[("ce", "digits"), col] == "-" and shown.loc[("lico", "digits"), col] != "-"
-    assert chance_cells(_frame(rows)) == [{"arm": "ce", "dataset": "digits", "k": 3, "n": 5}]
+    assert chance_cells(_frame(rows)) == [{"arm": "ce", "dataset": "digits", "k": 3, "n": 5, "trials": []}]
     # An older trial without the flag counts in neither k nor n; an arm of only such trials shows '-'.
     old = rows + [{"arm": "ce", "dataset": "digits"}, {"arm": "old", "dataset": "digits"}]
-    assert chance_cells(_frame(old)) == [{"arm": "ce", "dataset": "digits", "k": 3, "n": 5}]
+    assert chance_cells(_frame(old)) == [{"arm": "ce", "dataset": "digits", "k": 3, "n": 5, "trials": []}]
+    # With the trials' ids (the results table has them), each trial at chance is named.
+    named = _frame([{**row, "trial_id": f"t_{i:05d}"} for i, row in enumerate(rows)])
+    cells = chance_cells(named)
+    assert cells == [{"arm": "ce", "dataset": "digits", "k": 3, "n": 5, "trials": ["t_00000", "t_00001", "t_00002"]}]
+    assert "ce · digits: 3/5 trials (t_00000, t_00001, t_00002)" in chance_note(cells)
     table = health_table(_frame(old)).set_index(["arm", "dataset"])
     assert table.loc[("ce", "digits"), "trials"] == 6 and table.loc[("old", "digits"), "warnings"] == "-"
 
@@ -187,10 +192,10 @@ def _results(flags):
 def test_report_prints_the_note_above_the_tables():
     rep = build_report(_results({"ce": [1.0, 1.0, 0.0], "lico": [1.0, 1.0, 1.0]}),
                        metrics=["test/acc", "saliency/gradcam/pointing"])[0]
-    assert rep.at_chance == [{"arm": "ce", "dataset": "digits", "k": 2, "n": 3},
-                             {"arm": "lico", "dataset": "digits", "k": 3, "n": 3}]
+    assert rep.at_chance == [{"arm": "ce", "dataset": "digits", "k": 2, "n": 3, "trials": ["ce0", "ce1"]},
+                             {"arm": "lico", "dataset": "digits", "k": 3, "n": 3, "trials": ["lico0", "lico1", "lico2"]}]
     md = render([rep], "md")
-    note = md.index("⚠ At chance: ce · digits: 2/3 trials, lico · digits: 3/3 trials.")
+    note = md.index("⚠ At chance: ce · digits: 2/3 trials (ce0, ce1), lico · digits: 3/3 trials (lico0, lico1, lico2).")
     assert note < md.index("### Ablation table") < md.index("### Paired differences")
     assert "saliency and pointing numbers, and the paired comparisons of them below, are not evidence about LICO" in md
     assert "| ce | digits | 3 | - | - | - | - | - | - | at chance 2/3 |" in md      # the health table counts CE too
@@ -251,9 +256,11 @@ def test_old_experiment_without_the_flag_opens_in_report_and_dashboard(tmp_path,
     new = _root(tmp_path / "new", with_flag=True)
     assert main(["report", str(new), "--no-catalog"]) == 0
     out = capsys.readouterr().out
-    assert "⚠ At chance: ce · digits: 3/3 trials, lico · digits: 3/3 trials." in out
+    named = "ce · digits: 3/3 trials ({}), lico · digits: 3/3 trials ({}).".format(
+        *(", ".join(t.name for t in sorted(new.glob(f"exp/trial_*_{arm}"))) for arm in ("ce", "lico")))
+    assert "⚠ At chance: " + named in out, [ln for ln in out.splitlines() if "At chance" in ln]
     at = _page(new, monkeypatch)
-    assert any("At chance: ce · digits: 3/3 trials, lico · digits: 3/3 trials." in w.value for w in at.warning)
+    assert any("At chance: " + named in w.value for w in at.warning)
     # The trial page shows a CE trial's warning (CE has no LICO health curves) ...
     at = _page(new, monkeypatch, "trial")
     assert [w.value for w in at.warning if "at chance: test accuracy 11.1% on 360 images" in w.value]
