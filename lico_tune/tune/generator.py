@@ -29,12 +29,18 @@ evaluated values, tag): a trial the snapshot lacks is created again from that re
 id, first in line), and trials of the snapshot it does not know are the ones its deterministic
 sequence would make next, so it draws and records them. Experiments made before this version
 (whose generator kept no record) are left to Ray as before.
+
+The repair reads and edits Ray's and Optuna's internal state (the generators' counts and live
+trials, the repeater's groups, Ray's trial iterator, the Optuna searcher's trials), which Ray may
+change in any release: it runs only on the Ray minor version it was tested with (TESTED_RAY); on
+another, a resume warns that the snapshot was not checked and leaves the state to Ray.
 """
 from __future__ import annotations
 
 import copy
 import logging
 
+import ray
 from ray.tune.experiment.config_parser import _create_trial_from_spec
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Repeater, SearchGenerator
 
@@ -44,6 +50,23 @@ from ..storage import Storage
 
 logger = logging.getLogger(__name__)
 NEVER_RUN = "never run: its driver was interrupted"      # an Optuna trial's lico_tune user attr
+TESTED_RAY = "2.60"     # the Ray minor version whose internals the repair uses (tests/tune/test_search_resume.py)
+
+
+def repairs(version: str) -> bool:
+    """Whether the repair runs under this Ray version (its major.minor is TESTED_RAY's)."""
+    return version.split(".")[:2] == TESTED_RAY.split(".")
+
+
+def agree_or_warn(generator, trials: dict[str, dict], version: str) -> None:
+    """`generator.agree_with(trials)` under the tested Ray version, else a warning that it did not."""
+    if repairs(version):
+        generator.agree_with(trials)
+    else:
+        logger.warning("resume: the search state was not checked against the trials' snapshot: lico-tune's repair "
+                       "of a driver killed mid-save was tested with Ray %s.x and this is Ray %s, so the state is left "
+                       "to Ray, which may lose or hold back trials handed out after the last snapshot (docs/sweeps.md); "
+                       "install ray==%s.* for the checked resume", TESTED_RAY, version, TESTED_RAY)
 
 
 def _stack(searcher) -> list:
@@ -72,7 +95,7 @@ class LicoSearchGenerator(SearchGenerator):
         super().restore_from_dir(dirpath)
         trials = snapshot(dirpath)
         if trials:
-            self.agree_with(trials)
+            agree_or_warn(self, trials, ray.__version__)
 
     def agree_with(self, trials: dict[str, dict]) -> None:
         """Make the searcher stack, the cells and the count agree with `trials` (trial id -> its
@@ -176,7 +199,7 @@ class LicoVariantGenerator(BasicVariantGenerator):
         super().restore_from_dir(dirpath)
         trials = snapshot(dirpath)
         if trials and "_made" in self.__dict__:      # made by this version: it kept its record
-            self.agree_with(trials)
+            agree_or_warn(self, trials, ray.__version__)
 
     def agree_with(self, trials: dict[str, dict]) -> None:
         made = self.__dict__.setdefault("_made", {})

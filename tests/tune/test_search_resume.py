@@ -8,7 +8,9 @@ import pytest
 from ray.tune.search import ConcurrencyLimiter
 
 from lico_tune.keys import TRIAL_INDEX
-from lico_tune.tune.generator import NEVER_RUN, LicoSearchGenerator, LicoVariantGenerator
+import ray
+
+from lico_tune.tune.generator import NEVER_RUN, TESTED_RAY, LicoSearchGenerator, LicoVariantGenerator, agree_or_warn
 from lico_tune.tune.repeater import SeedRepeater
 from lico_tune.tune.searchers import LicoOptunaSearch, OptunaCells
 
@@ -197,6 +199,21 @@ def test_a_grid_resumed_from_an_older_snapshot_creates_the_lost_trials_again_fir
     assert [t.config["train.seed"] for t in rest] == [1, 2, 3], "the lost seed first, then the grid goes on"
     assert rest[0].trial_id not in {t.trial_id for t in made}, "a new id: the lost one's directory may hold a start"
     assert gen.is_finished()
+
+
+def test_the_repair_runs_only_under_the_tested_ray_and_says_so_under_another(tmp_path, caplog):
+    assert ray.__version__.startswith(TESTED_RAY + "."), "a new Ray: rerun this module, then move TESTED_RAY"
+    for version, repaired in ((ray.__version__, True), (TESTED_RAY + ".9", True), ("2.59.0", False), ("3.60.0", False)):
+        (tmp_path / version).mkdir()
+        gen, base = optuna_stack(tmp_path / version)
+        made = suggest(gen, 3)
+        caplog.clear()
+        agree_or_warn(gen, snapshot(made[:1]), version)
+        assert gen._counter == (1 if repaired else 3), version
+        assert set(base._ot_trials) == ({"t0"} if repaired else {"t0", "t1", "t2"})
+        untouched = [r.getMessage() for r in caplog.records if "was not checked" in r.getMessage()]
+        assert bool(untouched) != repaired, (version, untouched)
+    assert f"tested with Ray {TESTED_RAY}.x and this is Ray 3.60.0" in untouched[0] and "docs/sweeps.md" in untouched[0]
 
 
 def test_a_grid_resumed_from_a_newer_snapshot_does_not_create_its_trials_twice():
