@@ -5,15 +5,25 @@ Accuracies are stored in percent (train.evaluate: 100 * correct / total); insert
 pointing-game and energy scores (also on the shortcut patch) are fractions in [0, 1]; overall =
 insertion - deletion and lerf_morf = LeRF - MoRF deletion in [-1, 1]; the shortcut probe's
 accuracies in percent and its patch_reliance (a difference of two) in [-100, 100]; SES and the
-sanity check's Spearman correlations are in [-1, 1]; losses, temperatures, Sinkhorn errors and
-times are >= 0; the at-chance check's share and p-value and the 0/1 health flags
-are in [0, 1]. A name not listed has no known range (None: never clipped).
+sanity check's Spearman correlations are in [-1, 1]; losses, temperatures (MM's tau and its target),
+doses (ratios of gradient norms), Sinkhorn errors and iterations and times are >= 0; the at-chance
+check's share and p-value, the 0/1 health flags and each term's fraction of the squared gradient norm
+are in [0, 1]; the health checks' cosines are in [-1, 1]. A name not listed has no known range
+(None: never clipped).
 """
 from __future__ import annotations
 
 import math
 import re
 from typing import Optional
+
+from ..keys import (CLASS_TEXT_COS, MARGINAL_ERR, SINKHORN_ITERS, TAU, TAU_TARGET, TEXT_COS, TEXT_COS_BETWEEN,
+                    TEXT_COS_BETWEEN0, TEXT_COS_IMAGE, TEXT_COS_PROJ, dose, grad_frac)
+
+
+def _exact(*names: str) -> re.Pattern:
+    return re.compile("^(%s)$" % "|".join(map(re.escape, names)))
+
 
 _RANGES: list[tuple[re.Pattern, tuple[float, float]]] = [
     (re.compile(r"(^|/)acc(_ema)?$"), (0.0, 100.0)),
@@ -25,6 +35,10 @@ _RANGES: list[tuple[re.Pattern, tuple[float, float]]] = [
     (re.compile(r"^saliency/.+/(overall|ses|sanity_top|sanity_full|patched_overall|lerf_morf)$"), (-1.0, 1.0)),
     (re.compile(r"^saliency/.+/seconds$|^train/|^mm/temperature$|^lr$"), (0.0, math.inf)),
     (re.compile(r"^eval/(top_pred_share|chance_p)$|^health/warn/"), (0.0, 1.0)),
+    (_exact(TAU, TAU_TARGET, MARGINAL_ERR, SINKHORN_ITERS), (0.0, math.inf)),
+    (re.compile("^(%s|%s)" % (re.escape(dose("")), re.escape(dose("", untrained=True)))), (0.0, math.inf)),
+    (re.compile("^" + re.escape(grad_frac(""))), (0.0, 1.0)),
+    (_exact(TEXT_COS, TEXT_COS_PROJ, CLASS_TEXT_COS, TEXT_COS_BETWEEN, TEXT_COS_BETWEEN0, TEXT_COS_IMAGE), (-1.0, 1.0)),
 ]
 
 

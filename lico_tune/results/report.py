@@ -82,8 +82,9 @@ class ExperimentReport:
     def bold_arms(self, dataset: str, metric: str) -> set[str]:
         """The best arm where the paired interval separates it from the baseline: a better arm's
         interval of (arm - baseline) excludes 0 on the good side; a best baseline is bold when
-        every other arm's interval excludes 0 on the bad side. No baseline: nothing is bold."""
-        if not self.baseline:
+        every other arm's interval excludes 0 on the bad side. No baseline: nothing is bold, nor is a
+        health number (a larger tau or dose is not a better arm)."""
+        if not self.baseline or is_health(metric):
             return set()
         sign = 1.0 if self.modes[metric] == "max" else -1.0
         out = set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from ..keys import is_health
 from .health_table import chance_note
 from .resolution import IMAGE_RESAMPLES
 from .stats import BOOTSTRAP_MIN_N, CORRECTION_NAMES, POWER, WILCOXON_MIN_N
@@ -19,11 +20,14 @@ def caption(rep) -> str:
           f"BCa bootstrap, 10,000 resamples, t below n = {BOOTSTRAP_MIN_N}")
     ns = sorted(set(rep.summary["n"].astype(int))) if not rep.summary.empty else [0]
     n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
-    goals = ", ".join(f"{m} {rep.modes[m]}" for m in rep.metrics)
+    goals = ", ".join(f"{m} {rep.modes[m]}" for m in rep.metrics if not is_health(m))
+    against = "baseline" if len(rep.baselines) < 2 else f"first baseline ({rep.baseline})"
+    bold = (f"Bold: the best arm ({goals}) only where its paired {rep.pct} interval against the {against} excludes 0"
+            if goals else "Nothing is bold")
+    if any(map(is_health, rep.metrics)):
+        bold += "; the health numbers describe the LICO terms and are never bold"
     return (f"Final-epoch value, mean ± {rep.pct} CI half-width over seeds ({ci}; {n} per cell); "
-            f"an interval clipped to the metric's range is shown as [low, high]. Bold: the best arm "
-            f"({goals}) only where its paired {rep.pct} interval against the "
-            f"{'baseline' if len(rep.baselines) < 2 else f'first baseline ({rep.baseline})'} excludes 0. "
+            f"an interval clipped to the metric's range is shown as [low, high]. {bold}. "
             f"The statistics use the {rep.n_usable} finished trials with intact results of the arms shown "
             f"(the experiment's trials by status are counted above; damaged ones are listed below).")
 

@@ -169,6 +169,11 @@ def test_intervals_are_clipped_to_the_metrics_range_and_bold_needs_separation():
     assert metric_range("shortcut/acc_patched") == (0, 100) and metric_range("shortcut/patch_reliance") == (-100, 100)
     assert metric_range("saliency/gradcam/lerf_morf") == (-1, 1) == metric_range("saliency/gradcam/patched_overall")
     assert metric_range("saliency/gradcam/deletion_lerf") == (0, 1) and metric_range("saliency/gradcam/seconds") != (0, 1)
+    # The health numbers the report can tabulate (a learnable tau can run away: mean 7e10 +- 1.5e11 at n = 9)
+    for name in ("health/tau", "health/tau_target", "health/dose0/mm", "health/dose/ot", "health/sinkhorn_iters"):
+        assert metric_range(name) == (0, math.inf), name
+    assert metric_range("health/grad_frac/mm") == (0, 1) and metric_range("health/text_cos_between") == (-1, 1)
+    assert metric_range("health/mm_ref_change") is None and metric_range("health/tau_other") is None
     res, trials = fixed_results(n_seeds=2)
     for t in trials:                  # accuracies near 100 with a spread: the raw t interval passes 100
         if t["arm"] == "lico":
@@ -193,6 +198,26 @@ def test_intervals_are_clipped_to_the_metrics_range_and_bold_needs_separation():
     # A clear effect at n = 5 is bold.
     rep5 = build_report(fixed_results(n_seeds=5, effect=5.0)[0])[0]
     assert rep5.bold_arms("digits", "test/acc") == {"lico"}
+
+
+def test_a_health_number_is_never_bold_and_its_interval_is_clipped():
+    """A larger tau is not a better arm, though its paired interval excludes 0; a runaway tau's t
+    interval reaches below 0 and is clipped there."""
+    res, trials = fixed_results(n_seeds=5, effect=5.0)
+    for t in trials:
+        t["final"]["health/tau"] = (1e11 * (t["seed"] % 2) + 1e9 * t["seed"]) if t["arm"] == "lico" else 0.3 + 0.01 * t["seed"]
+        t["final"]["health/dose0/mm"] = 6.0 + t["seed"] + (60.0 if t["arm"] == "other" else 0.0)
+    res = build_results("/nowhere", [{"experiment": "e", "arms": {a: {} for a in ARMS},
+                                      "metrics": {"test/acc": "max"}}], trials)
+    rep = build_report(res, metrics=["test/acc", "health/tau", "health/dose0/mm"])[0]
+    assert rep.pair("other", "digits", "health/dose0/mm")["ci_low"] > 0 and rep.best_arms("digits", "health/dose0/mm") == {"other"}
+    assert rep.bold_arms("digits", "health/dose0/mm") == set() == rep.bold_arms("digits", "health/tau")
+    assert rep.bold_arms("digits", "test/acc") == {"lico"}, "accuracy is still bold where it separates"
+    tau = rep.cell("lico", "digits", "health/tau")
+    assert tau["mean"] - tau["half_width"] < 0 and tau["clipped"] and tau["ci_low"] == 0.0
+    md = render([rep], "md")
+    assert "Bold: the best arm (test/acc max) only where" in md and "health/tau max" not in md
+    assert "the health numbers describe the LICO terms and are never bold" in md
 
 
 def test_report_prints_correction_small_n_warning_and_mde():
