@@ -14,7 +14,6 @@ aligns with the text. Every backbone takes 1- or 3-channel images.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet
 from torchvision.models import resnet50 as tv_resnet50

@@ -14,7 +14,6 @@ import types
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lico_tune.cli import main
 from lico_tune.errors import SpecError

@@ -5,7 +5,6 @@ metric's range, and bold only where the paired interval excludes 0."""
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
