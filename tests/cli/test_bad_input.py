@@ -1,5 +1,5 @@
-"""The bad-input corpus (issue 11): specs, --set values, CLI arguments, checkpoints and result
-roots a careless or hostile user may give. Every case must exit 2 with one paragraph on stderr
+"""The bad-input corpus (issue 11): specs, --set values and CLI arguments a careless or hostile user
+may give (checkpoints and result roots: test_bad_files.py, with this module's harness). Every case must exit 2 with one paragraph on stderr
 that names the culprit (field path or file) and says what to do, print no traceback, and leave
 every file of the test's directory (specs, roots, checkpoints, the working directory) unchanged.
 
@@ -61,7 +61,7 @@ def ws(tmp_path, monkeypatch, tmp_path_factory):
     return tmp_path
 
 
-def _check(ws: Path, capsys, argv: list[str], culprit: str) -> None:
+def check_refused(ws: Path, capsys, argv: list[str], culprit: str) -> None:
     before = checksums(ws)
     try:
         rc = main(argv)
@@ -133,14 +133,14 @@ RAW_SPECS = [  # (id, file content, culprit)
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_bad_spec_file(ws, capsys, command, content, culprit):
     path = _write_spec(ws, content)
-    _check(ws, capsys, [command, str(path)], culprit)
+    check_refused(ws, capsys, [command, str(path)], culprit)
 
 
 def test_missing_and_directory_spec(ws, capsys):
-    _check(ws, capsys, ["validate", str(ws / "nope.yaml")], "nope.yaml")
-    _check(ws, capsys, ["run", str(ws / "nope.yaml")], "nope.yaml")
+    check_refused(ws, capsys, ["validate", str(ws / "nope.yaml")], "nope.yaml")
+    check_refused(ws, capsys, ["run", str(ws / "nope.yaml")], "nope.yaml")
     (ws / "adir").mkdir()
-    _check(ws, capsys, ["validate", str(ws / "adir")], "adir")
+    check_refused(ws, capsys, ["validate", str(ws / "adir")], "adir")
 
 
 # ----------------------------------------------------------------------------- field values
@@ -204,13 +204,13 @@ def _fid(case) -> str:
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_bad_field_in_spec(ws, capsys, command, path, value, culprit):
     spec = _write_spec(ws, _spec_with(path, value))
-    _check(ws, capsys, [command, str(spec)], culprit)
+    check_refused(ws, capsys, [command, str(spec)], culprit)
 
 
 @pytest.mark.parametrize("path,value,culprit", FIELDS, ids=[_fid(c) for c in FIELDS])
 def test_bad_field_by_set(ws, capsys, path, value, culprit):
     shown = json.dumps(value).replace("Infinity", ".inf").replace("NaN", ".nan")
-    _check(ws, capsys, ["validate", str(ws / "ok.yaml"), "--set", f"{path}={shown}"], culprit)
+    check_refused(ws, capsys, ["validate", str(ws / "ok.yaml"), "--set", f"{path}={shown}"], culprit)
 
 
 # ----------------------------------------------------------------------------- search spaces and arms
@@ -261,7 +261,7 @@ ARMS = [  # (ablation section, culprit)
 def test_bad_search_space(ws, capsys, command, search, culprit):
     spec = copy.deepcopy(VALID)
     spec["search"] = {**spec["search"], **search}
-    _check(ws, capsys, [command, str(_write_spec(ws, spec))], culprit)
+    check_refused(ws, capsys, [command, str(_write_spec(ws, spec))], culprit)
 
 
 @pytest.mark.parametrize("ablation,culprit", ARMS, ids=[str(i) for i in range(len(ARMS))])
@@ -269,14 +269,14 @@ def test_bad_search_space(ws, capsys, command, search, culprit):
 def test_bad_arm(ws, capsys, command, ablation, culprit):
     spec = copy.deepcopy(VALID)
     spec["ablation"] = ablation
-    _check(ws, capsys, [command, str(_write_spec(ws, spec))], culprit)
+    check_refused(ws, capsys, [command, str(_write_spec(ws, spec))], culprit)
 
 
 def test_smoke_test_checks_before_shrinking(ws, capsys):
     """The shrink keeps only the first grid value: the bad second one must be refused first."""
     spec = copy.deepcopy(VALID)
     spec["search"] = {"space": {"train.epochs": {"grid": [1, 0]}}}
-    _check(ws, capsys, ["run", str(_write_spec(ws, spec)), "--smoke-test"], "train.epochs")
+    check_refused(ws, capsys, ["run", str(_write_spec(ws, spec)), "--smoke-test"], "train.epochs")
 
 
 # ----------------------------------------------------------------------------- --set values
@@ -296,7 +296,7 @@ SETS = [  # (--set text, culprit)
 
 @pytest.mark.parametrize("text,culprit", SETS, ids=[str(i) for i in range(len(SETS))])
 def test_bad_set_value(ws, capsys, text, culprit):
-    _check(ws, capsys, ["validate", str(ws / "ok.yaml"), "--set", text], culprit)
+    check_refused(ws, capsys, ["validate", str(ws / "ok.yaml"), "--set", text], culprit)
 
 
 # ----------------------------------------------------------------------------- CLI arguments
@@ -333,130 +333,7 @@ CLI = [  # (argv with {ok} = the valid spec and {ws} = the workspace, culprit)
 def test_bad_cli_arguments(ws, capsys, argv, culprit):
     (ws / "empty-root").mkdir()
     argv = [a.format(ok=ws / "ok.yaml", ws=ws) for a in argv]
-    _check(ws, capsys, argv, culprit.format(ws=ws))
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _good_state():
-    import torch
-    from lico_tune.spec import TrialConfig
-    g = torch.Generator().manual_seed(0)
-    cfg = TrialConfig.model_validate(VALID["base"]).model_dump(mode="json")
-    return {"model": {"classifier.fc.weight": torch.randn(10, 64, generator=g),
-                      "classifier.fc.bias": torch.zeros(10)}, "ema": None, "epoch": 1, "config": cfg, "history": []}
-
-
-def _flip_weight_byte(path: Path) -> None:
-    """Flip one byte inside the stored weight tensor (torch keeps tensors as raw zip entries)."""
-    import torch
-    data = bytearray(path.read_bytes())
-    w = _good_state()["model"]["classifier.fc.weight"].numpy().tobytes()
-    at = data.find(w)
-    assert at > 0, "the weight tensor's bytes are not stored verbatim"
-    data[at + 100] ^= 0x10
-    path.write_bytes(bytes(data))
-    assert torch.load(path, weights_only=True)["model"]["classifier.fc.weight"].numel() == 640  # still loads
-
-
-def _make_checkpoint(kind: str, path: Path) -> None:
-    import io
-    import pickle
-    import torch
-    from lico_tune.train.checkpoint import save_checkpoint
-    state = _good_state()
-    if kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "random-bytes":
-        path.write_bytes(bytes(range(256)) * 8)
-    elif kind == "truncated":
-        save_checkpoint(state, path)
-        path.write_bytes(path.read_bytes()[:300])
-    elif kind == "tensor-only":
-        torch.save(torch.zeros(3), path)
-    elif kind == "list":
-        torch.save([1, 2, 3], path)
-    elif kind == "no-config":
-        torch.save({k: v for k, v in state.items() if k != "config"}, path)
-    elif kind == "invalid-config":
-        torch.save({**state, "config": {"train": {"epochs": 0}}}, path)
-    elif kind == "config-not-a-dict":
-        torch.save({**state, "config": "lico"}, path)
-    elif kind == "model-not-a-dict":
-        torch.save({**state, "model": 5}, path)
-    elif kind == "flipped-weight-byte":
-        save_checkpoint(state, path)
-        _flip_weight_byte(path)
-    elif kind == "pickle-with-code":
-        class Evil:
-            def __reduce__(self):
-                return (print, ("pwned",))
-        buf = io.BytesIO()
-        torch.save({"model": {}, "config": state["config"], "epoch": 1, "x": Evil()}, buf, pickle_module=pickle)
-        path.write_bytes(buf.getvalue())
-    elif kind == "yaml-file":
-        path.write_text("name: not a checkpoint\n")
-
-
-CHECKPOINTS = ["empty", "random-bytes", "truncated", "tensor-only", "list", "no-config", "invalid-config",
-               "config-not-a-dict", "model-not-a-dict", "flipped-weight-byte", "pickle-with-code", "yaml-file"]
-
-
-@pytest.mark.parametrize("kind", CHECKPOINTS)
-@pytest.mark.parametrize("command", ["explain", "rerun", "train"])
-def test_damaged_checkpoint(ws, capsys, command, kind):
-    run_dir = ws / "run"
-    run_dir.mkdir()
-    _make_checkpoint(kind, run_dir / "checkpoint.pt")
-    argv = {"explain": ["explain", str(run_dir / "checkpoint.pt"), "-o", str(ws / "cwd" / "x.png")],
-            "rerun": ["rerun", str(run_dir)],
-            "train": ["train", str(ws / "ok.yaml"), "--out", str(run_dir), "--resume", "--quiet"]}[command]
-    _check(ws, capsys, argv, "damaged or not a lico-tune checkpoint")
-
-
-# ----------------------------------------------------------------------------- result roots
-
-
-def _damaged_root(ws: Path, kind: str) -> Path:
-    root = ws / f"root-{kind}"
-    exp = root / "exp1"
-    exp.mkdir(parents=True)
-    if kind == "state-wrong-shape":
-        (exp / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": {"a": 1}}')
-    elif kind == "state-not-json":
-        (exp / "experiment_state-2026-01-01_00-00-00.json").write_text("{not json")
-    elif kind == "state-list":
-        (exp / "experiment_state-2026-01-01_00-00-00.json").write_text("[1, 2, 3]")
-    elif kind == "run-file-wrong-shape":
-        (exp / "lico_run.yaml").write_text("spec: 3\n")
-    elif kind == "run-file-binary":
-        (exp / "lico_run.yaml").write_bytes(b"\xff\xfe\x00")
-    elif kind == "catalog-not-a-database":
-        (exp / "lico_run.yaml").write_text("spec: 3\n")
-        (root / "lico-tune.db").write_text("not a database")
-    return root
-
-
-ROOTS = ["state-wrong-shape", "state-not-json", "state-list", "run-file-wrong-shape", "run-file-binary",
-         "catalog-not-a-database"]
-
-
-@pytest.mark.parametrize("kind", ROOTS)
-def test_damaged_result_root_report(ws, capsys, kind):
-    root = _damaged_root(ws, kind)
-    _check(ws, capsys, ["report", str(root)], str(root))
-
-
-@pytest.mark.parametrize("kind", ROOTS)
-def test_damaged_experiment_resume(ws, capsys, kind):
-    root = _damaged_root(ws, kind)
-    _check(ws, capsys, ["resume", str(root / "exp1")], "exp1")
-
-
-def test_index_refuses_a_catalog_that_is_not_a_database(ws, capsys):
-    root = _damaged_root(ws, "catalog-not-a-database")
-    _check(ws, capsys, ["index", str(root)], "catalog")
+    check_refused(ws, capsys, argv, culprit.format(ws=ws))
 
 
 @pytest.mark.parametrize("setting", ["train.lr=100", "train.text_lr=10", "train.weight_decay=0.3",

@@ -7,7 +7,8 @@ failure is one paragraph naming the file (exit 2), and a reader of a whole root 
 leaves the trial or experiment out with that warning. Each command runs in a subprocess under a
 1 GiB address-space cap (RLIMIT_AS) and a timeout: a hang or a flood fails the test, not the
 machine. Trees are compared before and after (lstat-based: a FIFO is never opened) and every
-symlink's target outside is byte-identical afterwards.
+symlink's target outside is byte-identical afterwards. The layer's own tests, without an
+experiment: test_safe_layer.py.
 """
 from __future__ import annotations
 
@@ -16,12 +17,9 @@ import json
 import os
 import resource
 import shutil
-import socket
 import stat
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -29,12 +27,9 @@ import pytest
 from lico_tune.cli import main
 from lico_tune.layout import CATALOG_FILE, DRIVER_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE, SUMMARY_FILE
 from lico_tune.results.scan import scan_root
-from lico_tune.results.liveness import FUTURE_TOLERANCE_S, STALE_S, driver_state, driver_verdict
-from lico_tune.storage.safe_files import MAX_READ_BYTES, UnsafeFile, read_bytes, write_atomic
-from lico_tune.storage import Storage, write_text
 from ray_helpers import REPO, kill_started, lico_tune_cleanly, private_tmpdir, ray_env
 from conftest import assert_refused
-from os_helpers import NO_DAC, Tmpfs
+from os_helpers import NO_DAC, Tmpfs, fill, in_time, temporary_files
 
 pytest_plugins = ["results_fixtures"]
 
@@ -97,125 +92,10 @@ def exp(finished, tmp_path) -> Path:
     return tmp_path / "res" / "done"
 
 
-def fill(disk: Path) -> None:
-    """Write a filler file until the filesystem at `disk` is full."""
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError as exc:
-        assert exc.errno == 28, exc
-    finally:
-        os.close(fd)
-
-
-def temporary_files(d: Path) -> list[str]:
-    """What write_atomic leaves if it fails to clean up: .<name>.<random>.tmp."""
-    return [p.name for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
-
-
 def trials(exp: Path) -> list[Path]:
     found = sorted(exp.glob("trial_*"))
     assert len(found) == 2, found
     return found
-
-
-def in_time(fn, timeout_s: float = 30.0):
-    """fn() in a thread that must end within timeout_s (a FIFO opened without O_NONBLOCK waits forever)."""
-    box: dict = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:     # noqa: BLE001 - handed to the test
-            box["error"] = exc
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout_s)
-    assert not t.is_alive(), f"still reading after {timeout_s} s (a FIFO or device was opened blocking)"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-# ----------------------------------------------------------------------------- the layer itself
-
-
-def test_reads_refuse_special_files_links_out_and_oversized_files(tmp_path):
-    root = tmp_path / "exp"
-    root.mkdir()
-    (tmp_path / "outside.json").write_text('{"secret": 1}')
-    os.mkfifo(root / "fifo.json")
-    (root / "zero.json").symlink_to("/dev/zero")
-    (root / "out.json").symlink_to(tmp_path / "outside.json")
-    with socket.socket(socket.AF_UNIX) as s:
-        s.bind(str(root / "sock.json"))
-        with open(root / "big.json", "wb") as f:       # sparse: no disk used
-            f.truncate(MAX_READ_BYTES + 1)
-        for name, says in [("fifo.json", "named pipe (FIFO)"), ("zero.json", "character device"),
-                           ("sock.json", "socket"), ("out.json", "outside"), ("big.json", "bytes")]:
-            with pytest.raises(UnsafeFile) as got:
-                in_time(lambda: read_bytes(str(root / name), within=str(root)))
-            assert str(root / name) in str(got.value) and says in str(got.value), got.value
-            assert Storage(str(root)).read_text(str(root / "ok.json")) is None      # missing: still None
-    (root / "ok.json").write_text('{"a": 1}')
-    (root / "in.json").symlink_to("ok.json")                                      # a link inside: followed
-    assert Storage(str(root)).read_text(str(root / "in.json")) == '{"a": 1}'
-
-
-def test_writes_replace_a_symlink_and_never_write_its_target(tmp_path):
-    root = tmp_path / "exp"
-    root.mkdir()
-    outside = tmp_path / "outside.txt"
-    outside.write_text("another application's file\n")
-    before = outside.read_bytes()
-    for name in (SUMMARY_FILE, DRIVER_FILE, MANIFEST_FILE):
-        (root / name).symlink_to(outside)
-        write_text(str(root / name), "{}\n")                    # what summary.py, liveness.py and lico_tune/trust call
-        assert not (root / name).is_symlink() and (root / name).read_text() == "{}\n"
-    assert outside.read_bytes() == before
-    sub = root / "trial_x"
-    sub.symlink_to(tmp_path)                                   # a folder leading out of the experiment
-    with pytest.raises(UnsafeFile, match="outside"):
-        Storage(str(root)).write_text(str(sub / "result.json"), "{}")
-    assert not (tmp_path / "result.json").exists()
-    assert not temporary_files(root), "a temporary file was left"
-
-
-def test_a_full_disk_leaves_the_previous_file_whole(tmp_path):
-    with Tmpfs(tmp_path / "small", "1m") as fs:
-        target = fs.path / "summary.json"
-        write_atomic(str(target), b"previous\n")
-        fill(fs.path)
-        with pytest.raises(OSError) as got:
-            write_atomic(str(target), b"x" * 200_000)
-        assert got.value.errno == 28                                         # ENOSPC
-        assert target.read_bytes() == b"previous\n"
-        assert sorted(p.name for p in fs.path.iterdir()) == ["filler", "summary.json"]
-
-
-# ----------------------------------------------------------------------------- status from facts
-
-
-@pytest.mark.parametrize("heartbeat, alive, rule", [
-    (lambda now: now - STALE_S / 2, True, "s old"),
-    (lambda now: now + FUTURE_TOLERANCE_S / 2, True, "s old"),          # small skew: tolerated
-    (lambda now: now - STALE_S - 5, False, "last heartbeat is"),
-    (lambda now: now + 86400, False, "in the future"),                  # a day ahead: not forever 'running'
-    (lambda now: 1e308, False, "in the future"),
-    (lambda now: float("inf"), False, "not a time"),
-    (lambda now: "soon", False, "not a time"),
-])
-def test_a_driver_on_another_host_is_judged_by_the_readers_clock(tmp_path, heartbeat, alive, rule):
-    now = time.time()
-    rec = {"pid": 4242, "host": "elsewhere-" + socket.gethostname(), "proc_start": "1", "started": now - 100,
-           "heartbeat": heartbeat(now), "ended": None, "outcome": None}
-    got, why = driver_verdict(rec, now)
-    assert got is alive and rule in why and "cannot be checked" in why, (got, why)
-    (tmp_path / DRIVER_FILE).write_text(json.dumps(rec))          # json writes inf as Infinity, read back as inf
-    state = driver_state(Storage(str(tmp_path)), str(tmp_path))
-    assert state.live is alive and state.state == ("running" if alive else "interrupted"), state
-    assert rule in state.why, state.why                             # the report and dashboard say which rule decided
 
 
 # ----------------------------------------------------------------------------- FIFOs and /dev/zero, by command
