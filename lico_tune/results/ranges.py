@@ -64,3 +64,11 @@ def clip(low: float, high: float, rng: Optional[tuple[float, float]]) -> tuple[f
     lo = low if math.isnan(low) else min(max(low, rng[0]), rng[1])
     hi = high if math.isnan(high) else min(max(high, rng[0]), rng[1])
     return lo, hi
+
+
+def clipped_interval(metric: str, mean: float, half_width: float) -> Optional[tuple[float, float]]:
+    """mean ± half_width clipped to the metric's range, or None where it fits (then 'mean ± half_width'
+    says it; else 'mean [low, high]': an accuracy of 73.96 ± 101.5 at n = 2 is 73.96 [0.00, 100.00])."""
+    lo, hi = mean - half_width, mean + half_width
+    clo, chi = clip(lo, hi, metric_range(metric))
+    return None if (clo, chi) == (lo, hi) else (clo, chi)

@@ -17,7 +17,7 @@ from ..keys import is_health
 from .baselines import names, paired_section, resolve_baselines
 from .health_table import chance_cells, health_table
 from .power import seeds_for_half_width
-from .ranges import clip, difference_range, metric_range
+from .ranges import clip, clipped_interval, difference_range
 from .stats import CORRECTION_NAMES, POWER, aggregate, best_configs, correct_family, family_size, plain_value
 from .report_text import is_missing, num, p_text, short
 from .table import Results, status_counts
@@ -218,9 +218,8 @@ class ExperimentReport:
             d = self.decimals(r["metric"])
             val = num(r["mean"], d)
             if not math.isnan(r["half_width"]):   # clipped to the metric's range as in the ablation table
-                lo, hi = r["mean"] - r["half_width"], r["mean"] + r["half_width"]
-                clo, chi = clip(lo, hi, metric_range(r["metric"]))
-                val += f" ± {r['half_width']:.{d}f}" if (clo, chi) == (lo, hi) else f" [{num(clo, d)}, {num(chi, d)}]"
+                clipped = clipped_interval(r["metric"], r["mean"], r["half_width"])
+                val += f" ± {r['half_width']:.{d}f}" if clipped is None else f" [{num(clipped[0], d)}, {num(clipped[1], d)}]"
             cfg = ", ".join(f"{k}={short(v)}" for k, v in r["config"].items()) or "(arm only)"
             rows.append({"metric": r["metric"], "dataset": r["dataset"], "goal": r["mode"], "arm": r["arm"],
                          "configuration": cfg, "mean": val, "n": int(r["n"]), "trials": ", ".join(r["trials"])})

@@ -16,6 +16,7 @@ from ..errors import error_reason
 from ..keys import config_id
 from ..layout import SUMMARY_FILE
 from ..plan import Plan
+from ..results.ranges import clipped_interval
 from ..results.stats import aggregate, best_configs, pareto_mask
 from ..storage import join, write_text
 
@@ -87,7 +88,8 @@ def _per_group(done: list[dict], shown: list[str]) -> list[str]:
 
 
 def _best_lines(done: list[dict], metrics: dict[str, str], experiment: str) -> list[str]:
-    """'best METRIC (mode): mean ± half-width (n=K seeds) - configuration ID, arm, dataset, values;
+    """'best METRIC (mode): mean ± half-width (or [low, high], clipped to the metric's range) (n=K seeds)
+    - configuration ID, arm, dataset, values;
     trials ...' per metric and dataset: the configuration (all its seeds) with the best mean
     (`results.stats.best_configs`: only configurations with the most seeds compete)."""
     lines = []
@@ -103,7 +105,9 @@ def _best_lines(done: list[dict], metrics: dict[str, str], experiment: str) -> l
             continue
         for _, b in hits.iterrows():
             values = ", ".join(f"{k}={_fmt(v)}" for k, v in b["config"].items())
-            spread = "" if math.isnan(b["half_width"]) else f" ± {_fmt(b['half_width'])}"
+            clipped = None if math.isnan(b["half_width"]) else clipped_interval(metric, b["mean"], b["half_width"])
+            spread = ("" if math.isnan(b["half_width"]) else f" ± {_fmt(b['half_width'])}" if clipped is None
+                      else f" [{_fmt(clipped[0])}, {_fmt(clipped[1])}]")
             lines.append(f"best {metric} ({mode}): {_fmt(b['mean'])}{spread} (n={b['n']} seeds) - configuration "
                          f"{b['config_id']}, arm {b['arm']}, dataset {b['dataset']}" + (f", {values}" if values else "")
                          + f"; trials {', '.join(b['trials'])}")

@@ -198,6 +198,17 @@ def test_best_configuration_is_a_configuration_over_all_its_seeds_not_a_lucky_tr
                     f"lico.ot.epsilon=0.1; trials a0, a1, a2")
 
 
+def test_the_summarys_best_interval_is_clipped_to_the_metrics_range_as_the_reports():
+    """Two seeds at 65.98 and 81.94 (make demo's digits CE): t(0.975, 1) x sem = 101.4, so the
+    interval is printed clipped to accuracy's range, [0, 100], not as '73.96 ± 101.4'."""
+    from lico_tune.tune.summary import _best_lines
+    rows = [{"trial_id": f"c{i}", "arm": "ce", "dataset": "digits", "config_id": "C", "params": {"train.seed": i},
+             "val/acc": acc} for i, acc in enumerate([65.98, 81.94])]
+    (line,) = _best_lines(rows, {"val/acc": "max"}, "x")
+    assert stats.t.ppf(0.975, 1) * stats.sem([65.98, 81.94]) > 100
+    assert line.startswith("best val/acc (max): 73.96 [0, 100] (n=2 seeds) - configuration C, arm ce"), line
+
+
 def test_random_with_repeats_goes_through_the_repeater_and_smoke_keeps_two_trials(tiny_trial_tree, tmp_path):
     from ray.tune.search.optuna import OptunaSearch
     from lico_tune.spec import load_spec
