@@ -22,7 +22,8 @@ for _, e in res.experiments.iterrows():
     row = {"experiment": e["experiment"], "created": str(e["created"] or "")[:16].replace("T", " "),
            "state": e.get("run_state") or common.MISSING, "trials": len(t),
            "finished": c.get("finished", 0), "running": c.get("running", 0) + c.get("pending", 0),
-           "interrupted": c.get("interrupted", 0), "errored": c.get("errored", 0), "damaged": int(t["damaged"].sum())}
+           "interrupted": c.get("interrupted", 0), "orphaned": c.get("orphaned", 0), "errored": c.get("errored", 0),
+           "damaged": int(t["damaged"].sum())}
     # A best validation accuracy per dataset (never test: that would select on it; a number picked
     # across datasets compares nothing).
     if "val/acc" in t.columns:
@@ -45,8 +46,8 @@ if e.get("run_state") == "interrupted":
                f"experiment directory, {common.md(e['path'])}.")
 elif e.get("run_state") == "running":
     st.info(f"**Running** ({common.md(e.get('run_note'))}). *Live update* in the sidebar follows it.")
-cols = st.columns(5)
-for col, status in zip(cols, ("finished", "running", "pending", "errored", "interrupted")):
+cols = st.columns(6)
+for col, status in zip(cols, ("finished", "running", "pending", "errored", "interrupted", "orphaned")):
     col.metric(status.capitalize(), counts.get(status, 0))
 
 metrics = default_metrics(r, name)

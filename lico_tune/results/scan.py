@@ -14,6 +14,9 @@ root, each with its trials.
 
 A trial's status is Ray's, made true by the driver's state (`liveness.true_status`): a trial Ray
 saved as RUNNING or PENDING when its driver was stopped (Ctrl-C, SIGTERM, SIGKILL) is 'interrupted'.
+An unfinished trial directory that Tune's saved state does not know, in an experiment whose driver
+is gone, is 'orphaned': its driver was killed before it saved that the trial had started, and
+`lico-tune resume` runs that trial again under a new id (tune/generator.py).
 One trial directory -> its record: trial_scan.py (damaged trials are kept with a warning, out of the
 statistics); its reported rows and the values that cannot be measurements: reported.py. An
 experiment whose files are of the wrong shape is kept with a warning and no trials.
@@ -30,7 +33,7 @@ from .liveness import driver_state
 from .trial_scan import load_yaml_or_none, pending_trial, scan_trial
 from .tune_state import is_state_file, latest_state_name, read_state
 
-STATUSES = ("finished", "running", "pending", "paused", "errored", "interrupted")
+STATUSES = ("finished", "running", "pending", "paused", "errored", "interrupted", "orphaned")
 
 
 def is_experiment(entries) -> bool:
@@ -118,6 +121,8 @@ def _scan_experiment(storage: Storage, path: str) -> tuple[dict, list[dict]]:
         if tid not in seen:
             trials.append(pending_trial(name, tid, join(path, s.get("dir") or tid), s, driver))
     _one_per_seed(trials, set(state))
+    if state and not driver.live:
+        _orphans(trials, set(state))
     counts: dict[str, int] = {}
     for t in trials:
         counts[t["status"]] = counts.get(t["status"], 0) + 1
@@ -151,6 +156,17 @@ def _one_per_seed(trials: list[dict], in_state: set[str]) -> None:
             t["usable"], t["damaged"] = False, True
         else:
             first[key] = t
+
+
+def _orphans(trials: list[dict], in_state: set[str]) -> None:
+    """Unfinished trials Tune's saved state does not know, their driver gone: 'orphaned', kept, named
+    and left out of the statistics (a finished one is a complete run and stays: _one_per_seed)."""
+    for t in trials:
+        if t["trial_id"] not in in_state and t["status"] in ("interrupted", "running", "pending", "paused"):
+            t["status"], t["usable"], t["damaged"] = "orphaned", False, True
+            t["warnings"].append("not in the experiment's saved state: its driver was killed before saving that this "
+                                 "trial had started, so `lico-tune resume` runs it again under a new id; this "
+                                 "unfinished directory is kept and left out of the statistics")
 
 
 def scan_root(root: str) -> tuple[list[dict], list[dict]]:
